@@ -1,0 +1,101 @@
+/**
+ * buildApp: the Fastify instance with every part registered explicitly, in order.
+ * It never listens (house rule 1); `main.ts` does, and tests listen on port 0.
+ */
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { MessageService } from './domain/messages.js';
+import { UserService } from './domain/users.js';
+import { AppError } from './errors.js';
+import type { App } from './http/app-types.js';
+import { registerAuth } from './http/auth.js';
+import { registerBodyParser } from './http/body.js';
+import { docsRoutes } from './http/docs.js';
+import { healthRoutes } from './http/health.js';
+import { legacyRoutes } from './http/legacy.js';
+import { messageRoutes } from './http/messages.js';
+import { problemRoutes, registerProblemHandlers, sendProblem } from './http/problems.js';
+import { addMethodNotAllowed, recordRoutes, type RouteEntry } from './http/route-table.js';
+import { validatorCompiler } from './http/validation.js';
+import type { Hub } from './realtime/hub.js';
+import type { Storage } from './storage/storage.js';
+import { packageVersion } from './version.js';
+
+/** What the app is built from; `main.ts` (or a test) makes each one. */
+export interface AppDeps {
+  config: Config;
+  storage: Storage;
+  hub: Hub;
+  logger: Logger;
+}
+
+/** The built app, with its route table for the docs and the access tests. */
+export type PostboxApp = App & { routeTable: readonly RouteEntry[] };
+
+/** The largest body accepted: a maximal message with every byte JSON-escaped, plus room for the rest. */
+export function bodyLimitFor(maxMessageBytes: number): number {
+  return Math.max(1024 * 1024, maxMessageBytes * 6 + 16 * 1024);
+}
+
+let requestCounter = 0;
+
+/**
+ * Access logging at debug level: two info lines per request would be the largest single
+ * cost at tens of thousands of requests a second. Errors are logged by the error handler.
+ */
+class AccessLog extends LogController {
+  override incomingRequest(): void {}
+
+  override requestCompleted(_error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    reply.log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request completed');
+  }
+}
+
+/** Builds the Postbox HTTP app. */
+export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
+  const { config, storage, hub, logger } = deps;
+  const bodyLimit = bodyLimitFor(config.maxMessageBytes);
+  // Typed as Fastify's logger so every route and plugin sees one logger type.
+  const loggerInstance: FastifyBaseLogger = logger;
+
+  const app = Fastify({
+    loggerInstance,
+    logController: new AccessLog(),
+    bodyLimit,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[\w.:-]{1,64}$/.test(given) ? given : `r${(++requestCounter).toString(36)}`;
+    },
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
+    frameworkErrors: (error, _request, reply) => {
+      const detail = error.code === 'FST_ERR_BAD_URL' ? 'the URL is not valid percent-encoded UTF-8' : error.message;
+      void sendProblem(reply, new AppError('validation', detail, { errors: [{ field: 'url', message: 'is not valid' }] }));
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  const routeTable = recordRoutes(app, { publicPrefixes: ['/docs'] });
+  app.setValidatorCompiler(validatorCompiler());
+  registerBodyParser(app, bodyLimit);
+  registerProblemHandlers(app, bodyLimit);
+
+  const users = new UserService(storage, { mode: config.auth, adminToken: config.adminToken });
+  const messages = new MessageService(storage, hub, { maxMessageBytes: config.maxMessageBytes });
+  registerAuth(app, users, config.auth);
+
+  // The document generator must be in place before the routes it describes.
+  await docsRoutes(app, { version: packageVersion() });
+  healthRoutes(app, storage);
+  problemRoutes(app);
+  legacyRoutes(app, messages);
+  messageRoutes(app, messages);
+
+  // Last, once every route (plugins' included) is known.
+  void app.register((instance, _options, done) => {
+    addMethodNotAllowed(instance, routeTable);
+    done();
+  });
+  return Object.assign(app, { routeTable });
+}

@@ -1,0 +1,82 @@
+/**
+ * The `postbox` command line: a table of commands, each with its own `--help`.
+ *
+ * Output to a person goes to stdout/stderr directly: it is the program's answer, not logging.
+ */
+import { settingsHelp } from '../config.js';
+import { runServer } from '../main.js';
+
+/** Where a command writes. */
+export interface CliIO {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}
+
+/** What every command receives. */
+export interface CliContext {
+  env: Readonly<Record<string, string | undefined>>;
+  io: CliIO;
+}
+
+/** One command of the table. */
+export interface Command {
+  summary: string;
+  usage: string;
+  /** Extra help below the usage line. */
+  help?: () => string;
+  run: (args: string[], ctx: CliContext) => Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  serve: {
+    summary: 'run the server (what npm start runs)',
+    usage: 'postbox serve [options]',
+    help: () => `Every setting can be given as a flag or an environment variable; flags win.\n\n${settingsHelp()}`,
+    run: (args, ctx) => runServer(args, ctx.env),
+  },
+};
+
+/** Registers more commands (the client commands live beside this file). */
+export function commandTable(): Record<string, Command> {
+  return COMMANDS;
+}
+
+function overview(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  return [
+    'postbox: a self-hosted messaging API',
+    '',
+    'Usage: postbox <command> [options]',
+    '',
+    'Commands:',
+    ...lines,
+    '',
+    'Run "postbox <command> --help" for the options of one command.',
+    'Client commands read POSTBOX_URL (default http://localhost:8080) and POSTBOX_TOKEN.',
+    '',
+  ].join('\n');
+}
+
+/** Runs one command line; resolves with the process exit code. */
+export async function runCli(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+  io: CliIO = { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t) },
+): Promise<number> {
+  const [name, ...args] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.stdout(overview());
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    io.stderr(`postbox: unknown command "${name}"\n\n${overview()}`);
+    return 2;
+  }
+  if (args.includes('--help') || args.includes('-h')) {
+    io.stdout(`Usage: ${command.usage}\n\n${command.summary}\n${command.help ? `\n${command.help()}\n` : ''}`);
+    return 0;
+  }
+  return command.run(args, { env, io });
+}

@@ -1,0 +1,226 @@
+/**
+ * The only module that reads the environment and command-line flags (house rule 7).
+ *
+ * Every setting is declared once in {@link SETTINGS}; that one table drives parsing,
+ * validation and the `--help` text, so the three cannot drift apart.
+ */
+import { parseArgs } from 'node:util';
+import { isIP } from 'node:net';
+
+/** Which storage backend a database URL selects, with the backend's own location. */
+export type StorageLocation =
+  | { kind: 'sqlite'; path: string }
+  | { kind: 'postgres'; url: string };
+
+/** Validated, frozen settings for one server process. */
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly database: StorageLocation;
+  readonly auth: 'open' | 'token';
+  readonly adminToken: string | undefined;
+  readonly maxMessageBytes: number;
+  readonly rateLimit: number;
+  readonly durability: 'fsync' | 'relaxed';
+  readonly logLevel: LogLevel;
+  readonly allowOpenNetwork: boolean;
+}
+
+/** pino's level names. */
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Raised for a setting that cannot be used; its message is meant for a person. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+interface Setting<K extends keyof Config> {
+  key: K;
+  env?: string;
+  flag?: string;
+  /** Shown in `--help`; also the value used when nothing is given. */
+  default: string;
+  help: string;
+  parse: (raw: string, source: string) => Config[K];
+  /** A flag that takes no value (`--allow-open-network`). */
+  boolean?: boolean;
+}
+
+function integer(min: number, max: number) {
+  return (raw: string, source: string): number => {
+    if (!/^\d+$/.test(raw.trim())) throw new ConfigError(`${source} must be a whole number, got "${raw}"`);
+    const n = Number(raw);
+    if (n < min || n > max) throw new ConfigError(`${source} must be between ${min} and ${max}, got ${n}`);
+    return n;
+  };
+}
+
+function oneOf<T extends string>(values: readonly T[]) {
+  return (raw: string, source: string): T => {
+    const v = raw.trim().toLowerCase();
+    if (!(values as readonly string[]).includes(v)) {
+      throw new ConfigError(`${source} must be one of ${values.join(', ')}, got "${raw}"`);
+    }
+    return v as T;
+  };
+}
+
+/** Parses `sqlite:<path>` or `postgres://…` into a {@link StorageLocation}. */
+export function parseDatabaseUrl(raw: string, source = 'DATABASE_URL'): StorageLocation {
+  const value = raw.trim();
+  if (/^postgres(ql)?:\/\//i.test(value)) {
+    try {
+      new URL(value);
+    } catch {
+      throw new ConfigError(`${source} is not a valid PostgreSQL URL: "${raw}"`);
+    }
+    return { kind: 'postgres', url: value };
+  }
+  const m = /^sqlite:(.*)$/i.exec(value);
+  if (m) {
+    // sqlite:///abs/path and sqlite:./rel/path are both common spellings.
+    const path = (m[1] ?? '').replace(/^\/\/(?=\/)/, '');
+    if (path === '') throw new ConfigError(`${source} names no SQLite file: "${raw}"`);
+    return { kind: 'sqlite', path };
+  }
+  throw new ConfigError(
+    `${source} must start with sqlite: or postgres://, got "${raw}" (e.g. sqlite:./data/postbox.db)`,
+  );
+}
+
+const SETTINGS: { [K in keyof Config]: Setting<K> } = {
+  port: {
+    key: 'port', env: 'PORT', flag: 'port', default: '8080',
+    help: 'TCP port to listen on (0 picks a free one)',
+    parse: integer(0, 65535),
+  },
+  host: {
+    key: 'host', env: 'HOST', flag: 'host', default: 'localhost',
+    help: 'address to listen on',
+    parse: (raw, source) => {
+      const v = raw.trim();
+      if (v === '') throw new ConfigError(`${source} must not be empty`);
+      return v;
+    },
+  },
+  database: {
+    key: 'database', env: 'DATABASE_URL', flag: 'db', default: 'sqlite:./data/postbox.db',
+    help: 'storage: sqlite:<file> (embedded) or postgres://user@host/db',
+    parse: parseDatabaseUrl,
+  },
+  auth: {
+    key: 'auth', env: 'POSTBOX_AUTH', flag: 'auth', default: 'open',
+    help: 'access mode: open (anyone acts as anyone, the seed\'s behaviour) or token',
+    parse: oneOf(['open', 'token'] as const),
+  },
+  adminToken: {
+    key: 'adminToken', env: 'POSTBOX_ADMIN_TOKEN', default: '',
+    help: 'bearer token that may create and remove users (at least 16 characters)',
+    parse: (raw, source) => {
+      if (raw === '') return undefined;
+      if (raw.length < 16) throw new ConfigError(`${source} must be at least 16 characters`);
+      return raw;
+    },
+  },
+  maxMessageBytes: {
+    key: 'maxMessageBytes', env: 'POSTBOX_MAX_MESSAGE_BYTES', default: '65536',
+    help: 'largest message text accepted, in UTF-8 bytes',
+    parse: integer(1, 16 * 1024 * 1024),
+  },
+  rateLimit: {
+    key: 'rateLimit', env: 'POSTBOX_RATE_LIMIT', default: '6000',
+    help: 'requests a minute per token (per client address in open mode); 0 is off',
+    parse: integer(0, 100_000_000),
+  },
+  durability: {
+    key: 'durability', env: 'POSTBOX_DURABILITY', default: 'fsync',
+    help: 'fsync: answer a send once it is on disk; relaxed: once committed (survives a process crash, not power loss)',
+    parse: oneOf(['fsync', 'relaxed'] as const),
+  },
+  logLevel: {
+    key: 'logLevel', env: 'LOG_LEVEL', flag: 'log-level', default: 'info',
+    help: `log level: ${LOG_LEVELS.join(', ')}`,
+    parse: oneOf(LOG_LEVELS),
+  },
+  allowOpenNetwork: {
+    key: 'allowOpenNetwork', flag: 'allow-open-network', default: 'false', boolean: true,
+    help: 'let open mode listen on a non-loopback address (anyone who can reach it can read every inbox)',
+    parse: (raw) => raw === 'true',
+  },
+};
+
+const ORDER = Object.keys(SETTINGS) as (keyof Config)[];
+
+/** Input to {@link loadConfig}: the process's arguments (after the command) and environment. */
+export interface ConfigSource {
+  argv?: readonly string[];
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+/**
+ * Builds the server's settings from flags (first), then environment, then defaults.
+ * Throws {@link ConfigError} naming the setting for any value that cannot be used.
+ */
+export function loadConfig(source: ConfigSource = {}): Config {
+  const argv = source.argv ?? [];
+  const env = source.env ?? {};
+  const options: Record<string, { type: 'string' | 'boolean' }> = {};
+  for (const key of ORDER) {
+    const s = SETTINGS[key];
+    if (s.flag) options[s.flag] = { type: s.boolean ? 'boolean' : 'string' };
+  }
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+
+  const out: Record<string, unknown> = {};
+  for (const key of ORDER) {
+    const s = SETTINGS[key] as Setting<typeof key>;
+    const fromFlag = s.flag ? values[s.flag] : undefined;
+    const fromEnv = s.env ? env[s.env] : undefined;
+    if (fromFlag !== undefined) {
+      out[key] = s.parse(String(fromFlag), `--${s.flag}`);
+    } else if (fromEnv !== undefined && fromEnv !== '') {
+      out[key] = s.parse(fromEnv, s.env!);
+    } else {
+      out[key] = s.parse(s.default, s.env ?? `--${s.flag}`);
+    }
+  }
+  const config = out as unknown as Config;
+  checkOpenExposure(config);
+  return Object.freeze(config);
+}
+
+/** True for an address that only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  if (h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+  if (h.startsWith('::ffff:')) return h.slice(7).startsWith('127.');
+  return false;
+}
+
+function checkOpenExposure(config: Config): void {
+  if (config.auth === 'open' && !isLoopback(config.host) && !config.allowOpenNetwork) {
+    throw new ConfigError(
+      `refusing to listen on ${config.host} in open mode: anyone who can reach it could read and send as any user. ` +
+        'Use POSTBOX_AUTH=token, listen on localhost, or pass --allow-open-network if you really mean it.',
+    );
+  }
+}
+
+/** The settings table for `postbox serve --help`. */
+export function settingsHelp(): string {
+  const rows = ORDER.map((key) => {
+    const s = SETTINGS[key] as Setting<typeof key>;
+    const names = [s.flag ? `--${s.flag}${s.boolean ? '' : ' <value>'}` : '', s.env ?? ''].filter(Boolean).join(', ');
+    const def = s.boolean ? '' : s.default === '' ? ' (default: none)' : ` (default: ${s.default})`;
+    return `  ${names}\n      ${s.help}${def}`;
+  });
+  return rows.join('\n');
+}

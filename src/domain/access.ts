@@ -1,0 +1,68 @@
+/**
+ * Who may do what: the contract's Access section as plain functions over an {@link Actor}.
+ *
+ * The HTTP layer only works out who is calling; every decision about whose data that
+ * caller may touch is made here, so the same rules hold for every route and every client.
+ */
+import { AppError } from '../errors.js';
+import type { Message } from '../protocol/types.js';
+import { toUserId } from './rules.js';
+
+/** Who is making a call. */
+export type Actor =
+  /** Open mode: anyone may act as anyone, as in the seed. */
+  | { kind: 'anyone' }
+  /** Token mode: a bearer token that acts as exactly one user. */
+  | { kind: 'user'; id: string }
+  /** The holder of `POSTBOX_ADMIN_TOKEN`: manages users, reads no one's messages. */
+  | { kind: 'admin' };
+
+/** The actor of every call in open mode. */
+export const ANYONE: Actor = Object.freeze({ kind: 'anyone' });
+
+function forbidden(detail: string): AppError {
+  return new AppError('forbidden', detail);
+}
+
+/** Allows `actor` to read or change the messages addressed to, or sent by, `user`. */
+export function assertActsAs(actor: Actor, user: string): void {
+  if (actor.kind === 'anyone') return;
+  if (actor.kind === 'user' && actor.id === user) return;
+  throw forbidden(actor.kind === 'admin'
+    ? 'the admin token manages users; it does not read or send messages'
+    : `this token acts as "${actor.id}", not "${user}"`);
+}
+
+/**
+ * The sender of a new message: the given `fromUser` in open mode; in token mode the token's
+ * user, whether `fromUser` is omitted or names that same user.
+ */
+export function senderOf(actor: Actor, fromUser: unknown): string {
+  if (actor.kind === 'user' && (fromUser === undefined || fromUser === null)) return actor.id;
+  const from = toUserId(fromUser, 'fromUser');
+  assertActsAs(actor, from);
+  return from;
+}
+
+/** Allows `actor` to see or delete `message`: its sender or its recipient. */
+export function assertParty(actor: Actor, message: Message): void {
+  if (actor.kind === 'anyone') return;
+  if (actor.kind === 'user' && (actor.id === message.fromUser || actor.id === message.toUser)) return;
+  throw forbidden(actor.kind === 'admin'
+    ? 'the admin token manages users; it does not read messages'
+    : 'only the sender or the recipient may see or delete this message');
+}
+
+/** Allows only the admin. */
+export function assertAdmin(actor: Actor): void {
+  if (actor.kind !== 'admin') throw forbidden('only the admin token may manage users');
+}
+
+/** Allows the admin, or a token acting as `user` (to manage its own tokens). */
+export function assertAdminOrSelf(actor: Actor, user: string): void {
+  if (actor.kind === 'admin') return;
+  if (actor.kind === 'user' && actor.id === user) return;
+  throw forbidden(actor.kind === 'anyone'
+    ? 'tokens are managed with the admin token or one of the user\'s own tokens'
+    : `this token acts as "${actor.id}", not "${user}"`);
+}

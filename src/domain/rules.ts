@@ -1,0 +1,91 @@
+/**
+ * The contract's rules for user ids, message text, message ids and idempotency keys.
+ *
+ * The HTTP schemas reuse these patterns so the OpenAPI document states them, and the domain
+ * applies them again, so that every path in (HTTP, CLI, import) obeys the same rules.
+ */
+import { AppError, invalid } from '../errors.js';
+
+/** Longest user id, in characters (Unicode code points). */
+export const USER_ID_MAX = 128;
+
+/** A user id: 1–128 characters, none of them a control character or `/`. */
+export const USER_ID_PATTERN = '^[^/\\u0000-\\u001F\\u007F-\\u009F]{1,128}$';
+const USER_ID_RE = new RegExp(USER_ID_PATTERN, 'u');
+
+/** A message id: the decimal form of a positive sequence number. */
+export const MESSAGE_ID_PATTERN = '^[1-9][0-9]{0,15}$';
+const MESSAGE_ID_RE = new RegExp(MESSAGE_ID_PATTERN);
+
+/** An idempotency key: 1–255 printable ASCII characters. */
+export const IDEMPOTENCY_KEY_PATTERN = '^[\\x20-\\x7E]{1,255}$';
+const IDEMPOTENCY_KEY_RE = new RegExp(IDEMPOTENCY_KEY_PATTERN);
+
+/** Largest page size. */
+export const MAX_PAGE = 500;
+/** Page size when none is asked for. */
+export const DEFAULT_PAGE = 50;
+/** Longest long-poll, in seconds. */
+export const MAX_WAIT_SECONDS = 60;
+
+/** Why a user id is unusable, or null if it is fine. */
+export function userIdProblem(id: string): string | null {
+  if (id.length === 0) return 'must not be empty';
+  if (!id.isWellFormed()) return 'must be valid Unicode text';
+  if ([...id].length > USER_ID_MAX) return `must be at most ${USER_ID_MAX} characters`;
+  if (id.includes('/')) return 'must not contain "/"';
+  if (!USER_ID_RE.test(id)) return 'must not contain control characters';
+  return null;
+}
+
+/**
+ * A user id as the contract accepts it: a string, or a JSON number stored as its decimal
+ * string (`2` → `"2"`). Throws a 400 naming `field` for anything else.
+ */
+export function toUserId(value: unknown, field: string): string {
+  let id: string;
+  if (typeof value === 'string') id = value;
+  else if (typeof value === 'number' && Number.isFinite(value)) id = String(value);
+  else if (value === undefined || value === null) throw invalid(field, 'is required');
+  else throw invalid(field, 'must be a string or a number');
+  const problem = userIdProblem(id);
+  if (problem) throw invalid(field, problem);
+  return id;
+}
+
+/** Checks message text: a string of at most `maxBytes` UTF-8 bytes (413 past that). */
+export function toMessageText(value: unknown, maxBytes: number): string {
+  if (value === undefined || value === null) throw invalid('message', 'is required');
+  if (typeof value !== 'string') throw invalid('message', 'must be a string');
+  if (!value.isWellFormed()) throw invalid('message', 'must be valid Unicode text');
+  // Cheap bound first: a string never takes more than 3 UTF-8 bytes per UTF-16 unit.
+  if (value.length * 3 > maxBytes) {
+    const bytes = Buffer.byteLength(value, 'utf8');
+    if (bytes > maxBytes) {
+      throw new AppError('payload_too_large', `message is ${bytes} bytes; the limit is ${maxBytes}`, {
+        errors: [{ field: 'message', message: `must be at most ${maxBytes} UTF-8 bytes` }],
+      });
+    }
+  }
+  return value;
+}
+
+/** The sequence number of a message id, or null if it is not one. */
+export function messageSeq(id: string): number | null {
+  return MESSAGE_ID_RE.test(id) ? Number(id) : null;
+}
+
+/** A cursor parameter as a sequence number; a 400 naming `field` if it is not a message id. */
+export function toCursor(value: string, field: string): number {
+  const seq = messageSeq(value);
+  if (seq === null) throw invalid(field, 'must be a message id');
+  return seq;
+}
+
+/** Checks an Idempotency-Key header value. */
+export function toIdempotencyKey(value: string): string {
+  if (!IDEMPOTENCY_KEY_RE.test(value)) {
+    throw invalid('Idempotency-Key', 'must be 1 to 255 printable ASCII characters');
+  }
+  return value;
+}

@@ -1,0 +1,107 @@
+/**
+ * Users and their bearer tokens, and telling who a caller is.
+ *
+ * A token is `pbx_` and 256 random bits; storage keeps only its SHA-256, so a copy of the
+ * database grants nothing. Looking a token up by its hash leaks nothing useful through
+ * timing (an attacker cannot steer the hash); the admin token, held in memory, is compared
+ * in constant time.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { AppError } from '../errors.js';
+import type { CreatedUser, User } from '../protocol/types.js';
+import type { Storage } from '../storage/storage.js';
+import { ANYONE, assertAdmin, assertAdminOrSelf, type Actor } from './access.js';
+import { toUserId } from './rules.js';
+
+/** The recognisable start of every Postbox token. */
+export const TOKEN_PREFIX = 'pbx_';
+
+/** A fresh token: the prefix and 32 random bytes, base64url. */
+export function newToken(): string {
+  return TOKEN_PREFIX + randomBytes(32).toString('base64url');
+}
+
+/** How a token is kept at rest. */
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}
+
+/** Account operations, and authentication of bearer tokens. */
+export class UserService {
+  private readonly adminDigest: Buffer | undefined;
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly options: { mode: 'open' | 'token'; adminToken: string | undefined },
+  ) {
+    this.adminDigest = options.adminToken === undefined ? undefined : digest(options.adminToken);
+  }
+
+  /**
+   * Who a bearer token makes the caller: the admin, a user (token mode), or in open mode
+   * anyone. Answers null for a token that is missing or unknown where one is needed.
+   */
+  async authenticate(token: string | undefined): Promise<Actor | null> {
+    if (token !== undefined && this.adminDigest && timingSafeEqual(digest(token), this.adminDigest)) {
+      return { kind: 'admin' };
+    }
+    if (this.options.mode === 'open') return ANYONE;
+    if (token === undefined || !token.startsWith(TOKEN_PREFIX)) return null;
+    const user = await this.storage.userForToken(hashToken(token));
+    return user === null ? null : { kind: 'user', id: user };
+  }
+
+  /** Creates a user with a first token, shown only in this answer. */
+  async create(actor: Actor, id: unknown): Promise<CreatedUser> {
+    assertAdmin(actor);
+    return this.createDirect(toUserId(id, 'id'));
+  }
+
+  /** Creates a user without an actor: for `postbox users add`, which has the store itself. */
+  async createDirect(id: string): Promise<CreatedUser> {
+    const user = toUserId(id, 'id');
+    const token = newToken();
+    if (!(await this.storage.createUser(user, hashToken(token)))) {
+      throw new AppError('user_exists', `user "${user}" already exists`, { errors: [{ field: 'id', message: 'is taken' }] });
+    }
+    return { id: user, token };
+  }
+
+  /** Every user. */
+  async list(actor: Actor): Promise<User[]> {
+    assertAdmin(actor);
+    return this.storage.listUsers();
+  }
+
+  /** Removes a user: its tokens stop working and its streams end; its messages stay. */
+  async remove(actor: Actor, id: string): Promise<void> {
+    assertAdmin(actor);
+    await this.removeDirect(id);
+  }
+
+  /** Removes a user without an actor, for the command line. */
+  async removeDirect(id: string): Promise<void> {
+    const user = toUserId(id, 'user');
+    if (!(await this.storage.deleteUser(user))) throw new AppError('not_found', `no user "${user}"`);
+  }
+
+  /** Issues another token for a user. */
+  async addToken(actor: Actor, id: string): Promise<{ token: string }> {
+    const user = toUserId(id, 'user');
+    assertAdminOrSelf(actor, user);
+    const token = newToken();
+    if (!(await this.storage.addToken(user, hashToken(token)))) throw new AppError('not_found', `no user "${user}"`);
+    return { token };
+  }
+
+  /** Revokes every token of a user; their streams end. */
+  async revokeTokens(actor: Actor, id: string): Promise<void> {
+    const user = toUserId(id, 'user');
+    assertAdminOrSelf(actor, user);
+    await this.storage.revokeTokens(user);
+  }
+}

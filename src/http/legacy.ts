@@ -1,0 +1,64 @@
+/**
+ * The seed's two endpoints, frozen: every call of the python-class-messaging README works
+ * unchanged.
+ */
+import { Readable } from 'node:stream';
+import type { FastifyReply } from 'fastify';
+import { Type } from 'typebox';
+import type { MessageService } from '../domain/messages.js';
+import type { Message } from '../protocol/types.js';
+import type { App } from './app-types.js';
+import { IdempotencyHeaders, MessageSchema, NoContent, SendBody, UserParams } from './schemas.js';
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+function joined(chunk: readonly Message[]): string {
+  let out = '';
+  for (let i = 0; i < chunk.length; i++) out += (i === 0 ? '' : ',') + JSON.stringify(chunk[i]);
+  return out;
+}
+
+/** Registers `POST /post-message` and `GET /get-messages/{user}`. */
+export function legacyRoutes(app: App, messages: MessageService): void {
+  app.post('/post-message', {
+    config: { access: 'user' },
+    schema: {
+      tags: ['seed'],
+      summary: 'Send a message (seed-compatible)',
+      description: 'Takes the message as JSON with any or no Content-Type, or as form fields. ' +
+        'Answers 202 with an empty body once the message is durably stored.',
+      headers: IdempotencyHeaders,
+      body: SendBody,
+      response: { 202: NoContent('Stored; Location names the new message.') },
+    },
+  }, async (request, reply) => {
+    const { message } = await messages.send(request.actor, request.body, request.headers['idempotency-key']);
+    return reply.code(202).header('location', `/v1/messages/${message.id}`).send();
+  });
+
+  app.get('/get-messages/:user', {
+    config: { access: 'user' },
+    schema: {
+      tags: ['seed'],
+      summary: 'All messages to a user, oldest first (seed-compatible)',
+      params: UserParams,
+      response: { 200: Type.Array(MessageSchema) },
+    },
+  }, async (request, reply) => {
+    const raw = (body: string | Readable) => (reply as FastifyReply).type(JSON_TYPE).send(body);
+    const chunks = messages.allInbox(request.actor, request.params.user);
+    // Access and validation errors surface on the first read, before anything is sent.
+    const first = await chunks.next();
+    if (first.done) return raw('[]');
+    const second = await chunks.next();
+    if (second.done) return raw(`[${joined(first.value)}]`);
+    // A large inbox: stream it chunk by chunk, each read only when the client has taken the last.
+    async function* body(): AsyncGenerator<string> {
+      yield `[${joined(first.value as Message[])}`;
+      yield `,${joined(second.value as Message[])}`;
+      for await (const chunk of chunks) yield `,${joined(chunk)}`;
+      yield ']';
+    }
+    return raw(Readable.from(body(), { objectMode: false }));
+  });
+}

@@ -1,0 +1,121 @@
+/**
+ * The v1 message routes: send, read, delete, inbox (with long-poll), sent box,
+ * conversations and read state. Each is schema → one domain call → reply.
+ */
+import type { FastifyReply } from 'fastify';
+import { Type } from 'typebox';
+import type { MessageService } from '../domain/messages.js';
+import type { App } from './app-types.js';
+import {
+  ConversationListSchema, ConversationParams, ConversationsQuerySchema, IdempotencyHeaders, InboxQuerySchema,
+  MessageIdParam, MessagePageSchema, MessageSchema, NoContent, PageQuerySchema, ReadBody, ReadResultSchema, SendBody, UserParams,
+} from './schemas.js';
+
+/** An AbortSignal that fires if the client goes away before the answer is sent. */
+function clientGone(reply: FastifyReply): AbortSignal {
+  const controller = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}
+
+/** Registers the v1 message routes. */
+export function messageRoutes(app: App, messages: MessageService): void {
+  app.post('/v1/messages', {
+    config: { access: 'user' },
+    schema: {
+      tags: ['messages'],
+      summary: 'Send a message',
+      headers: IdempotencyHeaders,
+      body: SendBody,
+      response: { 201: MessageSchema },
+    },
+  }, async (request, reply) => {
+    const { message, replayed } = await messages.send(request.actor, request.body, request.headers['idempotency-key']);
+    if (replayed) reply.header('idempotent-replayed', 'true');
+    return reply.code(201).header('location', `/v1/messages/${message.id}`).send(message);
+  });
+
+  app.get('/v1/messages/:id', {
+    config: { access: 'user' },
+    schema: {
+      tags: ['messages'],
+      summary: 'One message, to its sender or recipient',
+      params: Type.Object({ id: MessageIdParam }),
+      response: { 200: MessageSchema },
+    },
+  }, (request) => messages.get(request.actor, request.params.id));
+
+  app.delete('/v1/messages/:id', {
+    config: { access: 'user' },
+    schema: {
+      tags: ['messages'],
+      summary: 'Delete a message for sender and recipient',
+      params: Type.Object({ id: MessageIdParam }),
+      response: { 204: NoContent('Deleted.') },
+    },
+  }, async (request, reply) => {
+    await messages.delete(request.actor, request.params.id);
+    return reply.code(204).send();
+  });
+
+  app.get('/v1/users/:user/messages', {
+    config: { access: 'user' },
+    schema: {
+      tags: ['messages'],
+      summary: 'A page of the inbox',
+      description: 'after= pages forward, before= (or before=latest) backward; the array is oldest first. ' +
+        'wait=N long-polls: answers as soon as a message after the cursor exists, else an empty page after N seconds.',
+      params: UserParams,
+      querystring: InboxQuerySchema,
+      response: { 200: MessagePageSchema },
+    },
+  }, (request, reply) =>
+    messages.inbox(request.actor, request.params.user, request.query,
+      request.query.wait ? clientGone(reply) : undefined));
+
+  app.get('/v1/users/:user/sent', {
+    config: { access: 'user' },
+    schema: {
+      tags: ['messages'],
+      summary: 'A page of the messages a user sent',
+      params: UserParams,
+      querystring: PageQuerySchema,
+      response: { 200: MessagePageSchema },
+    },
+  }, (request) => messages.sent(request.actor, request.params.user, request.query));
+
+  app.get('/v1/users/:user/conversations', {
+    config: { access: 'user' },
+    schema: {
+      tags: ['conversations'],
+      summary: 'A user\'s conversations, most recent first',
+      params: UserParams,
+      querystring: ConversationsQuerySchema,
+      response: { 200: ConversationListSchema },
+    },
+  }, (request) => messages.conversations(request.actor, request.params.user, request.query));
+
+  app.get('/v1/users/:user/conversations/:peer', {
+    config: { access: 'user' },
+    schema: {
+      tags: ['conversations'],
+      summary: 'Messages between a user and a peer, both directions, chronological',
+      params: ConversationParams,
+      querystring: PageQuerySchema,
+      response: { 200: MessagePageSchema },
+    },
+  }, (request) => messages.conversation(request.actor, request.params.user, request.params.peer, request.query));
+
+  app.post('/v1/users/:user/read', {
+    config: { access: 'user' },
+    schema: {
+      tags: ['messages'],
+      summary: 'Mark messages to the user read',
+      params: UserParams,
+      body: ReadBody,
+      response: { 200: ReadResultSchema },
+    },
+  }, (request) => messages.markRead(request.actor, request.params.user, request.body));
+}

@@ -1,0 +1,84 @@
+/**
+ * The registered route table, and what it makes possible: 405 answers with `Allow` for a
+ * known path with the wrong method, and a list of routes for the OpenAPI and access tests.
+ */
+import type { FastifyInstance, RouteOptions } from 'fastify';
+import { AppError } from '../errors.js';
+import { sendProblem } from './problems.js';
+
+/** Who may call a route, checked before the handler runs (see the auth plugin). */
+export type Access =
+  /** Anyone, in any mode: health, metrics, docs, the web app. */
+  | 'public'
+  /** A caller acting as a user (anyone in open mode; a user or admin token in token mode). */
+  | 'user'
+  /** Only the admin token. */
+  | 'admin';
+
+/** One route as registered. */
+export interface RouteEntry {
+  method: string;
+  url: string;
+  access: Access;
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Every route declares who may call it; a route without it fails at start. */
+    access?: Access;
+    /** Set on the generated 405 routes, which are not part of the API. */
+    methodFiller?: boolean;
+  }
+}
+
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+
+/**
+ * Starts recording routes; call before any route is registered. Routes under
+ * `publicPrefixes` come from plugins that cannot declare access themselves (the docs UI)
+ * and are public.
+ */
+export function recordRoutes(app: FastifyInstance, options: { publicPrefixes: string[] }): RouteEntry[] {
+  const table: RouteEntry[] = [];
+  app.addHook('onRoute', (route: RouteOptions) => {
+    if (route.config?.methodFiller) return;
+    if (!route.config?.access && options.publicPrefixes.some((p) => route.url.startsWith(p))) {
+      route.config = { ...route.config, access: 'public' };
+    }
+    const access = route.config?.access;
+    if (!access) throw new Error(`route ${String(route.method)} ${route.url} declares no access rule`);
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const method of methods) table.push({ method, url: route.url, access });
+  });
+  return table;
+}
+
+/**
+ * Adds, for every known path, a route for each method it lacks that answers 405 with
+ * `Allow`. Registered last, once the table is complete.
+ */
+export function addMethodNotAllowed(app: FastifyInstance, table: readonly RouteEntry[]): void {
+  const byUrl = new Map<string, Set<string>>();
+  for (const r of table) {
+    const set = byUrl.get(r.url) ?? new Set<string>();
+    set.add(r.method);
+    if (r.method === 'GET') set.add('HEAD');
+    byUrl.set(r.url, set);
+  }
+  for (const [url, allowed] of byUrl) {
+    const missing = METHODS.filter((m) => !allowed.has(m));
+    if (missing.length === 0) continue;
+    const allow = [...allowed].sort().join(', ');
+    app.route({
+      method: missing,
+      url,
+      exposeHeadRoute: false,
+      schema: { hide: true },
+      config: { methodFiller: true, access: 'public' },
+      handler: (request, reply) =>
+        sendProblem(reply, new AppError('method_not_allowed', `${request.method} is not allowed here; use ${allow}`, {
+          headers: { Allow: allow },
+        })),
+    });
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * The hub: in-process fan-out of committed changes, keyed by user.
+ *
+ * Storage tells the hub after each commit (and, for PostgreSQL, after a notification from
+ * another instance); long-polls and streams listen here. Nothing in the hub reads storage.
+ */
+import type { Logger } from 'pino';
+import type { InboxWatch, InboxWaiter } from '../domain/messages.js';
+import type { StoreEvent } from '../storage/storage.js';
+
+/** A listener for one user's events. */
+export type HubListener = (event: StoreEvent) => void;
+
+/** The users an event concerns. */
+function audience(event: StoreEvent): string[] {
+  switch (event.type) {
+    case 'message': return [event.message.toUser];
+    case 'deleted': return event.fromUser === event.toUser ? [event.toUser] : [event.toUser, event.fromUser];
+    case 'read': return [event.user];
+    case 'user-removed':
+    case 'tokens-revoked': return [event.user];
+  }
+}
+
+/** See the module comment. */
+export class Hub implements InboxWaiter {
+  private readonly subscribers = new Map<string, Set<HubListener>>();
+  private count = 0;
+
+  constructor(private readonly log?: Pick<Logger, 'error'>) {}
+
+  /** Delivers committed events to everyone listening for the users they concern. */
+  publish(events: readonly StoreEvent[]): void {
+    for (const event of events) {
+      for (const user of audience(event)) {
+        const set = this.subscribers.get(user);
+        if (!set) continue;
+        for (const listener of set) {
+          try {
+            listener(event);
+          } catch (err) {
+            // One broken listener must not stop delivery to the others.
+            this.log?.error({ err, user }, 'hub listener failed');
+          }
+        }
+      }
+    }
+  }
+
+  /** Listens for a user's events until the returned function is called. */
+  subscribe(user: string, listener: HubListener): () => void {
+    let set = this.subscribers.get(user);
+    if (!set) {
+      set = new Set();
+      this.subscribers.set(user, set);
+    }
+    set.add(listener);
+    this.count++;
+    let active = true;
+    return () => {
+      if (!active) return;
+      active = false;
+      this.count--;
+      set.delete(listener);
+      if (set.size === 0 && this.subscribers.get(user) === set) this.subscribers.delete(user);
+    };
+  }
+
+  /** Listeners registered now, across all users. */
+  get listeners(): number {
+    return this.count;
+  }
+
+  /** Arms a watch for new messages to `user` (see {@link InboxWaiter}). */
+  watch(user: string): InboxWatch {
+    let arrived = false;
+    let wake: (() => void) | undefined;
+    const unsubscribe = this.subscribe(user, (event) => {
+      if (event.type !== 'message') return;
+      arrived = true;
+      wake?.();
+    });
+    return {
+      next(timeoutMs, signal) {
+        if (arrived) {
+          arrived = false;
+          return Promise.resolve(true);
+        }
+        return new Promise<boolean>((resolve) => {
+          const done = (value: boolean) => {
+            clearTimeout(timer);
+            signal?.removeEventListener('abort', onAbort);
+            wake = undefined;
+            arrived = false;
+            resolve(value);
+          };
+          const onAbort = () => done(false);
+          const timer = setTimeout(() => done(false), timeoutMs);
+          wake = () => done(true);
+          if (signal?.aborted) done(false);
+          else signal?.addEventListener('abort', onAbort, { once: true });
+        });
+      },
+      close: unsubscribe,
+    };
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * Group commit on the main thread's side of the writer.
+ *
+ * At most one batch is with the writer at a time. Writes that arrive while it commits wait
+ * in the queue and go together as the next batch, so N concurrent sends cost one commit
+ * (one fsync), while a lone send goes at once and waits for nothing but its own commit.
+ */
+import { Worker } from 'node:worker_threads';
+import { AppError } from '../../errors.js';
+import type { WriteOp, WriteReply, WriteResults } from './write-ops.js';
+import type { BatchRequest, WriterData } from './writer-worker.js';
+
+interface Pending {
+  op: WriteOp;
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+}
+
+type BatchAnswer =
+  | { id: number; replies: WriteReply[] }
+  | { id: number; error: { message: string; code?: string } };
+
+/** Called after a batch commits, before any of its writers is answered. */
+export type CommitListener = (ops: readonly WriteOp[], values: readonly unknown[]) => void;
+
+function unavailable(detail: string, cause?: unknown): AppError {
+  return new AppError('storage_unavailable', detail, { headers: { 'Retry-After': '1' }, cause });
+}
+
+/** The main thread's handle on the writer thread. */
+export class GroupCommitWriter {
+  private worker: Worker | undefined;
+  private queue: Pending[] = [];
+  private inFlight: { id: number; batch: Pending[] } | undefined;
+  private nextId = 1;
+  private closing: Promise<void> | undefined;
+  private idle: (() => void) | undefined;
+
+  constructor(
+    private readonly url: URL,
+    private readonly data: WriterData,
+    private readonly onCommit: CommitListener,
+  ) {}
+
+  /** Queues one write; resolves with its result once the batch holding it has committed. */
+  submit<K extends WriteOp['op']>(op: Extract<WriteOp, { op: K }>): Promise<WriteResults[K]> {
+    if (this.closing) return Promise.reject(unavailable('storage is closing'));
+    return new Promise<WriteResults[K]>((resolve, reject) => {
+      this.queue.push({ op, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.inFlight) this.flush();
+    });
+  }
+
+  /** Number of writes waiting for the next batch, for metrics. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Commits what is queued, then stops the writer thread. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.inFlight || this.queue.length > 0) {
+        await new Promise<void>((resolve) => (this.idle = resolve));
+      }
+      const worker = this.worker;
+      this.worker = undefined;
+      if (!worker) return;
+      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      worker.ref();
+      worker.postMessage({ close: true });
+      await exited;
+    })();
+    return this.closing;
+  }
+
+  private start(): Worker {
+    const worker = this.url.pathname.endsWith('.ts')
+      // Running from source under tsx: loader hooks do not reach worker threads on Node 20,
+      // so the worker registers tsx itself before loading the TypeScript module.
+      ? new Worker(
+        `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(this.url.href)}); });`,
+        { eval: true, workerData: this.data },
+      )
+      : new Worker(this.url, { workerData: this.data });
+    worker.on('message', (answer: BatchAnswer) => this.settle(answer));
+    worker.on('error', (err) => this.fail(worker, err));
+    worker.on('exit', (code) => {
+      if (this.worker === worker) this.fail(worker, new Error(`writer thread exited with code ${code}`));
+    });
+    return worker;
+  }
+
+  private flush(): void {
+    if (this.queue.length === 0) {
+      // An idle writer must not keep a finished process alive; a busy one must.
+      this.worker?.unref();
+      this.idle?.();
+      this.idle = undefined;
+      return;
+    }
+    const batch = this.queue;
+    this.queue = [];
+    const id = this.nextId++;
+    this.inFlight = { id, batch };
+    const request: BatchRequest = { id, ops: batch.map((p) => p.op) };
+    try {
+      this.worker ??= this.start();
+      this.worker.ref();
+      this.worker.postMessage(request);
+    } catch (err) {
+      this.inFlight = undefined;
+      for (const p of batch) p.reject(unavailable('the storage writer could not start', err));
+      this.flush();
+    }
+  }
+
+  private settle(answer: BatchAnswer): void {
+    const current = this.inFlight;
+    if (!current || current.id !== answer.id) return;
+    this.inFlight = undefined;
+    const { batch } = current;
+    if ('error' in answer) {
+      const err = unavailable(`storage could not commit: ${answer.error.code ?? 'error'}`, answer.error);
+      for (const p of batch) p.reject(err);
+    } else {
+      const values = answer.replies.map((r) => (r.ok ? r.value : undefined));
+      // Listeners hear of the commit before any writer is answered, so a client that reads
+      // right after its send is answered finds every live view already told.
+      this.onCommit(batch.map((p) => p.op), values);
+      answer.replies.forEach((reply, i) => {
+        const p = batch[i]!;
+        if (reply.ok) p.resolve(reply.value);
+        else p.reject(new Error(`write failed: ${reply.error}`));
+      });
+    }
+    this.flush();
+  }
+
+  private fail(worker: Worker, err: Error): void {
+    if (this.worker !== worker) return;
+    this.worker = undefined;
+    const current = this.inFlight;
+    this.inFlight = undefined;
+    // Whether that batch committed is unknown; its writers get a 503 and retry, which an
+    // idempotency key makes safe.
+    if (current) for (const p of current.batch) p.reject(unavailable('the storage writer stopped', err));
+    void worker.terminate();
+    this.flush();
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * Numbered SQLite migrations, applied in order at start and by `postbox migrate`.
+ *
+ * Kept as TypeScript strings rather than .sql files so the build needs no copy step.
+ * A published migration is never edited; a change is a new number.
+ */
+import type Database from 'better-sqlite3';
+
+/** One schema step. */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/** Every migration, oldest first. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'messages, conversations, idempotency keys, users and tokens',
+    sql: `
+      -- AUTOINCREMENT: a sequence is never reused, even after the newest message is deleted,
+      -- so a cursor a client holds can never come to point before a new message.
+      CREATE TABLE messages (
+        seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+        from_user TEXT    NOT NULL,
+        to_user   TEXT    NOT NULL,
+        body      TEXT    NOT NULL,
+        sent_at   INTEGER NOT NULL,
+        read_at   INTEGER
+      );
+      CREATE INDEX messages_inbox  ON messages (to_user, seq);
+      CREATE INDEX messages_sent   ON messages (from_user, seq);
+      CREATE INDEX messages_pair   ON messages (to_user, from_user, seq);
+      CREATE INDEX messages_unread ON messages (to_user, seq) WHERE read_at IS NULL;
+
+      -- One row per (owner, peer), kept in step with messages, so the conversation list
+      -- costs O(page) rather than a scan of the owner's whole history.
+      CREATE TABLE conversations (
+        owner    TEXT    NOT NULL,
+        peer     TEXT    NOT NULL,
+        last_seq INTEGER NOT NULL,
+        unread   INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (owner, peer)
+      ) WITHOUT ROWID;
+      CREATE INDEX conversations_recent ON conversations (owner, last_seq);
+
+      CREATE TABLE idempotency_keys (
+        sender      TEXT    NOT NULL,
+        key         TEXT    NOT NULL,
+        fingerprint TEXT    NOT NULL,
+        response    TEXT    NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (sender, key)
+      ) WITHOUT ROWID;
+      CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at);
+
+      CREATE TABLE users (
+        id         TEXT    PRIMARY KEY,
+        created_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+
+      CREATE TABLE tokens (
+        hash       TEXT    PRIMARY KEY,
+        user_id    TEXT    NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        created_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX tokens_user ON tokens (user_id);
+    `,
+  },
+];
+
+/**
+ * Brings a database to the newest schema inside one immediate transaction, so two processes
+ * starting at once cannot both apply a step. Answers the versions it applied.
+ */
+export function migrate(db: Database.Database): number[] {
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`);
+  const apply = db.transaction(() => {
+    const done = new Set(
+      (db.prepare('SELECT version FROM schema_migrations').pluck().all() as number[]),
+    );
+    const applied: number[] = [];
+    for (const m of MIGRATIONS) {
+      if (done.has(m.version)) continue;
+      db.exec(m.sql);
+      db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
+        .run(m.version, m.name, Date.now());
+      applied.push(m.version);
+    }
+    return applied;
+  });
+  return apply.immediate();
+}

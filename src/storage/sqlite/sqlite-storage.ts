@@ -1,0 +1,333 @@
+/**
+ * The embedded SQLite backend: reads on the main thread's own connection (better-sqlite3 is
+ * synchronous and a hot page read takes microseconds), writes through the group-commit
+ * writer thread. WAL mode lets the two work at once.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname, extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import type { Message } from '../../protocol/types.js';
+import { AppError } from '../../errors.js';
+import type {
+  ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector,
+  SendOutcome, Storage, StoredConversation, StoredPage, StoredUser, StoreEvent, StoreListener,
+} from '../storage.js';
+import { GroupCommitWriter } from './group-commit.js';
+import { migrate } from './migrations.js';
+import { CONNECTION_PRAGMAS, MESSAGE_COLUMNS, toMessage, type MessageRow } from './rows.js';
+import type { WriteOp, WriteResults } from './write-ops.js';
+
+/** Options for {@link openSqliteStorage}. */
+export interface SqliteOptions {
+  /** The database file; its directory is created if missing. */
+  path: string;
+  /** `fsync`: a commit is on disk before it is answered; `relaxed`: it survives a process crash. */
+  durability: 'fsync' | 'relaxed';
+}
+
+/** How many rows an export reads at a time. */
+const EXPORT_CHUNK = 1000;
+/** How many records an import commits at a time. */
+const IMPORT_CHUNK = 1000;
+
+// The writer's module sits beside this one, as .ts under tsx and .js once built.
+const WRITER_URL = new URL(`./writer-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
+
+/** Opens (creating and migrating if needed) a SQLite store. */
+export function openSqliteStorage(options: SqliteOptions): SqliteStorage {
+  if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+  const db = new Database(options.path);
+  try {
+    for (const p of CONNECTION_PRAGMAS) db.pragma(p);
+    db.pragma('journal_mode = WAL');
+    migrate(db);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+  return new SqliteStorage(db, options);
+}
+
+/** Applies pending migrations to a SQLite file and answers the versions applied. */
+export function migrateSqlite(path: string): number[] {
+  mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path);
+  try {
+    for (const p of CONNECTION_PRAGMAS) db.pragma(p);
+    db.pragma('journal_mode = WAL');
+    return migrate(db);
+  } finally {
+    db.close();
+  }
+}
+
+/** See the module comment. */
+export class SqliteStorage implements Storage {
+  readonly kind = 'sqlite';
+  private readonly db: Database.Database;
+  private readonly writer: GroupCommitWriter;
+  private readonly listeners = new Set<StoreListener>();
+  private readonly statements = new Map<string, Database.Statement>();
+  private closed = false;
+
+  constructor(db: Database.Database, options: SqliteOptions) {
+    this.db = db;
+    this.writer = new GroupCommitWriter(
+      WRITER_URL,
+      { path: options.path, synchronous: options.durability === 'fsync' ? 'FULL' : 'NORMAL' },
+      (ops, values) => this.committed(ops, values),
+    );
+  }
+
+  send(message: NewMessage, idempotency?: IdempotencyClaim): Promise<SendOutcome> {
+    return this.write({ op: 'send', message, key: idempotency?.key, fingerprint: idempotency?.fingerprint });
+  }
+
+  getMessage(seq: number): Promise<Message | null> {
+    return this.read(() => {
+      const row = this.prepared(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE seq = ?`).get(seq) as MessageRow | undefined;
+      return row ? toMessage(row) : null;
+    });
+  }
+
+  deleteMessage(seq: number): Promise<Message | null> {
+    return this.write({ op: 'delete', seq });
+  }
+
+  inbox(user: string, query: InboxQuery): Promise<StoredPage> {
+    const where = ['to_user = ?'];
+    const args: unknown[] = [user];
+    if (query.from !== undefined) {
+      where.push('from_user = ?');
+      args.push(query.from);
+    }
+    if (query.unreadOnly) where.push('read_at IS NULL');
+    return this.read(() => this.page(where, args, query));
+  }
+
+  sent(user: string, query: PageQuery): Promise<StoredPage> {
+    return this.read(() => this.page(['from_user = ?'], [user], query));
+  }
+
+  conversation(user: string, peer: string, query: PageQuery): Promise<StoredPage> {
+    return this.read(() => {
+      if (user === peer) return this.page(['to_user = ?', 'from_user = ?'], [user, user], query);
+      // Each direction is a range of the (to_user, from_user, seq) index; merging the two
+      // bounded ranges keeps the cost at O(page) however long the history.
+      const { sql, args } = this.window(['to_user = ?', 'from_user = ?'], query);
+      const both = `SELECT * FROM (${sql}) UNION ALL SELECT * FROM (${sql})`;
+      const dir = this.direction(query);
+      return this.finishPage(
+        this.prepared(`SELECT * FROM (${both}) ORDER BY seq ${dir} LIMIT ?`).all(
+          user, peer, ...args, peer, user, ...args, query.limit + 1,
+        ) as MessageRow[],
+        query,
+      );
+    });
+  }
+
+  conversations(user: string, query: { before?: number; limit: number }): Promise<{ conversations: StoredConversation[]; more: boolean }> {
+    return this.read(() => {
+      const before = query.before ?? Number.MAX_SAFE_INTEGER;
+      const rows = this.prepared(
+        `SELECT c.peer, c.unread, m.seq, m.from_user, m.to_user, m.body, m.sent_at, m.read_at
+         FROM conversations c JOIN messages m ON m.seq = c.last_seq
+         WHERE c.owner = ? AND c.last_seq < ? ORDER BY c.last_seq DESC LIMIT ?`,
+      ).all(user, before, query.limit + 1) as (MessageRow & { peer: string; unread: number })[];
+      const more = rows.length > query.limit;
+      return {
+        conversations: rows.slice(0, query.limit).map((r) => ({ peer: r.peer, unread: r.unread, lastMessage: toMessage(r) })),
+        more,
+      };
+    });
+  }
+
+  markRead(user: string, which: ReadSelector): Promise<ReadOutcome> {
+    return this.write({ op: 'markRead', user, ...which });
+  }
+
+  createUser(id: string, tokenHash: string): Promise<boolean> {
+    return this.write({ op: 'createUser', id, tokenHash });
+  }
+
+  listUsers(): Promise<StoredUser[]> {
+    return this.read(() =>
+      (this.prepared('SELECT id, created_at FROM users ORDER BY id').all() as { id: string; created_at: number }[])
+        .map((u) => ({ id: u.id, createdAt: new Date(u.created_at).toISOString() })),
+    );
+  }
+
+  deleteUser(id: string): Promise<boolean> {
+    return this.write({ op: 'deleteUser', id });
+  }
+
+  addToken(user: string, tokenHash: string): Promise<boolean> {
+    return this.write({ op: 'addToken', user, tokenHash });
+  }
+
+  revokeTokens(user: string): Promise<number> {
+    return this.write({ op: 'revokeTokens', user });
+  }
+
+  userForToken(tokenHash: string): Promise<string | null> {
+    return this.read(() =>
+      (this.prepared('SELECT user_id FROM tokens WHERE hash = ?').pluck().get(tokenHash) as string | undefined) ?? null,
+    );
+  }
+
+  async *exportAll(): AsyncIterable<ExportRecord> {
+    for (const u of await this.listUsers()) yield { type: 'user', ...u };
+    const tokens = this.read(() =>
+      this.prepared('SELECT hash, user_id, created_at FROM tokens ORDER BY user_id, hash').all() as
+        { hash: string; user_id: string; created_at: number }[],
+    );
+    for (const t of await tokens) {
+      yield { type: 'token', user: t.user_id, hash: t.hash, createdAt: new Date(t.created_at).toISOString() };
+    }
+    let after = 0;
+    for (;;) {
+      const rows = await this.read(() =>
+        this.prepared(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE seq > ? ORDER BY seq LIMIT ?`)
+          .all(after, EXPORT_CHUNK) as MessageRow[],
+      );
+      for (const r of rows) yield { type: 'message', message: toMessage(r) };
+      if (rows.length < EXPORT_CHUNK) return;
+      after = rows[rows.length - 1]!.seq;
+    }
+  }
+
+  async importAll(records: AsyncIterable<ExportRecord>): Promise<{ users: number; tokens: number; messages: number }> {
+    const total = { users: 0, tokens: 0, messages: 0 };
+    let chunk: ExportRecord[] = [];
+    const commit = async () => {
+      const counts = await this.write({ op: 'import', records: chunk });
+      total.users += counts.users;
+      total.tokens += counts.tokens;
+      total.messages += counts.messages;
+      chunk = [];
+    };
+    for await (const r of records) {
+      chunk.push(r);
+      if (chunk.length >= IMPORT_CHUNK) await commit();
+    }
+    if (chunk.length > 0) await commit();
+    return total;
+  }
+
+  async ping(): Promise<void> {
+    await this.read(() => this.prepared('SELECT 1').get());
+    await this.write({ op: 'ping' });
+  }
+
+  onEvents(listener: StoreListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.writer.close();
+    this.db.close();
+  }
+
+  private write<K extends WriteOp['op']>(op: Extract<WriteOp, { op: K }>): Promise<WriteResults[K]> {
+    return this.writer.submit(op);
+  }
+
+  /** Runs a synchronous read, turning driver failures into a 503 rather than a leak of internals. */
+  private read<T>(fn: () => T): Promise<T> {
+    if (this.closed) return Promise.reject(new AppError('storage_unavailable', 'storage is closed', { headers: { 'Retry-After': '1' } }));
+    try {
+      return Promise.resolve(fn());
+    } catch (err) {
+      return Promise.reject(new AppError('storage_unavailable', 'storage could not be read', { headers: { 'Retry-After': '1' }, cause: err }));
+    }
+  }
+
+  private prepared(sql: string): Database.Statement {
+    let s = this.statements.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.statements.set(sql, s);
+    }
+    return s;
+  }
+
+  private direction(query: PageQuery): 'ASC' | 'DESC' {
+    return query.after === undefined && query.before !== undefined ? 'DESC' : 'ASC';
+  }
+
+  /** The bounds and order of a page as SQL over `seq`, one more row than the page to learn `more`. */
+  private window(where: string[], query: PageQuery): { sql: string; args: unknown[] } {
+    const cond = [...where];
+    const args: unknown[] = [];
+    if (query.after !== undefined) {
+      cond.push('seq > ?');
+      args.push(query.after);
+    }
+    if (query.before !== undefined && query.before !== Infinity) {
+      cond.push('seq < ?');
+      args.push(query.before);
+    }
+    args.push(query.limit + 1);
+    return {
+      sql: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE ${cond.join(' AND ')} ORDER BY seq ${this.direction(query)} LIMIT ?`,
+      args,
+    };
+  }
+
+  private page(where: string[], whereArgs: unknown[], query: PageQuery): StoredPage {
+    const { sql, args } = this.window(where, query);
+    return this.finishPage(this.prepared(sql).all(...whereArgs, ...args) as MessageRow[], query);
+  }
+
+  private finishPage(rows: MessageRow[], query: PageQuery): StoredPage {
+    const more = rows.length > query.limit;
+    const kept = more ? rows.slice(0, query.limit) : rows;
+    if (this.direction(query) === 'DESC') kept.reverse();
+    return { messages: kept.map(toMessage), more };
+  }
+
+  /** Turns a committed batch into events, in commit order. */
+  private committed(ops: readonly WriteOp[], values: readonly unknown[]): void {
+    if (this.listeners.size === 0) return;
+    const events: StoreEvent[] = [];
+    ops.forEach((op, i) => {
+      const v = values[i];
+      if (v === undefined) return;
+      switch (op.op) {
+        case 'send': {
+          const out = v as SendOutcome;
+          if (out.kind === 'stored') events.push({ type: 'message', message: out.message });
+          break;
+        }
+        case 'delete': {
+          const m = v as Message | null;
+          if (m) events.push({ type: 'deleted', id: m.id, fromUser: m.fromUser, toUser: m.toUser });
+          break;
+        }
+        case 'markRead': {
+          const r = v as ReadOutcome;
+          if (r.ids.length > 0) events.push({ type: 'read', user: op.user, ids: r.ids, readAt: r.readAt });
+          break;
+        }
+        case 'deleteUser':
+          if (v === true) events.push({ type: 'user-removed', user: op.id });
+          break;
+        case 'revokeTokens':
+          if ((v as number) > 0) events.push({ type: 'tokens-revoked', user: op.user });
+          break;
+        case 'import': {
+          // Imported messages are history, not news: no live events.
+          break;
+        }
+        default:
+          break;
+      }
+    });
+    if (events.length === 0) return;
+    for (const l of this.listeners) l(events);
+  }
+}

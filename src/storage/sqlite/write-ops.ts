@@ -1,0 +1,247 @@
+/**
+ * Every write Postbox makes to SQLite, applied a batch at a time in one transaction.
+ *
+ * This runs on the writer thread, which owns the only write connection: group commit is a
+ * whole batch of operations sharing one `BEGIN IMMEDIATE … COMMIT` and therefore one fsync.
+ * Each operation runs in its own savepoint, so one failing operation fails alone.
+ */
+import type Database from 'better-sqlite3';
+import type { Message } from '../../protocol/types.js';
+import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome } from '../storage.js';
+import { MESSAGE_COLUMNS, toMessage, type MessageRow } from './rows.js';
+
+/** How long an idempotency key is remembered. */
+export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+
+/** One write, as the main thread posts it to the writer. */
+export type WriteOp =
+  | { op: 'send'; message: NewMessage; key?: string; fingerprint?: string }
+  | { op: 'delete'; seq: number }
+  | { op: 'markRead'; user: string; upTo?: number; ids?: number[] }
+  | { op: 'createUser'; id: string; tokenHash: string }
+  | { op: 'deleteUser'; id: string }
+  | { op: 'addToken'; user: string; tokenHash: string }
+  | { op: 'revokeTokens'; user: string }
+  | { op: 'import'; records: ExportRecord[] }
+  | { op: 'ping' };
+
+/** The result type of each operation. */
+export interface WriteResults {
+  send: SendOutcome;
+  delete: Message | null;
+  markRead: ReadOutcome;
+  createUser: boolean;
+  deleteUser: boolean;
+  addToken: boolean;
+  revokeTokens: number;
+  import: { users: number; tokens: number; messages: number };
+  ping: true;
+}
+
+/** One operation's answer: its value, or the message of the error that failed it alone. */
+export type WriteReply = { ok: true; value: unknown } | { ok: false; error: string };
+
+/** Applies batches of {@link WriteOp}s to one write connection. */
+export class WriteSide {
+  private readonly db: Database.Database;
+  private readonly stmt;
+  private lastTime: number;
+  private lastPurge = 0;
+
+  constructor(db: Database.Database) {
+    this.db = db;
+    this.stmt = {
+      insert: db.prepare(
+        'INSERT INTO messages (from_user, to_user, body, sent_at) VALUES (?, ?, ?, ?)',
+      ),
+      insertWithSeq: db.prepare(
+        'INSERT OR IGNORE INTO messages (seq, from_user, to_user, body, sent_at, read_at) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      byKey: db.prepare(
+        'SELECT fingerprint, response FROM idempotency_keys WHERE sender = ? AND key = ? AND created_at >= ?',
+      ),
+      rememberKey: db.prepare(
+        'INSERT OR REPLACE INTO idempotency_keys (sender, key, fingerprint, response, created_at) VALUES (?, ?, ?, ?, ?)',
+      ),
+      purgeKeys: db.prepare('DELETE FROM idempotency_keys WHERE created_at < ?'),
+      received: db.prepare(
+        `INSERT INTO conversations (owner, peer, last_seq, unread) VALUES (?, ?, ?, ?)
+         ON CONFLICT (owner, peer) DO UPDATE SET
+           last_seq = max(last_seq, excluded.last_seq), unread = unread + excluded.unread`,
+      ),
+      getRow: db.prepare(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE seq = ?`),
+      deleteRow: db.prepare('DELETE FROM messages WHERE seq = ?'),
+      conversation: db.prepare('SELECT last_seq, unread FROM conversations WHERE owner = ? AND peer = ?'),
+      lastBetween: db.prepare(
+        `SELECT max(s) FROM (
+           SELECT max(seq) AS s FROM messages WHERE to_user = ? AND from_user = ?
+           UNION ALL
+           SELECT max(seq) AS s FROM messages WHERE to_user = ? AND from_user = ?)`,
+      ).pluck(),
+      setConversation: db.prepare(
+        'UPDATE conversations SET last_seq = ?, unread = max(unread - ?, 0) WHERE owner = ? AND peer = ?',
+      ),
+      dropConversation: db.prepare('DELETE FROM conversations WHERE owner = ? AND peer = ?'),
+      readUpTo: db.prepare(
+        `UPDATE messages SET read_at = ? WHERE to_user = ? AND read_at IS NULL AND seq <= ?
+         RETURNING seq, from_user`,
+      ),
+      readIds: db.prepare(
+        `UPDATE messages SET read_at = ? WHERE to_user = ? AND read_at IS NULL
+           AND seq IN (SELECT value FROM json_each(?)) RETURNING seq, from_user`,
+      ),
+      lessUnread: db.prepare(
+        'UPDATE conversations SET unread = max(unread - ?, 0) WHERE owner = ? AND peer = ?',
+      ),
+      unreadTotal: db.prepare(
+        'SELECT coalesce(sum(unread), 0) FROM conversations WHERE owner = ?',
+      ).pluck(),
+      createUser: db.prepare('INSERT INTO users (id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING'),
+      importUser: db.prepare('INSERT OR IGNORE INTO users (id, created_at) VALUES (?, ?)'),
+      deleteUser: db.prepare('DELETE FROM users WHERE id = ?'),
+      userExists: db.prepare('SELECT 1 FROM users WHERE id = ?').pluck(),
+      addToken: db.prepare('INSERT OR IGNORE INTO tokens (hash, user_id, created_at) VALUES (?, ?, ?)'),
+      revokeTokens: db.prepare('DELETE FROM tokens WHERE user_id = ?'),
+      newestSentAt: db.prepare('SELECT sent_at FROM messages ORDER BY seq DESC LIMIT 1').pluck(),
+    };
+    // Keep sentAt monotonic with the sequence even if the wall clock steps back.
+    this.lastTime = (this.stmt.newestSentAt.get() as number | undefined) ?? 0;
+  }
+
+  /** Applies a batch in one transaction; throws only if the batch as a whole cannot commit. */
+  applyBatch(ops: readonly WriteOp[]): WriteReply[] {
+    const now = Math.max(Date.now(), this.lastTime);
+    const run = this.db.transaction((): WriteReply[] => {
+      const replies = ops.map((op): WriteReply => {
+        try {
+          // A nested transaction is a savepoint: a failing operation rolls back alone.
+          const value = this.db.transaction(() => this.apply(op, now))();
+          return { ok: true, value };
+        } catch (err) {
+          return { ok: false, error: (err as Error).message };
+        }
+      });
+      if (now - this.lastPurge > 60_000) {
+        this.stmt.purgeKeys.run(now - IDEMPOTENCY_TTL_MS);
+        this.lastPurge = now;
+      }
+      return replies;
+    });
+    const replies = run.immediate();
+    this.lastTime = now;
+    return replies;
+  }
+
+  private apply(op: WriteOp, now: number): unknown {
+    switch (op.op) {
+      case 'send': return this.send(op.message, now, op.key, op.fingerprint);
+      case 'delete': return this.delete(op.seq);
+      case 'markRead': return this.markRead(op.user, now, op.upTo, op.ids);
+      case 'createUser': {
+        if (this.stmt.createUser.run(op.id, now).changes === 0) return false;
+        this.stmt.addToken.run(op.tokenHash, op.id, now);
+        return true;
+      }
+      case 'deleteUser': return this.stmt.deleteUser.run(op.id).changes > 0;
+      case 'addToken': {
+        if (!this.stmt.userExists.get(op.user)) return false;
+        this.stmt.addToken.run(op.tokenHash, op.user, now);
+        return true;
+      }
+      case 'revokeTokens': return this.stmt.revokeTokens.run(op.user).changes;
+      case 'import': return this.import(op.records);
+      case 'ping': return true;
+    }
+  }
+
+  private send(m: NewMessage, now: number, key?: string, fingerprint?: string): SendOutcome {
+    if (key !== undefined && fingerprint !== undefined) {
+      const seen = this.stmt.byKey.get(m.fromUser, key, now - IDEMPOTENCY_TTL_MS) as
+        | { fingerprint: string; response: string }
+        | undefined;
+      if (seen) {
+        return seen.fingerprint === fingerprint
+          ? { kind: 'replayed', message: JSON.parse(seen.response) as Message }
+          : { kind: 'mismatch' };
+      }
+    }
+    const seq = Number(this.stmt.insert.run(m.fromUser, m.toUser, m.message, now).lastInsertRowid);
+    this.noteInserted(seq, m.fromUser, m.toUser, true);
+    const message = toMessage({
+      seq, from_user: m.fromUser, to_user: m.toUser, body: m.message, sent_at: now, read_at: null,
+    });
+    if (key !== undefined && fingerprint !== undefined) {
+      this.stmt.rememberKey.run(m.fromUser, key, fingerprint, JSON.stringify(message), now);
+    }
+    return { kind: 'stored', message };
+  }
+
+  /** Keeps both sides' conversation rows in step with a new message. */
+  private noteInserted(seq: number, from: string, to: string, unread: boolean): void {
+    this.stmt.received.run(to, from, seq, unread ? 1 : 0);
+    if (from !== to) this.stmt.received.run(from, to, seq, 0);
+  }
+
+  private delete(seq: number): Message | null {
+    const row = this.stmt.getRow.get(seq) as MessageRow | undefined;
+    if (!row) return null;
+    this.stmt.deleteRow.run(seq);
+    const wasUnread = row.read_at === null ? 1 : 0;
+    this.afterDelete(row.to_user, row.from_user, seq, wasUnread);
+    if (row.from_user !== row.to_user) this.afterDelete(row.from_user, row.to_user, seq, 0);
+    return toMessage(row);
+  }
+
+  private afterDelete(owner: string, peer: string, seq: number, unreadDrop: number): void {
+    const conv = this.stmt.conversation.get(owner, peer) as { last_seq: number } | undefined;
+    if (!conv) return;
+    let last = conv.last_seq;
+    if (last === seq) {
+      const newest = this.stmt.lastBetween.get(owner, peer, peer, owner) as number | null;
+      if (newest === null) {
+        this.stmt.dropConversation.run(owner, peer);
+        return;
+      }
+      last = newest;
+    }
+    this.stmt.setConversation.run(last, unreadDrop, owner, peer);
+  }
+
+  private markRead(user: string, now: number, upTo?: number, ids?: number[]): ReadOutcome {
+    const changed = (upTo !== undefined
+      ? this.stmt.readUpTo.all(now, user, upTo)
+      : this.stmt.readIds.all(now, user, JSON.stringify(ids ?? []))) as { seq: number; from_user: string }[];
+    const perPeer = new Map<string, number>();
+    for (const c of changed) perPeer.set(c.from_user, (perPeer.get(c.from_user) ?? 0) + 1);
+    for (const [peer, n] of perPeer) this.stmt.lessUnread.run(n, user, peer);
+    changed.sort((a, b) => a.seq - b.seq);
+    return {
+      unread: this.stmt.unreadTotal.get(user) as number,
+      ids: changed.map((c) => String(c.seq)),
+      readAt: new Date(now).toISOString(),
+    };
+  }
+
+  private import(records: readonly ExportRecord[]): WriteResults['import'] {
+    const counts = { users: 0, tokens: 0, messages: 0 };
+    for (const r of records) {
+      if (r.type === 'user') {
+        counts.users += this.stmt.importUser.run(r.id, Date.parse(r.createdAt)).changes;
+      } else if (r.type === 'token') {
+        counts.tokens += this.stmt.addToken.run(r.hash, r.user, Date.parse(r.createdAt)).changes;
+      } else {
+        const m = r.message;
+        const seq = Number(m.id);
+        const readAt = m.readAt === null ? null : Date.parse(m.readAt);
+        const inserted = this.stmt.insertWithSeq.run(
+          seq, m.fromUser, m.toUser, m.message, Date.parse(m.sentAt), readAt,
+        ).changes;
+        if (inserted) {
+          this.noteInserted(seq, m.fromUser, m.toUser, readAt === null);
+          counts.messages++;
+        }
+      }
+    }
+    return counts;
+  }
+}

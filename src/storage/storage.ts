@@ -1,0 +1,144 @@
+/**
+ * The Storage interface: what the domain needs from a backend, and nothing of how.
+ *
+ * Every method is async, even over synchronous better-sqlite3, so that PostgreSQL meets the
+ * same contract; `test/storage/storage.contract.ts` is the executable form of this file and
+ * every backend runs it unchanged.
+ *
+ * Cursors are message sequence numbers (the numeric form of a message id). A backend must
+ * make them commit-ordered: once a reader has seen sequence n, no message with a sequence
+ * below n may become visible later. Paging and stream resumption rely on it.
+ */
+import type { Message, User } from '../protocol/types.js';
+
+/** A message as the domain hands it to storage: validated and normalized. */
+export interface NewMessage {
+  fromUser: string;
+  toUser: string;
+  message: string;
+}
+
+/** An idempotency key, scoped to its sender, with a fingerprint of the request it came with. */
+export interface IdempotencyClaim {
+  key: string;
+  fingerprint: string;
+}
+
+/** The outcome of {@link Storage.send}. */
+export type SendOutcome =
+  | { kind: 'stored'; message: Message }
+  /** The key was already used for the same request: the first result, nothing new stored. */
+  | { kind: 'replayed'; message: Message }
+  /** The key was already used for a different request. */
+  | { kind: 'mismatch' };
+
+/**
+ * A window over an ordered set of messages. With `after` the page runs forward from just
+ * after it; with `before` (and no `after`) backward from just before it (`Infinity` is
+ * "latest"); with neither, forward from the oldest.
+ */
+export interface PageQuery {
+  after?: number;
+  before?: number;
+  limit: number;
+}
+
+/** Inbox filters on top of a {@link PageQuery}. */
+export interface InboxQuery extends PageQuery {
+  from?: string;
+  unreadOnly?: boolean;
+}
+
+/** A page read from storage: oldest first, and whether more lie beyond in the same direction. */
+export interface StoredPage {
+  messages: Message[];
+  more: boolean;
+}
+
+/** One conversation of a user, as storage keeps it. */
+export interface StoredConversation {
+  peer: string;
+  lastMessage: Message;
+  unread: number;
+}
+
+/** Which messages to mark read. */
+export type ReadSelector = { upTo: number } | { ids: number[] };
+
+/** The outcome of {@link Storage.markRead}. */
+export interface ReadOutcome {
+  /** Messages to the user still unread afterwards. */
+  unread: number;
+  /** The messages this call changed, with the time it set. */
+  ids: string[];
+  readAt: string;
+}
+
+/** Something that changed, told to listeners after it committed. */
+export type StoreEvent =
+  | { type: 'message'; message: Message }
+  | { type: 'deleted'; id: string; fromUser: string; toUser: string }
+  | { type: 'read'; user: string; ids: string[]; readAt: string }
+  | { type: 'user-removed'; user: string }
+  | { type: 'tokens-revoked'; user: string };
+
+/** A listener for committed changes. */
+export type StoreListener = (events: readonly StoreEvent[]) => void;
+
+/** One line of an export: everything a store holds, in an order an import can replay. */
+export type ExportRecord =
+  | { type: 'user'; id: string; createdAt: string }
+  | { type: 'token'; user: string; hash: string; createdAt: string }
+  | { type: 'message'; message: Message };
+
+/** A user's row, with the hashes of its tokens never leaving storage except by export. */
+export type StoredUser = User;
+
+/** The storage contract. */
+export interface Storage {
+  /** `sqlite` or `postgres`, for logs and metrics. */
+  readonly kind: string;
+
+  /** Stores a message and answers once it is durable (per the configured durability). */
+  send(message: NewMessage, idempotency?: IdempotencyClaim): Promise<SendOutcome>;
+  /** The message with this sequence number, or null. */
+  getMessage(seq: number): Promise<Message | null>;
+  /** Deletes a message everywhere; answers what was deleted, or null if there was none. */
+  deleteMessage(seq: number): Promise<Message | null>;
+
+  /** Messages to `user`. */
+  inbox(user: string, query: InboxQuery): Promise<StoredPage>;
+  /** Messages `user` sent. */
+  sent(user: string, query: PageQuery): Promise<StoredPage>;
+  /** Messages between `user` and `peer`, both directions. */
+  conversation(user: string, peer: string, query: PageQuery): Promise<StoredPage>;
+  /** `user`'s conversations, most recent first, those whose last message is before `before`. */
+  conversations(user: string, query: { before?: number; limit: number }): Promise<{ conversations: StoredConversation[]; more: boolean }>;
+  /** Marks messages to `user` read. Messages not to `user`, or already read, are left alone. */
+  markRead(user: string, which: ReadSelector): Promise<ReadOutcome>;
+
+  /** Creates a user with its first token hash; false if the id is taken. */
+  createUser(id: string, tokenHash: string): Promise<boolean>;
+  /** All users, by id. */
+  listUsers(): Promise<StoredUser[]>;
+  /** Removes a user and its tokens (not its messages); false if there was none. */
+  deleteUser(id: string): Promise<boolean>;
+  /** Adds a token hash to an existing user; false if there is no such user. */
+  addToken(user: string, tokenHash: string): Promise<boolean>;
+  /** Removes every token of a user; answers how many. */
+  revokeTokens(user: string): Promise<number>;
+  /** The user a token hash belongs to, or null. */
+  userForToken(tokenHash: string): Promise<string | null>;
+
+  /** Every user, token and message, streamed with flat memory. */
+  exportAll(): AsyncIterable<ExportRecord>;
+  /** Replays exported records, keeping ids; answers how many of each it stored. */
+  importAll(records: AsyncIterable<ExportRecord>): Promise<{ users: number; tokens: number; messages: number }>;
+
+  /** Resolves when storage answers; rejects with `storage_unavailable` otherwise. */
+  ping(): Promise<void>;
+  /** Registers a listener for committed changes; returns its removal. */
+  onEvents(listener: StoreListener): () => void;
+  /** Finishes pending writes and releases every resource. */
+  close(): Promise<void>;
+}

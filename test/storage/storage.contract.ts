@@ -1,0 +1,488 @@
+/**
+ * The Storage contract: one suite that every backend runs unchanged.
+ *
+ * `storageContract(name, open)` takes a factory that opens a fresh, empty store for each
+ * test (a new SQLite file, a new PostgreSQL schema) and disposes of it afterwards.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ExportRecord, Storage, StoreEvent } from '../../src/storage/storage.js';
+
+/** A fresh store and how to dispose of it. */
+export interface OpenedStore {
+  storage: Storage;
+  /** Opens a second handle on the same data (another process or instance would). */
+  reopen?: () => Promise<Storage>;
+  dispose(): Promise<void>;
+}
+
+/** Opens a fresh, empty store. */
+export type StoreFactory = () => Promise<OpenedStore>;
+
+async function withStore(open: StoreFactory, fn: (s: Storage, opened: OpenedStore) => Promise<void>): Promise<void> {
+  const opened = await open();
+  try {
+    await fn(opened.storage, opened);
+  } finally {
+    await opened.storage.close();
+    await opened.dispose();
+  }
+}
+
+async function sendMany(s: Storage, n: number, from: string, to: string, prefix = 'm'): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const out = await s.send({ fromUser: from, toUser: to, message: `${prefix}${i}` });
+    assert.equal(out.kind, 'stored');
+    if (out.kind === 'stored') ids.push(out.message.id);
+  }
+  return ids;
+}
+
+const seqOf = (id: string) => Number(id);
+
+/** Registers the contract suite for one backend. */
+export function storageContract(name: string, open: StoreFactory): void {
+  describe(`Storage contract: ${name}`, () => {
+    describe('messages', () => {
+      it('stores a message and reads it back faithfully', () => withStore(open, async (s) => {
+        const text = 'héllo 👋 مرحبا \u{1F600} "quoted" \\ back\nslash\t tab';
+        const out = await s.send({ fromUser: 'Val', toUser: 'Steve', message: text });
+        assert.equal(out.kind, 'stored');
+        if (out.kind !== 'stored') return;
+        const m = out.message;
+        assert.match(m.id, /^[1-9][0-9]*$/);
+        assert.equal(m.fromUser, 'Val');
+        assert.equal(m.toUser, 'Steve');
+        assert.equal(m.message, text);
+        assert.equal(m.readAt, null);
+        assert.ok(Math.abs(Date.parse(m.sentAt) - Date.now()) < 60_000, 'sentAt is now');
+        assert.equal(new Date(m.sentAt).toISOString(), m.sentAt, 'sentAt is ISO 8601 UTC with milliseconds');
+        assert.deepEqual(await s.getMessage(seqOf(m.id)), m);
+      }));
+
+      it('stores an empty message and a large one', () => withStore(open, async (s) => {
+        const big = 'x'.repeat(65536);
+        const a = await s.send({ fromUser: 'a', toUser: 'b', message: '' });
+        const b = await s.send({ fromUser: 'a', toUser: 'b', message: big });
+        assert.ok(a.kind === 'stored' && b.kind === 'stored');
+        assert.equal((await s.getMessage(seqOf(a.message.id)))?.message, '');
+        assert.equal((await s.getMessage(seqOf(b.message.id)))?.message, big);
+      }));
+
+      it('answers null for a message that does not exist', () => withStore(open, async (s) => {
+        assert.equal(await s.getMessage(999_999), null);
+        assert.equal(await s.deleteMessage(999_999), null);
+      }));
+
+      it('assigns increasing ids and never reuses one, even after deleting the newest', () => withStore(open, async (s) => {
+        const ids = await sendMany(s, 3, 'a', 'b');
+        assert.ok(seqOf(ids[0]!) < seqOf(ids[1]!) && seqOf(ids[1]!) < seqOf(ids[2]!));
+        await s.deleteMessage(seqOf(ids[2]!));
+        const [next] = await sendMany(s, 1, 'a', 'b');
+        assert.ok(seqOf(next!) > seqOf(ids[2]!), 'a deleted id is never handed out again');
+      }));
+
+      it('gives concurrent sends distinct ids in commit order', () => withStore(open, async (s) => {
+        const outs = await Promise.all(Array.from({ length: 50 }, (_, i) =>
+          s.send({ fromUser: `u${i % 5}`, toUser: 'inbox', message: String(i) })));
+        const ids = outs.map((o) => (o.kind === 'stored' ? o.message.id : ''));
+        assert.equal(new Set(ids).size, 50);
+        const page = await s.inbox('inbox', { limit: 100 });
+        assert.equal(page.messages.length, 50);
+        const times = page.messages.map((m) => Date.parse(m.sentAt));
+        assert.deepEqual(times, [...times].sort((x, y) => x - y), 'sentAt never goes back as ids go up');
+      }));
+    });
+
+    describe('paging', () => {
+      it('pages forward from the oldest, with more=true until the end', () => withStore(open, async (s) => {
+        const ids = await sendMany(s, 5, 'a', 'b');
+        const p1 = await s.inbox('b', { limit: 2 });
+        assert.deepEqual(p1.messages.map((m) => m.id), ids.slice(0, 2));
+        assert.equal(p1.more, true);
+        const p2 = await s.inbox('b', { after: seqOf(ids[1]!), limit: 2 });
+        assert.deepEqual(p2.messages.map((m) => m.id), ids.slice(2, 4));
+        assert.equal(p2.more, true);
+        const p3 = await s.inbox('b', { after: seqOf(ids[3]!), limit: 2 });
+        assert.deepEqual(p3.messages.map((m) => m.id), ids.slice(4));
+        assert.equal(p3.more, false);
+        const p4 = await s.inbox('b', { after: seqOf(ids[4]!), limit: 2 });
+        assert.deepEqual(p4, { messages: [], more: false });
+      }));
+
+      it('pages backward from the latest, each page oldest first', () => withStore(open, async (s) => {
+        const ids = await sendMany(s, 5, 'a', 'b');
+        const p1 = await s.inbox('b', { before: Infinity, limit: 2 });
+        assert.deepEqual(p1.messages.map((m) => m.id), ids.slice(3));
+        assert.equal(p1.more, true);
+        const p2 = await s.inbox('b', { before: seqOf(ids[3]!), limit: 2 });
+        assert.deepEqual(p2.messages.map((m) => m.id), ids.slice(1, 3));
+        const p3 = await s.inbox('b', { before: seqOf(ids[1]!), limit: 2 });
+        assert.deepEqual(p3.messages.map((m) => m.id), ids.slice(0, 1));
+        assert.equal(p3.more, false);
+      }));
+
+      it('reads a bounded range with after and before together', () => withStore(open, async (s) => {
+        const ids = await sendMany(s, 6, 'a', 'b');
+        const p = await s.inbox('b', { after: seqOf(ids[0]!), before: seqOf(ids[4]!), limit: 10 });
+        assert.deepEqual(p.messages.map((m) => m.id), ids.slice(1, 4));
+        assert.equal(p.more, false);
+      }));
+
+      it('keeps inboxes apart and filters by sender and by unread', () => withStore(open, async (s) => {
+        const fromA = await sendMany(s, 3, 'a', 'me', 'a');
+        const fromB = await sendMany(s, 2, 'b', 'me', 'b');
+        await sendMany(s, 2, 'a', 'someone-else');
+        const all = await s.inbox('me', { limit: 50 });
+        assert.deepEqual(all.messages.map((m) => m.id), [...fromA, ...fromB]);
+        const onlyB = await s.inbox('me', { from: 'b', limit: 50 });
+        assert.deepEqual(onlyB.messages.map((m) => m.id), fromB);
+        await s.markRead('me', { ids: [seqOf(fromA[0]!), seqOf(fromB[1]!)] });
+        const unread = await s.inbox('me', { unreadOnly: true, limit: 50 });
+        assert.deepEqual(unread.messages.map((m) => m.id), [fromA[1], fromA[2], fromB[0]]);
+        const unreadFromA = await s.inbox('me', { unreadOnly: true, from: 'a', limit: 1 });
+        assert.deepEqual(unreadFromA.messages.map((m) => m.id), [fromA[1]]);
+        assert.equal(unreadFromA.more, true);
+      }));
+
+      it('lists what a user sent', () => withStore(open, async (s) => {
+        const toB = await sendMany(s, 2, 'me', 'b');
+        const toC = await sendMany(s, 2, 'me', 'c');
+        await sendMany(s, 2, 'b', 'me');
+        const p = await s.sent('me', { limit: 3 });
+        assert.deepEqual(p.messages.map((m) => m.id), [...toB, toC[0]]);
+        assert.equal(p.more, true);
+        const back = await s.sent('me', { before: Infinity, limit: 1 });
+        assert.deepEqual(back.messages.map((m) => m.id), [toC[1]]);
+      }));
+
+      it('never skips a message while writers commit concurrently', () => withStore(open, async (s) => {
+        const writers = 4;
+        const perWriter = 60;
+        const written: string[] = [];
+        const writing = Promise.all(Array.from({ length: writers }, async (_, w) => {
+          for (let i = 0; i < perWriter; i++) {
+            const out = await s.send({ fromUser: `w${w}`, toUser: 'reader', message: `${w}:${i}` });
+            if (out.kind === 'stored') written.push(out.message.id);
+          }
+        }));
+        const seen: string[] = [];
+        let after: number | undefined;
+        let done = false;
+        void writing.then(() => (done = true));
+        for (;;) {
+          const finished = done;
+          const page = await s.inbox('reader', { after, limit: 7 });
+          for (const m of page.messages) seen.push(m.id);
+          if (page.messages.length > 0) after = seqOf(page.messages[page.messages.length - 1]!.id);
+          if (finished && !page.more) break;
+          if (page.messages.length === 0) await new Promise((r) => setImmediate(r));
+        }
+        await writing;
+        assert.equal(new Set(seen).size, seen.length, 'no message seen twice');
+        assert.deepEqual([...seen].sort(), [...written].sort(), 'every committed message seen');
+      }));
+    });
+
+    describe('conversations', () => {
+      it('shows both directions of a conversation in order, with paging', () => withStore(open, async (s) => {
+        const order: string[] = [];
+        for (let i = 0; i < 6; i++) {
+          const [from, to] = i % 2 === 0 ? ['me', 'you'] : ['you', 'me'];
+          order.push(...(await sendMany(s, 1, from, to)));
+          await sendMany(s, 1, 'me', 'third');
+        }
+        const p1 = await s.conversation('me', 'you', { limit: 4 });
+        assert.deepEqual(p1.messages.map((m) => m.id), order.slice(0, 4));
+        assert.equal(p1.more, true);
+        const p2 = await s.conversation('me', 'you', { after: seqOf(order[3]!), limit: 4 });
+        assert.deepEqual(p2.messages.map((m) => m.id), order.slice(4));
+        assert.equal(p2.more, false);
+        const latest = await s.conversation('you', 'me', { before: Infinity, limit: 3 });
+        assert.deepEqual(latest.messages.map((m) => m.id), order.slice(3));
+        const older = await s.conversation('you', 'me', { before: seqOf(order[3]!), limit: 3 });
+        assert.deepEqual(older.messages.map((m) => m.id), order.slice(0, 3));
+        assert.equal(older.more, false);
+      }));
+
+      it('handles a conversation with oneself', () => withStore(open, async (s) => {
+        const ids = await sendMany(s, 3, 'me', 'me');
+        const p = await s.conversation('me', 'me', { limit: 10 });
+        assert.deepEqual(p.messages.map((m) => m.id), ids);
+        const list = await s.conversations('me', { limit: 10 });
+        assert.equal(list.conversations.length, 1);
+        assert.equal(list.conversations[0]!.peer, 'me');
+        assert.equal(list.conversations[0]!.unread, 3);
+      }));
+
+      it('lists conversations most recent first with last message and unread count', () => withStore(open, async (s) => {
+        await sendMany(s, 2, 'alice', 'me');
+        await sendMany(s, 1, 'me', 'bob');
+        const [lastFromCarol] = await sendMany(s, 3, 'carol', 'me');
+        const [lastToAlice] = await sendMany(s, 1, 'me', 'alice');
+        const list = await s.conversations('me', { limit: 10 });
+        assert.deepEqual(list.conversations.map((c) => c.peer), ['alice', 'carol', 'bob']);
+        assert.deepEqual(list.conversations.map((c) => c.unread), [2, 3, 0]);
+        assert.equal(list.conversations[0]!.lastMessage.id, lastToAlice);
+        assert.equal(list.conversations[1]!.lastMessage.fromUser, 'carol');
+        assert.equal(list.more, false);
+        void lastFromCarol;
+        const page1 = await s.conversations('me', { limit: 2 });
+        assert.equal(page1.more, true);
+        const page2 = await s.conversations('me', { before: seqOf(page1.conversations[1]!.lastMessage.id), limit: 2 });
+        assert.deepEqual(page2.conversations.map((c) => c.peer), ['bob']);
+        assert.equal(page2.more, false);
+        const theirs = await s.conversations('alice', { limit: 10 });
+        assert.deepEqual(theirs.conversations.map((c) => [c.peer, c.unread]), [['me', 1]]);
+      }));
+    });
+
+    describe('read state', () => {
+      it('marks up to an id, answering the remaining unread count', () => withStore(open, async (s) => {
+        const ids = await sendMany(s, 4, 'a', 'me');
+        await sendMany(s, 1, 'b', 'me');
+        const out = await s.markRead('me', { upTo: seqOf(ids[2]!) });
+        assert.deepEqual(out.ids, ids.slice(0, 3));
+        assert.equal(out.unread, 2);
+        const m = await s.getMessage(seqOf(ids[0]!));
+        assert.equal(m?.readAt, out.readAt);
+        assert.equal((await s.getMessage(seqOf(ids[3]!)))?.readAt, null);
+        const list = await s.conversations('me', { limit: 10 });
+        assert.deepEqual(Object.fromEntries(list.conversations.map((c) => [c.peer, c.unread])), { a: 1, b: 1 });
+        const again = await s.markRead('me', { upTo: seqOf(ids[2]!) });
+        assert.deepEqual(again.ids, [], 'marking again changes nothing');
+        assert.equal((await s.getMessage(seqOf(ids[0]!)))?.readAt, out.readAt, 'the first readAt stays');
+      }));
+
+      it('marks listed ids, ignoring ids that are not to the user', () => withStore(open, async (s) => {
+        const mine = await sendMany(s, 3, 'a', 'me');
+        const theirs = await sendMany(s, 1, 'me', 'a');
+        const out = await s.markRead('me', { ids: [seqOf(mine[1]!), seqOf(theirs[0]!), 999_999] });
+        assert.deepEqual(out.ids, [mine[1]]);
+        assert.equal(out.unread, 2);
+        assert.equal((await s.getMessage(seqOf(theirs[0]!)))?.readAt, null);
+      }));
+    });
+
+    describe('delete', () => {
+      it('removes a message from every view and keeps conversation state right', () => withStore(open, async (s) => {
+        const [first, second] = await sendMany(s, 2, 'a', 'b');
+        const deleted = await s.deleteMessage(seqOf(second!));
+        assert.equal(deleted?.id, second);
+        assert.equal(await s.getMessage(seqOf(second!)), null);
+        assert.deepEqual((await s.inbox('b', { limit: 10 })).messages.map((m) => m.id), [first]);
+        assert.deepEqual((await s.sent('a', { limit: 10 })).messages.map((m) => m.id), [first]);
+        assert.deepEqual((await s.conversation('a', 'b', { limit: 10 })).messages.map((m) => m.id), [first]);
+        const forB = await s.conversations('b', { limit: 10 });
+        assert.equal(forB.conversations[0]!.lastMessage.id, first, 'last message falls back to the previous one');
+        assert.equal(forB.conversations[0]!.unread, 1, 'a deleted unread message no longer counts');
+        await s.deleteMessage(seqOf(first!));
+        assert.deepEqual((await s.conversations('b', { limit: 10 })).conversations, [], 'an emptied conversation disappears');
+        assert.deepEqual((await s.conversations('a', { limit: 10 })).conversations, []);
+      }));
+
+      it('deleting a read message leaves the unread count alone', () => withStore(open, async (s) => {
+        const ids = await sendMany(s, 3, 'a', 'b');
+        await s.markRead('b', { ids: [seqOf(ids[0]!)] });
+        await s.deleteMessage(seqOf(ids[0]!));
+        const list = await s.conversations('b', { limit: 10 });
+        assert.equal(list.conversations[0]!.unread, 2);
+        assert.equal((await s.markRead('b', { ids: [] })).unread, 2);
+      }));
+    });
+
+    describe('idempotency', () => {
+      it('answers a repeated key with the first result and stores nothing new', () => withStore(open, async (s) => {
+        const claim = { key: 'k-1', fingerprint: 'f1' };
+        const first = await s.send({ fromUser: 'a', toUser: 'b', message: 'once' }, claim);
+        const again = await s.send({ fromUser: 'a', toUser: 'b', message: 'once' }, claim);
+        assert.equal(first.kind, 'stored');
+        assert.equal(again.kind, 'replayed');
+        if (first.kind === 'stored' && again.kind === 'replayed') assert.deepEqual(again.message, first.message);
+        assert.equal((await s.inbox('b', { limit: 10 })).messages.length, 1);
+      }));
+
+      it('reports a key reused with a different request', () => withStore(open, async (s) => {
+        await s.send({ fromUser: 'a', toUser: 'b', message: 'one' }, { key: 'k', fingerprint: 'f1' });
+        const out = await s.send({ fromUser: 'a', toUser: 'b', message: 'two' }, { key: 'k', fingerprint: 'f2' });
+        assert.equal(out.kind, 'mismatch');
+        assert.equal((await s.inbox('b', { limit: 10 })).messages.length, 1);
+      }));
+
+      it('scopes keys to their sender', () => withStore(open, async (s) => {
+        const a = await s.send({ fromUser: 'a', toUser: 'b', message: 'x' }, { key: 'same', fingerprint: 'f' });
+        const c = await s.send({ fromUser: 'c', toUser: 'b', message: 'x' }, { key: 'same', fingerprint: 'f' });
+        assert.equal(a.kind, 'stored');
+        assert.equal(c.kind, 'stored');
+      }));
+
+      it('stores one message for concurrent repeats of one key', () => withStore(open, async (s) => {
+        const claim = { key: 'burst', fingerprint: 'f' };
+        const outs = await Promise.all(Array.from({ length: 20 }, () =>
+          s.send({ fromUser: 'a', toUser: 'b', message: 'burst' }, claim)));
+        assert.equal(outs.filter((o) => o.kind === 'stored').length, 1);
+        assert.equal(outs.filter((o) => o.kind === 'replayed').length, 19);
+        assert.equal((await s.inbox('b', { limit: 50 })).messages.length, 1);
+      }));
+
+      it('still replays the first result after that message is deleted', () => withStore(open, async (s) => {
+        const claim = { key: 'k', fingerprint: 'f' };
+        const first = await s.send({ fromUser: 'a', toUser: 'b', message: 'x' }, claim);
+        assert.equal(first.kind, 'stored');
+        if (first.kind !== 'stored') return;
+        await s.deleteMessage(seqOf(first.message.id));
+        const again = await s.send({ fromUser: 'a', toUser: 'b', message: 'x' }, claim);
+        assert.equal(again.kind, 'replayed');
+        assert.equal((await s.inbox('b', { limit: 10 })).messages.length, 0);
+      }));
+    });
+
+    describe('users and tokens', () => {
+      it('creates users once, lists them, and finds users by token hash', () => withStore(open, async (s) => {
+        assert.equal(await s.createUser('alice', 'hash-a1'), true);
+        assert.equal(await s.createUser('alice', 'hash-other'), false);
+        assert.equal(await s.createUser('bob', 'hash-b1'), true);
+        assert.deepEqual((await s.listUsers()).map((u) => u.id), ['alice', 'bob']);
+        assert.equal(await s.userForToken('hash-a1'), 'alice');
+        assert.equal(await s.userForToken('hash-other'), null);
+        assert.equal(await s.addToken('alice', 'hash-a2'), true);
+        assert.equal(await s.userForToken('hash-a2'), 'alice');
+        assert.equal(await s.addToken('nobody', 'hash-n'), false);
+        assert.equal(await s.userForToken('hash-n'), null);
+      }));
+
+      it('revokes all tokens of a user, and removes a user with its tokens', () => withStore(open, async (s) => {
+        await s.createUser('alice', 'a1');
+        await s.addToken('alice', 'a2');
+        await s.createUser('bob', 'b1');
+        assert.equal(await s.revokeTokens('alice'), 2);
+        assert.equal(await s.userForToken('a1'), null);
+        assert.equal(await s.userForToken('a2'), null);
+        assert.equal(await s.userForToken('b1'), 'bob');
+        await s.send({ fromUser: 'bob', toUser: 'alice', message: 'kept' });
+        assert.equal(await s.deleteUser('bob'), true);
+        assert.equal(await s.deleteUser('bob'), false);
+        assert.equal(await s.userForToken('b1'), null);
+        assert.equal((await s.inbox('alice', { limit: 5 })).messages.length, 1, 'messages outlive their sender');
+      }));
+    });
+
+    describe('events', () => {
+      it('tells listeners what committed, after it committed', () => withStore(open, async (s) => {
+        const events: StoreEvent[] = [];
+        const seenAtEvent: (string | null)[] = [];
+        const off = s.onEvents((evs) => {
+          events.push(...evs);
+          for (const e of evs) if (e.type === 'message') seenAtEvent.push(e.message.id);
+        });
+        const sent = await s.send({ fromUser: 'a', toUser: 'b', message: 'hi' });
+        assert.equal(sent.kind, 'stored');
+        if (sent.kind !== 'stored') return;
+        const id = sent.message.id;
+        // Readable from storage by the time the event was delivered:
+        assert.deepEqual(await s.getMessage(seqOf(id)), sent.message);
+        await s.markRead('b', { upTo: seqOf(id) });
+        await s.deleteMessage(seqOf(id));
+        await s.createUser('u', 'h');
+        await s.revokeTokens('u');
+        await s.deleteUser('u');
+        await waitFor(() => events.length >= 5);
+        off();
+        await s.send({ fromUser: 'a', toUser: 'b', message: 'unheard' });
+        assert.deepEqual(events.map((e) => e.type), ['message', 'read', 'deleted', 'tokens-revoked', 'user-removed']);
+        assert.deepEqual(events[0], { type: 'message', message: sent.message });
+        const read = events[1];
+        assert.ok(read?.type === 'read' && read.user === 'b' && read.ids.length === 1 && read.ids[0] === id);
+        assert.deepEqual(events[2], { type: 'deleted', id, fromUser: 'a', toUser: 'b' });
+        assert.deepEqual(seenAtEvent, [id]);
+      }));
+
+      it('does not tell of a replayed send or a no-op', () => withStore(open, async (s) => {
+        const events: StoreEvent[] = [];
+        await s.send({ fromUser: 'a', toUser: 'b', message: 'x' }, { key: 'k', fingerprint: 'f' });
+        s.onEvents((evs) => events.push(...evs));
+        await s.send({ fromUser: 'a', toUser: 'b', message: 'x' }, { key: 'k', fingerprint: 'f' });
+        await s.markRead('b', { ids: [] });
+        await s.deleteMessage(123_456);
+        await s.send({ fromUser: 'a', toUser: 'b', message: 'marker' });
+        await waitFor(() => events.length >= 1);
+        assert.deepEqual(events.map((e) => e.type), ['message']);
+      }));
+    });
+
+    describe('export and import', () => {
+      it('round-trips users, token hashes, messages and read state into an empty store', async () => {
+        const records: ExportRecord[] = [];
+        await withStore(open, async (s) => {
+          await s.createUser('alice', 'hash-a');
+          await s.addToken('alice', 'hash-a2');
+          await s.createUser('bob', 'hash-b');
+          const ids = await sendMany(s, 1200, 'alice', 'bob');
+          await sendMany(s, 3, 'bob', 'alice');
+          await s.markRead('bob', { upTo: seqOf(ids[9]!) });
+          await s.deleteMessage(seqOf(ids[20]!));
+          for await (const r of s.exportAll()) records.push(r);
+        });
+        assert.equal(records.filter((r) => r.type === 'user').length, 2);
+        assert.equal(records.filter((r) => r.type === 'token').length, 3);
+        assert.equal(records.filter((r) => r.type === 'message').length, 1202);
+        await withStore(open, async (t) => {
+          async function* replay() {
+            for (const r of records) yield r;
+          }
+          const counts = await t.importAll(replay());
+          assert.deepEqual(counts, { users: 2, tokens: 3, messages: 1202 });
+          const again: ExportRecord[] = [];
+          for await (const r of t.exportAll()) again.push(r);
+          assert.deepEqual(again, records, 'an export of the import is the same export');
+          assert.equal(await t.userForToken('hash-a2'), 'alice');
+          const bob = await t.conversations('bob', { limit: 5 });
+          assert.equal(bob.conversations[0]!.unread, 1199 - 10, 'unread counts rebuilt from read state');
+          const next = await t.send({ fromUser: 'x', toUser: 'y', message: 'after import' });
+          const maxImported = Math.max(...records.flatMap((r) => (r.type === 'message' ? [seqOf(r.message.id)] : [])));
+          assert.ok(next.kind === 'stored' && seqOf(next.message.id) > maxImported, 'new ids continue past imported ones');
+          const twice = await t.importAll(replay());
+          assert.deepEqual(twice, { users: 0, tokens: 0, messages: 0 }, 'importing again stores nothing twice');
+        });
+      });
+    });
+
+    describe('operations', () => {
+      it('answers ping while open and can be closed twice', () => withStore(open, async (s) => {
+        await s.ping();
+        await s.close();
+        await s.close();
+      }));
+
+      it('sees writes made through another handle on the same data', async () => {
+        const opened = await open();
+        if (!opened.reopen) {
+          await opened.storage.close();
+          await opened.dispose();
+          return;
+        }
+        const other = await opened.reopen();
+        try {
+          const out = await opened.storage.send({ fromUser: 'a', toUser: 'b', message: 'shared' });
+          assert.equal(out.kind, 'stored');
+          const page = await other.inbox('b', { limit: 5 });
+          assert.deepEqual(page.messages.map((m) => m.message), ['shared']);
+        } finally {
+          await other.close();
+          await opened.storage.close();
+          await opened.dispose();
+        }
+      });
+    });
+  });
+}
+
+/** Waits for a condition that an event will make true, without a fixed sleep. */
+async function waitFor(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setImmediate(r));
+  }
+}
