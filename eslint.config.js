@@ -23,6 +23,15 @@ export default tseslint.config(
     rules: { 'no-console': 'off' },
   },
   {
+    // node:test's describe/it return promises the runner itself awaits.
+    files: ['test/**'],
+    rules: {
+      '@typescript-eslint/no-floating-promises': ['error', {
+        allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'suite'] }],
+      }],
+    },
+  },
+  {
     files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,
     languageOptions: { globals: { ...globals.node } },

@@ -224,3 +224,8 @@ export function settingsHelp(): string {
   });
   return rows.join('\n');
 }
+
+/** Every setting's environment variable and flag, for documentation checks. */
+export function settingNames(): { env?: string; flag?: string }[] {
+  return ORDER.map((key) => ({ env: SETTINGS[key].env, flag: SETTINGS[key].flag }));
+}

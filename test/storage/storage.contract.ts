@@ -5,6 +5,7 @@
  * test (a new SQLite file, a new PostgreSQL schema) and disposes of it afterwards.
  */
 import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import type { ExportRecord, Storage, StoreEvent } from '../../src/storage/storage.js';
 
@@ -428,9 +429,7 @@ export function storageContract(name: string, open: StoreFactory): void {
         assert.equal(records.filter((r) => r.type === 'token').length, 3);
         assert.equal(records.filter((r) => r.type === 'message').length, 1202);
         await withStore(open, async (t) => {
-          async function* replay() {
-            for (const r of records) yield r;
-          }
+          const replay = () => Readable.from(records) as AsyncIterable<ExportRecord>;
           const counts = await t.importAll(replay());
           assert.deepEqual(counts, { users: 2, tokens: 3, messages: 1202 });
           const again: ExportRecord[] = [];

@@ -1,0 +1,75 @@
+/**
+ * Settings from flags, environment and defaults, and the clear refusals.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, isLoopback, loadConfig, parseDatabaseUrl, settingsHelp } from '../src/config.js';
+
+describe('config', () => {
+  it('defaults to the contract\'s settings', () => {
+    const c = loadConfig({});
+    assert.equal(c.port, 8080);
+    assert.equal(c.host, 'localhost');
+    assert.deepEqual(c.database, { kind: 'sqlite', path: './data/postbox.db' });
+    assert.equal(c.auth, 'open');
+    assert.equal(c.adminToken, undefined);
+    assert.equal(c.maxMessageBytes, 65536);
+    assert.equal(c.rateLimit, 6000);
+    assert.equal(c.durability, 'fsync');
+    assert.equal(c.logLevel, 'info');
+    assert.ok(Object.isFrozen(c));
+  });
+
+  it('reads the environment, and flags win over it', () => {
+    const c = loadConfig({
+      env: { PORT: '9000', HOST: '127.0.0.1', DATABASE_URL: 'sqlite:/tmp/x.db', POSTBOX_DURABILITY: 'relaxed', LOG_LEVEL: 'warn' },
+      argv: ['--port', '9001', '--log-level', 'debug'],
+    });
+    assert.equal(c.port, 9001);
+    assert.equal(c.host, '127.0.0.1');
+    assert.deepEqual(c.database, { kind: 'sqlite', path: '/tmp/x.db' });
+    assert.equal(c.durability, 'relaxed');
+    assert.equal(c.logLevel, 'debug');
+  });
+
+  it('names the setting that is wrong', () => {
+    const bad: [Record<string, string>, string[], RegExp][] = [
+      [{ PORT: 'eighty' }, [], /PORT must be a whole number/],
+      [{ PORT: '70000' }, [], /PORT must be between 0 and 65535/],
+      [{}, ['--port=-1'], /--port must be a whole number/],
+      [{ POSTBOX_AUTH: 'maybe' }, [], /POSTBOX_AUTH must be one of open, token/],
+      [{ POSTBOX_DURABILITY: 'yolo' }, [], /POSTBOX_DURABILITY must be one of fsync, relaxed/],
+      [{ DATABASE_URL: 'mysql://x' }, [], /DATABASE_URL must start with sqlite: or postgres:\/\//],
+      [{ POSTBOX_MAX_MESSAGE_BYTES: '0' }, [], /POSTBOX_MAX_MESSAGE_BYTES must be between/],
+      [{ POSTBOX_ADMIN_TOKEN: 'short' }, [], /POSTBOX_ADMIN_TOKEN must be at least 16 characters/],
+      [{}, ['--no-such-flag'], /Unknown option '--no-such-flag'/],
+    ];
+    for (const [env, argv, message] of bad) {
+      assert.throws(() => loadConfig({ env, argv }), (err: unknown) => err instanceof ConfigError && message.test(err.message));
+    }
+  });
+
+  it('refuses open mode on a non-loopback address unless told to allow it', () => {
+    assert.throws(() => loadConfig({ env: { HOST: '0.0.0.0' } }), /refusing to listen on 0\.0\.0\.0 in open mode/);
+    assert.equal(loadConfig({ env: { HOST: '0.0.0.0' }, argv: ['--allow-open-network'] }).host, '0.0.0.0');
+    assert.equal(loadConfig({ env: { HOST: '0.0.0.0', POSTBOX_AUTH: 'token' } }).auth, 'token');
+    for (const h of ['localhost', '127.0.0.1', '127.8.9.10', '::1', '[::1]']) assert.ok(isLoopback(h), h);
+    for (const h of ['0.0.0.0', '::', '192.168.1.2', 'example.com']) assert.ok(!isLoopback(h), h);
+  });
+
+  it('parses the database URL spellings', () => {
+    assert.deepEqual(parseDatabaseUrl('sqlite:///var/lib/postbox.db'), { kind: 'sqlite', path: '/var/lib/postbox.db' });
+    assert.deepEqual(parseDatabaseUrl('sqlite:rel.db'), { kind: 'sqlite', path: 'rel.db' });
+    assert.deepEqual(parseDatabaseUrl('postgres://u@h:5432/db'), { kind: 'postgres', url: 'postgres://u@h:5432/db' });
+    assert.deepEqual(parseDatabaseUrl('postgresql://h/db'), { kind: 'postgres', url: 'postgresql://h/db' });
+  });
+
+  it('documents every setting in the help text', () => {
+    const help = settingsHelp();
+    for (const name of ['--port', 'PORT', '--host', 'HOST', '--db', 'DATABASE_URL', '--auth', 'POSTBOX_AUTH',
+      'POSTBOX_ADMIN_TOKEN', 'POSTBOX_MAX_MESSAGE_BYTES', 'POSTBOX_RATE_LIMIT', 'POSTBOX_DURABILITY', '--log-level',
+      'LOG_LEVEL', '--allow-open-network']) {
+      assert.ok(help.includes(name), name);
+    }
+  });
+});
