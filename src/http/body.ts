@@ -4,6 +4,8 @@
  * `requests.post(url, data='{...}')` sends JSON with no Content-Type at all, so a body is
  * read as JSON whatever its declared type (as the seed's Flask `json.loads(request.data)`
  * did), except form fields (`application/x-www-form-urlencoded`), which are read as fields.
+ * `curl -d '{...}'` labels JSON as form fields; a "form" that begins with `{` is read as the
+ * JSON it is, since no real form's first field name starts with a brace.
  * 415 is kept for bodies that cannot be read at all: compressed, multipart, or in a charset
  * other than UTF-8.
  */
@@ -67,7 +69,7 @@ export function decodeBody(headers: Record<string, string | string[] | undefined
   } catch {
     throw invalid('body', 'is not valid UTF-8');
   }
-  if (type === 'application/x-www-form-urlencoded') return formFields(text);
+  if (type === 'application/x-www-form-urlencoded' && !text.trimStart().startsWith('{')) return formFields(text);
   if (text.trim() === '') return undefined;
   try {
     return JSON.parse(text) as unknown;

@@ -26,6 +26,7 @@ describe('legacy endpoints', () => {
       ['an unrelated type holding JSON', { 'content-type': 'application/octet-stream' }, body(to, 'octet')],
       ['form fields', { 'content-type': 'application/x-www-form-urlencoded' },
         new URLSearchParams({ fromUser: 'sender', toUser: to, message: 'form + é & =' }).toString()],
+      ['JSON labelled as a form, as curl -d sends it', { 'content-type': 'application/x-www-form-urlencoded' }, body(to, 'curl')],
     ];
     for (const [name, headers, payload] of cases) {
       const res = await request(server.url, '/post-message', { method: 'POST', headers, body: payload });
@@ -34,7 +35,7 @@ describe('legacy endpoints', () => {
       assert.match(String(res.headers.location), /^\/v1\/messages\/[1-9][0-9]*$/, name);
     }
     const got = (await request(server.url, `/get-messages/${to}`)).json<Message[]>();
-    assert.deepEqual(got.map((m) => m.message), ['json', 'json-charset', 'none', 'text', 'octet', 'form + é & =']);
+    assert.deepEqual(got.map((m) => m.message), ['json', 'json-charset', 'none', 'text', 'octet', 'form + é & =', 'curl']);
   });
 
   it('points Location at the stored message', async () => {
