@@ -11,9 +11,10 @@ import type { StoreEvent } from '../storage/storage.js';
 /** A listener for one user's events. */
 export type HubListener = (event: StoreEvent) => void;
 
-/** The users an event concerns. */
-function audience(event: StoreEvent): string[] {
+/** The users an event concerns; `null` for everyone. */
+function audience(event: StoreEvent): string[] | null {
   switch (event.type) {
+    case 'resync': return null;
     case 'message': return [event.message.toUser];
     case 'deleted': return event.fromUser === event.toUser ? [event.toUser] : [event.toUser, event.fromUser];
     case 'read': return [event.user];
@@ -32,7 +33,8 @@ export class Hub implements InboxWaiter {
   /** Delivers committed events to everyone listening for the users they concern. */
   publish(events: readonly StoreEvent[]): void {
     for (const event of events) {
-      for (const user of audience(event)) {
+      const users = audience(event);
+      for (const user of users ?? [...this.subscribers.keys()]) {
         const set = this.subscribers.get(user);
         if (!set) continue;
         for (const listener of set) {
@@ -76,7 +78,8 @@ export class Hub implements InboxWaiter {
     let arrived = false;
     let wake: (() => void) | undefined;
     const unsubscribe = this.subscribe(user, (event) => {
-      if (event.type !== 'message') return;
+      // After a resync something may have arrived unheard: wake and look.
+      if (event.type !== 'message' && event.type !== 'resync') return;
       arrived = true;
       wake?.();
     });

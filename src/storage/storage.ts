@@ -74,13 +74,21 @@ export interface ReadOutcome {
   readAt: string;
 }
 
-/** Something that changed, told to listeners after it committed. */
+/**
+ * Something that changed, told to listeners after it committed.
+ *
+ * Listeners hear events in commit order, so a `message` event's id is greater than that of
+ * every message event heard before it; live streams rely on it. A backend whose change feed
+ * can lose events (a dropped connection) says `resync` once it is whole again: every
+ * listener must then re-read from storage after its own cursor.
+ */
 export type StoreEvent =
   | { type: 'message'; message: Message }
   | { type: 'deleted'; id: string; fromUser: string; toUser: string }
   | { type: 'read'; user: string; ids: string[]; readAt: string }
   | { type: 'user-removed'; user: string }
-  | { type: 'tokens-revoked'; user: string };
+  | { type: 'tokens-revoked'; user: string }
+  | { type: 'resync' };
 
 /** A listener for committed changes. */
 export type StoreListener = (events: readonly StoreEvent[]) => void;
