@@ -16,6 +16,7 @@ import { docsRoutes } from './http/docs.js';
 import { healthRoutes } from './http/health.js';
 import { legacyRoutes } from './http/legacy.js';
 import { messageRoutes } from './http/messages.js';
+import { userRoutes } from './http/users.js';
 import { problemRoutes, registerProblemHandlers, sendProblem } from './http/problems.js';
 import { addMethodNotAllowed, recordRoutes, type RouteEntry } from './http/route-table.js';
 import { validatorCompiler } from './http/validation.js';
@@ -91,6 +92,7 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   problemRoutes(app);
   legacyRoutes(app, messages);
   messageRoutes(app, messages);
+  userRoutes(app, users);
 
   // Last, once every route (plugins' included) is known.
   void app.register((instance, _options, done) => {

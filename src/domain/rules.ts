@@ -58,6 +58,8 @@ export function toMessageText(value: unknown, maxBytes: number): string {
   if (value === undefined || value === null) throw invalid('message', 'is required');
   if (typeof value !== 'string') throw invalid('message', 'must be a string');
   if (!value.isWellFormed()) throw invalid('message', 'must be valid Unicode text');
+  // PostgreSQL's text cannot hold U+0000; one rule on every backend keeps stores movable.
+  if (value.includes('\u0000')) throw invalid('message', 'must not contain the NUL character (U+0000)');
   // Cheap bound first: a string never takes more than 3 UTF-8 bytes per UTF-16 unit.
   if (value.length * 3 > maxBytes) {
     const bytes = Buffer.byteLength(value, 'utf8');

@@ -49,6 +49,7 @@ const SEND_CASES: Case[] = [
   { name: 'a user id of 129 astral characters', body: with_({ toUser: '🐙'.repeat(129) }), status: 400, field: 'toUser' },
   { name: 'a lone surrogate in a user id', body: '{"fromUser":"a","toUser":"\\ud800","message":"m"}', status: 400, field: 'toUser' },
   { name: 'a lone surrogate in a message', body: '{"fromUser":"a","toUser":"b","message":"x\\udfffy"}', status: 400, field: 'message' },
+  { name: 'a NUL character in a message', body: '{"fromUser":"a","toUser":"b","message":"nul\\u0000here"}', status: 400, field: 'message' },
   { name: 'invalid UTF-8 bytes', body: Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]), status: 400, field: 'body' },
   { name: 'an overlong UTF-8 encoding', body: Buffer.concat([Buffer.from('{"fromUser":"a","toUser":"b","message":"'), Buffer.from([0xc0, 0xaf]), Buffer.from('"}')]), status: 400, field: 'body' },
   { name: 'a message over the byte limit', body: with_({ message: 'é'.repeat(32769) }), status: 413, field: 'message' },
