@@ -16,6 +16,7 @@ import { docsRoutes } from './http/docs.js';
 import { healthRoutes } from './http/health.js';
 import { legacyRoutes } from './http/legacy.js';
 import { messageRoutes } from './http/messages.js';
+import { metricsRoutes } from './http/metrics.js';
 import { userRoutes } from './http/users.js';
 import { problemRoutes, registerProblemHandlers, sendProblem } from './http/problems.js';
 import { addMethodNotAllowed, recordRoutes, type RouteEntry } from './http/route-table.js';
@@ -82,12 +83,16 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   registerBodyParser(app, bodyLimit);
   registerProblemHandlers(app, bodyLimit);
 
-  const users = new UserService(storage, { mode: config.auth, adminToken: config.adminToken });
-  const messages = new MessageService(storage, hub, { maxMessageBytes: config.maxMessageBytes });
-  registerAuth(app, users, config.auth);
-
   // The document generator must be in place before the routes it describes.
   await docsRoutes(app, { version: packageVersion() });
+  const metrics = metricsRoutes(app, { openStreams: () => 0 });
+
+  const users = new UserService(storage, { mode: config.auth, adminToken: config.adminToken });
+  const messages = new MessageService(storage, hub, {
+    maxMessageBytes: config.maxMessageBytes,
+    onStored: () => metrics.messagesStored.inc(),
+  });
+  registerAuth(app, users, config.auth);
   healthRoutes(app, storage);
   problemRoutes(app);
   legacyRoutes(app, messages);

@@ -15,6 +15,7 @@ import type { Storage } from './storage/storage.js';
 export interface RunningServer {
   app: PostboxApp;
   storage: Storage;
+  hub: Hub;
   /** The address it listens on, e.g. `http://127.0.0.1:8080`. */
   url: string;
   /** Stops accepting, lets in-flight requests finish, then closes storage. */
@@ -34,7 +35,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     let closing: Promise<void> | undefined;
     const built = app;
     return {
-      app: built, storage, url,
+      app: built, storage, hub, url,
       close: () => (closing ??= (async () => {
         await built.close();
         await storage.close();

@@ -65,14 +65,18 @@ export class MessageService {
   constructor(
     private readonly storage: Storage,
     private readonly waiter: InboxWaiter,
-    private readonly limits: { maxMessageBytes: number },
+    private readonly options: {
+      maxMessageBytes: number;
+      /** Told of each message stored (not of replays), for metrics. */
+      onStored?: () => void;
+    },
   ) {}
 
   /** Stores a message; with an idempotency key, a repeat answers the first result. */
   async send(actor: Actor, input: SendInput, idempotencyKey?: string): Promise<SendResult> {
     const fromUser = senderOf(actor, input.fromUser);
     const toUser = toUserId(input.toUser, 'toUser');
-    const message = toMessageText(input.message, this.limits.maxMessageBytes);
+    const message = toMessageText(input.message, this.options.maxMessageBytes);
     const claim = idempotencyKey === undefined
       ? undefined
       : { key: toIdempotencyKey(idempotencyKey), fingerprint: fingerprint(toUser, message) };
@@ -83,6 +87,7 @@ export class MessageService {
           errors: [{ field: 'Idempotency-Key', message: 'was used for a different request in the last 24 hours' }],
         });
     }
+    if (outcome.kind === 'stored') this.options.onStored?.();
     return { message: outcome.message, replayed: outcome.kind === 'replayed' };
   }
 

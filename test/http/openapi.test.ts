@@ -1,0 +1,57 @@
+/**
+ * The OpenAPI document: valid OpenAPI 3.1, generated from the route schemas, and naming
+ * every registered route.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Validator } from '@seriousme/openapi-schema-validator';
+import { request } from '../helpers/http.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+/** Routes that are not API operations: the document itself, its UI, problem pages. */
+const NOT_OPERATIONS = [/^\/openapi\.json$/, /^\/docs/, /^\/problems\//];
+
+describe('OpenAPI document', () => {
+  let server: TestServer;
+  let doc: { openapi: string; paths: Record<string, Record<string, unknown>> };
+  before(async () => {
+    server = await startTestServer();
+    const res = await request(server.url, '/openapi.json');
+    assert.equal(res.status, 200);
+    doc = res.json();
+  });
+  after(() => server.stop());
+
+  it('is valid OpenAPI 3.1', async () => {
+    assert.equal(doc.openapi, '3.1.0');
+    const result = await new Validator().validate(doc);
+    assert.ok(result.valid, JSON.stringify(result.errors, null, 2));
+  });
+
+  it('describes every registered route, and nothing else', () => {
+    const expected = new Set<string>();
+    for (const r of server.app.routeTable) {
+      if (NOT_OPERATIONS.some((p) => p.test(r.url)) || r.method === 'HEAD') continue;
+      const path = r.url.replace(/:(\w+)/g, '{$1}');
+      expected.add(`${r.method.toLowerCase()} ${path}`);
+    }
+    const documented = new Set<string>();
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      for (const method of Object.keys(ops)) if (method !== 'parameters') documented.add(`${method} ${path}`);
+    }
+    assert.deepEqual([...documented].sort(), [...expected].sort());
+    assert.ok(expected.has('post /post-message') && expected.has('get /get-messages/{user}'));
+  });
+
+  it('documents the problem answers and the bearer scheme', () => {
+    const send = doc.paths['/v1/messages']!.post as { responses: Record<string, unknown>; security?: unknown };
+    for (const status of ['201', '400', '401', '403', '429', '503']) assert.ok(status in send.responses, status);
+    assert.deepEqual(send.security, [{ bearer: [] }]);
+  });
+
+  it('serves a docs page', async () => {
+    const res = await request(server.url, '/docs/');
+    assert.equal(res.status, 200);
+    assert.match(String(res.headers['content-type']), /text\/html/);
+  });
+});
