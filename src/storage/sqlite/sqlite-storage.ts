@@ -24,6 +24,8 @@ export interface SqliteOptions {
   path: string;
   /** `fsync`: a commit is on disk before it is answered; `relaxed`: it survives a process crash. */
   durability: 'fsync' | 'relaxed';
+  /** Told the SQL (with its values) of each read, for tracing and for query-plan checks. */
+  onQuery?: (sql: string) => void;
 }
 
 /** How many rows an export reads at a time. */
@@ -37,7 +39,7 @@ const WRITER_URL = new URL(`./writer-worker${extname(fileURLToPath(import.meta.u
 /** Opens (creating and migrating if needed) a SQLite store. */
 export function openSqliteStorage(options: SqliteOptions): SqliteStorage {
   if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
-  const db = new Database(options.path);
+  const db = new Database(options.path, options.onQuery ? { verbose: (sql) => options.onQuery?.(String(sql)) } : {});
   try {
     for (const p of CONNECTION_PRAGMAS) db.pragma(p);
     db.pragma('journal_mode = WAL');

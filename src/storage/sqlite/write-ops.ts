@@ -41,6 +41,43 @@ export interface WriteResults {
 /** One operation's answer: its value, or the message of the error that failed it alone. */
 export type WriteReply = { ok: true; value: unknown } | { ok: false; error: string };
 
+/**
+ * Every statement the writer runs, by name: one table, so a test can ask SQLite for the
+ * plan of each and prove none of them scans a table.
+ */
+export const WRITE_SQL = {
+  insert: 'INSERT INTO messages (from_user, to_user, body, sent_at) VALUES (?, ?, ?, ?)',
+  insertWithSeq: 'INSERT OR IGNORE INTO messages (seq, from_user, to_user, body, sent_at, read_at) VALUES (?, ?, ?, ?, ?, ?)',
+  byKey: 'SELECT fingerprint, response FROM idempotency_keys WHERE sender = ? AND key = ? AND created_at >= ?',
+  rememberKey: 'INSERT OR REPLACE INTO idempotency_keys (sender, key, fingerprint, response, created_at) VALUES (?, ?, ?, ?, ?)',
+  purgeKeys: 'DELETE FROM idempotency_keys WHERE created_at < ?',
+  received: `INSERT INTO conversations (owner, peer, last_seq, unread) VALUES (?, ?, ?, ?)
+         ON CONFLICT (owner, peer) DO UPDATE SET
+           last_seq = max(last_seq, excluded.last_seq), unread = unread + excluded.unread`,
+  getRow: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE seq = ?`,
+  deleteRow: 'DELETE FROM messages WHERE seq = ?',
+  conversation: 'SELECT last_seq, unread FROM conversations WHERE owner = ? AND peer = ?',
+  lastBetween: `SELECT max(s) FROM (
+           SELECT max(seq) AS s FROM messages WHERE to_user = ? AND from_user = ?
+           UNION ALL
+           SELECT max(seq) AS s FROM messages WHERE to_user = ? AND from_user = ?)`,
+  setConversation: 'UPDATE conversations SET last_seq = ?, unread = max(unread - ?, 0) WHERE owner = ? AND peer = ?',
+  dropConversation: 'DELETE FROM conversations WHERE owner = ? AND peer = ?',
+  readUpTo: `UPDATE messages SET read_at = ? WHERE to_user = ? AND read_at IS NULL AND seq <= ?
+         RETURNING seq, from_user`,
+  readIds: `UPDATE messages SET read_at = ? WHERE to_user = ? AND read_at IS NULL
+           AND seq IN (SELECT value FROM json_each(?)) RETURNING seq, from_user`,
+  lessUnread: 'UPDATE conversations SET unread = max(unread - ?, 0) WHERE owner = ? AND peer = ?',
+  unreadTotal: 'SELECT coalesce(sum(unread), 0) FROM conversations WHERE owner = ?',
+  createUser: 'INSERT INTO users (id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING',
+  importUser: 'INSERT OR IGNORE INTO users (id, created_at) VALUES (?, ?)',
+  deleteUser: 'DELETE FROM users WHERE id = ?',
+  userExists: 'SELECT 1 FROM users WHERE id = ?',
+  addToken: 'INSERT OR IGNORE INTO tokens (hash, user_id, created_at) VALUES (?, ?, ?)',
+  revokeTokens: 'DELETE FROM tokens WHERE user_id = ?',
+  newestSentAt: 'SELECT sent_at FROM messages WHERE seq = (SELECT max(seq) FROM messages)',
+} as const;
+
 /** Applies batches of {@link WriteOp}s to one write connection. */
 export class WriteSide {
   private readonly db: Database.Database;
@@ -51,58 +88,29 @@ export class WriteSide {
   constructor(db: Database.Database) {
     this.db = db;
     this.stmt = {
-      insert: db.prepare(
-        'INSERT INTO messages (from_user, to_user, body, sent_at) VALUES (?, ?, ?, ?)',
-      ),
-      insertWithSeq: db.prepare(
-        'INSERT OR IGNORE INTO messages (seq, from_user, to_user, body, sent_at, read_at) VALUES (?, ?, ?, ?, ?, ?)',
-      ),
-      byKey: db.prepare(
-        'SELECT fingerprint, response FROM idempotency_keys WHERE sender = ? AND key = ? AND created_at >= ?',
-      ),
-      rememberKey: db.prepare(
-        'INSERT OR REPLACE INTO idempotency_keys (sender, key, fingerprint, response, created_at) VALUES (?, ?, ?, ?, ?)',
-      ),
-      purgeKeys: db.prepare('DELETE FROM idempotency_keys WHERE created_at < ?'),
-      received: db.prepare(
-        `INSERT INTO conversations (owner, peer, last_seq, unread) VALUES (?, ?, ?, ?)
-         ON CONFLICT (owner, peer) DO UPDATE SET
-           last_seq = max(last_seq, excluded.last_seq), unread = unread + excluded.unread`,
-      ),
-      getRow: db.prepare(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE seq = ?`),
-      deleteRow: db.prepare('DELETE FROM messages WHERE seq = ?'),
-      conversation: db.prepare('SELECT last_seq, unread FROM conversations WHERE owner = ? AND peer = ?'),
-      lastBetween: db.prepare(
-        `SELECT max(s) FROM (
-           SELECT max(seq) AS s FROM messages WHERE to_user = ? AND from_user = ?
-           UNION ALL
-           SELECT max(seq) AS s FROM messages WHERE to_user = ? AND from_user = ?)`,
-      ).pluck(),
-      setConversation: db.prepare(
-        'UPDATE conversations SET last_seq = ?, unread = max(unread - ?, 0) WHERE owner = ? AND peer = ?',
-      ),
-      dropConversation: db.prepare('DELETE FROM conversations WHERE owner = ? AND peer = ?'),
-      readUpTo: db.prepare(
-        `UPDATE messages SET read_at = ? WHERE to_user = ? AND read_at IS NULL AND seq <= ?
-         RETURNING seq, from_user`,
-      ),
-      readIds: db.prepare(
-        `UPDATE messages SET read_at = ? WHERE to_user = ? AND read_at IS NULL
-           AND seq IN (SELECT value FROM json_each(?)) RETURNING seq, from_user`,
-      ),
-      lessUnread: db.prepare(
-        'UPDATE conversations SET unread = max(unread - ?, 0) WHERE owner = ? AND peer = ?',
-      ),
-      unreadTotal: db.prepare(
-        'SELECT coalesce(sum(unread), 0) FROM conversations WHERE owner = ?',
-      ).pluck(),
-      createUser: db.prepare('INSERT INTO users (id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING'),
-      importUser: db.prepare('INSERT OR IGNORE INTO users (id, created_at) VALUES (?, ?)'),
-      deleteUser: db.prepare('DELETE FROM users WHERE id = ?'),
-      userExists: db.prepare('SELECT 1 FROM users WHERE id = ?').pluck(),
-      addToken: db.prepare('INSERT OR IGNORE INTO tokens (hash, user_id, created_at) VALUES (?, ?, ?)'),
-      revokeTokens: db.prepare('DELETE FROM tokens WHERE user_id = ?'),
-      newestSentAt: db.prepare('SELECT sent_at FROM messages ORDER BY seq DESC LIMIT 1').pluck(),
+      insert: db.prepare(WRITE_SQL.insert),
+      insertWithSeq: db.prepare(WRITE_SQL.insertWithSeq),
+      byKey: db.prepare(WRITE_SQL.byKey),
+      rememberKey: db.prepare(WRITE_SQL.rememberKey),
+      purgeKeys: db.prepare(WRITE_SQL.purgeKeys),
+      received: db.prepare(WRITE_SQL.received),
+      getRow: db.prepare(WRITE_SQL.getRow),
+      deleteRow: db.prepare(WRITE_SQL.deleteRow),
+      conversation: db.prepare(WRITE_SQL.conversation),
+      lastBetween: db.prepare(WRITE_SQL.lastBetween).pluck(),
+      setConversation: db.prepare(WRITE_SQL.setConversation),
+      dropConversation: db.prepare(WRITE_SQL.dropConversation),
+      readUpTo: db.prepare(WRITE_SQL.readUpTo),
+      readIds: db.prepare(WRITE_SQL.readIds),
+      lessUnread: db.prepare(WRITE_SQL.lessUnread),
+      unreadTotal: db.prepare(WRITE_SQL.unreadTotal).pluck(),
+      createUser: db.prepare(WRITE_SQL.createUser),
+      importUser: db.prepare(WRITE_SQL.importUser),
+      deleteUser: db.prepare(WRITE_SQL.deleteUser),
+      userExists: db.prepare(WRITE_SQL.userExists).pluck(),
+      addToken: db.prepare(WRITE_SQL.addToken),
+      revokeTokens: db.prepare(WRITE_SQL.revokeTokens),
+      newestSentAt: db.prepare(WRITE_SQL.newestSentAt).pluck(),
     };
     // Keep sentAt monotonic with the sequence even if the wall clock steps back.
     this.lastTime = (this.stmt.newestSentAt.get() as number | undefined) ?? 0;
