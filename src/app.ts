@@ -17,11 +17,13 @@ import { healthRoutes } from './http/health.js';
 import { legacyRoutes } from './http/legacy.js';
 import { messageRoutes } from './http/messages.js';
 import { metricsRoutes } from './http/metrics.js';
+import { streamRoutes } from './http/stream.js';
 import { userRoutes } from './http/users.js';
 import { problemRoutes, registerProblemHandlers, sendProblem } from './http/problems.js';
 import { addMethodNotAllowed, recordRoutes, type RouteEntry } from './http/route-table.js';
 import { validatorCompiler } from './http/validation.js';
 import type { Hub } from './realtime/hub.js';
+import { StreamRegistry } from './realtime/streams.js';
 import type { Storage } from './storage/storage.js';
 import { packageVersion } from './version.js';
 
@@ -85,7 +87,29 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
 
   // The document generator must be in place before the routes it describes.
   await docsRoutes(app, { version: packageVersion() });
-  const metrics = metricsRoutes(app, { openStreams: () => 0 });
+  const streams = new StreamRegistry(hub, {
+    perUser: config.streamsPerUser,
+    total: config.streamsTotal,
+    heartbeatMs: config.heartbeatSeconds * 1000,
+    bufferBytes: config.streamBufferBytes,
+    retryMs: 2000,
+  }, logger);
+  const metrics = metricsRoutes(app, { openStreams: () => streams.open });
+  // Streams and long-polls would hold a graceful close open: end them first. A request that
+  // finishes during the close leaves its keep-alive socket idle after Node's one sweep of
+  // idle sockets, and the close would wait out the keep-alive timeout: keep sweeping.
+  let sweeper: NodeJS.Timeout | undefined;
+  app.addHook('preClose', (done) => {
+    streams.closeAll();
+    hub.close();
+    sweeper = setInterval(() => app.server.closeIdleConnections(), 25);
+    sweeper.unref();
+    done();
+  });
+  app.addHook('onClose', (_instance, done) => {
+    clearInterval(sweeper);
+    done();
+  });
 
   const users = new UserService(storage, { mode: config.auth, adminToken: config.adminToken });
   const messages = new MessageService(storage, hub, {
@@ -98,6 +122,7 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   legacyRoutes(app, messages);
   messageRoutes(app, messages);
   userRoutes(app, users);
+  streamRoutes(app, messages, streams);
 
   // Last, once every route (plugins' included) is known.
   void app.register((instance, _options, done) => {

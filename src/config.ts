@@ -24,6 +24,10 @@ export interface Config {
   readonly durability: 'fsync' | 'relaxed';
   readonly logLevel: LogLevel;
   readonly allowOpenNetwork: boolean;
+  readonly heartbeatSeconds: number;
+  readonly streamsPerUser: number;
+  readonly streamsTotal: number;
+  readonly streamBufferBytes: number;
 }
 
 /** pino's level names. */
@@ -142,6 +146,26 @@ const SETTINGS: { [K in keyof Config]: Setting<K> } = {
     key: 'logLevel', env: 'LOG_LEVEL', flag: 'log-level', default: 'info',
     help: `log level: ${LOG_LEVELS.join(', ')}`,
     parse: oneOf(LOG_LEVELS),
+  },
+  heartbeatSeconds: {
+    key: 'heartbeatSeconds', env: 'POSTBOX_HEARTBEAT_SECONDS', default: '15',
+    help: 'seconds between comment heartbeats on an idle stream',
+    parse: integer(1, 3600),
+  },
+  streamsPerUser: {
+    key: 'streamsPerUser', env: 'POSTBOX_STREAMS_PER_USER', default: '20',
+    help: 'live streams one user may hold open at once (429 past it)',
+    parse: integer(1, 100_000),
+  },
+  streamsTotal: {
+    key: 'streamsTotal', env: 'POSTBOX_STREAMS_MAX', default: '20000',
+    help: 'live streams this server holds open at once (503 past it)',
+    parse: integer(1, 10_000_000),
+  },
+  streamBufferBytes: {
+    key: 'streamBufferBytes', env: 'POSTBOX_STREAM_BUFFER_BYTES', default: '1048576',
+    help: 'bytes a stream may have waiting for a client that stopped reading before it is closed',
+    parse: integer(4096, 1024 * 1024 * 1024),
   },
   allowOpenNetwork: {
     key: 'allowOpenNetwork', flag: 'allow-open-network', default: 'false', boolean: true,

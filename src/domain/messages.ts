@@ -197,6 +197,11 @@ export class MessageService {
     return { unread: outcome.unread, marked: outcome.ids.length };
   }
 
+  /** The user whose inbox `actor` asks for, validated and allowed (for the live stream). */
+  inboxOwner(actor: Actor, user: string): string {
+    return this.owner(actor, user);
+  }
+
   private owner(actor: Actor, user: string): string {
     const owner = toUserId(user, 'user');
     assertActsAs(actor, owner);

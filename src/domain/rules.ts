@@ -17,6 +17,10 @@ const USER_ID_RE = new RegExp(USER_ID_PATTERN, 'u');
 export const MESSAGE_ID_PATTERN = '^[1-9][0-9]{0,15}$';
 const MESSAGE_ID_RE = new RegExp(MESSAGE_ID_PATTERN);
 
+/** A cursor: a message id, or 0 for "before the first message". */
+export const CURSOR_PATTERN = '^(?:0|[1-9][0-9]{0,15})$';
+const CURSOR_RE = new RegExp(CURSOR_PATTERN);
+
 /** An idempotency key: 1–255 printable ASCII characters. */
 export const IDEMPOTENCY_KEY_PATTERN = '^[\\x20-\\x7E]{1,255}$';
 const IDEMPOTENCY_KEY_RE = new RegExp(IDEMPOTENCY_KEY_PATTERN);
@@ -77,11 +81,10 @@ export function messageSeq(id: string): number | null {
   return MESSAGE_ID_RE.test(id) ? Number(id) : null;
 }
 
-/** A cursor parameter as a sequence number; a 400 naming `field` if it is not a message id. */
+/** A cursor parameter as a sequence number; a 400 naming `field` if it is not a message id (or 0). */
 export function toCursor(value: string, field: string): number {
-  const seq = messageSeq(value);
-  if (seq === null) throw invalid(field, 'must be a message id');
-  return seq;
+  if (!CURSOR_RE.test(value)) throw invalid(field, 'must be a message id (or 0 for the very start)');
+  return Number(value);
 }
 
 /** Checks an Idempotency-Key header value. */

@@ -4,7 +4,7 @@
  */
 import { Type, type Static, type TSchema } from 'typebox';
 import {
-  IDEMPOTENCY_KEY_PATTERN, MAX_PAGE, MAX_WAIT_SECONDS, MESSAGE_ID_PATTERN, USER_ID_PATTERN,
+  CURSOR_PATTERN, IDEMPOTENCY_KEY_PATTERN, MAX_PAGE, MAX_WAIT_SECONDS, USER_ID_PATTERN,
 } from '../domain/rules.js';
 import type * as Protocol from '../protocol/types.js';
 
@@ -32,9 +32,9 @@ export const MessageIdParam = Type.String({ description: 'A message id.', minLen
 
 /** A message id as a cursor. */
 export const Cursor = Type.String({
-  pattern: MESSAGE_ID_PATTERN,
-  description: 'A message id: the page starts just past it.',
-  'x-error': 'must be a message id',
+  pattern: CURSOR_PATTERN,
+  description: 'A message id: the page starts just past it. 0 is before the first message.',
+  'x-error': 'must be a message id (or 0 for the very start)',
 });
 
 /** The Message shape. */

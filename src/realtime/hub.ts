@@ -26,7 +26,9 @@ function audience(event: StoreEvent): string[] | null {
 /** See the module comment. */
 export class Hub implements InboxWaiter {
   private readonly subscribers = new Map<string, Set<HubListener>>();
+  private readonly waiting = new Set<() => void>();
   private count = 0;
+  private closed = false;
 
   constructor(private readonly log?: Pick<Logger, 'error'>) {}
 
@@ -68,15 +70,28 @@ export class Hub implements InboxWaiter {
     };
   }
 
+  /** Ends every wait now and every later one at once: the server is shutting down. */
+  close(): void {
+    this.closed = true;
+    for (const stop of [...this.waiting]) stop();
+  }
+
   /** Listeners registered now, across all users. */
   get listeners(): number {
     return this.count;
+  }
+
+  /** Listeners registered now for one user. */
+  listenersOf(user: string): number {
+    return this.subscribers.get(user)?.size ?? 0;
   }
 
   /** Arms a watch for new messages to `user` (see {@link InboxWaiter}). */
   watch(user: string): InboxWatch {
     let arrived = false;
     let wake: (() => void) | undefined;
+    const waiting = this.waiting;
+    const closed = () => this.closed;
     const unsubscribe = this.subscribe(user, (event) => {
       // After a resync something may have arrived unheard: wake and look.
       if (event.type !== 'message' && event.type !== 'resync') return;
@@ -89,10 +104,12 @@ export class Hub implements InboxWaiter {
           arrived = false;
           return Promise.resolve(true);
         }
+        if (closed()) return Promise.resolve(false);
         return new Promise<boolean>((resolve) => {
           const done = (value: boolean) => {
             clearTimeout(timer);
             signal?.removeEventListener('abort', onAbort);
+            waiting.delete(onAbort);
             wake = undefined;
             arrived = false;
             resolve(value);
@@ -100,6 +117,7 @@ export class Hub implements InboxWaiter {
           const onAbort = () => done(false);
           const timer = setTimeout(() => done(false), timeoutMs);
           wake = () => done(true);
+          waiting.add(onAbort);
           if (signal?.aborted) done(false);
           else signal?.addEventListener('abort', onAbort, { once: true });
         });

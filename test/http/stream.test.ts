@@ -1,0 +1,268 @@
+/**
+ * The live stream over real HTTP: delivery, resume without gap or duplicate (under a
+ * concurrent burst too), heartbeats, deleted/read events, limits, and shutdown.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Message, MessagePage, Problem } from '../../src/protocol/types.js';
+import { openSqliteStorage } from '../../src/storage/sqlite/sqlite-storage.js';
+import { postJson, request } from '../helpers/http.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { openStream, type SseEvent } from '../helpers/sse.js';
+
+let server: TestServer;
+let counter = 0;
+const fresh = (name: string) => `${name}-${++counter}`;
+
+async function send(from: string, to: string, message: string): Promise<Message> {
+  const res = await postJson(server.url, '/v1/messages', { fromUser: from, toUser: to, message });
+  assert.equal(res.status, 201, res.text);
+  return res.json<Message>();
+}
+
+const messageIds = (events: SseEvent[]) => events.filter((e) => e.event === 'message').map((e) => e.id!);
+
+/** Waits until `user` has a live subscription on the hub (a stream has subscribed). */
+async function subscribed(user: string, n = 1): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (server.hub.listenersOf(user) < n) {
+    if (Date.now() > deadline) throw new Error('stream never subscribed');
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+before(async () => {
+  server = await startTestServer({ POSTBOX_HEARTBEAT_SECONDS: '1' });
+});
+after(() => server.stop());
+
+describe('stream', () => {
+  it('delivers new messages live as message events with id and Message data', async () => {
+    const me = fresh('me');
+    await send('x', me, 'old news');
+    const s = await openStream(server.url, `/v1/users/${me}/stream`);
+    try {
+      assert.equal(s.status, 200);
+      assert.match(String(s.headers['content-type']), /^text\/event-stream/);
+      await subscribed(me);
+      const sent = [await send('x', me, 'one'), await send('y', me, 'two\nlines')];
+      const events = await s.waitFor(2, 'message');
+      assert.deepEqual(events.map((e) => e.id), sent.map((m) => m.id), 'from now on: old news is not replayed');
+      assert.deepEqual(events.map((e) => JSON.parse(e.data) as Message), sent);
+      assert.match(s.raw(), /^retry: \d+\n\n/);
+    } finally {
+      s.close();
+    }
+  });
+
+  it('resumes after ?after=, replaying what was missed, then goes live', async () => {
+    const me = fresh('me');
+    const sent: Message[] = [];
+    for (let i = 0; i < 5; i++) sent.push(await send('x', me, `m${i}`));
+    const s = await openStream(server.url, `/v1/users/${me}/stream?after=${sent[1]!.id}`);
+    try {
+      await s.waitFor(3, 'message');
+      await subscribed(me);
+      sent.push(await send('x', me, 'live'));
+      const events = await s.waitFor(4, 'message');
+      assert.deepEqual(events.map((e) => e.id), sent.slice(2).map((m) => m.id));
+    } finally {
+      s.close();
+    }
+  });
+
+  it('replays everything from after=0, and Last-Event-ID wins over after=', async () => {
+    const me = fresh('me');
+    const sent: Message[] = [];
+    for (let i = 0; i < 4; i++) sent.push(await send('x', me, `m${i}`));
+    const all = await openStream(server.url, `/v1/users/${me}/stream?after=0`);
+    const resumed = await openStream(server.url, `/v1/users/${me}/stream?after=0`, { 'last-event-id': sent[2]!.id });
+    try {
+      assert.deepEqual(messageIds(await all.waitFor(4, 'message')), sent.map((m) => m.id));
+      assert.deepEqual(messageIds(await resumed.waitFor(1, 'message')), [sent[3]!.id]);
+    } finally {
+      all.close();
+      resumed.close();
+    }
+  });
+
+  it('has no gap and no duplicate when subscribers connect and reconnect during a burst', async () => {
+    const me = fresh('me');
+    const total = 600;
+    const writers = 12;
+    const acknowledged: string[] = [];
+    let next = 0;
+    const burst = Promise.all(Array.from({ length: writers }, async () => {
+      while (next < total) {
+        const i = next++;
+        acknowledged.push((await send(`w${i % writers}`, me, `burst ${i}`)).id);
+      }
+    }));
+    // Subscribers join at different moments: each reads a page, then streams after its end.
+    const joins = Array.from({ length: 6 }, async (_, k) => {
+      while (acknowledged.length < k * 80) await new Promise((r) => setImmediate(r));
+      const page = (await request(server.url, `/v1/users/${me}/messages?before=latest&limit=1`)).json<MessagePage>();
+      const cursor = page.messages[0]?.id ?? '0';
+      const s = await openStream(server.url, `/v1/users/${me}/stream?after=${cursor}`);
+      return { s, cursor };
+    });
+    // One more subscriber drops mid-burst and resumes with Last-Event-ID.
+    const hopper = (async () => {
+      const first = await openStream(server.url, `/v1/users/${me}/stream?after=0`);
+      const got = messageIds(await first.waitFor(150, 'message'));
+      first.close();
+      const second = await openStream(server.url, `/v1/users/${me}/stream`, { 'last-event-id': got[got.length - 1]! });
+      return { got, second };
+    })();
+    await burst;
+    const expectAll = [...acknowledged].sort((a, b) => Number(a) - Number(b));
+    for (const { s, cursor } of await Promise.all(joins)) {
+      const want = expectAll.filter((id) => Number(id) > Number(cursor));
+      const got = messageIds(await s.waitFor(want.length, 'message'));
+      s.close();
+      assert.deepEqual(got, want, `subscriber after ${cursor}: every message once, in order`);
+    }
+    const { got, second } = await hopper;
+    const rest = messageIds(await second.waitFor(total - got.length, 'message'));
+    second.close();
+    assert.deepEqual([...got, ...rest], expectAll, 'the reconnecting subscriber saw everything once');
+  });
+
+  it('sends comment heartbeats on an idle stream', async () => {
+    const s = await openStream(server.url, `/v1/users/${fresh('idle')}/stream`);
+    try {
+      const deadline = Date.now() + 10_000;
+      while (s.comments.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(s.comments.filter((c) => c === 'keep-alive').length >= 2, s.raw());
+    } finally {
+      s.close();
+    }
+  });
+
+  it('tells the stream when a message to it is deleted or marked read elsewhere', async () => {
+    const me = fresh('me');
+    const s = await openStream(server.url, `/v1/users/${me}/stream`);
+    try {
+      await subscribed(me);
+      const m = await send('x', me, 'to be read, then deleted');
+      await s.waitFor(1, 'message');
+      await postJson(server.url, `/v1/users/${me}/read`, { upTo: m.id });
+      await request(server.url, `/v1/messages/${m.id}`, { method: 'DELETE' });
+      const [read] = await s.waitFor(1, 'read');
+      const readData = JSON.parse(read!.data) as { ids: string[]; readAt: string };
+      assert.deepEqual(readData.ids, [m.id]);
+      assert.ok(Date.parse(readData.readAt) > 0);
+      const [deleted] = await s.waitFor(1, 'deleted');
+      assert.deepEqual(JSON.parse(deleted!.data), { id: m.id });
+      assert.equal(deleted!.id, undefined, 'only message events move the resume cursor');
+    } finally {
+      s.close();
+    }
+  });
+
+  it('re-reads storage after a resync, delivering what the change feed missed', async () => {
+    const me = fresh('me');
+    const s = await openStream(server.url, `/v1/users/${me}/stream`);
+    const other = openSqliteStorage({ path: join(server.dir, 'postbox.db'), durability: 'fsync' });
+    try {
+      await subscribed(me);
+      // Written through another handle (as another instance would): this hub never hears it.
+      const missed = await other.send({ fromUser: 'elsewhere', toUser: me, message: 'unheard' });
+      assert.equal(missed.kind, 'stored');
+      server.hub.publish([{ type: 'resync' }]);
+      const [event] = await s.waitFor(1, 'message');
+      assert.equal((JSON.parse(event!.data) as Message).message, 'unheard');
+      const live = await send('x', me, 'after the resync');
+      const events = await s.waitFor(2, 'message');
+      assert.equal(events[1]!.id, live.id);
+    } finally {
+      s.close();
+      await other.close();
+    }
+  });
+
+  it('rejects a bad cursor and another user\'s bad id with 400', async () => {
+    for (const [path, headers] of [
+      ['/v1/users/a/stream?after=x', {}],
+      ['/v1/users/a/stream', { 'last-event-id': 'nope' }],
+      ['/v1/users/a%2Fb/stream', {}],
+    ] as [string, Record<string, string>][]) {
+      const res = await request(server.url, path, { headers });
+      assert.equal(res.status, 400, path);
+      assert.match(String(res.headers['content-type']), /problem\+json/);
+    }
+  });
+});
+
+describe('stream limits and lifecycle', () => {
+  it('refuses streams past the per-user limit (429) and the total (503)', async () => {
+    const limited = await startTestServer({ POSTBOX_STREAMS_PER_USER: '2', POSTBOX_STREAMS_MAX: '3' });
+    const open: Awaited<ReturnType<typeof openStream>>[] = [];
+    try {
+      open.push(await openStream(limited.url, '/v1/users/u/stream'), await openStream(limited.url, '/v1/users/u/stream'));
+      const third = await request(limited.url, '/v1/users/u/stream');
+      assert.equal(third.status, 429);
+      assert.equal(third.headers['retry-after'], '5');
+      assert.equal(third.json<Problem>().type, '/problems/too_many_streams');
+      open.push(await openStream(limited.url, '/v1/users/v/stream'));
+      const fourth = await request(limited.url, '/v1/users/w/stream');
+      assert.equal(fourth.status, 503);
+      assert.equal(fourth.json<Problem>().type, '/problems/server_busy');
+      const metrics = (await request(limited.url, '/metrics')).text;
+      assert.match(metrics, /^postbox_streams_open 3$/m);
+      open.pop()!.close();
+      const deadline = Date.now() + 5000;
+      let again = await request(limited.url, '/v1/users/w/stream?after=x');
+      while (again.status === 503 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+        again = await request(limited.url, '/v1/users/w/stream?after=x');
+      }
+      assert.equal(again.status, 400, 'a freed slot is usable again (the bad cursor proves the request got through)');
+    } finally {
+      for (const s of open) s.close();
+      await limited.stop();
+    }
+  });
+
+  it('ends a stream with an end event when its token is revoked or its user removed', async () => {
+    const admin = 'admin-token-for-tests-0123456789';
+    const secure = await startTestServer({ POSTBOX_AUTH: 'token', POSTBOX_ADMIN_TOKEN: admin });
+    const asAdmin = { authorization: `Bearer ${admin}` };
+    try {
+      const create = async (id: string) => (await postJson(secure.url, '/v1/users', { id }, asAdmin)).json<{ token: string }>().token;
+      const [ann, bob] = [await create('ann'), await create('bob')];
+      const annStream = await openStream(secure.url, '/v1/users/ann/stream', { authorization: `Bearer ${ann}` });
+      const bobStream = await openStream(secure.url, '/v1/users/bob/stream', { authorization: `Bearer ${bob}` });
+      assert.equal(annStream.status, 200);
+      while (secure.hub.listenersOf('ann') === 0 || secure.hub.listenersOf('bob') === 0) await new Promise((r) => setImmediate(r));
+
+      assert.equal((await request(secure.url, '/v1/users/ann/tokens', { method: 'DELETE', headers: asAdmin })).status, 204);
+      const [annEnd] = await annStream.waitFor(1, 'end');
+      assert.deepEqual(JSON.parse(annEnd!.data), { reason: 'the token was revoked' });
+      await annStream.ended;
+
+      assert.equal((await request(secure.url, '/v1/users/bob', { method: 'DELETE', headers: asAdmin })).status, 204);
+      const [bobEnd] = await bobStream.waitFor(1, 'end');
+      assert.deepEqual(JSON.parse(bobEnd!.data), { reason: 'the user was removed' });
+      await bobStream.ended;
+      const again = await request(secure.url, '/v1/users/bob/stream', { headers: { authorization: `Bearer ${bob}` } });
+      assert.equal(again.status, 401, 'the removed user\'s token no longer opens a stream');
+    } finally {
+      await secure.stop();
+    }
+  });
+
+  it('ends open streams at shutdown, so a graceful close does not hang', async () => {
+    const short = await startTestServer();
+    const s = await openStream(short.url, '/v1/users/u/stream');
+    const polling = request(short.url, '/v1/users/u/messages?wait=60');
+    while (short.hub.listeners < 2) await new Promise((r) => setImmediate(r));
+    const started = Date.now();
+    await short.stop();
+    await s.ended;
+    const poll = await polling;
+    assert.equal(poll.status, 200, 'the long-poll answered instead of being cut');
+    assert.ok(Date.now() - started < 10_000);
+  });
+});
