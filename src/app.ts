@@ -20,6 +20,7 @@ import { metricsRoutes } from './http/metrics.js';
 import { streamRoutes } from './http/stream.js';
 import { userRoutes } from './http/users.js';
 import { problemRoutes, registerProblemHandlers, sendProblem } from './http/problems.js';
+import { registerProtection } from './http/protection.js';
 import { addMethodNotAllowed, recordRoutes, type RouteEntry } from './http/route-table.js';
 import { validatorCompiler } from './http/validation.js';
 import type { Hub } from './realtime/hub.js';
@@ -57,6 +58,13 @@ class AccessLog extends LogController {
   }
 }
 
+/** Fastify's form of the trust-proxy setting: a hop count becomes a function of the hop. */
+function trustProxyOption(setting: Config['trustProxy']): boolean | string[] | ((address: string, hop: number) => boolean) {
+  if (typeof setting === 'number') return (_address, hop) => hop < setting;
+  if (typeof setting === 'boolean') return setting;
+  return [...setting];
+}
+
 /** Builds the Postbox HTTP app. */
 export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   const { config, storage, hub, logger } = deps;
@@ -74,13 +82,15 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
       return typeof given === 'string' && /^[\w.:-]{1,64}$/.test(given) ? given : `r${(++requestCounter).toString(36)}`;
     },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
+    trustProxy: trustProxyOption(config.trustProxy),
     frameworkErrors: (error, _request, reply) => {
       const detail = error.code === 'FST_ERR_BAD_URL' ? 'the URL is not valid percent-encoded UTF-8' : error.message;
       void sendProblem(reply, new AppError('validation', detail, { errors: [{ field: 'url', message: 'is not valid' }] }));
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
-  const routeTable = recordRoutes(app, { publicPrefixes: ['/docs'] });
+  // The docs UI and the CORS preflight route (`OPTIONS *`) come from plugins.
+  const routeTable = recordRoutes(app, { publicPrefixes: ['/docs', '*'] });
   app.setValidatorCompiler(validatorCompiler());
   registerBodyParser(app, bodyLimit);
   registerProblemHandlers(app, bodyLimit);
@@ -117,6 +127,7 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
     onStored: () => metrics.messagesStored.inc(),
   });
   registerAuth(app, users, config.auth);
+  await registerProtection(app, { perMinute: config.rateLimit, corsOrigins: config.corsOrigins });
   healthRoutes(app, storage);
   problemRoutes(app);
   legacyRoutes(app, messages);
@@ -126,7 +137,7 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
 
   // Last, once every route (plugins' included) is known.
   void app.register((instance, _options, done) => {
-    addMethodNotAllowed(instance, routeTable);
+    addMethodNotAllowed(instance, routeTable, { answerOptions: config.corsOrigins.length === 0 });
     done();
   });
   return Object.assign(app, { routeTable });

@@ -28,6 +28,8 @@ export interface Config {
   readonly streamsPerUser: number;
   readonly streamsTotal: number;
   readonly streamBufferBytes: number;
+  readonly corsOrigins: readonly string[];
+  readonly trustProxy: boolean | number | readonly string[];
 }
 
 /** pino's level names. */
@@ -166,6 +168,35 @@ const SETTINGS: { [K in keyof Config]: Setting<K> } = {
     key: 'streamBufferBytes', env: 'POSTBOX_STREAM_BUFFER_BYTES', default: '1048576',
     help: 'bytes a stream may have waiting for a client that stopped reading before it is closed',
     parse: integer(4096, 1024 * 1024 * 1024),
+  },
+  corsOrigins: {
+    key: 'corsOrigins', env: 'POSTBOX_CORS_ORIGINS', default: '',
+    help: 'origins a browser may call the API from, comma-separated (https://app.example.com), or *; empty is CORS off',
+    parse: (raw, source) => {
+      const origins = raw.split(',').map((o) => o.trim()).filter(Boolean);
+      for (const o of origins) {
+        if (o === '*') continue;
+        let u: URL;
+        try {
+          u = new URL(o);
+        } catch {
+          throw new ConfigError(`${source} has "${o}", which is not an origin like https://app.example.com`);
+        }
+        if (u.origin !== o.replace(/\/$/, '')) throw new ConfigError(`${source} has "${o}": an origin is scheme://host[:port] only`);
+      }
+      return origins;
+    },
+  },
+  trustProxy: {
+    key: 'trustProxy', env: 'POSTBOX_TRUST_PROXY', default: 'false',
+    help: 'behind a reverse proxy: true, a hop count, or the proxy addresses/CIDRs (comma-separated) whose X-Forwarded-For to believe',
+    parse: (raw) => {
+      const v = raw.trim();
+      if (v === 'false' || v === '') return false;
+      if (v === 'true') return true;
+      if (/^\d+$/.test(v)) return Number(v);
+      return v.split(',').map((a) => a.trim()).filter(Boolean);
+    },
   },
   allowOpenNetwork: {
     key: 'allowOpenNetwork', flag: 'allow-open-network', default: 'false', boolean: true,

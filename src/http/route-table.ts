@@ -47,6 +47,8 @@ export function recordRoutes(app: FastifyInstance, options: { publicPrefixes: st
     }
     const access = route.config?.access;
     if (!access) throw new Error(`route ${String(route.method)} ${route.url} declares no access rule`);
+    // Probes, scrapes and docs are not rate-limited: a limit there only breaks monitoring.
+    if (access === 'public' && route.config?.rateLimit === undefined) route.config = { ...route.config, rateLimit: false };
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const method of methods) table.push({ method, url: route.url, access });
   });
@@ -55,11 +57,14 @@ export function recordRoutes(app: FastifyInstance, options: { publicPrefixes: st
 
 /**
  * Adds, for every known path, a route for each method it lacks that answers 405 with
- * `Allow`. Registered last, once the table is complete.
+ * `Allow`, and (unless CORS answers them) `OPTIONS` with 204 and `Allow`. Registered last,
+ * once the table is complete.
  */
-export function addMethodNotAllowed(app: FastifyInstance, table: readonly RouteEntry[]): void {
+export function addMethodNotAllowed(app: FastifyInstance, table: readonly RouteEntry[], options: { answerOptions: boolean }): void {
   const byUrl = new Map<string, Set<string>>();
   for (const r of table) {
+    // A catch-all (CORS preflight) is not a path whose other methods are wrong.
+    if (r.url === '*') continue;
     const set = byUrl.get(r.url) ?? new Set<string>();
     set.add(r.method);
     if (r.method === 'GET') set.add('HEAD');
@@ -67,8 +72,17 @@ export function addMethodNotAllowed(app: FastifyInstance, table: readonly RouteE
   }
   for (const [url, allowed] of byUrl) {
     const missing = METHODS.filter((m) => !allowed.has(m));
-    if (missing.length === 0) continue;
     const allow = [...allowed].sort().join(', ');
+    if (options.answerOptions && !allowed.has('OPTIONS')) {
+      app.route({
+        method: 'OPTIONS',
+        url,
+        schema: { hide: true },
+        config: { methodFiller: true, access: 'public' },
+        handler: (_request, reply) => reply.code(204).header('allow', `${allow}, OPTIONS`).send(),
+      });
+    }
+    if (missing.length === 0) continue;
     app.route({
       method: missing,
       url,
