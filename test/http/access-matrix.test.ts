@@ -1,0 +1,216 @@
+/**
+ * The authorization matrix, generated from the registered route table: every route ×
+ * {no token, bad token, owner, another user, admin} in token mode. A route that is
+ * registered but has no row here fails the suite, so no route can ship without a rule.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Message } from '../../src/protocol/types.js';
+import { postJson, request, type RawResponse } from '../helpers/http.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { openStream } from '../helpers/sse.js';
+
+const ADMIN = 'admin-token-for-the-matrix-0123456789';
+const IDENTITIES = ['none', 'bad', 'owner', 'other', 'admin'] as const;
+type Identity = (typeof IDENTITIES)[number];
+
+/** What one cell of the matrix sends. */
+interface Call {
+  path: string;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+/** One route's row: how to call it (with fresh data) as the owner, and what each identity gets. */
+interface Row {
+  call: (owner: string) => Call | Promise<Call>;
+  expect: Record<Identity, number>;
+}
+
+const PUBLIC = { none: 200, bad: 200, owner: 200, other: 200, admin: 200 };
+const OWNER_ONLY = (ok: number) => ({ none: 401, bad: 401, owner: ok, other: 403, admin: 403 });
+const OWNER_OR_ADMIN = (ok: number) => ({ none: 401, bad: 401, owner: ok, other: 403, admin: ok });
+const ADMIN_ONLY = (ok: number) => ({ none: 401, bad: 401, owner: 403, other: 403, admin: ok });
+
+let server: TestServer;
+const tokens = new Map<string, string>();
+let counter = 0;
+
+async function makeUser(): Promise<string> {
+  const id = `user${++counter}`;
+  const res = await postJson(server.url, '/v1/users', { id }, { authorization: `Bearer ${ADMIN}` });
+  assert.equal(res.status, 201, res.text);
+  tokens.set(id, res.json<{ token: string }>().token);
+  return id;
+}
+
+/** A message from `from` to a fresh peer, sent with `from`'s token. */
+async function messageFrom(from: string): Promise<Message> {
+  const peer = await makeUser();
+  const res = await postJson(server.url, '/v1/messages', { toUser: peer, message: 'matrix' }, { authorization: `Bearer ${tokens.get(from)}` });
+  assert.equal(res.status, 201, res.text);
+  return res.json<Message>();
+}
+
+const ROWS: Record<string, Row> = {
+  'GET /healthz': { call: () => ({ path: '/healthz' }), expect: PUBLIC },
+  'GET /readyz': { call: () => ({ path: '/readyz' }), expect: PUBLIC },
+  'GET /metrics': { call: () => ({ path: '/metrics' }), expect: PUBLIC },
+  'GET /openapi.json': { call: () => ({ path: '/openapi.json' }), expect: PUBLIC },
+  'GET /problems/:code': { call: () => ({ path: '/problems/forbidden' }), expect: PUBLIC },
+  'GET /docs': { call: () => ({ path: '/docs/' }), expect: PUBLIC },
+  'GET /docs/json': { call: () => ({ path: '/docs/json' }), expect: PUBLIC },
+  'GET /docs/yaml': { call: () => ({ path: '/docs/yaml' }), expect: PUBLIC },
+  // The UI's own page redirects to /docs/, for everyone alike.
+  'GET /docs/static/index.html': {
+    call: () => ({ path: '/docs/static/index.html' }),
+    expect: { none: 302, bad: 302, owner: 302, other: 302, admin: 302 },
+  },
+  'GET /docs/static/swagger-initializer.js': { call: () => ({ path: '/docs/static/swagger-initializer.js' }), expect: PUBLIC },
+  'GET /docs/static/*': { call: () => ({ path: '/docs/static/swagger-ui.css' }), expect: PUBLIC },
+
+  'POST /post-message': {
+    call: async (owner) => ({ path: '/post-message', body: { fromUser: owner, toUser: await makeUser(), message: 'm' } }),
+    expect: OWNER_ONLY(202),
+  },
+  'GET /get-messages/:user': { call: (owner) => ({ path: `/get-messages/${owner}` }), expect: OWNER_ONLY(200) },
+  'POST /v1/messages': {
+    call: async (owner) => ({ path: '/v1/messages', body: { fromUser: owner, toUser: await makeUser(), message: 'm' } }),
+    expect: OWNER_ONLY(201),
+  },
+  'GET /v1/messages/:id': { call: async (owner) => ({ path: `/v1/messages/${(await messageFrom(owner)).id}` }), expect: OWNER_ONLY(200) },
+  'DELETE /v1/messages/:id': { call: async (owner) => ({ path: `/v1/messages/${(await messageFrom(owner)).id}` }), expect: OWNER_ONLY(204) },
+  'GET /v1/users/:user/messages': { call: (owner) => ({ path: `/v1/users/${owner}/messages` }), expect: OWNER_ONLY(200) },
+  'GET /v1/users/:user/sent': { call: (owner) => ({ path: `/v1/users/${owner}/sent` }), expect: OWNER_ONLY(200) },
+  'GET /v1/users/:user/conversations': { call: (owner) => ({ path: `/v1/users/${owner}/conversations` }), expect: OWNER_ONLY(200) },
+  'GET /v1/users/:user/conversations/:peer': {
+    call: async (owner) => ({ path: `/v1/users/${owner}/conversations/${(await messageFrom(owner)).toUser}` }),
+    expect: OWNER_ONLY(200),
+  },
+  'POST /v1/users/:user/read': { call: (owner) => ({ path: `/v1/users/${owner}/read`, body: { upTo: '1' } }), expect: OWNER_ONLY(200) },
+  'GET /v1/users/:user/stream': { call: (owner) => ({ path: `/v1/users/${owner}/stream` }), expect: OWNER_ONLY(200) },
+  'POST /v1/users/:user/tokens': { call: (owner) => ({ path: `/v1/users/${owner}/tokens` }), expect: OWNER_OR_ADMIN(201) },
+  'DELETE /v1/users/:user/tokens': { call: (owner) => ({ path: `/v1/users/${owner}/tokens` }), expect: OWNER_OR_ADMIN(204) },
+  'POST /v1/users': { call: () => ({ path: '/v1/users', body: { id: `new${++counter}` } }), expect: ADMIN_ONLY(201) },
+  'GET /v1/users': { call: () => ({ path: '/v1/users' }), expect: ADMIN_ONLY(200) },
+  'DELETE /v1/users/:user': { call: async () => ({ path: `/v1/users/${await makeUser()}` }), expect: ADMIN_ONLY(204) },
+};
+
+/** Which user a cell acts as; the owner is the user the call is about. */
+function authorization(identity: Identity, owner: string, other: string): Record<string, string> {
+  switch (identity) {
+    case 'none': return {};
+    case 'bad': return { authorization: 'Bearer pbx_not-a-real-token-at-all' };
+    case 'owner': return { authorization: `Bearer ${tokens.get(owner)}` };
+    case 'other': return { authorization: `Bearer ${tokens.get(other)}` };
+    case 'admin': return { authorization: `Bearer ${ADMIN}` };
+  }
+}
+
+async function perform(method: string, route: string, call: Call, headers: Record<string, string>): Promise<RawResponse> {
+  if (route.endsWith('/stream')) {
+    // A stream that opens stays open: read its status, then close it.
+    const s = await openStream(server.url, call.path, headers);
+    s.close();
+    return { status: s.status, headers: s.headers, text: s.body(), json: <T>() => JSON.parse(s.body()) as T };
+  }
+  return request(server.url, call.path, {
+    method,
+    headers: { ...headers, ...(call.body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: call.body === undefined ? undefined : JSON.stringify(call.body),
+  });
+}
+
+before(async () => {
+  server = await startTestServer({ POSTBOX_AUTH: 'token', POSTBOX_ADMIN_TOKEN: ADMIN, POSTBOX_RATE_LIMIT: '0' });
+});
+after(() => server.stop());
+
+describe('authorization matrix (token mode)', () => {
+  it('has a row for every registered route', () => {
+    const registered = new Set(server.app.routeTable.filter((r) => r.method !== 'HEAD').map((r) => `${r.method} ${r.url}`));
+    const missing = [...registered].filter((r) => !(r in ROWS));
+    assert.deepEqual(missing, [], 'every route needs a row in the access matrix');
+    for (const r of server.app.routeTable) {
+      if (r.method === 'HEAD') continue;
+      const row = ROWS[`${r.method} ${r.url}`]!;
+      const statuses = Object.values(row.expect);
+      const refuses = statuses.some((st) => st === 401 || st === 403);
+      if (r.access === 'public') assert.ok(!refuses, `${r.method} ${r.url} is public: it refuses no one`);
+      else assert.ok(refuses, `${r.method} ${r.url} is not public: someone must be refused`);
+    }
+  });
+
+  for (const [route, row] of Object.entries(ROWS)) {
+    const [method, pattern] = route.split(' ') as [string, string];
+    it(`${route}`, async () => {
+      const registered = server.app.routeTable.some((r) => r.method === method && r.url === pattern);
+      if (!registered) return assert.fail(`${route} is in the matrix but not registered: remove its row`);
+      for (const identity of IDENTITIES) {
+        const owner = await makeUser();
+        const other = await makeUser();
+        const call = await row.call(owner);
+        const res = await perform(method, route, call, { ...authorization(identity, owner, other), ...call.headers });
+        assert.equal(res.status, row.expect[identity], `${route} as ${identity}: ${res.status} ${res.text.slice(0, 300)}`);
+        if (res.status === 401) assert.match(String(res.headers['www-authenticate']), /^Bearer/);
+      }
+    });
+  }
+});
+
+describe('token mode rules beyond the matrix', () => {
+  it('fills fromUser from the token when it is omitted, and refuses another sender', async () => {
+    const ann = await makeUser();
+    const bob = await makeUser();
+    const asAnn = { authorization: `Bearer ${tokens.get(ann)}` };
+    const sent = await postJson(server.url, '/v1/messages', { toUser: bob, message: 'no fromUser' }, asAnn);
+    assert.equal(sent.status, 201);
+    assert.equal(sent.json<Message>().fromUser, ann);
+    const legacy = await request(server.url, '/post-message', { method: 'POST', headers: asAnn, body: JSON.stringify({ toUser: bob, message: 'legacy' }) });
+    assert.equal(legacy.status, 202);
+    const forged = await postJson(server.url, '/v1/messages', { fromUser: bob, toUser: ann, message: 'as bob' }, asAnn);
+    assert.equal(forged.status, 403);
+    const inbox = (await request(server.url, `/get-messages/${bob}`, { headers: { authorization: `Bearer ${tokens.get(bob)}` } })).json<Message[]>();
+    assert.deepEqual(inbox.map((m) => [m.fromUser, m.message]), [[ann, 'no fromUser'], [ann, 'legacy']]);
+  });
+
+  it('lets the recipient read and delete a message, and nobody else', async () => {
+    const ann = await makeUser();
+    const m = await messageFrom(ann);
+    const recipient = { authorization: `Bearer ${tokens.get(m.toUser)}` };
+    assert.equal((await request(server.url, `/v1/messages/${m.id}`, { headers: recipient })).status, 200);
+    assert.equal((await request(server.url, `/v1/messages/${m.id}`, { method: 'DELETE', headers: recipient })).status, 204);
+  });
+
+  it('marks read only in the caller\'s own inbox', async () => {
+    const ann = await makeUser();
+    const m = await messageFrom(ann);
+    // ann sent it; marking it read through ann's inbox changes nothing in the recipient's.
+    const asAnn = { authorization: `Bearer ${tokens.get(ann)}` };
+    const res = await postJson(server.url, `/v1/users/${ann}/read`, { ids: [m.id] }, asAnn);
+    assert.deepEqual(res.json(), { unread: 0, marked: 0 });
+    const stored = (await request(server.url, `/v1/messages/${m.id}`, { headers: asAnn })).json<Message>();
+    assert.equal(stored.readAt, null);
+  });
+
+  it('stops accepting a token once revoked, and accepts a new one', async () => {
+    const ann = await makeUser();
+    const old = { authorization: `Bearer ${tokens.get(ann)}` };
+    const fresh = (await request(server.url, `/v1/users/${ann}/tokens`, { method: 'POST', headers: old })).json<{ token: string }>().token;
+    assert.match(fresh, /^pbx_[A-Za-z0-9_-]{43}$/, '256 random bits behind a recognisable prefix');
+    assert.equal((await request(server.url, `/v1/users/${ann}/tokens`, { method: 'DELETE', headers: old })).status, 204);
+    assert.equal((await request(server.url, `/v1/users/${ann}/messages`, { headers: old })).status, 401);
+    assert.equal((await request(server.url, `/v1/users/${ann}/messages`, { headers: { authorization: `Bearer ${fresh}` } })).status, 401,
+      'revoking revokes every token of the user');
+  });
+
+  it('keeps only hashes of tokens at rest', async () => {
+    const ann = await makeUser();
+    const token = tokens.get(ann)!;
+    const records = [];
+    for await (const r of server.storage.exportAll()) records.push(JSON.stringify(r));
+    const dump = records.join('\n');
+    assert.ok(!dump.includes(token) && !dump.includes(token.slice(4)), 'the token itself is nowhere in storage');
+    assert.match(dump, /"hash":"[0-9a-f]{64}"/);
+  });
+});
