@@ -4,6 +4,13 @@
  * At most one batch is with the writer at a time. Writes that arrive while it commits wait
  * in the queue and go together as the next batch, so N concurrent sends cost one commit
  * (one fsync), while a lone send goes at once and waits for nothing but its own commit.
+ *
+ * One refinement: when a batch commits, its clients are answered at once and send their
+ * next writes a moment later. Flushing whatever has arrived by then splits busy clients
+ * into cohorts that take turns, each paying a whole fsync for part of the load. So when a
+ * batch settles, the writers pending at that moment (those just answered, who are likely
+ * to come back, and those already queued) become the target of the next batch: it goes
+ * when that many are queued, or after GATHER_MS. A lone writer's target is 1: it goes at once.
  */
 import { Worker } from 'node:worker_threads';
 import { AppError } from '../../errors.js';
@@ -23,6 +30,9 @@ type BatchAnswer =
 /** Called after a batch commits, before any of its writers is answered. */
 export type CommitListener = (ops: readonly WriteOp[], values: readonly unknown[]) => void;
 
+/** The longest a write waits for its batch to fill after a busy round. */
+const GATHER_MS = 1;
+
 function unavailable(detail: string, cause?: unknown): AppError {
   return new AppError('storage_unavailable', detail, { headers: { 'Retry-After': '1' }, cause });
 }
@@ -35,6 +45,9 @@ export class GroupCommitWriter {
   private nextId = 1;
   private closing: Promise<void> | undefined;
   private idle: (() => void) | undefined;
+  /** How many writes the next batch waits for (see the module comment). */
+  private target = 1;
+  private gather: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly url: URL,
@@ -47,7 +60,7 @@ export class GroupCommitWriter {
     if (this.closing) return Promise.reject(unavailable('storage is closing'));
     return new Promise<WriteResults[K]>((resolve, reject) => {
       this.queue.push({ op, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.inFlight) this.flush();
+      if (!this.inFlight) this.next();
     });
   }
 
@@ -90,7 +103,8 @@ export class GroupCommitWriter {
     return worker;
   }
 
-  private flush(): void {
+  /** Sends the next batch now, or once it has gathered (see the module comment). */
+  private next(): void {
     if (this.queue.length === 0) {
       // An idle writer must not keep a finished process alive; a busy one must.
       this.worker?.unref();
@@ -98,6 +112,19 @@ export class GroupCommitWriter {
       this.idle = undefined;
       return;
     }
+    if (this.queue.length >= this.target || this.closing) {
+      this.flush();
+      return;
+    }
+    this.gather ??= setTimeout(() => {
+      this.gather = undefined;
+      if (!this.inFlight) this.flush();
+    }, GATHER_MS);
+  }
+
+  private flush(): void {
+    clearTimeout(this.gather);
+    this.gather = undefined;
     const batch = this.queue;
     this.queue = [];
     const id = this.nextId++;
@@ -110,7 +137,7 @@ export class GroupCommitWriter {
     } catch (err) {
       this.inFlight = undefined;
       for (const p of batch) p.reject(unavailable('the storage writer could not start', err));
-      this.flush();
+      this.next();
     }
   }
 
@@ -119,6 +146,7 @@ export class GroupCommitWriter {
     if (!current || current.id !== answer.id) return;
     this.inFlight = undefined;
     const { batch } = current;
+    this.target = batch.length + this.queue.length;
     if ('error' in answer) {
       const err = unavailable(`storage could not commit: ${answer.error.code ?? 'error'}`, answer.error);
       for (const p of batch) p.reject(err);
@@ -133,7 +161,7 @@ export class GroupCommitWriter {
         else p.reject(new Error(`write failed: ${reply.error}`));
       });
     }
-    this.flush();
+    this.next();
   }
 
   private fail(worker: Worker, err: Error): void {
@@ -145,6 +173,6 @@ export class GroupCommitWriter {
     // idempotency key makes safe.
     if (current) for (const p of current.batch) p.reject(unavailable('the storage writer stopped', err));
     void worker.terminate();
-    this.flush();
+    this.next();
   }
 }
