@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import type { Message } from '../../protocol/types.js';
 import { AppError } from '../../errors.js';
+import { importRecordError } from '../import-check.js';
 import type {
   ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector,
   SendOutcome, Storage, StoredConversation, StoredPage, StoredUser, StoreEvent, StoreListener,
@@ -207,7 +208,15 @@ export class SqliteStorage implements Storage {
       total.messages += counts.messages;
       chunk = [];
     };
+    let n = 0;
     for await (const r of records) {
+      const problem = importRecordError(r, ++n);
+      if (problem) {
+        // Everything before the bad record is stored, so a corrected file can simply be
+        // imported again: records already there are skipped.
+        if (chunk.length > 0) await commit();
+        throw problem;
+      }
       chunk.push(r);
       if (chunk.length >= IMPORT_CHUNK) await commit();
     }
