@@ -93,7 +93,9 @@ export async function migrate(client: pg.ClientBase): Promise<number[]> {
   if (!schema) {
     throw new Error('PostgreSQL has no schema to create tables in: no schema on the search_path exists');
   }
-  await client.query('BEGIN');
+  // A migration may wait for another instance's and may rebuild a large table: the
+  // session's usual bounds on waiting do not apply to it.
+  await client.query('BEGIN; SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0');
   try {
     // Transaction-scoped, so a crash or a dropped connection can never leave it held.
     await client.query('SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))', [MIGRATION_LOCK_CLASS]);

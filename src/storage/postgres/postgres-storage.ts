@@ -61,6 +61,21 @@ const IMPORT_CHUNK = 1000;
  */
 const WRITE_LOCK_CLASS = 0x50625772n;
 
+/**
+ * Bounds on waiting, so that trouble turns into a 503 rather than requests that hang:
+ * - a writer waits at most this long for the store's write lock, which only an instance
+ *   stuck inside a batch could hold that long;
+ * - the server ends a session left idle inside a transaction this long, which frees the
+ *   write lock of an instance that vanished mid-batch (our batches never pause);
+ * - no statement of ours takes anywhere near this long; past it something is wrong;
+ * - and if the server's answer never comes back at all (a silent network), the client
+ *   gives up a little later than the server would have.
+ */
+const LOCK_TIMEOUT_MS = 10_000;
+const IDLE_IN_TRANSACTION_MS = 10_000;
+const STATEMENT_TIMEOUT_MS = 30_000;
+const QUERY_TIMEOUT_MS = STATEMENT_TIMEOUT_MS + 5_000;
+
 function connectionConfig(options: PostgresOptions): pg.ClientConfig {
   return {
     connectionString: options.url,
@@ -68,6 +83,10 @@ function connectionConfig(options: PostgresOptions): pg.ClientConfig {
     // Lets the kernel notice a peer that vanished without closing the connection.
     keepAlive: true,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+    lock_timeout: LOCK_TIMEOUT_MS,
+    idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
+    statement_timeout: STATEMENT_TIMEOUT_MS,
+    query_timeout: QUERY_TIMEOUT_MS,
     types: PG_TYPES,
   };
 }
@@ -94,16 +113,10 @@ function newPool(options: PostgresOptions): pg.Pool {
 export async function openPostgresStorage(options: PostgresOptions): Promise<PostgresStorage> {
   const pool = newPool(options);
   try {
-    const client = await pool.connect();
-    let facts: { schema: string; oid: number };
-    try {
-      await migrate(client);
-      facts = (await client.query<{ schema: string; oid: number }>(
-        "SELECT current_schema() AS schema, 'messages'::regclass::oid::bigint AS oid",
-      )).rows[0]!;
-    } finally {
-      client.release();
-    }
+    await migrateWith(options);
+    const facts = (await pool.query<{ schema: string; oid: number }>(
+      "SELECT current_schema() AS schema, 'messages'::regclass::oid::bigint AS oid",
+    )).rows[0]!;
     const storage = new PostgresStorage(pool, options, facts);
     await storage.start();
     return storage;
@@ -114,13 +127,19 @@ export async function openPostgresStorage(options: PostgresOptions): Promise<Pos
 }
 
 /** Applies pending migrations to a PostgreSQL database and answers the versions applied. */
-export async function migratePostgres(url: string): Promise<number[]> {
-  const client = new pg.Client(connectionConfig({ url, durability: 'fsync' }));
+export function migratePostgres(url: string): Promise<number[]> {
+  return migrateWith({ url, durability: 'fsync' });
+}
+
+/** Migrates on a connection of its own, free of the client-side query timeout a long step could outlast. */
+async function migrateWith(options: PostgresOptions): Promise<number[]> {
+  const client = new pg.Client({ ...connectionConfig(options), query_timeout: undefined });
+  client.on('error', () => undefined); // a failure surfaces as the rejection of the query under way
   await client.connect();
   try {
     return await migrate(client);
   } finally {
-    await client.end();
+    await client.end().catch(() => undefined);
   }
 }
 
