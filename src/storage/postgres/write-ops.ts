@@ -71,6 +71,25 @@ const SQL = {
       ON CONFLICT (owner, peer) DO UPDATE SET last_seq = greatest(c.last_seq, excluded.last_seq)
     )
     SELECT seq FROM m`),
+  // For a run of sends: ids drawn from the sequence (in any order: they are sorted and all
+  // drawn under the write lock), then every message and conversation row in one statement.
+  // Two round trips under the lock however many sends arrived together.
+  drawIds: named('draw_ids', "SELECT nextval('messages_seq_seq') AS seq FROM generate_series(1, $1::int)"),
+  insertMany: named('insert_many', `
+    WITH m AS (
+      INSERT INTO messages (seq, from_user, to_user, body, sent_at) OVERRIDING SYSTEM VALUE
+      SELECT s, f, t, b, $5::bigint FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(s, f, t, b)
+      RETURNING seq, from_user, to_user
+    ), sides AS (
+      SELECT to_user AS owner, from_user AS peer, seq, 1 AS unread FROM m
+      UNION ALL
+      SELECT from_user, to_user, seq, 0 FROM m WHERE from_user <> to_user
+    ), per_pair AS (
+      SELECT owner, peer, max(seq) AS last_seq, sum(unread)::int AS unread FROM sides GROUP BY owner, peer
+    )
+    INSERT INTO conversations AS c (owner, peer, last_seq, unread) SELECT owner, peer, last_seq, unread FROM per_pair
+    ON CONFLICT (owner, peer) DO UPDATE
+      SET last_seq = greatest(c.last_seq, excluded.last_seq), unread = c.unread + excluded.unread`),
   byKey: named('by_key',
     'SELECT fingerprint, response FROM idempotency_keys WHERE sender = $1 AND key = $2 AND created_at >= $3'),
   rememberKey: named('remember_key', `
@@ -185,7 +204,21 @@ export class WriteSide {
     // is behind.
     const now = Math.max(Date.now(), this.lastTime, newest);
     const replies: WriteReply[] = [];
-    for (const op of ops) {
+    for (let i = 0; i < ops.length; i++) {
+      const run = isolate ? 0 : plainSends(ops, i);
+      if (run > 1) {
+        const sends = ops.slice(i, i + run) as Extract<WriteOp, { op: 'send' }>[];
+        try {
+          for (const out of await this.sendRun(client, sends.map((o) => o.message), now)) replies.push({ ok: true, value: out });
+        } catch (err) {
+          if (isTransient(err)) throw err;
+          await client.query('ROLLBACK');
+          return null;
+        }
+        i += run - 1;
+        continue;
+      }
+      const op = ops[i]!;
       if (isolate) await client.query('SAVEPOINT op');
       try {
         replies.push({ ok: true, value: await this.apply(client, op, now) });
@@ -247,6 +280,18 @@ export class WriteSide {
       await client.query(SQL.rememberKey([m.fromUser, key, fingerprint, JSON.stringify(message), now]));
     }
     return { kind: 'stored', message };
+  }
+
+  /** Sends without idempotency keys, in order: the same outcome as one {@link send} each. */
+  private async sendRun(client: pg.ClientBase, run: readonly NewMessage[], now: number): Promise<SendOutcome[]> {
+    const seqs = (await client.query<{ seq: number }>(SQL.drawIds([run.length]))).rows.map((r) => r.seq).sort((x, y) => x - y);
+    await client.query(SQL.insertMany([
+      seqs, run.map((m) => m.fromUser), run.map((m) => m.toUser), run.map((m) => m.message), now,
+    ]));
+    return run.map((m, i) => ({
+      kind: 'stored',
+      message: toMessage({ seq: seqs[i]!, from_user: m.fromUser, to_user: m.toUser, body: m.message, sent_at: now, read_at: null }),
+    }));
   }
 
   private async delete(client: pg.ClientBase, seq: number): Promise<Message | null> {
@@ -315,6 +360,17 @@ export class WriteSide {
     }
     return counts;
   }
+}
+
+/** How many sends without an idempotency key run on from `ops[i]`. */
+function plainSends(ops: readonly WriteOp[], i: number): number {
+  let j = i;
+  while (j < ops.length) {
+    const op = ops[j]!;
+    if (op.op !== 'send' || op.key !== undefined) break;
+    j++;
+  }
+  return j - i;
 }
 
 /** Turns a committed batch into the events listeners hear, in commit order (as on SQLite). */
