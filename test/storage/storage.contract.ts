@@ -486,6 +486,19 @@ export function storageContract(name: string, open: StoreFactory): void {
         await s.close();
       }));
 
+      it('fails a write alone, committing the writes grouped with it', () => withStore(open, async (s) => {
+        // The first send keeps the writer busy, so what follows queues up and commits together.
+        const first = s.send({ fromUser: 'a', toUser: 'b', message: 'first' });
+        const orphan: ExportRecord = { type: 'token', user: 'nobody', hash: 'orphan', createdAt: new Date().toISOString() };
+        const bad = s.importAll(Readable.from([orphan]) as AsyncIterable<ExportRecord>);
+        const rest = Array.from({ length: 5 }, (_, i) => s.send({ fromUser: 'a', toUser: 'b', message: `m${i}` }));
+        await assert.rejects(bad, 'a token for a user that does not exist is refused');
+        const outs = await Promise.all([first, ...rest]);
+        assert.deepEqual(outs.map((o) => o.kind), Array(6).fill('stored'));
+        assert.equal((await s.inbox('b', { limit: 10 })).messages.length, 6);
+        assert.equal(await s.userForToken('orphan'), null);
+      }));
+
       it('sees writes made through another handle on the same data', async () => {
         const opened = await open();
         if (!opened.reopen) {
