@@ -116,11 +116,6 @@ export class ChangeFeed {
     }
   }
 
-  /** True while the LISTEN connection is up, so that every commit from now on will be heard. */
-  get live(): boolean {
-    return this.listening;
-  }
-
   /** A fresh batch number for {@link encode}. */
   batchNumber(): number {
     return this.nextBatch++;
@@ -232,6 +227,9 @@ export class ChangeFeed {
       if (isGone()) throw new Error('the LISTEN connection ended while starting');
       if (this.closed) throw new Error('closed while starting');
     } catch (err) {
+      // A resync this connection paid (for notifications heard just before it failed) is
+      // owed again: more may be lost before the next one listens.
+      if (this.started) this.resyncOwed = true;
       state = 'gone';
       await client.end().catch(() => undefined);
       throw err;
@@ -322,26 +320,38 @@ export class ChangeFeed {
       this.options.emit([{ type: 'resync' }]);
       return;
     }
-    let events: StoreEvent[];
-    try {
-      events = await this.resolve(envelope.e);
-    } catch (err) {
-      // A message's text could not be read back (storage is away): listeners re-read later.
-      this.options.logger?.warn({ err }, 'could not read back a notified message; asking listeners to resync');
-      events = [{ type: 'resync' }];
-    }
+    const events = await this.resolve(envelope.e);
     if (events.length > 0) this.options.emit(events);
     if (envelope.i === this.instance && envelope.l) this.echoes.get(envelope.b)?.();
   }
 
-  /** Fills in the texts of referenced messages; a message deleted since is left out (its deletion follows). */
+  /**
+   * Fills in the texts of referenced messages. A message deleted since is left out (its
+   * deletion follows). If the texts cannot be read (storage is away), the first reference
+   * becomes a resync, so listeners re-read from storage what they could not be told, and
+   * the events around it still go out in order.
+   */
   private async resolve(wire: readonly WireEvent[]): Promise<StoreEvent[]> {
     const refs = wire.flatMap((e) => (e.type === 'message-ref' ? [Number(e.message.id)] : []));
-    const bodies = refs.length > 0 ? await this.options.fetchBodies(refs) : new Map<number, string>();
+    let bodies: Map<number, string> | null = new Map();
+    if (refs.length > 0) {
+      try {
+        bodies = await this.options.fetchBodies(refs);
+      } catch (err) {
+        this.options.logger?.warn({ err }, 'could not read back a notified message; asking listeners to resync');
+        bodies = null;
+      }
+    }
     const events: StoreEvent[] = [];
+    let resynced = false;
     for (const e of wire) {
       if (e.type !== 'message-ref') {
         events.push(e);
+        continue;
+      }
+      if (bodies === null) {
+        if (!resynced) events.push({ type: 'resync' });
+        resynced = true;
         continue;
       }
       const body = bodies.get(Number(e.message.id));
