@@ -411,6 +411,19 @@ export function storageContract(name: string, open: StoreFactory): void {
         await waitFor(() => events.length >= 1);
         assert.deepEqual(events.map((e) => e.type), ['message']);
       }));
+
+      it('keeps telling other listeners, and keeps writing, when a listener throws', () => withStore(open, async (s) => {
+        const heard: StoreEvent[] = [];
+        s.onEvents(() => {
+          throw new Error('a broken listener');
+        });
+        s.onEvents((evs) => heard.push(...evs));
+        const first = await s.send({ fromUser: 'a', toUser: 'b', message: 'one' });
+        const second = await s.send({ fromUser: 'a', toUser: 'b', message: 'two' });
+        assert.ok(first.kind === 'stored' && second.kind === 'stored');
+        await waitFor(() => heard.length >= 2);
+        assert.deepEqual(heard.map((e) => (e.type === 'message' ? e.message.id : e.type)), [first.message.id, second.message.id]);
+      }));
     });
 
     describe('export and import', () => {

@@ -21,8 +21,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Message } from '../../protocol/types.js';
-import type { StoreEvent } from '../storage.js';
-import type { StorageLogger } from './postgres-storage.js';
+import type { StorageLogger, StoreEvent } from '../storage.js';
 
 /** A message event as it travels when its text does not fit into a notification. */
 interface MessageRef {

@@ -13,7 +13,7 @@ import type { Message } from '../../protocol/types.js';
 import { importRecordError } from '../import-check.js';
 import type {
   ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector,
-  SendOutcome, Storage, StoredConversation, StoredPage, StoredUser, StoreEvent, StoreListener,
+  SendOutcome, Storage, StoredConversation, StoredPage, StoredUser, StoreEvent, StoreListener, StorageLogger,
 } from '../storage.js';
 import { ChangeFeed, channelFor } from './change-feed.js';
 import { isTransient, readFailure, unavailable } from './failures.js';
@@ -21,13 +21,6 @@ import { GroupCommit, type BatchResult } from './group-commit.js';
 import { migrate } from './migrations.js';
 import { MESSAGE_COLUMNS, PG_TYPES, toMessage, type MessageRow } from './rows.js';
 import { WriteSide, eventsOf, type WriteOp, type WriteResults } from './write-ops.js';
-
-/** The logging this backend does (connection trouble, listener faults); pino's Logger fits. */
-export interface StorageLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
 
 /** Options for {@link openPostgresStorage}. */
 export interface PostgresOptions {

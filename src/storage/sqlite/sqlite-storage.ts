@@ -12,7 +12,7 @@ import { AppError } from '../../errors.js';
 import { importRecordError } from '../import-check.js';
 import type {
   ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector,
-  SendOutcome, Storage, StoredConversation, StoredPage, StoredUser, StoreEvent, StoreListener,
+  SendOutcome, Storage, StoredConversation, StoredPage, StoredUser, StoreEvent, StoreListener, StorageLogger,
 } from '../storage.js';
 import { GroupCommitWriter } from './group-commit.js';
 import { migrate } from './migrations.js';
@@ -25,6 +25,8 @@ export interface SqliteOptions {
   path: string;
   /** `fsync`: a commit is on disk before it is answered; `relaxed`: it survives a process crash. */
   durability: 'fsync' | 'relaxed';
+  /** Where a listener that throws is reported. */
+  logger?: StorageLogger;
 }
 
 /** How many rows an export reads at a time. */
@@ -70,10 +72,12 @@ export class SqliteStorage implements Storage {
   private readonly writer: GroupCommitWriter;
   private readonly listeners = new Set<StoreListener>();
   private readonly statements = new Map<string, Database.Statement>();
+  private readonly logger: StorageLogger | undefined;
   private closed = false;
 
   constructor(db: Database.Database, options: SqliteOptions) {
     this.db = db;
+    this.logger = options.logger;
     this.writer = new GroupCommitWriter(
       WRITER_URL,
       { path: options.path, synchronous: options.durability === 'fsync' ? 'FULL' : 'NORMAL' },
@@ -337,6 +341,15 @@ export class SqliteStorage implements Storage {
       }
     });
     if (events.length === 0) return;
-    for (const l of this.listeners) l(events);
+    for (const l of this.listeners) {
+      try {
+        l(events);
+      } catch (err) {
+        // This runs inside the writer's commit callback: an error escaping it would leave
+        // the batch's writers unanswered and the writer stalled for good. One broken
+        // listener must cost only its own events.
+        this.logger?.error({ err }, 'a storage event listener failed');
+      }
+    }
   }
 }
