@@ -189,6 +189,25 @@ function postgresSpecifics(): void {
       await assert.rejects(open(url.toString()), isUnavailable);
     });
 
+    it('answers 503 when no pooled connection frees up in time, and carries on once one does', () => withSchema(async (schema, track) => {
+      const store = track(await open(schema.url(), { poolSize: 1, connectTimeoutMs: 300 }));
+      const blocker = new pg.Client({ connectionString: schema.url() });
+      await blocker.connect();
+      try {
+        // The one pooled connection goes to a send that then waits on this lock.
+        await blocker.query('BEGIN; LOCK TABLE messages IN ACCESS EXCLUSIVE MODE');
+        const sending = store.send({ fromUser: 'a', toUser: 'b', message: 'waits' });
+        await assert.rejects(store.inbox('b', { limit: 5 }), isUnavailable);
+        await assert.rejects(store.ping(), isUnavailable);
+        await blocker.query('COMMIT');
+        storedId(await sending);
+        await store.ping();
+        assert.equal((await store.inbox('b', { limit: 5 })).messages.length, 1);
+      } finally {
+        await blocker.end();
+      }
+    }));
+
     it('answers 503 while the database is away and recovers by itself, with a resync', () => withSchema(async (schema, track) => {
       const target = new URL(TEST_PG_URL);
       const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 5432) });
