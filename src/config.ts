@@ -22,6 +22,8 @@ export interface Config {
   readonly maxMessageBytes: number;
   readonly rateLimit: number;
   readonly durability: 'fsync' | 'relaxed';
+  /** Connections each server process keeps to PostgreSQL (unused with SQLite). */
+  readonly pgPoolSize: number;
   readonly logLevel: LogLevel;
   readonly allowOpenNetwork: boolean;
   readonly heartbeatSeconds: number;
@@ -143,6 +145,12 @@ const SETTINGS: { [K in keyof Config]: Setting<K> } = {
     key: 'durability', env: 'POSTBOX_DURABILITY', default: 'fsync',
     help: 'fsync: answer a send once it is on disk; relaxed: once committed (survives a process crash, not power loss)',
     parse: oneOf(['fsync', 'relaxed'] as const),
+  },
+  pgPoolSize: {
+    key: 'pgPoolSize', env: 'POSTBOX_PG_POOL_SIZE', default: '10',
+    help: 'PostgreSQL only: pooled connections per server process for reads and writes, plus one for change notifications ' +
+      '(size it so that instances × (this + 1) stays under the server\'s max_connections)',
+    parse: integer(1, 1000),
   },
   logLevel: {
     key: 'logLevel', env: 'LOG_LEVEL', flag: 'log-level', default: 'info',

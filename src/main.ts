@@ -24,7 +24,9 @@ export interface RunningServer {
 
 /** Starts a server for `config`; resolves once it listens. */
 export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
-  const storage = await openStorage(config.database, { durability: config.durability });
+  const storage = await openStorage(config.database, {
+    durability: config.durability, poolSize: config.pgPoolSize, logger: logger.child({ component: 'storage' }),
+  });
   const hub = new Hub(logger);
   storage.onEvents((events) => hub.publish(events));
   let app: PostboxApp | undefined;

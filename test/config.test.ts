@@ -16,6 +16,7 @@ describe('config', () => {
     assert.equal(c.maxMessageBytes, 65536);
     assert.equal(c.rateLimit, 6000);
     assert.equal(c.durability, 'fsync');
+    assert.equal(c.pgPoolSize, 10);
     assert.equal(c.logLevel, 'info');
     assert.ok(Object.isFrozen(c));
   });
@@ -42,6 +43,8 @@ describe('config', () => {
       [{ DATABASE_URL: 'mysql://x' }, [], /DATABASE_URL must start with sqlite: or postgres:\/\//],
       [{ POSTBOX_MAX_MESSAGE_BYTES: '0' }, [], /POSTBOX_MAX_MESSAGE_BYTES must be between/],
       [{ POSTBOX_ADMIN_TOKEN: 'short' }, [], /POSTBOX_ADMIN_TOKEN must be at least 16 characters/],
+      [{ POSTBOX_PG_POOL_SIZE: '0' }, [], /POSTBOX_PG_POOL_SIZE must be between 1 and 1000/],
+      [{ POSTBOX_PG_POOL_SIZE: 'lots' }, [], /POSTBOX_PG_POOL_SIZE must be a whole number/],
       [{}, ['--no-such-flag'], /Unknown option '--no-such-flag'/],
     ];
     for (const [env, argv, message] of bad) {
@@ -67,7 +70,7 @@ describe('config', () => {
   it('documents every setting in the help text', () => {
     const help = settingsHelp();
     for (const name of ['--port', 'PORT', '--host', 'HOST', '--db', 'DATABASE_URL', '--auth', 'POSTBOX_AUTH',
-      'POSTBOX_ADMIN_TOKEN', 'POSTBOX_MAX_MESSAGE_BYTES', 'POSTBOX_RATE_LIMIT', 'POSTBOX_DURABILITY', '--log-level',
+      'POSTBOX_ADMIN_TOKEN', 'POSTBOX_MAX_MESSAGE_BYTES', 'POSTBOX_RATE_LIMIT', 'POSTBOX_DURABILITY', 'POSTBOX_PG_POOL_SIZE', '--log-level',
       'LOG_LEVEL', '--allow-open-network']) {
       assert.ok(help.includes(name), name);
     }

@@ -2,20 +2,27 @@
  * Opens the backend a configuration names.
  */
 import type { StorageLocation } from '../config.js';
+import { openPostgresStorage } from './postgres/postgres-storage.js';
 import { openSqliteStorage } from './sqlite/sqlite-storage.js';
-import type { Storage } from './storage.js';
+import type { Storage, StorageLogger } from './storage.js';
 
 /** Settings every backend takes. */
 export interface OpenOptions {
   durability: 'fsync' | 'relaxed';
+  /** PostgreSQL: pooled connections per process (SQLite has one reader and one writer). */
+  poolSize?: number;
+  /** Where a backend reports trouble no caller hears (a failing listener, PostgreSQL reconnecting). */
+  logger?: StorageLogger;
 }
 
 /** Opens, and migrates to the newest schema, the store at `location`. */
 export function openStorage(location: StorageLocation, options: OpenOptions): Promise<Storage> {
   switch (location.kind) {
     case 'sqlite':
-      return Promise.resolve(openSqliteStorage({ path: location.path, durability: options.durability }));
+      return Promise.resolve(openSqliteStorage({ path: location.path, durability: options.durability, logger: options.logger }));
     case 'postgres':
-      return Promise.reject(new Error('PostgreSQL storage is not available in this build'));
+      return openPostgresStorage({
+        url: location.url, durability: options.durability, poolSize: options.poolSize, logger: options.logger,
+      });
   }
 }

@@ -102,6 +102,16 @@ export type ExportRecord =
 /** A user's row, with the hashes of its tokens never leaving storage except by export. */
 export type StoredUser = User;
 
+/**
+ * Where a backend reports trouble that no caller is there to hear (a listener that threw, a
+ * connection lost and being recovered). pino's Logger fits.
+ */
+export interface StorageLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
 /** The storage contract. */
 export interface Storage {
   /** `sqlite` or `postgres`, for logs and metrics. */

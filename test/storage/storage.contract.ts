@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
+import { AppError } from '../../src/errors.js';
 import type { ExportRecord, Storage, StoreEvent } from '../../src/storage/storage.js';
 
 /** A fresh store and how to dispose of it. */
@@ -410,6 +411,19 @@ export function storageContract(name: string, open: StoreFactory): void {
         await waitFor(() => events.length >= 1);
         assert.deepEqual(events.map((e) => e.type), ['message']);
       }));
+
+      it('keeps telling other listeners, and keeps writing, when a listener throws', () => withStore(open, async (s) => {
+        const heard: StoreEvent[] = [];
+        s.onEvents(() => {
+          throw new Error('a broken listener');
+        });
+        s.onEvents((evs) => heard.push(...evs));
+        const first = await s.send({ fromUser: 'a', toUser: 'b', message: 'one' });
+        const second = await s.send({ fromUser: 'a', toUser: 'b', message: 'two' });
+        assert.ok(first.kind === 'stored' && second.kind === 'stored');
+        await waitFor(() => heard.length >= 2);
+        assert.deepEqual(heard.map((e) => (e.type === 'message' ? e.message.id : e.type)), [first.message.id, second.message.id]);
+      }));
     });
 
     describe('export and import', () => {
@@ -445,6 +459,37 @@ export function storageContract(name: string, open: StoreFactory): void {
           assert.deepEqual(twice, { users: 0, tokens: 0, messages: 0 }, 'importing again stores nothing twice');
         });
       });
+      it('refuses a NUL character in an imported record, naming it, after storing the records before it', () => withStore(open, async (s) => {
+        const sentAt = new Date().toISOString();
+        const message = (id: string, text: string, fromUser = 'a'): ExportRecord =>
+          ({ type: 'message', message: { id, fromUser, toUser: 'b', message: text, sentAt, readAt: null } });
+        const refused = (n: number, field: string) => (err: unknown) => {
+          assert.ok(err instanceof AppError, `an AppError, not ${String(err)}`);
+          assert.equal(err.code, 'validation');
+          assert.match(err.message, new RegExp(`record ${n}\\b.*${field.replace('.', '\\.')}.*NUL`));
+          assert.deepEqual(err.errors.map((e) => e.field), [`records/${n}/${field}`]);
+          return true;
+        };
+        const records: ExportRecord[] = [
+          { type: 'user', id: 'a', createdAt: sentAt },
+          message('1', 'fine'),
+          message('2', 'bad\u0000text'),
+          message('3', 'after'),
+        ];
+        await assert.rejects(s.importAll(Readable.from(records) as AsyncIterable<ExportRecord>), refused(3, 'message.message'));
+        assert.deepEqual((await s.listUsers()).map((u) => u.id), ['a']);
+        assert.deepEqual((await s.inbox('b', { limit: 10 })).messages.map((m) => m.id), ['1']);
+        await assert.rejects(
+          s.importAll(Readable.from([message('4', 'x', 'nul\u0000user')]) as AsyncIterable<ExportRecord>),
+          refused(1, 'message.fromUser'),
+        );
+        await assert.rejects(
+          s.importAll(Readable.from([{ type: 'user', id: 'u\u0000', createdAt: sentAt }]) as AsyncIterable<ExportRecord>),
+          refused(1, 'id'),
+        );
+        assert.deepEqual((await s.inbox('b', { limit: 10 })).messages.map((m) => m.id), ['1'], 'nothing else stored');
+        assert.deepEqual((await s.listUsers()).map((u) => u.id), ['a']);
+      }));
     });
 
     describe('operations', () => {
@@ -452,6 +497,19 @@ export function storageContract(name: string, open: StoreFactory): void {
         await s.ping();
         await s.close();
         await s.close();
+      }));
+
+      it('fails a write alone, committing the writes grouped with it', () => withStore(open, async (s) => {
+        // The first send keeps the writer busy, so what follows queues up and commits together.
+        const first = s.send({ fromUser: 'a', toUser: 'b', message: 'first' });
+        const orphan: ExportRecord = { type: 'token', user: 'nobody', hash: 'orphan', createdAt: new Date().toISOString() };
+        const bad = s.importAll(Readable.from([orphan]) as AsyncIterable<ExportRecord>);
+        const rest = Array.from({ length: 5 }, (_, i) => s.send({ fromUser: 'a', toUser: 'b', message: `m${i}` }));
+        await assert.rejects(bad, 'a token for a user that does not exist is refused');
+        const outs = await Promise.all([first, ...rest]);
+        assert.deepEqual(outs.map((o) => o.kind), Array(6).fill('stored'));
+        assert.equal((await s.inbox('b', { limit: 10 })).messages.length, 6);
+        assert.equal(await s.userForToken('orphan'), null);
       }));
 
       it('sees writes made through another handle on the same data', async () => {

@@ -9,9 +9,10 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import type { Message } from '../../protocol/types.js';
 import { AppError } from '../../errors.js';
+import { importRecordError } from '../import-check.js';
 import type {
   ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector,
-  SendOutcome, Storage, StoredConversation, StoredPage, StoredUser, StoreEvent, StoreListener,
+  SendOutcome, Storage, StoredConversation, StoredPage, StoredUser, StoreEvent, StoreListener, StorageLogger,
 } from '../storage.js';
 import { GroupCommitWriter } from './group-commit.js';
 import { migrate } from './migrations.js';
@@ -26,6 +27,8 @@ export interface SqliteOptions {
   durability: 'fsync' | 'relaxed';
   /** Told the SQL (with its values) of each read, for tracing and for query-plan checks. */
   onQuery?: (sql: string) => void;
+  /** Where a listener that throws is reported. */
+  logger?: StorageLogger;
 }
 
 /** How many rows an export reads at a time. */
@@ -71,10 +74,12 @@ export class SqliteStorage implements Storage {
   private readonly writer: GroupCommitWriter;
   private readonly listeners = new Set<StoreListener>();
   private readonly statements = new Map<string, Database.Statement>();
+  private readonly logger: StorageLogger | undefined;
   private closed = false;
 
   constructor(db: Database.Database, options: SqliteOptions) {
     this.db = db;
+    this.logger = options.logger;
     this.writer = new GroupCommitWriter(
       WRITER_URL,
       { path: options.path, synchronous: options.durability === 'fsync' ? 'FULL' : 'NORMAL' },
@@ -209,7 +214,15 @@ export class SqliteStorage implements Storage {
       total.messages += counts.messages;
       chunk = [];
     };
+    let n = 0;
     for await (const r of records) {
+      const problem = importRecordError(r, ++n);
+      if (problem) {
+        // Everything before the bad record is stored, so a corrected file can simply be
+        // imported again: records already there are skipped.
+        if (chunk.length > 0) await commit();
+        throw problem;
+      }
       chunk.push(r);
       if (chunk.length >= IMPORT_CHUNK) await commit();
     }
@@ -330,6 +343,15 @@ export class SqliteStorage implements Storage {
       }
     });
     if (events.length === 0) return;
-    for (const l of this.listeners) l(events);
+    for (const l of this.listeners) {
+      try {
+        l(events);
+      } catch (err) {
+        // This runs inside the writer's commit callback: an error escaping it would leave
+        // the batch's writers unanswered and the writer stalled for good. One broken
+        // listener must cost only its own events.
+        this.logger?.error({ err }, 'a storage event listener failed');
+      }
+    }
   }
 }

@@ -1,0 +1,46 @@
+/**
+ * The one check every backend makes on imported records before storing them.
+ *
+ * Text arriving over HTTP has passed the domain's rules, which refuse U+0000 in messages and
+ * control characters in user ids; an import file has passed nothing. PostgreSQL's text type
+ * cannot hold U+0000 at all and would fail the whole chunk with an encoding error, while
+ * SQLite would store what PostgreSQL then could not take. Refusing it on both, naming the
+ * record, keeps stores movable and the failure plain.
+ */
+import type { Message } from '../protocol/types.js';
+import { AppError } from '../errors.js';
+import type { ExportRecord } from './storage.js';
+
+const NUL = '\u0000';
+
+/** The text fields of a record, by the name a person would look for in the file. */
+function textFields(record: ExportRecord): [string, unknown][] {
+  switch (record.type) {
+    case 'user': return [['id', record.id], ['createdAt', record.createdAt]];
+    case 'token': return [['user', record.user], ['hash', record.hash], ['createdAt', record.createdAt]];
+    case 'message': {
+      const m: Partial<Message> = record.message ?? {};
+      return [
+        ['message.id', m.id], ['message.fromUser', m.fromUser], ['message.toUser', m.toUser],
+        ['message.message', m.message], ['message.sentAt', m.sentAt], ['message.readAt', m.readAt],
+      ];
+    }
+    default: return [];
+  }
+}
+
+/**
+ * Why the `n`th record (counting from 1) of an import cannot be stored, as a 400 naming the
+ * record and field, or null if it can.
+ */
+export function importRecordError(record: ExportRecord, n: number): AppError | null {
+  for (const [field, value] of textFields(record)) {
+    if (typeof value === 'string' && value.includes(NUL)) {
+      const message = 'must not contain the NUL character (U+0000)';
+      return new AppError('validation',
+        `import record ${n} (${record.type}): ${field} ${message}; the records before it were imported, none from it on`,
+        { errors: [{ field: `records/${n}/${field}`, message }] });
+    }
+  }
+  return null;
+}

@@ -1,0 +1,51 @@
+/**
+ * How PostgreSQL rows map to the domain's shapes, shared by reads, writes and the change feed.
+ */
+import pg from 'pg';
+import type { Message } from '../../protocol/types.js';
+
+/** The columns of `messages`, in the order {@link toMessage} expects. */
+export const MESSAGE_COLUMNS = 'seq, from_user, to_user, body, sent_at, read_at';
+
+/** A row of `messages`, with bigints already numbers (see {@link PG_TYPES}). */
+export interface MessageRow {
+  seq: number;
+  from_user: string;
+  to_user: string;
+  body: string;
+  sent_at: number;
+  read_at: number | null;
+}
+
+/** A stored row as the wire shape. */
+export function toMessage(row: MessageRow): Message {
+  return {
+    id: String(row.seq),
+    fromUser: row.from_user,
+    toUser: row.to_user,
+    message: row.body,
+    sentAt: new Date(row.sent_at).toISOString(),
+    readAt: row.read_at === null ? null : new Date(row.read_at).toISOString(),
+  };
+}
+
+const INT8_OID = 20;
+
+/**
+ * Type parsing for this backend's pools only (never the driver's global table, which other
+ * code in the process may rely on). Sequence numbers and epoch milliseconds are bigints in
+ * the schema but stay far below 2^53, so they are read as plain numbers; one that is not
+ * is refused rather than silently rounded.
+ */
+export const PG_TYPES: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
+    if (oid === INT8_OID && format !== 'binary') {
+      return (value: string): number => {
+        const n = Number(value);
+        if (!Number.isSafeInteger(n)) throw new RangeError(`bigint ${value} is beyond what this server can represent`);
+        return n;
+      };
+    }
+    return pg.types.getTypeParser(oid, format ?? 'text') as unknown;
+  }) as pg.CustomTypesConfig['getTypeParser'],
+};

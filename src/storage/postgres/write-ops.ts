@@ -1,0 +1,411 @@
+/**
+ * Every write Postbox makes to PostgreSQL, with the same semantics, operation for operation,
+ * as the SQLite backend's `write-ops.ts`.
+ *
+ * A batch runs in one transaction that first takes the store's write lock (a
+ * transaction-scoped advisory lock) and holds it to commit. That lock is what makes message
+ * ids commit-ordered across any number of instances: a sequence value is drawn only while
+ * the lock is held, and PostgreSQL makes a commit visible before it releases the
+ * transaction's locks, so by the time the next writer draws a higher id every lower one is
+ * already visible. It also makes all writes of the store one queue, as SQLite's single
+ * writer does, so check-then-insert (idempotency keys) is safe and no two batches can
+ * deadlock on conversation rows.
+ */
+import type pg from 'pg';
+import type { Message } from '../../protocol/types.js';
+import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome, StoreEvent } from '../storage.js';
+import { isTransient } from './failures.js';
+import { MESSAGE_COLUMNS, toMessage, type MessageRow } from './rows.js';
+
+/** How long an idempotency key is remembered: the contract's 24 hours, as on SQLite. */
+export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+
+/** How often expired idempotency keys are swept, at most. */
+const PURGE_EVERY_MS = 60_000;
+
+/** One write, as the storage queues it for the next batch. */
+export type WriteOp =
+  | { op: 'send'; message: NewMessage; key?: string; fingerprint?: string }
+  | { op: 'delete'; seq: number }
+  | { op: 'markRead'; user: string; upTo?: number; ids?: number[] }
+  | { op: 'createUser'; id: string; tokenHash: string }
+  | { op: 'deleteUser'; id: string }
+  | { op: 'addToken'; user: string; tokenHash: string }
+  | { op: 'revokeTokens'; user: string }
+  | { op: 'import'; records: ExportRecord[] };
+
+/** The result type of each operation. */
+export interface WriteResults {
+  send: SendOutcome;
+  delete: Message | null;
+  markRead: ReadOutcome;
+  createUser: boolean;
+  deleteUser: boolean;
+  addToken: boolean;
+  revokeTokens: number;
+  import: { users: number; tokens: number; messages: number };
+}
+
+/** One operation's answer: its value, or the error that failed it alone. */
+export type WriteReply = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** A named statement: parsed once per connection, then only bound and executed. */
+function named(name: string, text: string): (values: unknown[]) => pg.QueryConfig {
+  return (values) => ({ name: `postbox_${name}`, text, values });
+}
+
+const SQL = {
+  newestSentAt: named('newest_sent_at', 'SELECT sent_at FROM messages ORDER BY seq DESC LIMIT 1'),
+  // The message and both sides' conversation rows in one statement: one round trip while
+  // the write lock is held. The sender's own row is skipped for a message to oneself, where
+  // the recipient's row is the same row.
+  insert: named('insert', `
+    WITH m AS (
+      INSERT INTO messages (from_user, to_user, body, sent_at) VALUES ($1, $2, $3, $4) RETURNING seq
+    ), theirs AS (
+      INSERT INTO conversations AS c (owner, peer, last_seq, unread) SELECT $2, $1, seq, 1 FROM m
+      ON CONFLICT (owner, peer) DO UPDATE
+        SET last_seq = greatest(c.last_seq, excluded.last_seq), unread = c.unread + excluded.unread
+    ), mine AS (
+      INSERT INTO conversations AS c (owner, peer, last_seq, unread) SELECT $1, $2, seq, 0 FROM m WHERE $1::text <> $2::text
+      ON CONFLICT (owner, peer) DO UPDATE SET last_seq = greatest(c.last_seq, excluded.last_seq)
+    )
+    SELECT seq FROM m`),
+  // For a run of sends: ids drawn from the sequence (in any order: they are sorted and all
+  // drawn under the write lock), then every message and conversation row in one statement.
+  // Two round trips under the lock however many sends arrived together.
+  drawIds: named('draw_ids', "SELECT nextval('messages_seq_seq') AS seq FROM generate_series(1, $1::int)"),
+  insertMany: named('insert_many', `
+    WITH m AS (
+      INSERT INTO messages (seq, from_user, to_user, body, sent_at) OVERRIDING SYSTEM VALUE
+      SELECT s, f, t, b, $5::bigint FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(s, f, t, b)
+      RETURNING seq, from_user, to_user
+    ), sides AS (
+      SELECT to_user AS owner, from_user AS peer, seq, 1 AS unread FROM m
+      UNION ALL
+      SELECT from_user, to_user, seq, 0 FROM m WHERE from_user <> to_user
+    ), per_pair AS (
+      SELECT owner, peer, max(seq) AS last_seq, sum(unread)::int AS unread FROM sides GROUP BY owner, peer
+    )
+    INSERT INTO conversations AS c (owner, peer, last_seq, unread) SELECT owner, peer, last_seq, unread FROM per_pair
+    ON CONFLICT (owner, peer) DO UPDATE
+      SET last_seq = greatest(c.last_seq, excluded.last_seq), unread = c.unread + excluded.unread`),
+  byKey: named('by_key',
+    'SELECT fingerprint, response FROM idempotency_keys WHERE sender = $1 AND key = $2 AND created_at >= $3'),
+  rememberKey: named('remember_key', `
+    INSERT INTO idempotency_keys (sender, key, fingerprint, response, created_at) VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (sender, key) DO UPDATE
+      SET fingerprint = excluded.fingerprint, response = excluded.response, created_at = excluded.created_at`),
+  purgeKeys: named('purge_keys', 'DELETE FROM idempotency_keys WHERE created_at < $1'),
+  deleteRow: named('delete_row', `DELETE FROM messages WHERE seq = $1 RETURNING ${MESSAGE_COLUMNS}`),
+  conversation: named('conversation', 'SELECT last_seq FROM conversations WHERE owner = $1 AND peer = $2'),
+  lastBetween: named('last_between', `
+    SELECT greatest(
+      (SELECT max(seq) FROM messages WHERE to_user = $1 AND from_user = $2),
+      (SELECT max(seq) FROM messages WHERE to_user = $2 AND from_user = $1)) AS seq`),
+  setConversation: named('set_conversation',
+    'UPDATE conversations SET last_seq = $1, unread = greatest(unread - $2, 0) WHERE owner = $3 AND peer = $4'),
+  dropConversation: named('drop_conversation', 'DELETE FROM conversations WHERE owner = $1 AND peer = $2'),
+  // Marking read and lowering the per-peer unread counts in one statement; the remaining
+  // total is read by the next statement, which sees this one's changes.
+  readUpTo: named('read_up_to', `
+    WITH changed AS (
+      UPDATE messages SET read_at = $1 WHERE to_user = $2 AND read_at IS NULL AND seq <= $3 RETURNING seq, from_user
+    ), per_peer AS (
+      SELECT from_user AS peer, count(*)::int AS n FROM changed GROUP BY from_user
+    ), lowered AS (
+      UPDATE conversations c SET unread = greatest(c.unread - p.n, 0) FROM per_peer p WHERE c.owner = $2 AND c.peer = p.peer
+    )
+    SELECT seq FROM changed ORDER BY seq`),
+  readIds: named('read_ids', `
+    WITH changed AS (
+      UPDATE messages SET read_at = $1 WHERE to_user = $2 AND read_at IS NULL AND seq = ANY($3::bigint[]) RETURNING seq, from_user
+    ), per_peer AS (
+      SELECT from_user AS peer, count(*)::int AS n FROM changed GROUP BY from_user
+    ), lowered AS (
+      UPDATE conversations c SET unread = greatest(c.unread - p.n, 0) FROM per_peer p WHERE c.owner = $2 AND c.peer = p.peer
+    )
+    SELECT seq FROM changed ORDER BY seq`),
+  unreadTotal: named('unread_total', 'SELECT coalesce(sum(unread), 0)::int AS n FROM conversations WHERE owner = $1'),
+  createUser: named('create_user', 'INSERT INTO users (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING'),
+  deleteUser: named('delete_user', 'DELETE FROM users WHERE id = $1'),
+  userExists: named('user_exists', 'SELECT 1 FROM users WHERE id = $1'),
+  addToken: named('add_token', 'INSERT INTO tokens (hash, user_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING'),
+  revokeTokens: named('revoke_tokens', 'DELETE FROM tokens WHERE user_id = $1'),
+  importUsers: named('import_users', `
+    INSERT INTO users (id, created_at) SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING`),
+  importTokens: named('import_tokens', `
+    INSERT INTO tokens (hash, user_id, created_at) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+    ON CONFLICT DO NOTHING`),
+  // Set-based, one statement per run of messages. Conversation rows are summed per
+  // (owner, peer) first, because one INSERT … ON CONFLICT DO UPDATE may touch a row once.
+  importMessages: named('import_messages', `
+    WITH m AS (
+      INSERT INTO messages (seq, from_user, to_user, body, sent_at, read_at) OVERRIDING SYSTEM VALUE
+      SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])
+      ON CONFLICT (seq) DO NOTHING
+      RETURNING seq, from_user, to_user, read_at
+    ), sides AS (
+      SELECT to_user AS owner, from_user AS peer, seq, (read_at IS NULL)::int AS unread FROM m
+      UNION ALL
+      SELECT from_user, to_user, seq, 0 FROM m WHERE from_user <> to_user
+    ), per_pair AS (
+      SELECT owner, peer, max(seq) AS last_seq, sum(unread)::int AS unread FROM sides GROUP BY owner, peer
+    ), noted AS (
+      INSERT INTO conversations AS c (owner, peer, last_seq, unread) SELECT owner, peer, last_seq, unread FROM per_pair
+      ON CONFLICT (owner, peer) DO UPDATE
+        SET last_seq = greatest(c.last_seq, excluded.last_seq), unread = c.unread + excluded.unread
+    )
+    SELECT count(*)::int AS n, max(seq) AS top FROM m`),
+  // New ids must continue past imported ones. The sequence only ever moves forward here, and
+  // the write lock keeps every other writer from drawing from it meanwhile.
+  advanceSequence: named('advance_sequence', `
+    SELECT setval('messages_seq_seq', greatest($1::bigint, last_value)) FROM messages_seq_seq`),
+};
+
+/** Applies batches of {@link WriteOp}s, one transaction per batch, on connections it is lent. */
+export class WriteSide {
+  private lastTime = 0;
+  private lastPurge = 0;
+
+  /**
+   * @param lockKey the store's write-lock key (see the module comment)
+   * @param durability `relaxed` commits without waiting for the WAL flush
+   */
+  constructor(private readonly lockKey: bigint, private readonly durability: 'fsync' | 'relaxed') {}
+
+  /**
+   * Applies a batch in one transaction, left open for the caller to add notifications to and
+   * commit. Operations run without savepoints, since they rarely fail; if one does, the
+   * transaction is rolled back and the batch run again with each operation in its own
+   * savepoint, so that it fails alone. Throws only what fails the batch as a whole.
+   */
+  async applyBatch(client: pg.ClientBase, ops: readonly WriteOp[]): Promise<{ replies: WriteReply[]; now: number }> {
+    const fast = await this.attempt(client, ops, false);
+    return fast ?? (await this.attempt(client, ops, true))!;
+  }
+
+  /** Notes that the batch applied with `now` committed. */
+  committed(now: number): void {
+    this.lastTime = now;
+  }
+
+  private async attempt(client: pg.ClientBase, ops: readonly WriteOp[], isolate: boolean): Promise<{ replies: WriteReply[]; now: number } | null> {
+    // One round trip. READ COMMITTED, stated rather than assumed from the server's default,
+    // because every statement after the lock must take a fresh snapshot that includes the
+    // previous lock holder's commit.
+    await client.query(
+      'BEGIN ISOLATION LEVEL READ COMMITTED; ' +
+        (this.durability === 'relaxed' ? 'SET LOCAL synchronous_commit TO off; ' : '') +
+        `SELECT pg_advisory_xact_lock(${this.lockKey.toString()})`,
+    );
+    const newest = (await client.query<{ sent_at: number }>(SQL.newestSentAt([]))).rows[0]?.sent_at ?? 0;
+    // Keep sentAt monotonic with the sequence even if this clock, or another instance's,
+    // is behind.
+    const now = Math.max(Date.now(), this.lastTime, newest);
+    const replies: WriteReply[] = [];
+    for (let i = 0; i < ops.length; i++) {
+      const run = isolate ? 0 : plainSends(ops, i);
+      if (run > 1) {
+        const sends = ops.slice(i, i + run) as Extract<WriteOp, { op: 'send' }>[];
+        try {
+          for (const out of await this.sendRun(client, sends.map((o) => o.message), now)) replies.push({ ok: true, value: out });
+        } catch (err) {
+          if (isTransient(err)) throw err;
+          await client.query('ROLLBACK');
+          return null;
+        }
+        i += run - 1;
+        continue;
+      }
+      const op = ops[i]!;
+      if (isolate) await client.query('SAVEPOINT op');
+      try {
+        replies.push({ ok: true, value: await this.apply(client, op, now) });
+        if (isolate) await client.query('RELEASE SAVEPOINT op');
+      } catch (err) {
+        if (isTransient(err)) throw err;
+        if (!isolate) {
+          await client.query('ROLLBACK');
+          return null;
+        }
+        await client.query('ROLLBACK TO SAVEPOINT op; RELEASE SAVEPOINT op');
+        replies.push({ ok: false, error: err });
+      }
+    }
+    if (now - this.lastPurge > PURGE_EVERY_MS) {
+      await client.query(SQL.purgeKeys([now - IDEMPOTENCY_TTL_MS]));
+      this.lastPurge = now;
+    }
+    return { replies, now };
+  }
+
+  private async apply(client: pg.ClientBase, op: WriteOp, now: number): Promise<unknown> {
+    switch (op.op) {
+      case 'send': return this.send(client, op.message, now, op.key, op.fingerprint);
+      case 'delete': return this.delete(client, op.seq);
+      case 'markRead': return this.markRead(client, op.user, now, op.upTo, op.ids);
+      case 'createUser': {
+        if ((await client.query(SQL.createUser([op.id, now]))).rowCount === 0) return false;
+        await client.query(SQL.addToken([op.tokenHash, op.id, now]));
+        return true;
+      }
+      case 'deleteUser': return ((await client.query(SQL.deleteUser([op.id]))).rowCount ?? 0) > 0;
+      case 'addToken': {
+        if ((await client.query(SQL.userExists([op.user]))).rowCount === 0) return false;
+        await client.query(SQL.addToken([op.tokenHash, op.user, now]));
+        return true;
+      }
+      case 'revokeTokens': return (await client.query(SQL.revokeTokens([op.user]))).rowCount ?? 0;
+      case 'import': return this.import(client, op.records);
+    }
+  }
+
+  private async send(client: pg.ClientBase, m: NewMessage, now: number, key?: string, fingerprint?: string): Promise<SendOutcome> {
+    if (key !== undefined && fingerprint !== undefined) {
+      const seen = (await client.query<{ fingerprint: string; response: string }>(
+        SQL.byKey([m.fromUser, key, now - IDEMPOTENCY_TTL_MS]),
+      )).rows[0];
+      if (seen) {
+        return seen.fingerprint === fingerprint
+          ? { kind: 'replayed', message: JSON.parse(seen.response) as Message }
+          : { kind: 'mismatch' };
+      }
+    }
+    const seq = (await client.query<{ seq: number }>(SQL.insert([m.fromUser, m.toUser, m.message, now]))).rows[0]!.seq;
+    const message = toMessage({
+      seq, from_user: m.fromUser, to_user: m.toUser, body: m.message, sent_at: now, read_at: null,
+    });
+    if (key !== undefined && fingerprint !== undefined) {
+      await client.query(SQL.rememberKey([m.fromUser, key, fingerprint, JSON.stringify(message), now]));
+    }
+    return { kind: 'stored', message };
+  }
+
+  /** Sends without idempotency keys, in order: the same outcome as one {@link send} each. */
+  private async sendRun(client: pg.ClientBase, run: readonly NewMessage[], now: number): Promise<SendOutcome[]> {
+    const seqs = (await client.query<{ seq: number }>(SQL.drawIds([run.length]))).rows.map((r) => r.seq).sort((x, y) => x - y);
+    await client.query(SQL.insertMany([
+      seqs, run.map((m) => m.fromUser), run.map((m) => m.toUser), run.map((m) => m.message), now,
+    ]));
+    return run.map((m, i) => ({
+      kind: 'stored',
+      message: toMessage({ seq: seqs[i]!, from_user: m.fromUser, to_user: m.toUser, body: m.message, sent_at: now, read_at: null }),
+    }));
+  }
+
+  private async delete(client: pg.ClientBase, seq: number): Promise<Message | null> {
+    const row = (await client.query<MessageRow>(SQL.deleteRow([seq]))).rows[0];
+    if (!row) return null;
+    await this.afterDelete(client, row.to_user, row.from_user, seq, row.read_at === null ? 1 : 0);
+    if (row.from_user !== row.to_user) await this.afterDelete(client, row.from_user, row.to_user, seq, 0);
+    return toMessage(row);
+  }
+
+  private async afterDelete(client: pg.ClientBase, owner: string, peer: string, seq: number, unreadDrop: number): Promise<void> {
+    const conv = (await client.query<{ last_seq: number }>(SQL.conversation([owner, peer]))).rows[0];
+    if (!conv) return;
+    let last = conv.last_seq;
+    if (last === seq) {
+      const newest = (await client.query<{ seq: number | null }>(SQL.lastBetween([owner, peer]))).rows[0]?.seq ?? null;
+      if (newest === null) {
+        await client.query(SQL.dropConversation([owner, peer]));
+        return;
+      }
+      last = newest;
+    }
+    await client.query(SQL.setConversation([last, unreadDrop, owner, peer]));
+  }
+
+  private async markRead(client: pg.ClientBase, user: string, now: number, upTo?: number, ids?: number[]): Promise<ReadOutcome> {
+    const changed = (await client.query<{ seq: number }>(
+      upTo !== undefined ? SQL.readUpTo([now, user, upTo]) : SQL.readIds([now, user, ids ?? []]),
+    )).rows;
+    const unread = (await client.query<{ n: number }>(SQL.unreadTotal([user]))).rows[0]!.n;
+    return { unread, ids: changed.map((c) => String(c.seq)), readAt: new Date(now).toISOString() };
+  }
+
+  /**
+   * Replays records in their order, a run of same-type records at a time, so that a token
+   * may name a user from earlier in the same chunk exactly as on SQLite.
+   */
+  private async import(client: pg.ClientBase, records: readonly ExportRecord[]): Promise<WriteResults['import']> {
+    const counts = { users: 0, tokens: 0, messages: 0 };
+    let i = 0;
+    while (i < records.length) {
+      const type = records[i]!.type;
+      let j = i;
+      while (j < records.length && records[j]!.type === type) j++;
+      const run = records.slice(i, j);
+      i = j;
+      if (type === 'user') {
+        const users = run as Extract<ExportRecord, { type: 'user' }>[];
+        counts.users += (await client.query(SQL.importUsers([
+          users.map((u) => u.id), users.map((u) => Date.parse(u.createdAt)),
+        ]))).rowCount ?? 0;
+      } else if (type === 'token') {
+        const tokens = run as Extract<ExportRecord, { type: 'token' }>[];
+        counts.tokens += (await client.query(SQL.importTokens([
+          tokens.map((t) => t.hash), tokens.map((t) => t.user), tokens.map((t) => Date.parse(t.createdAt)),
+        ]))).rowCount ?? 0;
+      } else {
+        const ms = (run as Extract<ExportRecord, { type: 'message' }>[]).map((r) => r.message);
+        const out = (await client.query<{ n: number; top: number | null }>(SQL.importMessages([
+          ms.map((m) => m.id), ms.map((m) => m.fromUser), ms.map((m) => m.toUser), ms.map((m) => m.message),
+          ms.map((m) => Date.parse(m.sentAt)), ms.map((m) => (m.readAt === null ? null : Date.parse(m.readAt))),
+        ]))).rows[0]!;
+        counts.messages += out.n;
+        if (out.top !== null) await client.query(SQL.advanceSequence([out.top]));
+      }
+    }
+    return counts;
+  }
+}
+
+/** How many sends without an idempotency key run on from `ops[i]`. */
+function plainSends(ops: readonly WriteOp[], i: number): number {
+  let j = i;
+  while (j < ops.length) {
+    const op = ops[j]!;
+    if (op.op !== 'send' || op.key !== undefined) break;
+    j++;
+  }
+  return j - i;
+}
+
+/** Turns a committed batch into the events listeners hear, in commit order (as on SQLite). */
+export function eventsOf(ops: readonly WriteOp[], replies: readonly WriteReply[]): StoreEvent[] {
+  const events: StoreEvent[] = [];
+  ops.forEach((op, i) => {
+    const reply = replies[i];
+    if (!reply?.ok) return;
+    const v = reply.value;
+    switch (op.op) {
+      case 'send': {
+        const out = v as SendOutcome;
+        if (out.kind === 'stored') events.push({ type: 'message', message: out.message });
+        break;
+      }
+      case 'delete': {
+        const m = v as Message | null;
+        if (m) events.push({ type: 'deleted', id: m.id, fromUser: m.fromUser, toUser: m.toUser });
+        break;
+      }
+      case 'markRead': {
+        const r = v as ReadOutcome;
+        if (r.ids.length > 0) events.push({ type: 'read', user: op.user, ids: r.ids, readAt: r.readAt });
+        break;
+      }
+      case 'deleteUser':
+        if (v === true) events.push({ type: 'user-removed', user: op.id });
+        break;
+      case 'revokeTokens':
+        if ((v as number) > 0) events.push({ type: 'tokens-revoked', user: op.user });
+        break;
+      default:
+        // Imported messages are history, not news; the rest tell nobody.
+        break;
+    }
+  });
+  return events;
+}
