@@ -13,12 +13,12 @@ export const USER_ID_MAX = 128;
 export const USER_ID_PATTERN = '^[^/\\u0000-\\u001F\\u007F-\\u009F]{1,128}$';
 const USER_ID_RE = new RegExp(USER_ID_PATTERN, 'u');
 
-/** A message id: the decimal form of a positive sequence number. */
-export const MESSAGE_ID_PATTERN = '^[1-9][0-9]{0,15}$';
+/** A message id: the decimal form of a positive sequence number, at most 15 digits (below 2^53). */
+export const MESSAGE_ID_PATTERN = '^[1-9][0-9]{0,14}$';
 const MESSAGE_ID_RE = new RegExp(MESSAGE_ID_PATTERN);
 
 /** A cursor: a message id, or 0 for "before the first message". */
-export const CURSOR_PATTERN = '^(?:0|[1-9][0-9]{0,15})$';
+export const CURSOR_PATTERN = '^(?:0|[1-9][0-9]{0,14})$';
 const CURSOR_RE = new RegExp(CURSOR_PATTERN);
 
 /** An idempotency key: 1–255 printable ASCII characters. */

@@ -1,8 +1,9 @@
 /**
  * The hub: in-process fan-out of committed changes, keyed by user.
  *
- * Storage tells the hub after each commit (and, for PostgreSQL, after a notification from
- * another instance); long-polls and streams listen here. Nothing in the hub reads storage.
+ * Storage tells the hub after each commit, in commit order (PostgreSQL does so for the
+ * commits of every instance on the database, this one's included, as LISTEN/NOTIFY delivers
+ * them); long-polls and streams listen here. Nothing in the hub reads storage.
  */
 import type { Logger } from 'pino';
 import type { InboxWatch, InboxWaiter } from '../domain/messages.js';
