@@ -71,7 +71,7 @@ export const IdempotencyHeaders = Type.Object({
 
 const Limit = Type.Integer({ minimum: 1, maximum: MAX_PAGE, default: 50, description: `Page size, 1–${MAX_PAGE}.` });
 const Before = Type.String({
-  pattern: '^(?:[1-9][0-9]{0,15}|latest)$',
+  pattern: '^(?:0|[1-9][0-9]{0,14}|latest)$',
   description: 'A message id, or "latest": the page ends just before it, and pages run backward.',
   'x-error': 'must be a message id or "latest"',
 });
