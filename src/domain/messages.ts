@@ -57,6 +57,16 @@ export interface SendResult {
   replayed: boolean;
 }
 
+/**
+ * A page of messages in wire form: each message's JSON beside its id, oldest first, and the
+ * cursor of the following page. The inbox, the legacy inbox and the stream send these
+ * texts as they are; see Storage.inboxWire.
+ */
+export interface WireMessagePage {
+  rows: [id: string, json: string][];
+  next: string | null;
+}
+
 /** How many messages the legacy full-inbox read takes from storage at a time. */
 export const INBOX_CHUNK = 1000;
 
@@ -105,8 +115,8 @@ export class MessageService {
     await this.storage.deleteMessage(Number(message.id));
   }
 
-  /** A page of a user's inbox, optionally waiting for the first message to arrive. */
-  async inbox(actor: Actor, user: string, params: InboxParams, signal?: AbortSignal): Promise<MessagePage> {
+  /** A page of a user's inbox, in wire form, optionally waiting for the first message to arrive. */
+  async inbox(actor: Actor, user: string, params: InboxParams, signal?: AbortSignal): Promise<WireMessagePage> {
     const owner = this.owner(actor, user);
     const query = {
       ...toPageQuery(params),
@@ -118,17 +128,17 @@ export class MessageService {
     if (wait > 0 && query.after === undefined && query.before !== undefined) {
       throw invalid('wait', 'applies only to forward paging (after=, or no cursor)');
     }
-    if (wait === 0) return toPage(await this.storage.inbox(owner, query), query);
+    if (wait === 0) return toWirePage(await this.storage.inboxWire(owner, query), query);
 
     const deadline = Date.now() + wait * 1000;
     const watch = this.waiter.watch(owner);
     try {
       for (;;) {
-        const page = await this.storage.inbox(owner, query);
+        const page = await this.storage.inboxWire(owner, query);
         const left = deadline - Date.now();
-        if (page.messages.length > 0 || left <= 0 || signal?.aborted) return toPage(page, query);
+        if (page.rows.length > 0 || left <= 0 || signal?.aborted) return toWirePage(page, query);
         // A message that arrives but does not pass the filters wakes us for nothing; loop.
-        if (!(await watch.next(left, signal))) return toPage(await this.storage.inbox(owner, query), query);
+        if (!(await watch.next(left, signal))) return toWirePage(await this.storage.inboxWire(owner, query), query);
       }
     } finally {
       watch.close();
@@ -139,14 +149,14 @@ export class MessageService {
    * Every message to a user, oldest first, in chunks read from storage one after another,
    * so a huge inbox is never held in memory at once (the legacy `GET /get-messages`).
    */
-  async *allInbox(actor: Actor, user: string): AsyncGenerator<Message[]> {
+  async *allInbox(actor: Actor, user: string): AsyncGenerator<[id: string, json: string][]> {
     const owner = this.owner(actor, user);
     let after: number | undefined;
     for (;;) {
-      const page = await this.storage.inbox(owner, { after, limit: INBOX_CHUNK });
-      if (page.messages.length > 0) yield page.messages;
+      const page = await this.storage.inboxWire(owner, { after, limit: INBOX_CHUNK });
+      if (page.rows.length > 0) yield page.rows;
       if (!page.more) return;
-      after = Number(page.messages[page.messages.length - 1]!.id);
+      after = Number(page.rows[page.rows.length - 1]![0]);
     }
   }
 
@@ -230,6 +240,13 @@ export function toPageQuery(params: PageParams): PageQuery {
     query.before = params.before === 'latest' ? Infinity : toCursor(params.before, 'before');
   }
   return query;
+}
+
+function toWirePage(page: { rows: [string, string][]; more: boolean }, query: PageQuery): WireMessagePage {
+  const { rows, more } = page;
+  if (!more || rows.length === 0) return { rows, next: null };
+  const backward = query.after === undefined && query.before !== undefined;
+  return { rows, next: backward ? rows[0]![0] : rows[rows.length - 1]![0] };
 }
 
 function toPage(page: { messages: Message[]; more: boolean }, query: PageQuery): MessagePage {

@@ -4,12 +4,19 @@
  */
 import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
-import type { MessageService } from '../domain/messages.js';
+import type { MessageService, WireMessagePage } from '../domain/messages.js';
 import type { App } from './app-types.js';
 import {
   ConversationListSchema, ConversationParams, ConversationsQuerySchema, IdempotencyHeaders, InboxQuerySchema,
   MessageIdParam, MessagePageSchema, MessageSchema, NoContent, PageQuerySchema, ReadBody, ReadResultSchema, SendBody, UserParams,
 } from './schemas.js';
+
+/** A MessagePage document from a page in wire form. */
+export function wirePageBody(page: WireMessagePage): string {
+  let body = '{"messages":[';
+  for (let i = 0; i < page.rows.length; i++) body += (i === 0 ? '' : ',') + page.rows[i]![1];
+  return `${body}],"next":${page.next === null ? 'null' : JSON.stringify(page.next)}}`;
+}
 
 /** An AbortSignal that fires if the client goes away before the answer is sent. */
 function clientGone(reply: FastifyReply): AbortSignal {
@@ -71,9 +78,12 @@ export function messageRoutes(app: App, messages: MessageService): void {
       querystring: InboxQuerySchema,
       response: { 200: MessagePageSchema },
     },
-  }, (request, reply) =>
-    messages.inbox(request.actor, request.params.user, request.query,
-      request.query.wait ? clientGone(reply) : undefined));
+  }, async (request, reply) => {
+    const page = await messages.inbox(request.actor, request.params.user, request.query,
+      request.query.wait ? clientGone(reply) : undefined);
+    // Sent as the stored JSON texts, concatenated: no object is built for any message.
+    return (reply as FastifyReply).type('application/json; charset=utf-8').send(wirePageBody(page));
+  });
 
   app.get('/v1/users/:user/sent', {
     config: { access: 'user' },

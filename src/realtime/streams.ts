@@ -11,9 +11,8 @@
 import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Actor } from '../domain/access.js';
-import type { PageParams } from '../domain/messages.js';
+import type { PageParams, WireMessagePage } from '../domain/messages.js';
 import { AppError } from '../errors.js';
-import type { MessagePage } from '../protocol/types.js';
 import type { StoreEvent } from '../storage/storage.js';
 import type { Hub } from './hub.js';
 import { sseComment, sseEvent, sseRetry } from './sse.js';
@@ -38,8 +37,8 @@ export interface StreamOptions {
   actor: Actor;
   /** Resume after this message id; undefined for "from now on". */
   after: string | undefined;
-  /** Reads a page of the user's inbox, with the caller's access. */
-  readPage: (params: PageParams) => Promise<MessagePage>;
+  /** Reads a page of the user's inbox in wire form, with the caller's access. */
+  readPage: (params: PageParams) => Promise<WireMessagePage>;
   response: ServerResponse;
 }
 
@@ -171,8 +170,8 @@ export class LiveStream {
         // "From now on" is a resume after the newest message at connect time, read before
         // subscribing: whatever commits after this read is replayed or heard, never lost.
         // An empty inbox leaves no cursor: the replay then reads from its very start.
-        const newest = (await this.options.readPage({ before: 'latest', limit: 1 })).messages[0];
-        if (newest) this.cursor = Number(newest.id);
+        const newest = (await this.options.readPage({ before: 'latest', limit: 1 })).rows[0];
+        if (newest) this.cursor = Number(newest[0]);
       }
       if (this.closed) return;
       // Subscribe before replaying: from here on no commit goes unheard.
@@ -248,9 +247,9 @@ export class LiveStream {
           limit: REPLAY_PAGE,
         });
         if (this.closed) return;
-        for (const m of page.messages) {
-          this.cursor = Number(m.id);
-          this.write(sseEvent('message', JSON.stringify(m), m.id));
+        for (const [id, json] of page.rows) {
+          this.cursor = Number(id);
+          this.write(sseEvent('message', json, id));
         }
         if (this.closed) return;
         if (page.next === null) break;

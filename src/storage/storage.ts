@@ -55,6 +55,16 @@ export interface StoredPage {
   more: boolean;
 }
 
+/**
+ * A page in wire form: each message's JSON (the Message exactly as it goes out) beside its
+ * id, oldest first. The hot read paths (the legacy inbox, inbox pages, stream replays) send
+ * these as they are instead of building and serializing objects.
+ */
+export interface WirePage {
+  rows: [id: string, json: string][];
+  more: boolean;
+}
+
 /** One conversation of a user, as storage keeps it. */
 export interface StoredConversation {
   peer: string;
@@ -126,6 +136,8 @@ export interface Storage {
 
   /** Messages to `user`. */
   inbox(user: string, query: InboxQuery): Promise<StoredPage>;
+  /** The same page as {@link inbox}, in wire form. */
+  inboxWire(user: string, query: InboxQuery): Promise<WirePage>;
   /** Messages `user` sent. */
   sent(user: string, query: PageQuery): Promise<StoredPage>;
   /** Messages between `user` and `peer`, both directions. */

@@ -21,10 +21,10 @@ async function setup() {
   let inboxReads = 0;
   const counted: Storage = new Proxy(real, {
     get(target, prop, receiver) {
-      if (prop === 'inbox') {
-        return (...args: Parameters<Storage['inbox']>) => {
+      if (prop === 'inboxWire') {
+        return (...args: Parameters<Storage['inboxWire']>) => {
           inboxReads++;
-          return target.inbox(...args);
+          return target.inboxWire(...args);
         };
       }
       const v = Reflect.get(target, prop, receiver) as unknown;
@@ -47,7 +47,7 @@ describe('long-poll', () => {
     const t = await setup();
     try {
       const page = await t.service.inbox(ANYONE, 'me', { wait: 1.5 });
-      assert.deepEqual(page, { messages: [], next: null });
+      assert.deepEqual(page, { rows: [], next: null });
       assert.equal(t.reads(), 2);
     } finally {
       await t.close();
@@ -62,7 +62,7 @@ describe('long-poll', () => {
       await t.service.send(ANYONE, { fromUser: 'stranger', toUser: 'me', message: 'not for the filter' });
       await t.service.send(ANYONE, { fromUser: 'friend', toUser: 'me', message: 'this one' });
       const page = await polling;
-      assert.deepEqual(page.messages.map((m) => m.message), ['this one']);
+      assert.deepEqual(page.rows.map(([, json]) => (JSON.parse(json) as { message: string }).message), ['this one']);
       assert.ok(t.reads() >= 2 && t.reads() <= 3, `read ${t.reads()} times`);
       assert.equal(t.hub.listeners, 0);
     } finally {

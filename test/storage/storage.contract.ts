@@ -159,6 +159,44 @@ export function storageContract(name: string, open: StoreFactory): void {
         assert.deepEqual(back.messages.map((m) => m.id), [toC[1]]);
       }));
 
+      it('gives the same pages in wire form as in objects, for every query shape', () => withStore(open, async (s) => {
+        // Imported, so the test picks timestamps at the edges of a second and odd texts.
+        const stamps = ['2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.001Z', '2026-12-31T23:59:59.999Z', '1999-03-04T05:06:07.089Z'];
+        const texts = ['plain', '', 'quote " backslash \\ newline \n tab \t', 'ünïcödé 👋 \u2028 sep', '<b>&amp;</b>'];
+        const records: ExportRecord[] = [];
+        for (let i = 1; i <= 40; i++) {
+          records.push({
+            type: 'message',
+            message: {
+              id: String(i * 3), fromUser: i % 3 === 0 ? 'friend' : `u${i % 4}`, toUser: i % 5 === 0 ? 'other' : 'me',
+              message: texts[i % texts.length]!, sentAt: stamps[i % stamps.length]!,
+              readAt: i % 2 === 0 ? stamps[(i + 1) % stamps.length]! : null,
+            },
+          });
+        }
+        await s.importAll(Readable.from(records) as AsyncIterable<ExportRecord>);
+        const live = await sendMany(s, 3, 'friend', 'me');
+        await s.markRead('me', { ids: [seqOf(live[0]!)] });
+        const queries = [
+          { limit: 7 }, { limit: 500 }, { after: 30, limit: 5 }, { before: 90, limit: 4 }, { before: Infinity, limit: 6 },
+          { after: 9, before: 60, limit: 50 }, { from: 'friend', limit: 50 }, { unreadOnly: true, limit: 50 },
+          { unreadOnly: true, from: 'friend', before: Infinity, limit: 3 }, { after: 10_000, limit: 5 },
+        ];
+        for (const q of queries) {
+          const objects = await s.inbox('me', q);
+          const wire = await s.inboxWire('me', q);
+          assert.equal(wire.more, objects.more, JSON.stringify(q));
+          assert.deepEqual(wire.rows.map(([id]) => id), objects.messages.map((m) => m.id), JSON.stringify(q));
+          assert.deepEqual(wire.rows.map(([, json]) => JSON.parse(json) as unknown), objects.messages, JSON.stringify(q));
+          for (const [, json] of wire.rows) {
+            assert.deepEqual(Object.keys(JSON.parse(json) as object), ['id', 'fromUser', 'toUser', 'message', 'sentAt', 'readAt']);
+          }
+        }
+        const imported = (await s.inbox('me', { limit: 500 })).messages.filter((m) => Number(m.id) <= 120);
+        const expected = records.flatMap((r) => (r.type === 'message' && r.message.toUser === 'me' ? [r.message] : []));
+        assert.deepEqual(imported, expected, 'imported messages read back exactly, timestamps included');
+      }));
+
       it('never skips a message while writers commit concurrently', () => withStore(open, async (s) => {
         const writers = 4;
         const perWriter = 60;

@@ -13,14 +13,26 @@ import type { Message } from '../../protocol/types.js';
 import { importRecordError } from '../import-check.js';
 import type {
   ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector,
-  SendOutcome, Storage, StoredConversation, StoredPage, StoredUser, StoreEvent, StoreListener, StorageLogger,
+  SendOutcome, Storage, StoredConversation, StoredPage, StoredUser, StoreEvent, StoreListener, StorageLogger, WirePage,
 } from '../storage.js';
 import { ChangeFeed, channelFor } from './change-feed.js';
 import { isTransient, readFailure, unavailable } from './failures.js';
 import { GroupCommit, type BatchResult } from './group-commit.js';
 import { migrate } from './migrations.js';
-import { MESSAGE_COLUMNS, PG_TYPES, toMessage, type MessageRow } from './rows.js';
+import { MESSAGE_COLUMNS, PG_TYPES, WIRE_JSON, toMessage, type MessageRow } from './rows.js';
 import { WriteSide, eventsOf, type WriteOp, type WriteResults } from './write-ops.js';
+
+/** The WHERE of an inbox query, with its values ($1…). */
+function inboxFilter(user: string, query: InboxQuery): [string[], unknown[]] {
+  const where = ['to_user = $1'];
+  const args: unknown[] = [user];
+  if (query.from !== undefined) {
+    args.push(query.from);
+    where.push(`from_user = $${args.length}`);
+  }
+  if (query.unreadOnly) where.push('read_at IS NULL');
+  return [where, args];
+}
 
 /** Options for {@link openPostgresStorage}. */
 export interface PostgresOptions {
@@ -187,14 +199,20 @@ export class PostgresStorage implements Storage {
   }
 
   inbox(user: string, query: InboxQuery): Promise<StoredPage> {
-    const where = ['to_user = $1'];
-    const args: unknown[] = [user];
-    if (query.from !== undefined) {
-      args.push(query.from);
-      where.push(`from_user = $${args.length}`);
-    }
-    if (query.unreadOnly) where.push('read_at IS NULL');
+    const [where, args] = inboxFilter(user, query);
     return this.page(where, args, query);
+  }
+
+  async inboxWire(user: string, query: InboxQuery): Promise<WirePage> {
+    const [where, args] = inboxFilter(user, query);
+    const { bounds, order, limit } = this.window(args, query);
+    const sql = `SELECT seq::text AS id, ${WIRE_JSON} AS json FROM messages WHERE ${where.join(' AND ')}${bounds} ` +
+      `ORDER BY seq ${order} LIMIT ${limit}`;
+    const rows = (await this.rows<{ id: string; json: string }>(sql, args)).map((r) => [r.id, r.json] as [string, string]);
+    const more = rows.length > query.limit;
+    if (more) rows.pop();
+    if (order === 'DESC') rows.reverse();
+    return { rows, more };
   }
 
   sent(user: string, query: PageQuery): Promise<StoredPage> {

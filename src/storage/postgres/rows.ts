@@ -29,6 +29,20 @@ export function toMessage(row: MessageRow): Message {
   };
 }
 
+/** Epoch milliseconds as ISO 8601 with milliseconds, exactly as `Date.toISOString` writes them. */
+function isoSql(column: string): string {
+  // Whole seconds and the milliseconds apart: integer arithmetic, so no rounding of .xyz.
+  return `to_char(to_timestamp(${column} / 1000) AT TIME ZONE 'UTC' + (${column} % 1000) * interval '1 millisecond', ` +
+    `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+}
+
+/**
+ * A message row as its wire JSON, built by the database, so that the hot read paths cost
+ * this server no object per message (see Storage.inboxWire).
+ */
+export const WIRE_JSON = `json_build_object('id', seq::text, 'fromUser', from_user, 'toUser', to_user, 'message', body, ` +
+  `'sentAt', ${isoSql('sent_at')}, 'readAt', CASE WHEN read_at IS NULL THEN NULL ELSE ${isoSql('read_at')} END)::text`;
+
 const INT8_OID = 20;
 
 /**

@@ -21,12 +21,14 @@ export const MIGRATIONS: readonly Migration[] = [
     sql: `
       -- AUTOINCREMENT: a sequence is never reused, even after the newest message is deleted,
       -- so a cursor a client holds can never come to point before a new message.
+      -- json is the message exactly as it goes on the wire, kept ready so that reading a page
+      -- is concatenation rather than a rebuild; read_at (ms) marks it read and feeds the
+      -- unread index, and marking read rewrites the "readAt" at json's end.
       CREATE TABLE messages (
         seq       INTEGER PRIMARY KEY AUTOINCREMENT,
         from_user TEXT    NOT NULL,
         to_user   TEXT    NOT NULL,
-        body      TEXT    NOT NULL,
-        sent_at   INTEGER NOT NULL,
+        json      TEXT    NOT NULL,
         read_at   INTEGER
       );
       CREATE INDEX messages_inbox  ON messages (to_user, seq);

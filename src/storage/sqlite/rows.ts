@@ -1,32 +1,42 @@
 /**
  * How a message row maps to the domain's Message, shared by the read side and the writer.
+ *
+ * A row keeps the message's wire JSON ready (see migrations.ts): an object is parsed from it,
+ * and the JSON is made once, when the message is stored, with `"readAt":null` at its end.
  */
 import type { Message } from '../../protocol/types.js';
 
-/** The columns of `messages`, in the order {@link toMessage} expects. */
-export const MESSAGE_COLUMNS = 'seq, from_user, to_user, body, sent_at, read_at';
+/** The columns of `messages` that {@link toMessage} reads. */
+export const MESSAGE_COLUMNS = 'seq, json';
 
-/** A row of `messages`. */
+/** A row of `messages`, as read for a Message. */
 export interface MessageRow {
   seq: number;
-  from_user: string;
-  to_user: string;
-  body: string;
-  sent_at: number;
-  read_at: number | null;
+  json: string;
 }
+
+/** The end of the wire JSON of an unread message. */
+const UNREAD_TAIL = 'null}';
 
 /** A stored row as the wire shape. */
 export function toMessage(row: MessageRow): Message {
-  return {
-    id: String(row.seq),
-    fromUser: row.from_user,
-    toUser: row.to_user,
-    message: row.body,
-    sentAt: new Date(row.sent_at).toISOString(),
-    readAt: row.read_at === null ? null : new Date(row.read_at).toISOString(),
-  };
+  return JSON.parse(row.json) as Message;
 }
+
+/** The wire JSON of a message, as stored: key order is the contract's. */
+export function messageJson(m: Message): string {
+  return JSON.stringify({
+    id: m.id, fromUser: m.fromUser, toUser: m.toUser, message: m.message, sentAt: m.sentAt, readAt: m.readAt,
+  });
+}
+
+/** What marking read puts in place of the trailing `null}`: the time, quoted, and the brace. */
+export function readTail(readAt: string): string {
+  return `"${readAt}"}`;
+}
+
+/** The SQL that turns an unread message's stored JSON into its read form. */
+export const MARK_READ_JSON = `substr(json, 1, length(json) - ${UNREAD_TAIL.length}) || ?`;
 
 /** Opens a database with the settings every Postbox connection shares. */
 export const CONNECTION_PRAGMAS = ['busy_timeout = 5000', 'foreign_keys = ON'] as const;

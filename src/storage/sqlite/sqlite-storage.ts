@@ -12,12 +12,24 @@ import { AppError } from '../../errors.js';
 import { importRecordError } from '../import-check.js';
 import type {
   ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector,
-  SendOutcome, Storage, StoredConversation, StoredPage, StoredUser, StoreEvent, StoreListener, StorageLogger,
+  SendOutcome, Storage, StoredConversation, StoredPage, StoredUser, StoreEvent, StoreListener, WirePage, StorageLogger,
 } from '../storage.js';
 import { GroupCommitWriter } from './group-commit.js';
 import { migrate } from './migrations.js';
 import { CONNECTION_PRAGMAS, MESSAGE_COLUMNS, toMessage, type MessageRow } from './rows.js';
 import type { WriteOp, WriteResults } from './write-ops.js';
+
+/** The WHERE of an inbox query, with its values. */
+function inboxFilter(user: string, query: InboxQuery): [string[], unknown[]] {
+  const where = ['to_user = ?'];
+  const args: unknown[] = [user];
+  if (query.from !== undefined) {
+    where.push('from_user = ?');
+    args.push(query.from);
+  }
+  if (query.unreadOnly) where.push('read_at IS NULL');
+  return [where, args];
+}
 
 /** Options for {@link openSqliteStorage}. */
 export interface SqliteOptions {
@@ -103,14 +115,21 @@ export class SqliteStorage implements Storage {
   }
 
   inbox(user: string, query: InboxQuery): Promise<StoredPage> {
-    const where = ['to_user = ?'];
-    const args: unknown[] = [user];
-    if (query.from !== undefined) {
-      where.push('from_user = ?');
-      args.push(query.from);
-    }
-    if (query.unreadOnly) where.push('read_at IS NULL');
+    const [where, args] = inboxFilter(user, query);
     return this.read(() => this.page(where, args, query));
+  }
+
+  inboxWire(user: string, query: InboxQuery): Promise<WirePage> {
+    const [where, args] = inboxFilter(user, query);
+    return this.read(() => {
+      const { sql, args: windowArgs } = this.window(where, query, 'seq, json');
+      // Raw rows: no object per message, just the stored JSON beside its id.
+      const rows = this.prepared(sql, true).all(...args, ...windowArgs) as [number, string][];
+      const more = rows.length > query.limit;
+      if (more) rows.pop();
+      if (this.direction(query) === 'DESC') rows.reverse();
+      return { rows: rows.map(([seq, json]) => [String(seq), json] as [string, string]), more };
+    });
   }
 
   sent(user: string, query: PageQuery): Promise<StoredPage> {
@@ -138,7 +157,7 @@ export class SqliteStorage implements Storage {
     return this.read(() => {
       const before = query.before ?? Number.MAX_SAFE_INTEGER;
       const rows = this.prepared(
-        `SELECT c.peer, c.unread, m.seq, m.from_user, m.to_user, m.body, m.sent_at, m.read_at
+        `SELECT c.peer, c.unread, m.seq, m.json
          FROM conversations c JOIN messages m ON m.seq = c.last_seq
          WHERE c.owner = ? AND c.last_seq < ? ORDER BY c.last_seq DESC LIMIT ?`,
       ).all(user, before, query.limit + 1) as (MessageRow & { peer: string; unread: number })[];
@@ -261,11 +280,13 @@ export class SqliteStorage implements Storage {
     }
   }
 
-  private prepared(sql: string): Database.Statement {
-    let s = this.statements.get(sql);
+  private prepared(sql: string, raw = false): Database.Statement {
+    const key = raw ? `raw:${sql}` : sql;
+    let s = this.statements.get(key);
     if (!s) {
       s = this.db.prepare(sql);
-      this.statements.set(sql, s);
+      if (raw) s.raw(true);
+      this.statements.set(key, s);
     }
     return s;
   }
@@ -275,7 +296,7 @@ export class SqliteStorage implements Storage {
   }
 
   /** The bounds and order of a page as SQL over `seq`, one more row than the page to learn `more`. */
-  private window(where: string[], query: PageQuery): { sql: string; args: unknown[] } {
+  private window(where: string[], query: PageQuery, columns = MESSAGE_COLUMNS): { sql: string; args: unknown[] } {
     const cond = [...where];
     const args: unknown[] = [];
     if (query.after !== undefined) {
@@ -288,7 +309,7 @@ export class SqliteStorage implements Storage {
     }
     args.push(query.limit + 1);
     return {
-      sql: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE ${cond.join(' AND ')} ORDER BY seq ${this.direction(query)} LIMIT ?`,
+      sql: `SELECT ${columns} FROM messages WHERE ${cond.join(' AND ')} ORDER BY seq ${this.direction(query)} LIMIT ?`,
       args,
     };
   }

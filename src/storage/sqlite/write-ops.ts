@@ -8,7 +8,7 @@
 import type Database from 'better-sqlite3';
 import type { Message } from '../../protocol/types.js';
 import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome } from '../storage.js';
-import { MESSAGE_COLUMNS, toMessage, type MessageRow } from './rows.js';
+import { MARK_READ_JSON, messageJson, readTail, toMessage } from './rows.js';
 
 /** How long an idempotency key is remembered. */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -46,15 +46,16 @@ export type WriteReply = { ok: true; value: unknown } | { ok: false; error: stri
  * plan of each and prove none of them scans a table.
  */
 export const WRITE_SQL = {
-  insert: 'INSERT INTO messages (from_user, to_user, body, sent_at) VALUES (?, ?, ?, ?)',
-  insertWithSeq: 'INSERT OR IGNORE INTO messages (seq, from_user, to_user, body, sent_at, read_at) VALUES (?, ?, ?, ?, ?, ?)',
+  lastSeq: "SELECT seq FROM sqlite_sequence WHERE name = 'messages'",
+  insert: 'INSERT INTO messages (seq, from_user, to_user, json) VALUES (?, ?, ?, ?)',
+  insertWithSeq: 'INSERT OR IGNORE INTO messages (seq, from_user, to_user, json, read_at) VALUES (?, ?, ?, ?, ?)',
   byKey: 'SELECT fingerprint, response FROM idempotency_keys WHERE sender = ? AND key = ? AND created_at >= ?',
   rememberKey: 'INSERT OR REPLACE INTO idempotency_keys (sender, key, fingerprint, response, created_at) VALUES (?, ?, ?, ?, ?)',
   purgeKeys: 'DELETE FROM idempotency_keys WHERE created_at < ?',
   received: `INSERT INTO conversations (owner, peer, last_seq, unread) VALUES (?, ?, ?, ?)
          ON CONFLICT (owner, peer) DO UPDATE SET
            last_seq = max(last_seq, excluded.last_seq), unread = unread + excluded.unread`,
-  getRow: `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE seq = ?`,
+  getRow: 'SELECT seq, from_user, to_user, json, read_at FROM messages WHERE seq = ?',
   deleteRow: 'DELETE FROM messages WHERE seq = ?',
   conversation: 'SELECT last_seq, unread FROM conversations WHERE owner = ? AND peer = ?',
   lastBetween: `SELECT max(s) FROM (
@@ -63,10 +64,10 @@ export const WRITE_SQL = {
            SELECT max(seq) AS s FROM messages WHERE to_user = ? AND from_user = ?)`,
   setConversation: 'UPDATE conversations SET last_seq = ?, unread = max(unread - ?, 0) WHERE owner = ? AND peer = ?',
   dropConversation: 'DELETE FROM conversations WHERE owner = ? AND peer = ?',
-  readUpTo: `UPDATE messages SET read_at = ? WHERE to_user = ? AND read_at IS NULL AND seq <= ?
-         RETURNING seq, from_user`,
-  readIds: `UPDATE messages SET read_at = ? WHERE to_user = ? AND read_at IS NULL
-           AND seq IN (SELECT value FROM json_each(?)) RETURNING seq, from_user`,
+  readUpTo: `UPDATE messages SET read_at = ?, json = ${MARK_READ_JSON}
+         WHERE to_user = ? AND read_at IS NULL AND seq <= ? RETURNING seq, from_user`,
+  readIds: `UPDATE messages SET read_at = ?, json = ${MARK_READ_JSON}
+         WHERE to_user = ? AND read_at IS NULL AND seq IN (SELECT value FROM json_each(?)) RETURNING seq, from_user`,
   lessUnread: 'UPDATE conversations SET unread = max(unread - ?, 0) WHERE owner = ? AND peer = ?',
   unreadTotal: 'SELECT coalesce(sum(unread), 0) FROM conversations WHERE owner = ?',
   createUser: 'INSERT INTO users (id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING',
@@ -75,7 +76,7 @@ export const WRITE_SQL = {
   userExists: 'SELECT 1 FROM users WHERE id = ?',
   addToken: 'INSERT OR IGNORE INTO tokens (hash, user_id, created_at) VALUES (?, ?, ?)',
   revokeTokens: 'DELETE FROM tokens WHERE user_id = ?',
-  newestSentAt: 'SELECT sent_at FROM messages WHERE seq = (SELECT max(seq) FROM messages)',
+  newest: 'SELECT json FROM messages WHERE seq = (SELECT max(seq) FROM messages)',
 } as const;
 
 /** Applies batches of {@link WriteOp}s to one write connection. */
@@ -84,10 +85,17 @@ export class WriteSide {
   private readonly stmt;
   private lastTime: number;
   private lastPurge = 0;
+  /**
+   * The next message id, known before the insert so the stored JSON can carry it. Read
+   * inside the batch's transaction, whose write lock keeps any other process out; forgotten
+   * after each batch and after an import, which moves the sequence itself.
+   */
+  private nextSeq: number | undefined;
 
   constructor(db: Database.Database) {
     this.db = db;
     this.stmt = {
+      lastSeq: db.prepare(WRITE_SQL.lastSeq).pluck(),
       insert: db.prepare(WRITE_SQL.insert),
       insertWithSeq: db.prepare(WRITE_SQL.insertWithSeq),
       byKey: db.prepare(WRITE_SQL.byKey),
@@ -110,16 +118,18 @@ export class WriteSide {
       userExists: db.prepare(WRITE_SQL.userExists).pluck(),
       addToken: db.prepare(WRITE_SQL.addToken),
       revokeTokens: db.prepare(WRITE_SQL.revokeTokens),
-      newestSentAt: db.prepare(WRITE_SQL.newestSentAt).pluck(),
+      newest: db.prepare(WRITE_SQL.newest).pluck(),
     };
     // Keep sentAt monotonic with the sequence even if the wall clock steps back.
-    this.lastTime = (this.stmt.newestSentAt.get() as number | undefined) ?? 0;
+    const newest = this.stmt.newest.get() as string | undefined;
+    this.lastTime = newest ? Date.parse((JSON.parse(newest) as Message).sentAt) : 0;
   }
 
   /** Applies a batch in one transaction; throws only if the batch as a whole cannot commit. */
   applyBatch(ops: readonly WriteOp[]): WriteReply[] {
     const now = Math.max(Date.now(), this.lastTime);
     const run = this.db.transaction((): WriteReply[] => {
+      this.nextSeq = undefined;
       const replies = ops.map((op): WriteReply => {
         try {
           // A nested transaction is a savepoint: a failing operation rolls back alone.
@@ -173,13 +183,17 @@ export class WriteSide {
           : { kind: 'mismatch' };
       }
     }
-    const seq = Number(this.stmt.insert.run(m.fromUser, m.toUser, m.message, now).lastInsertRowid);
+    this.nextSeq ??= ((this.stmt.lastSeq.get() as number | undefined) ?? 0) + 1;
+    const seq = this.nextSeq++;
+    const message: Message = {
+      id: String(seq), fromUser: m.fromUser, toUser: m.toUser, message: m.message,
+      sentAt: new Date(now).toISOString(), readAt: null,
+    };
+    const json = messageJson(message);
+    this.stmt.insert.run(seq, m.fromUser, m.toUser, json);
     this.noteInserted(seq, m.fromUser, m.toUser, true);
-    const message = toMessage({
-      seq, from_user: m.fromUser, to_user: m.toUser, body: m.message, sent_at: now, read_at: null,
-    });
     if (key !== undefined && fingerprint !== undefined) {
-      this.stmt.rememberKey.run(m.fromUser, key, fingerprint, JSON.stringify(message), now);
+      this.stmt.rememberKey.run(m.fromUser, key, fingerprint, json, now);
     }
     return { kind: 'stored', message };
   }
@@ -191,7 +205,9 @@ export class WriteSide {
   }
 
   private delete(seq: number): Message | null {
-    const row = this.stmt.getRow.get(seq) as MessageRow | undefined;
+    const row = this.stmt.getRow.get(seq) as
+      | { seq: number; from_user: string; to_user: string; json: string; read_at: number | null }
+      | undefined;
     if (!row) return null;
     this.stmt.deleteRow.run(seq);
     const wasUnread = row.read_at === null ? 1 : 0;
@@ -216,9 +232,11 @@ export class WriteSide {
   }
 
   private markRead(user: string, now: number, upTo?: number, ids?: number[]): ReadOutcome {
+    const readAt = new Date(now).toISOString();
+    const tail = readTail(readAt);
     const changed = (upTo !== undefined
-      ? this.stmt.readUpTo.all(now, user, upTo)
-      : this.stmt.readIds.all(now, user, JSON.stringify(ids ?? []))) as { seq: number; from_user: string }[];
+      ? this.stmt.readUpTo.all(now, tail, user, upTo)
+      : this.stmt.readIds.all(now, tail, user, JSON.stringify(ids ?? []))) as { seq: number; from_user: string }[];
     const perPeer = new Map<string, number>();
     for (const c of changed) perPeer.set(c.from_user, (perPeer.get(c.from_user) ?? 0) + 1);
     for (const [peer, n] of perPeer) this.stmt.lessUnread.run(n, user, peer);
@@ -226,7 +244,7 @@ export class WriteSide {
     return {
       unread: this.stmt.unreadTotal.get(user) as number,
       ids: changed.map((c) => String(c.seq)),
-      readAt: new Date(now).toISOString(),
+      readAt,
     };
   }
 
@@ -241,9 +259,9 @@ export class WriteSide {
         const m = r.message;
         const seq = Number(m.id);
         const readAt = m.readAt === null ? null : Date.parse(m.readAt);
-        const inserted = this.stmt.insertWithSeq.run(
-          seq, m.fromUser, m.toUser, m.message, Date.parse(m.sentAt), readAt,
-        ).changes;
+        const inserted = this.stmt.insertWithSeq.run(seq, m.fromUser, m.toUser, messageJson(m), readAt).changes;
+        // An explicit id moves the sequence: the next send must read it again.
+        this.nextSeq = undefined;
         if (inserted) {
           this.noteInserted(seq, m.fromUser, m.toUser, readAt === null);
           counts.messages++;
