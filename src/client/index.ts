@@ -96,8 +96,9 @@ export class PostboxError extends Error {
   readonly status: number;
   /** The parsed problem document. */
   readonly problem: Problem;
-  /** The method and URL that failed, for messages and logs. */
+  /** The method of the request that failed, for messages and logs. */
   readonly method: string;
+  /** The full URL of the request that failed. */
   readonly url: string;
 
   constructor(problem: Problem, request: { method: string; url: string }) {
