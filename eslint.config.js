@@ -23,6 +23,15 @@ export default tseslint.config(
     rules: { 'no-console': 'off' },
   },
   {
+    // The SDK runs in browsers too and ships with no dependencies: it may import the wire types only.
+    files: ['src/client/**'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ regex: '^(?!\\.\\./protocol/)', message: 'src/client/ imports only from ../protocol/ (no Node modules, no packages).' }],
+      }],
+    },
+  },
+  {
     // node:test's describe/it return promises the runner itself awaits.
     files: ['test/**'],
     rules: {

@@ -292,3 +292,34 @@ export function settingsHelp(): string {
 export function settingNames(): { env?: string; flag?: string }[] {
   return ORDER.map((key) => ({ env: SETTINGS[key].env, flag: SETTINGS[key].flag }));
 }
+
+/** Where the client commands send their calls, and as whom. */
+export interface ClientSettings {
+  readonly url: string;
+  /** Undefined in open mode, where no token is needed. */
+  readonly token: string | undefined;
+}
+
+/**
+ * The client commands' settings: `--url`/`--token` first, then `POSTBOX_URL`/`POSTBOX_TOKEN`,
+ * then `http://localhost:8080` and no token. Throws {@link ConfigError} for a URL that is not
+ * http(s), naming where it came from, so a typo is a usage error rather than a failed call.
+ */
+export function clientSettings(
+  env: Readonly<Record<string, string | undefined>>,
+  flags: { url?: string | undefined; token?: string | undefined } = {},
+): ClientSettings {
+  const [rawUrl, urlSource] = flags.url !== undefined ? [flags.url, '--url']
+    : env.POSTBOX_URL ? [env.POSTBOX_URL, 'POSTBOX_URL'] : ['http://localhost:8080', 'the default URL'];
+  let url: URL;
+  try {
+    url = new URL(rawUrl.trim());
+  } catch {
+    throw new ConfigError(`${urlSource} is not a URL: "${rawUrl}" (e.g. http://localhost:8080)`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError(`${urlSource} must be an http:// or https:// URL, got "${rawUrl}"`);
+  }
+  const token = flags.token ?? env.POSTBOX_TOKEN;
+  return Object.freeze({ url: url.href.replace(/\/+$/, ''), token: token === '' ? undefined : token });
+}

@@ -3,7 +3,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, isLoopback, loadConfig, parseDatabaseUrl, settingsHelp } from '../src/config.js';
+import { clientSettings, ConfigError, isLoopback, loadConfig, parseDatabaseUrl, settingsHelp } from '../src/config.js';
 
 describe('config', () => {
   it('defaults to the contract\'s settings', () => {
@@ -74,5 +74,17 @@ describe('config', () => {
       'LOG_LEVEL', '--allow-open-network']) {
       assert.ok(help.includes(name), name);
     }
+  });
+
+  it('gives the client commands their server and token: flags, then environment, then defaults', () => {
+    assert.deepEqual(clientSettings({}), { url: 'http://localhost:8080', token: undefined });
+    const env = { POSTBOX_URL: 'https://pb.example.com/prefix/', POSTBOX_TOKEN: 'pbx_env' };
+    assert.deepEqual(clientSettings(env), { url: 'https://pb.example.com/prefix', token: 'pbx_env' });
+    assert.deepEqual(clientSettings(env, { url: 'http://127.0.0.1:9', token: 'pbx_flag' }), { url: 'http://127.0.0.1:9', token: 'pbx_flag' });
+    assert.equal(clientSettings(env, { token: '' }).token, undefined, 'an empty --token means none');
+    assert.equal(clientSettings({ POSTBOX_URL: '' }).url, 'http://localhost:8080');
+    assert.throws(() => clientSettings({ POSTBOX_URL: 'localhost:8080' }), (err: unknown) =>
+      err instanceof ConfigError && /^POSTBOX_URL must be an http:\/\/ or https:\/\/ URL/.test(err.message));
+    assert.throws(() => clientSettings({}, { url: 'no url' }), /--url is not a URL: "no url"/);
   });
 });

@@ -5,11 +5,14 @@
  */
 import { settingsHelp } from '../config.js';
 import { runServer } from '../main.js';
+import { clientCommands } from './client-commands.js';
 
 /** Where a command writes. */
 export interface CliIO {
   stdout: (text: string) => void;
   stderr: (text: string) => void;
+  /** Width of the terminal stdout writes to; undefined when it is not a terminal. */
+  columns?: number | undefined;
 }
 
 /** What every command receives. */
@@ -34,6 +37,7 @@ const COMMANDS: Record<string, Command> = {
     help: () => `Every setting can be given as a flag or an environment variable; flags win.\n\n${settingsHelp()}`,
     run: (args, ctx) => runServer(args, ctx.env),
   },
+  ...clientCommands(),
 };
 
 /** Registers more commands (the client commands live beside this file). */
@@ -62,7 +66,11 @@ function overview(): string {
 export async function runCli(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
-  io: CliIO = { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t) },
+  io: CliIO = {
+    stdout: (t) => process.stdout.write(t),
+    stderr: (t) => process.stderr.write(t),
+    columns: process.stdout.isTTY ? process.stdout.columns : undefined,
+  },
 ): Promise<number> {
   const [name, ...args] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
