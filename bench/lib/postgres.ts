@@ -36,7 +36,7 @@ export function withDatabase(url: string, name: string): string {
 
 /** The server's version string, for the report. */
 export async function postgresVersion(url: string): Promise<string> {
-  return withClient(url, async (c) => String((await c.query<{ v: string }>('SHOW server_version')).rows[0]?.v ?? '?'));
+  return withClient(url, async (c) => String((await c.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v ?? '?'));
 }
 
 /** Creates an empty database `name` on the server of `adminUrl`; answers its URL. */
