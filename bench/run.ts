@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { formatSummary, summarizeProfile } from './lib/cpuprofile.js';
 import { describeMachine, type MachineInfo } from './lib/machine.js';
 import { LOCAL_POSTGRES, postgresProblem, postgresVersion } from './lib/postgres.js';
-import { RssWatch } from './lib/proc.js';
+import { ProcWatch } from './lib/proc.js';
 import { itemsIn, SCENARIOS, scenarioNamed, type Scenario } from './lib/scenarios.js';
 import { freshPostgres, SqliteStores, type StoreOrigin } from './lib/stores.js';
 import { buildCeiling, postboxBuilt, startCeiling, startPostbox, type RunningTarget } from './lib/targets.js';
@@ -34,7 +34,8 @@ Measures Postbox against a bare node:http server doing the same work in memory (
 ceiling), in one run. Needs wrk (apt-get install -y wrk) and a build (npm run bench builds).
 
 Options (each also as an environment variable):
-  --scenarios a,b,…   BENCH_SCENARIOS   which scenarios (default: the main six; see --list)
+  --scenarios a,b,…   BENCH_SCENARIOS   which scenarios, by name or group (main, store-size);
+                                        default: the main six; --list shows them all
   --store-size        BENCH_STORE_SIZE=1  add legacy post and inbox page on stores of
                                         1,000 and 1,000,000 messages
   --duration S        BENCH_DURATION    seconds per measured run (default 10)
@@ -98,10 +99,12 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options | 'help' 
   const named = pick(values.scenarios, 'BENCH_SCENARIOS');
   let scenarios: Scenario[];
   if (named) {
-    scenarios = named.split(',').map((n) => n.trim()).filter(Boolean).map((n) => {
+    scenarios = named.split(',').map((n) => n.trim()).filter(Boolean).flatMap((n) => {
+      // A group's name stands for all its scenarios.
+      if (n === 'main' || n === 'store-size') return SCENARIOS.filter((s) => s.group === n);
       const s = scenarioNamed(n);
       if (!s) throw new UsageError(`no scenario "${n}"; --list shows them`);
-      return s;
+      return [s];
     });
     if (storeSize) scenarios.push(...SCENARIOS.filter((s) => s.group === 'store-size' && !scenarios.includes(s)));
   } else {
@@ -195,7 +198,7 @@ async function probe(baseUrl: string, s: Scenario): Promise<string> {
 /** One target's figures in one scenario. */
 interface TargetResult {
   target: TargetKind;
-  runs: { wrk: WrkResult; rps: number; rssPeak: number }[];
+  runs: { wrk: WrkResult; rps: number; rssPeak: number; cpuPercent: number }[];
   store?: StoreOrigin;
   /** Why it was not measured. */
   skipped?: string;
@@ -256,12 +259,14 @@ async function measureTarget(
     if (o.warmup > 0) await load(o.warmup);
     const runs: TargetResult['runs'] = [];
     for (let r = 1; r <= o.runs; r++) {
-      const watch = new RssWatch(target.pid);
+      const watch = new ProcWatch(target.pid);
       const wrk = await load(o.seconds);
-      const rssPeak = watch.stop();
-      runs.push({ wrk, rps: rps(wrk), rssPeak });
+      const { rssPeak, cpuPercent } = watch.stop();
+      runs.push({ wrk, rps: rps(wrk), rssPeak, cpuPercent });
       const errors = errorCount(wrk);
-      say(`  ${TARGET_NAMES[kind]}, run ${r}/${o.runs}: ${fmtRps(rps(wrk))} req/s, p50 ${fmtLatency(wrk.p50Us)}, p99 ${fmtLatency(wrk.p99Us)}, RSS ${fmtMb(rssPeak)}${errors ? `, ${errors} ERRORS` : ''}`);
+      say(`  ${TARGET_NAMES[kind]}, run ${r}/${o.runs}: ${fmtRps(rps(wrk))} req/s, p50 ${fmtLatency(wrk.p50Us)}, ` +
+        `p99 ${fmtLatency(wrk.p99Us)}, RSS ${fmtMb(rssPeak)}, CPU ${cpuPercent.toFixed(0)}% (wrk ${wrk.cpuPercent.toFixed(0)}%)` +
+        `${errors ? `, ${errors} ERRORS` : ''}`);
     }
     return { target: kind, runs, store, probeBody };
   } finally {
@@ -276,12 +281,15 @@ async function measureTarget(
 }
 
 function tableFor(r: ScenarioResult): string {
-  const rows = ['| target | req/s | p50 | p99 | server RSS (peak) | vs ceiling | req/s over runs (min–max) | errors |', '|---|--:|--:|--:|--:|--:|--:|--:|'];
+  const rows = [
+    '| target | req/s | p50 | p99 | server RSS (peak) | server CPU | requests per CPU-second | wrk CPU | vs ceiling | req/s over runs (min–max) | errors |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+  ];
   const ceiling = r.targets.find((t) => t.target === 'ceiling' && t.runs.length > 0);
   const ceilingRps = ceiling ? median(ceiling.runs.map((x) => x.rps)) : undefined;
   for (const t of r.targets) {
     if (t.skipped) {
-      rows.push(`| ${TARGET_NAMES[t.target]} | skipped: ${t.skipped.replace(/\|/g, '/').replace(/\s+/g, ' ')} | | | | | | |`);
+      rows.push(`| ${TARGET_NAMES[t.target]} | skipped: ${t.skipped.replace(/\|/g, '/').replace(/\s+/g, ' ')} |${' |'.repeat(9)}`);
       continue;
     }
     const med = median(t.runs.map((x) => x.rps));
@@ -290,6 +298,8 @@ function tableFor(r: ScenarioResult): string {
     const ratio = ceilingRps ? `${((100 * med) / ceilingRps).toFixed(0)}%` : '–';
     rows.push(`| ${TARGET_NAMES[t.target]} | ${fmtRps(med)} | ${fmtLatency(median(t.runs.map((x) => x.wrk.p50Us)))} | ` +
       `${fmtLatency(median(t.runs.map((x) => x.wrk.p99Us)))} | ${fmtMb(Math.max(...t.runs.map((x) => x.rssPeak)))} | ` +
+      `${median(t.runs.map((x) => x.cpuPercent)).toFixed(0)}% | ${fmtRps(median(t.runs.map((x) => x.rps / (x.cpuPercent / 100))))} | ` +
+      `${median(t.runs.map((x) => x.wrk.cpuPercent)).toFixed(0)}% | ` +
       `${t.target === 'ceiling' ? '100%' : ratio} | ${fmtRps(Math.min(...rpss))}–${fmtRps(Math.max(...rpss))} | ${errors || '0'} |`);
   }
   return rows.join('\n');

@@ -6,6 +6,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { cpuSeconds } from './proc.js';
 
 const SCRIPT = fileURLToPath(new URL('../wrk/scenario.lua', import.meta.url));
 
@@ -25,6 +26,11 @@ export interface WrkResult {
   p99Us: number;
   maxUs: number;
   meanUs: number;
+  /**
+   * CPU wrk used, as a percentage of one CPU (read from /proc every 200 ms while it ran).
+   * Near 100% means the load generator, not the server, may be what limits the figure.
+   */
+  cpuPercent: number;
 }
 
 /** Requests a second over the run. */
@@ -72,17 +78,27 @@ export function runWrk(o: WrkOptions): Promise<WrkResult> {
   const [cmd, args] = o.cpu === undefined ? ['wrk', wrkArgs] : ['taskset', ['-c', String(o.cpu), 'wrk', ...wrkArgs]];
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // taskset execs wrk, so the child's pid is wrk's.
+    const started = performance.now();
+    let cpu = { seconds: 0, at: started };
+    const timer = setInterval(() => {
+      const seconds = cpuSeconds(child.pid ?? -1);
+      if (Number.isFinite(seconds)) cpu = { seconds, at: performance.now() };
+    }, 200);
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     child.on('error', reject);
     child.on('close', (code) => {
+      clearInterval(timer);
       const line = /^BENCH_RESULT (.*)$/m.exec(out);
       if (code !== 0 || !line) {
         reject(new Error(`wrk failed (exit ${code}):\n${out}`));
         return;
       }
-      resolve(JSON.parse(line[1]!) as WrkResult);
+      const elapsed = (cpu.at - started) / 1000;
+      const cpuPercent = elapsed > 0 ? (100 * cpu.seconds) / elapsed : NaN;
+      resolve({ ...(JSON.parse(line[1]!) as Omit<WrkResult, 'cpuPercent'>), cpuPercent });
     });
   });
 }
