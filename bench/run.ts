@@ -369,7 +369,9 @@ async function profileRun(o: Options, s: Scenario, cpus: { server?: number; wrk?
     'Self time is wall time at the top of the stack: a call blocked in the kernel (the writer\'s COMMIT waiting for fsync) counts as busy.',
   ];
   for (const [i, { f, thread }] of files.entries()) {
-    const name = thread === 0 ? 'main thread' : `worker thread ${thread}${o.profileTarget === 'postbox' ? ' (the SQLite writer)' : ''}`;
+    // Postbox on SQLite has one worker thread, the group-commit writer.
+    const writer = o.profileTarget === 'postbox' && files.length === 2 ? ' (the SQLite writer)' : '';
+    const name = thread === 0 ? 'main thread' : `worker thread ${thread}${writer}`;
     const saved = join(keep, `${s.name.replace(/[^\w.-]/g, '_')}-${o.profileTarget}-${i}.cpuprofile`);
     copyFileSync(join(dir, f), saved);
     out.push('', formatSummary(`${name} (${relative(ROOT, saved)}, open in Chrome DevTools for the call tree)`, summarizeProfile(join(dir, f), ROOT, window)));
@@ -475,7 +477,23 @@ async function main(): Promise<number> {
     const md = report(results, o, machine, { command, pinned: pinnedText, started, loadEnd: describeMachine().loadAverage, notes });
     mkdirSync(dirname(o.out), { recursive: true });
     writeFileSync(o.out, `${md}\n`);
-    writeFileSync(o.out.replace(/\.md$/, '') + '.json', JSON.stringify({ machine, options: { ...o, targets: [...o.targets], scenarios: o.scenarios.map((s) => s.name), profile: undefined }, results: results.map((r) => ({ ...r, scenario: r.scenario.name })) }, null, 2));
+    const raw = {
+      machine,
+      options: {
+        ...o,
+        targets: [...o.targets],
+        scenarios: o.scenarios.map((s) => s.name),
+        postgresUrl: o.postgresUrl && redact(o.postgresUrl),
+        profile: undefined,
+      },
+      results: results.map((r) => ({
+        ...r,
+        scenario: r.scenario.name,
+        // The probe answers were for comparing the targets; a 1,000-message body is no result.
+        targets: r.targets.map(({ probeBody: _probeBody, ...t }) => t),
+      })),
+    };
+    writeFileSync(`${o.out.replace(/\.md$/, '')}.json`, `${JSON.stringify(raw, null, 2)}\n`);
     say(`results written to ${relative(process.cwd(), o.out)}`);
     return results.some((r) => r.notes.length > 0) ? 1 : 0;
   } finally {
