@@ -129,8 +129,10 @@ export function summarizeProfile(path: string, root: string, window?: ProfileWin
 export function formatSummary(title: string, s: ProfileSummary, top = 25): string {
   const pct = (us: number) => `${((100 * us) / Math.max(1, s.busyUs)).toFixed(1).padStart(5)}%`;
   const ms = (us: number) => `${(us / 1000).toFixed(0).padStart(7)} ms`;
+  const head = `${title}: ${(s.totalUs / 1e6).toFixed(1)} s sampled, ${(s.busyUs / 1e6).toFixed(1)} s busy`;
+  if (s.busyUs === 0) return `${head} (idle throughout)`;
   const lines = [
-    `${title}: ${(s.totalUs / 1e6).toFixed(1)} s sampled, ${(s.busyUs / 1e6).toFixed(1)} s busy (percentages are of busy time)`,
+    `${head} (percentages are of busy time)`,
     '',
     '  self time by origin:',
     ...s.origins.slice(0, 15).map((o) => `  ${pct(o.us)} ${ms(o.us)}  ${o.name}`),
