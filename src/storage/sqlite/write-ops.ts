@@ -3,7 +3,9 @@
  *
  * This runs on the writer thread, which owns the only write connection: group commit is a
  * whole batch of operations sharing one `BEGIN IMMEDIATE … COMMIT` and therefore one fsync.
- * Each operation runs in its own savepoint, so one failing operation fails alone.
+ * An operation that fails must fail alone; but operations almost never fail (their input was
+ * checked before it got here), so a batch first runs plain, and only if one of its operations
+ * throws is it rolled back and run again with a savepoint around each.
  */
 import type Database from 'better-sqlite3';
 import type { Message } from '../../protocol/types.js';
@@ -40,6 +42,9 @@ export interface WriteResults {
 
 /** One operation's answer: its value, or the message of the error that failed it alone. */
 export type WriteReply = { ok: true; value: unknown } | { ok: false; error: string };
+
+/** Thrown out of a plain batch when one of its operations fails: run it again, isolated. */
+class OperationFailed extends Error {}
 
 /**
  * Every statement the writer runs, by name: one table, so a test can ask SQLite for the
@@ -91,6 +96,10 @@ export class WriteSide {
    * after each batch and after an import, which moves the sequence itself.
    */
   private nextSeq: number | undefined;
+  /** One batch in one transaction (made once: a wrapper per call would cost every batch). */
+  private readonly batch: Database.Transaction<(ops: readonly WriteOp[], now: number, isolate: boolean) => WriteReply[]>;
+  /** One operation in a savepoint (a transaction nested in the batch's). */
+  private readonly isolated: Database.Transaction<(op: WriteOp, now: number) => unknown>;
 
   constructor(db: Database.Database) {
     this.db = db;
@@ -120,6 +129,8 @@ export class WriteSide {
       revokeTokens: db.prepare(WRITE_SQL.revokeTokens),
       newest: db.prepare(WRITE_SQL.newest).pluck(),
     };
+    this.batch = db.transaction((ops: readonly WriteOp[], now: number, isolate: boolean) => this.runBatch(ops, now, isolate));
+    this.isolated = db.transaction((op: WriteOp, now: number) => this.apply(op, now));
     // Keep sentAt monotonic with the sequence even if the wall clock steps back.
     const newest = this.stmt.newest.get() as string | undefined;
     this.lastTime = newest ? Date.parse((JSON.parse(newest) as Message).sentAt) : 0;
@@ -128,25 +139,38 @@ export class WriteSide {
   /** Applies a batch in one transaction; throws only if the batch as a whole cannot commit. */
   applyBatch(ops: readonly WriteOp[]): WriteReply[] {
     const now = Math.max(Date.now(), this.lastTime);
-    const run = this.db.transaction((): WriteReply[] => {
-      this.nextSeq = undefined;
-      const replies = ops.map((op): WriteReply => {
-        try {
-          // A nested transaction is a savepoint: a failing operation rolls back alone.
-          const value = this.db.transaction(() => this.apply(op, now))();
-          return { ok: true, value };
-        } catch (err) {
-          return { ok: false, error: (err as Error).message };
-        }
-      });
-      if (now - this.lastPurge > 60_000) {
-        this.stmt.purgeKeys.run(now - IDEMPOTENCY_TTL_MS);
-        this.lastPurge = now;
-      }
-      return replies;
-    });
-    const replies = run.immediate();
+    let replies: WriteReply[];
+    try {
+      replies = this.batch.immediate(ops, now, false);
+    } catch (err) {
+      if (!(err instanceof OperationFailed)) throw err;
+      replies = this.batch.immediate(ops, now, true);
+    }
     this.lastTime = now;
+    return replies;
+  }
+
+  /** The body of a batch's transaction; `isolate` puts each operation in a savepoint. */
+  private runBatch(ops: readonly WriteOp[], now: number, isolate: boolean): WriteReply[] {
+    this.nextSeq = undefined;
+    const replies = ops.map((op): WriteReply => {
+      if (!isolate) {
+        try {
+          return { ok: true, value: this.apply(op, now) };
+        } catch (err) {
+          throw new OperationFailed((err as Error).message);
+        }
+      }
+      try {
+        return { ok: true, value: this.isolated(op, now) };
+      } catch (err) {
+        return { ok: false, error: (err as Error).message };
+      }
+    });
+    if (now - this.lastPurge > 60_000) {
+      this.stmt.purgeKeys.run(now - IDEMPOTENCY_TTL_MS);
+      this.lastPurge = now;
+    }
     return replies;
   }
 
