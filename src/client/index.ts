@@ -12,6 +12,43 @@ export type {
   Conversation, ConversationList, CreatedUser, Message, MessagePage, Problem, ProblemFieldError, ReadResult, SendMessage, User,
 } from '../protocol/types.js';
 
+/** Something a live stream said, or what became of its connection. */
+export type StreamEvent =
+  | { type: 'message'; message: Message }
+  /** A message to the user was deleted. */
+  | { type: 'deleted'; id: string }
+  /** Messages to the user were marked read (elsewhere, perhaps). */
+  | { type: 'read'; ids: string[]; readAt: string }
+  /** The server ended the stream for good (user removed, token revoked); no reconnect follows. */
+  | { type: 'end'; reason: string }
+  /** Connected (again). */
+  | { type: 'open' }
+  /** The connection dropped or was refused for now; a reconnect follows. */
+  | { type: 'disconnected'; error?: Error };
+
+/** Options of {@link PostboxClient.subscribe}. */
+export interface SubscribeOptions {
+  /** Resume after this message id (`"0"` replays the whole inbox). Default: from the next new message. */
+  after?: string;
+  /** Each message, once, in order. */
+  onMessage: (message: Message) => void;
+  /** Every event, messages included, and connection changes. */
+  onEvent?: (event: StreamEvent) => void;
+  /** Ends the subscription. */
+  signal?: AbortSignal;
+  /** Reconnection backoff: the first pause and the longest, in ms (defaults 500 and 30,000). */
+  reconnect?: { minMs?: number; maxMs?: number };
+}
+
+/** A live subscription. */
+export interface Subscription {
+  /** Resolves once it stops (closed, aborted, ended by the server); rejects with a refusal retrying cannot fix. */
+  closed: Promise<void>;
+  close(): void;
+  /** The id of the last message delivered: where a resume would start. */
+  readonly lastEventId: string | undefined;
+}
+
 /** Where the server is when neither the options nor `POSTBOX_URL` say. */
 export const DEFAULT_URL = 'http://localhost:8080';
 
@@ -354,10 +391,97 @@ export class PostboxClient {
   }
 
   // ---- live stream ----------------------------------------------------------------------
-  // subscribe() — the SSE stream of GET /v1/users/{user}/stream — belongs here. It needs only
-  // what the calls above use: `endpoint()` for the URL, `headers()` for the token (plus
-  // Last-Event-ID to resume), `fetchImpl` to open the response body, and `failure()` to turn
-  // a refused stream into the same PostboxError.
+
+  /**
+   * Follows a user's inbox live (`GET /v1/users/{user}/stream`) until `signal` aborts, the
+   * subscription is closed, or the server ends it (user removed, token revoked).
+   *
+   * It reconnects by itself after any disconnect, with exponential backoff and jitter
+   * (honouring `Retry-After` when the server is busy), resuming after the last message it
+   * delivered, so `onMessage` sees every message once, in order. Without `after` it starts
+   * with the next new message: it first learns the newest id, so that even a disconnect
+   * before the first message loses nothing. A refusal that retrying cannot fix (401, 403,
+   * 400, 404) stops it and rejects `closed` with the {@link PostboxError}.
+   *
+   * @example
+   * const sub = postbox.subscribe('Steve', { onMessage: (m) => console.log(m.fromUser, m.message) });
+   * // later: sub.close(); await sub.closed;
+   */
+  subscribe(user: string, options: SubscribeOptions): Subscription {
+    const controller = new AbortController();
+    const abort = () => controller.abort();
+    if (options.signal?.aborted) controller.abort();
+    else options.signal?.addEventListener('abort', abort, { once: true });
+    const state = { lastId: options.after };
+    const closed = this.follow(user, options, controller.signal, state)
+      .finally(() => options.signal?.removeEventListener('abort', abort));
+    // The caller awaits `closed` or not; an unobserved rejection must not crash a process.
+    closed.catch(() => undefined);
+    return {
+      closed,
+      close: () => controller.abort(),
+      get lastEventId() {
+        return state.lastId;
+      },
+    };
+  }
+
+  private async follow(user: string, options: SubscribeOptions, signal: AbortSignal, state: { lastId: string | undefined }): Promise<void> {
+    const minDelay = options.reconnect?.minMs ?? 500;
+    const maxDelay = options.reconnect?.maxMs ?? 30_000;
+    let delay = minDelay;
+    const emit = (event: StreamEvent) => options.onEvent?.(event);
+    while (!signal.aborted) {
+      let wait: number;
+      try {
+        if (state.lastId === undefined) {
+          const newest = await this.inbox(user, { before: 'latest', limit: 1, signal });
+          state.lastId = newest.messages[0]?.id ?? '0';
+        }
+        const url = this.endpoint(`/v1/users/${seg(user)}/stream`);
+        let response: Response;
+        try {
+          response = await this.fetchImpl(url, {
+            headers: this.headers({ accept: 'text/event-stream', 'last-event-id': state.lastId }),
+            signal,
+          });
+        } catch (err) {
+          if (signal.aborted) return;
+          throw new PostboxConnectionError(url, err);
+        }
+        if (!response.ok) {
+          const error = await this.failure(response, 'GET', url);
+          if (response.status !== 429 && response.status !== 503) throw error;
+          emit({ type: 'disconnected', error });
+          wait = Math.max(delay, retryAfterMs(response) ?? 0);
+        } else {
+          emit({ type: 'open' });
+          let sawMessage = false;
+          const outcome = await readEvents(response, signal, (event) => {
+            if (event.type === 'message') {
+              state.lastId = event.message.id;
+              sawMessage = true;
+              options.onMessage(event.message);
+            }
+            emit(event);
+          });
+          if (outcome === 'ended' || signal.aborted) return;
+          // A stream that delivered something was healthy: start the backoff over.
+          if (sawMessage) delay = minDelay;
+          emit({ type: 'disconnected' });
+          wait = delay;
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        if (err instanceof PostboxError && err.status !== 429 && err.status !== 503) throw err;
+        emit({ type: 'disconnected', error: err as Error });
+        wait = delay;
+      }
+      delay = Math.min(maxDelay, delay * 2);
+      // Jitter, so a server's many clients do not all come back in the same instant.
+      await sleep(wait * (0.5 + Math.random() / 2), signal);
+    }
+  }
 
   // ---- transport ------------------------------------------------------------------------
 
@@ -427,6 +551,94 @@ export class PostboxClient {
       errors: Array.isArray(given.errors) ? given.errors.filter(isFieldError) : [],
     };
     return new PostboxError(problem, { method, url });
+  }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** A `Retry-After` in seconds, as milliseconds. */
+function retryAfterMs(response: Response): number | undefined {
+  const seconds = Number(response.headers.get('retry-after'));
+  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : undefined;
+}
+
+/**
+ * Reads a `text/event-stream` body (the WHATWG format) and hands each Postbox event on.
+ * Resolves `'ended'` after an `end` event, `'dropped'` when the body stops otherwise.
+ */
+async function readEvents(response: Response, signal: AbortSignal, on: (event: StreamEvent) => void): Promise<'ended' | 'dropped'> {
+  if (!response.body) return 'dropped';
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  const cancel = () => void reader.cancel().catch(() => undefined);
+  signal.addEventListener('abort', cancel, { once: true });
+  let pending = '';
+  let name = 'message';
+  let data: string[] = [];
+  try {
+    for (;;) {
+      let chunk: Awaited<ReturnType<typeof reader.read>>;
+      try {
+        chunk = await reader.read();
+      } catch {
+        return 'dropped';
+      }
+      if (chunk.done) return 'dropped';
+      pending += chunk.value;
+      let nl: number;
+      while ((nl = pending.search(/\r\n|\r|\n/)) >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + (pending.startsWith('\r\n', nl) ? 2 : 1));
+        if (line === '') {
+          if (data.length > 0) {
+            const event = toStreamEvent(name, data.join('\n'));
+            if (event) {
+              on(event);
+              if (event.type === 'end') return 'ended';
+            }
+          }
+          name = 'message';
+          data = [];
+        } else if (!line.startsWith(':')) {
+          const colon = line.indexOf(':');
+          const field = colon < 0 ? line : line.slice(0, colon);
+          const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+          if (field === 'event') name = value;
+          else if (field === 'data') data.push(value);
+        }
+      }
+    }
+  } finally {
+    signal.removeEventListener('abort', cancel);
+    cancel();
+  }
+}
+
+function toStreamEvent(name: string, data: string): StreamEvent | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(data);
+  } catch {
+    return undefined;
+  }
+  const p = parsed as Record<string, unknown>;
+  switch (name) {
+    case 'message': return { type: 'message', message: parsed as Message };
+    case 'deleted': return { type: 'deleted', id: String(p.id) };
+    case 'read': return { type: 'read', ids: (p.ids as string[]) ?? [], readAt: String(p.readAt) };
+    case 'end': return { type: 'end', reason: String(p.reason) };
+    default: return undefined;
   }
 }
 
