@@ -67,8 +67,11 @@ export function registerProblemHandlers(app: FastifyInstance, bodyLimit: number)
   app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const known = toAppError(error, bodyLimit);
     if (known) {
-      if (known.status >= 500) request.log.warn({ err: error }, known.message);
-      return sendProblem(reply, known);
+      if (known.status < 500) return sendProblem(reply, known);
+      // A 5xx is our trouble, not the client's: the id lets an operator find the logged cause
+      // from what the client holds, whether or not the catalog knows the failure.
+      request.log.warn({ err: error }, known.message);
+      return sendProblem(reply, known, { requestId: request.id });
     }
     request.log.error({ err: error }, 'request failed');
     const internal = new AppError('internal', 'something went wrong on our side; the request id helps us find it');

@@ -140,6 +140,7 @@ export const ProblemSchema = Type.Object({
   status: Type.Integer(),
   detail: Type.String(),
   errors: Type.Array(Type.Object({ field: Type.String(), message: Type.String() })),
+  requestId: Type.Optional(Type.String({ description: 'On a 5xx: the id under which the cause was logged (X-Request-Id if the client sent one).' })),
 }, { title: 'Problem' });
 
 /** An answer with no body (202, 204): documented, never serialized. */

@@ -69,6 +69,8 @@ export interface Problem {
   status: number;
   detail: string;
   errors: ProblemFieldError[];
+  /** On a 5xx: the id under which the cause was logged (the client's `X-Request-Id` if it sent one). */
+  requestId?: string;
 }
 
 /** Answer to creating a user: the token is shown only this once. */

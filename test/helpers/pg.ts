@@ -3,6 +3,7 @@
  * afterwards, so tests never share data and need no cleanup of the whole database.
  */
 import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
 import pg from 'pg';
 
 /** The server the tests use; POSTBOX_TEST_PG_URL overrides the local default. */
@@ -20,6 +21,28 @@ export async function pgUnreachable(url = TEST_PG_URL): Promise<string | null> {
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+/**
+ * Declares a suite that needs PostgreSQL. Without a reachable server the suite is skipped,
+ * saying why; under CI (CI=true) it fails instead, so a broken service never passes as green.
+ */
+export async function describeWithPostgres(title: string, body: () => void): Promise<void> {
+  const unreachable = await pgUnreachable();
+  if (unreachable === null) {
+    describe(title, body);
+    return;
+  }
+  const reason = `PostgreSQL is not reachable at ${TEST_PG_URL} (${unreachable})`;
+  describe(title, () => {
+    if (process.env.CI === 'true') {
+      it('needs PostgreSQL, which CI must provide', () => {
+        throw new Error(`${reason}; set POSTBOX_TEST_PG_URL or start the service`);
+      });
+    } else {
+      it('runs against a real PostgreSQL', { skip: reason }, () => undefined);
+    }
+  });
 }
 
 /** A URL whose connections use `schema` for everything (libpq's `options`, which node-postgres honours). */

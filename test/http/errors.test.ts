@@ -13,7 +13,8 @@ import { Hub } from '../../src/realtime/hub.js';
 import { openSqliteStorage } from '../../src/storage/sqlite/sqlite-storage.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { request } from '../helpers/http.js';
-import { tempDir } from '../helpers/server.js';
+import { startTestServer, tempDir } from '../helpers/server.js';
+import { openStream } from '../helpers/sse.js';
 
 describe('routing and failure answers', () => {
   let app: PostboxApp;
@@ -91,5 +92,33 @@ describe('routing and failure answers', () => {
     assert.equal(res.status, 200);
     assert.match(res.text, /Invalid request \(HTTP 400\)/);
     assert.equal((await request(url, '/problems/nonsense')).status, 404);
+  });
+});
+
+describe('every 5xx names the request id its cause was logged under', () => {
+  it('on a storage outage (503 storage_unavailable) and a full server (503 server_busy)', async () => {
+    const server = await startTestServer({ POSTBOX_STREAMS_MAX: '1' });
+    const held = await openStream(server.url, '/v1/users/holder/stream');
+    try {
+      const busy = await request(server.url, '/v1/users/other/stream', { headers: { 'x-request-id': 'busy-1' } });
+      assert.equal(busy.status, 503);
+      assert.equal(busy.json<Problem>().type, '/problems/server_busy');
+      assert.equal(busy.json<Problem>().requestId, 'busy-1');
+
+      await server.storage.close();
+      const away = await request(server.url, '/v1/messages', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-request-id': 'away-1' },
+        body: JSON.stringify({ fromUser: 'a', toUser: 'b', message: 'm' }),
+      });
+      assert.equal(away.status, 503);
+      const p = away.json<Problem>();
+      assert.equal(p.type, '/problems/storage_unavailable');
+      assert.equal(p.requestId, 'away-1', 'the operator can find the cause by the id the client holds');
+      assert.equal(server.logs.filter((l) => l.reqId === 'away-1' && (l.level as number) >= 40).length, 1, 'logged once');
+    } finally {
+      held.close();
+      await server.stop();
+    }
   });
 });
