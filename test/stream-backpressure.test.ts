@@ -43,11 +43,15 @@ describe('stream backpressure', { skip: onLinux }, () => {
       const openStreams = async () => Number(/^postbox_streams_open (\d+)$/m.exec((await request(server.url, '/metrics')).text)![1]);
       while ((await openStreams()) === 0) await new Promise((r) => setTimeout(r, 10));
 
-      // Warm up the send path, then measure the peak from here on.
-      await postJson(server.url, '/v1/messages', { fromUser: 'w', toUser: 'warm', message: 'x' });
+      // Warm up the send path and fill SQLite's page cache (32 MiB) with 48 MB of writes, so
+      // that what grows from here on is what the stalled stream costs, not the cache.
+      const body = 'y'.repeat(8 * 1024);
+      let warm = 0;
+      await Promise.all(Array.from({ length: 8 }, async () => {
+        while (warm++ < 6_000) await postJson(server.url, '/v1/messages', { fromUser: 'w', toUser: 'warm', message: body });
+      }));
       const before = kb(pid, 'VmRSS');
       writeFileSync(`/proc/${pid}/clear_refs`, '5');
-      const body = 'y'.repeat(8 * 1024);
       let next = 0;
       let closedAfter: number | undefined;
       await Promise.all(Array.from({ length: 8 }, async () => {

@@ -39,7 +39,8 @@ export function readTail(readAt: string): string {
 export const MARK_READ_JSON = `substr(json, 1, length(json) - ${UNREAD_TAIL.length}) || ?`;
 
 /**
- * Settings every Postbox connection shares. A 64 MiB page cache (SQLite's default is 2 MiB)
- * keeps the hot part of the indexes in memory as the store grows to millions of messages.
+ * Settings every Postbox connection shares. A 32 MiB page cache per connection (SQLite's
+ * default is 2 MiB) keeps the hot part of the indexes in memory as the store grows to
+ * millions of messages, at a bounded cost.
  */
-export const CONNECTION_PRAGMAS = ['busy_timeout = 5000', 'foreign_keys = ON', 'cache_size = -65536'] as const;
+export const CONNECTION_PRAGMAS = ['busy_timeout = 5000', 'foreign_keys = ON', 'cache_size = -32768'] as const;
