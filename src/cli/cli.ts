@@ -19,6 +19,8 @@ export interface CliIO {
 export interface CliContext {
   env: Readonly<Record<string, string | undefined>>;
   io: CliIO;
+  /** Stops a long-running command (`inbox --follow`); without it, such a command stops on Ctrl-C. */
+  signal?: AbortSignal;
 }
 
 /** One command of the table. */

@@ -43,6 +43,7 @@ interface Invocation<O extends OptionSpec> {
   positionals: string[];
   client: PostboxClient;
   io: CliIO;
+  signal: AbortSignal | undefined;
 }
 
 type ParsedValues<O extends OptionSpec> = {
@@ -72,7 +73,7 @@ function clientCommand<O extends OptionSpec>(spec: {
         const settings = clientSettings(ctx.env, { url: connection.url, token: connection.token });
         // null: the CLI has already settled on its settings, so the client must not consult the environment again.
         const client = new PostboxClient({ url: settings.url, token: settings.token ?? null });
-        await spec.run({ values, positionals, client, io: ctx.io });
+        await spec.run({ values, positionals, client, io: ctx.io, signal: ctx.signal });
         return 0;
       } catch (err) {
         return report(err, spec.name, ctx);
@@ -105,6 +106,10 @@ function report(err: unknown, command: string, ctx: CliContext): number {
     }
     if (err.status === 401) lines.push('  (set POSTBOX_TOKEN or pass --token)');
     stderr(`${lines.join('\n')}\n`);
+    return 1;
+  }
+  if (err instanceof StreamEnded) {
+    stderr(`postbox: the server ended the stream: ${err.message}\n`);
     return 1;
   }
   if (err instanceof PostboxConnectionError) {
@@ -282,29 +287,84 @@ const send = clientCommand({
 const inbox = clientCommand({
   name: 'inbox',
   summary: 'list the messages sent to a user',
-  usage: 'postbox inbox <user> [--after <id>] [--before <id>|latest] [--limit <n>] [--from <user>] [--unread] [--all] [--json]',
+  usage: 'postbox inbox <user> [--after <id>] [--before <id>|latest] [--limit <n>] [--from <user>] [--unread] [--all] [--follow] [--json]',
   options: {
     ...PAGE_OPTIONS,
     from: { type: 'string' },
     unread: { type: 'boolean' },
+    follow: { type: 'boolean', short: 'f' },
   },
   optionHelp: [
     ...PAGE_HELP,
     opt('--from <user>', 'only messages from this user'),
     opt('--unread', 'only messages not yet read'),
+    opt('--follow', 'then print each new message as it arrives, until Ctrl-C'),
   ],
-  run: async ({ values, positionals, client, io }) => {
+  notes: [
+    'With --follow and no --after/--before, the newest page is shown first. --follow --json prints one',
+    'Message per line (JSON Lines). The stream resumes by itself after a dropped connection.',
+  ],
+  run: async ({ values, positionals, client, io, signal }) => {
     const user = onePositional(positionals, 'user whose inbox to list');
     const filters = {
       ...(values.from === undefined ? {} : { from: values.from }),
       ...(values.unread ? { unread: true } : {}),
     };
-    const { page, backward } = await loadPages(values,
+    if (values.follow && (values.from !== undefined || values.unread || values.all)) {
+      throw new UsageError('--follow shows every new message; it does not combine with --from, --unread or --all');
+    }
+    const paging = values.follow && values.after === undefined && values.before === undefined
+      ? { ...values, before: 'latest' }
+      : values;
+    const { page, backward } = await loadPages(paging,
       (q) => client.inbox(user, { ...q, ...filters }),
       (q) => client.messages(user, { ...q, ...filters }));
-    printPage(io, page, backward, 'fromUser', values.json);
+    if (!values.follow) {
+      printPage(io, page, backward, 'fromUser', values.json);
+      return;
+    }
+    const shown = page.messages;
+    if (values.json) for (const m of shown) io.stdout(`${JSON.stringify(m)}\n`);
+    else printMessages(io, shown, 'fromUser');
+    await follow(client, user, shown[shown.length - 1]?.id ?? values.after ?? '0', io, values.json, signal);
   },
 });
+
+/**
+ * Prints each new message to `user` as it arrives, until Ctrl-C (or `signal`); reconnects
+ * are told on stderr. Fails if the server ends the stream for good.
+ */
+async function follow(client: PostboxClient, user: string, after: string, io: CliIO, json: boolean | undefined, signal: AbortSignal | undefined): Promise<void> {
+  const stop = new AbortController();
+  const interrupt = () => stop.abort();
+  if (signal) signal.addEventListener('abort', interrupt, { once: true });
+  else process.once('SIGINT', interrupt);
+  let ended: string | undefined;
+  try {
+    const subscription = client.subscribe(user, {
+      after,
+      signal: stop.signal,
+      onMessage: (m) => {
+        if (json) io.stdout(`${JSON.stringify(m)}\n`);
+        else io.stdout(`${m.id}  ${localTime(m.sentAt)}  ${cellText(m.fromUser)}: ${cellText(m.message)}\n`);
+      },
+      onEvent: (event) => {
+        if (event.type === 'disconnected') io.stderr('(connection lost; reconnecting…)\n');
+        if (event.type === 'end') ended = event.reason;
+      },
+    });
+    await subscription.closed;
+  } finally {
+    if (signal) signal.removeEventListener('abort', interrupt);
+    else process.removeListener('SIGINT', interrupt);
+  }
+  if (ended !== undefined) throw new StreamEnded(ended);
+}
+
+/** The server ended a followed stream for good: exit code 1, with its reason. */
+class StreamEnded extends Error {
+  override name = 'StreamEnded';
+}
 
 const sent = clientCommand({
   name: 'sent',
