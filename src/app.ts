@@ -133,7 +133,7 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   legacyRoutes(app, messages);
   messageRoutes(app, messages);
   userRoutes(app, users);
-  streamRoutes(app, messages, streams);
+  streamRoutes(app, messages, users, streams);
 
   // Last, once every route (plugins' included) is known.
   void app.register((instance, _options, done) => {

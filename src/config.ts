@@ -226,36 +226,66 @@ export interface ConfigSource {
  * Throws {@link ConfigError} naming the setting for any value that cannot be used.
  */
 export function loadConfig(source: ConfigSource = {}): Config {
+  const { values } = readSettings(ORDER, source, false);
+  const config = values as unknown as Config;
+  checkOpenExposure(config);
+  return Object.freeze(config);
+}
+
+/**
+ * Reads `keys` of the settings table from flags, then environment, then defaults. With
+ * `positionals`, arguments that are not flags are handed back instead of refused.
+ */
+function readSettings(
+  keys: readonly (keyof Config)[],
+  source: ConfigSource,
+  positionals: boolean,
+  extra: Record<string, { type: 'string' | 'boolean' }> = {},
+): { values: Record<string, unknown>; rest: string[]; extras: Record<string, string | boolean | undefined> } {
   const argv = source.argv ?? [];
   const env = source.env ?? {};
-  const options: Record<string, { type: 'string' | 'boolean' }> = {};
-  for (const key of ORDER) {
+  const options: Record<string, { type: 'string' | 'boolean' }> = { ...extra };
+  for (const key of keys) {
     const s = SETTINGS[key];
     if (s.flag) options[s.flag] = { type: s.boolean ? 'boolean' : 'string' };
   }
-  let values: Record<string, string | boolean | undefined>;
+  let flags: Record<string, string | boolean | undefined>;
+  let rest: string[];
   try {
-    ({ values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }));
+    ({ values: flags, positionals: rest } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: positionals }));
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }
-
-  const out: Record<string, unknown> = {};
-  for (const key of ORDER) {
+  const values: Record<string, unknown> = {};
+  for (const key of keys) {
     const s = SETTINGS[key] as Setting<typeof key>;
-    const fromFlag = s.flag ? values[s.flag] : undefined;
+    const fromFlag = s.flag ? flags[s.flag] : undefined;
     const fromEnv = s.env ? env[s.env] : undefined;
     if (fromFlag !== undefined) {
-      out[key] = s.parse(String(fromFlag), `--${s.flag}`);
+      values[key] = s.parse(String(fromFlag), `--${s.flag}`);
     } else if (fromEnv !== undefined && fromEnv !== '') {
-      out[key] = s.parse(fromEnv, s.env!);
+      values[key] = s.parse(fromEnv, s.env!);
     } else {
-      out[key] = s.parse(s.default, s.env ?? `--${s.flag}`);
+      values[key] = s.parse(s.default, s.env ?? `--${s.flag}`);
     }
   }
-  const config = out as unknown as Config;
-  checkOpenExposure(config);
-  return Object.freeze(config);
+  const extras = Object.fromEntries(Object.keys(extra).map((k) => [k, flags[k]]));
+  return { values, rest, extras };
+}
+
+/** The settings of commands that work on the store itself (users, export, import, migrate). */
+export type StoreConfig = Pick<Config, 'database' | 'durability' | 'pgPoolSize'>;
+
+/**
+ * Store settings for a command, from the same flags and variables as the server's
+ * (`--db`/`DATABASE_URL`, …), with the command's own arguments handed back.
+ */
+export function loadStoreConfig<F extends Record<string, { type: 'string' | 'boolean' }>>(
+  source: ConfigSource,
+  flags: F,
+): { config: StoreConfig; flags: { [K in keyof F]?: F[K]['type'] extends 'boolean' ? boolean : string }; args: string[] } {
+  const { values, rest, extras } = readSettings(['database', 'durability', 'pgPoolSize'], source, true, flags);
+  return { config: Object.freeze(values as unknown as StoreConfig), flags: extras as never, args: rest };
 }
 
 /** True for an address that only this machine can reach. */

@@ -4,8 +4,8 @@
  * Output to a person goes to stdout/stderr directly: it is the program's answer, not logging.
  */
 import { settingsHelp } from '../config.js';
-import { runServer } from '../main.js';
 import { clientCommands } from './client-commands.js';
+import { storeCommands } from './store-commands.js';
 
 /** Where a command writes. */
 export interface CliIO {
@@ -37,15 +37,12 @@ const COMMANDS: Record<string, Command> = {
     summary: 'run the server (what npm start runs)',
     usage: 'postbox serve [options]',
     help: () => `Every setting can be given as a flag or an environment variable; flags win.\n\n${settingsHelp()}`,
-    run: (args, ctx) => runServer(args, ctx.env),
+    // Loaded only here: the other commands should not pay for Fastify and the server's start-up.
+    run: async (args, ctx) => (await import('../main.js')).runServer(args, ctx.env),
   },
   ...clientCommands(),
+  ...storeCommands(),
 };
-
-/** Registers more commands (the client commands live beside this file). */
-export function commandTable(): Record<string, Command> {
-  return COMMANDS;
-}
 
 function overview(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));

@@ -4,13 +4,15 @@
  */
 import { Type } from 'typebox';
 import type { MessageService } from '../domain/messages.js';
+import type { UserService } from '../domain/users.js';
 import { toCursor } from '../domain/rules.js';
 import type { StreamRegistry } from '../realtime/streams.js';
 import type { App } from './app-types.js';
+import { bearerToken } from './auth.js';
 import { Cursor, UserParams } from './schemas.js';
 
 /** Registers the stream route. */
-export function streamRoutes(app: App, messages: MessageService, streams: StreamRegistry): void {
+export function streamRoutes(app: App, messages: MessageService, users: UserService, streams: StreamRegistry): void {
   app.get('/v1/users/:user/stream', {
     config: { access: 'user' },
     schema: {
@@ -40,6 +42,8 @@ export function streamRoutes(app: App, messages: MessageService, streams: Stream
       ? String(toCursor(lastEventId, 'Last-Event-ID'))
       : request.query.after;
     streams.admit(user);
+    const token = bearerToken(request);
+    const actor = request.actor;
     // From here the response is ours: Fastify neither serializes nor ends it.
     reply.hijack();
     streams.start({
@@ -47,6 +51,9 @@ export function streamRoutes(app: App, messages: MessageService, streams: Stream
       actor: request.actor,
       after,
       readPage: (params) => messages.inbox(request.actor, user, params),
+      ...(actor.kind === 'user' && token
+        ? { stillAuthorized: async () => (await users.authenticate(token))?.kind === 'user' }
+        : {}),
       response: reply.raw,
     });
   });

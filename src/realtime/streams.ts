@@ -39,6 +39,12 @@ export interface StreamOptions {
   after: string | undefined;
   /** Reads a page of the user's inbox in wire form, with the caller's access. */
   readPage: (params: PageParams) => Promise<WireMessagePage>;
+  /**
+   * Asked at each heartbeat whether the caller's token still holds. Revocation is also an
+   * event, but one made in another process on a SQLite store (`postbox users remove`) is
+   * heard by no hub; this catches it within a heartbeat.
+   */
+  stillAuthorized?: () => Promise<boolean>;
   response: ServerResponse;
 }
 
@@ -142,7 +148,7 @@ export class LiveStream {
       'x-content-type-options': 'nosniff',
     });
     this.write(sseRetry(this.limits.retryMs));
-    this.heartbeat = setInterval(() => this.write(sseComment('keep-alive')), this.limits.heartbeatMs);
+    this.heartbeat = setInterval(() => this.beat(), this.limits.heartbeatMs);
     this.heartbeat.unref();
     void this.run();
   }
@@ -261,6 +267,22 @@ export class LiveStream {
     this.buffered = [];
     this.mode = 'live';
     for (const e of heard) this.deliver(e);
+  }
+
+  private checking = false;
+
+  private beat(): void {
+    this.write(sseComment('keep-alive'));
+    const check = this.options.stillAuthorized;
+    if (!check || this.checking || this.closed) return;
+    this.checking = true;
+    check().then(
+      (ok) => {
+        if (!ok) this.end('the token was revoked');
+      },
+      // Storage away: say nothing now; the next heartbeat asks again.
+      () => undefined,
+    ).finally(() => (this.checking = false));
   }
 
   /** Tells the client why the stream ends, so it does not simply reconnect, then ends it. */

@@ -44,3 +44,47 @@ export function importRecordError(record: ExportRecord, n: number): AppError | n
   }
   return null;
 }
+
+/** How many of each kind of record an import stored. */
+export interface ImportCounts {
+  users: number;
+  tokens: number;
+  messages: number;
+}
+
+/**
+ * An import as every backend runs it: records checked one by one and committed in chunks.
+ * When a record is refused, here or by the source that yields them (a file whose line is
+ * wrong), everything before it is committed first, so a corrected file can simply be
+ * imported again: records already there are skipped.
+ */
+export async function importInChunks(
+  records: AsyncIterable<ExportRecord>,
+  chunkSize: number,
+  store: (chunk: ExportRecord[]) => Promise<ImportCounts>,
+): Promise<ImportCounts> {
+  const total: ImportCounts = { users: 0, tokens: 0, messages: 0 };
+  let chunk: ExportRecord[] = [];
+  const commit = async () => {
+    if (chunk.length === 0) return;
+    const counts = await store(chunk);
+    total.users += counts.users;
+    total.tokens += counts.tokens;
+    total.messages += counts.messages;
+    chunk = [];
+  };
+  let n = 0;
+  try {
+    for await (const r of records) {
+      const problem = importRecordError(r, ++n);
+      if (problem) throw problem;
+      chunk.push(r);
+      if (chunk.length >= chunkSize) await commit();
+    }
+  } catch (err) {
+    await commit();
+    throw err;
+  }
+  await commit();
+  return total;
+}

@@ -2,8 +2,8 @@
  * Opens the backend a configuration names.
  */
 import type { StorageLocation } from '../config.js';
-import { openPostgresStorage } from './postgres/postgres-storage.js';
-import { openSqliteStorage } from './sqlite/sqlite-storage.js';
+import { migratePostgres, openPostgresStorage } from './postgres/postgres-storage.js';
+import { migrateSqlite, openSqliteStorage } from './sqlite/sqlite-storage.js';
 import type { Storage, StorageLogger } from './storage.js';
 
 /** Settings every backend takes. */
@@ -24,5 +24,15 @@ export function openStorage(location: StorageLocation, options: OpenOptions): Pr
       return openPostgresStorage({
         url: location.url, durability: options.durability, poolSize: options.poolSize, logger: options.logger,
       });
+  }
+}
+
+/** Brings the store at `location` to the newest schema; answers the migration versions applied. */
+export function migrateStore(location: StorageLocation): Promise<number[]> {
+  switch (location.kind) {
+    case 'sqlite':
+      return Promise.resolve(migrateSqlite(location.path));
+    case 'postgres':
+      return migratePostgres(location.url);
   }
 }

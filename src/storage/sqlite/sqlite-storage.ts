@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import type { Message } from '../../protocol/types.js';
 import { AppError } from '../../errors.js';
-import { importRecordError } from '../import-check.js';
+import { importInChunks, type ImportCounts } from '../import-check.js';
 import type {
   ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector,
   SendOutcome, Storage, StoredConversation, StoredPage, StoredUser, StoreEvent, StoreListener, WirePage, StorageLogger,
@@ -223,30 +223,8 @@ export class SqliteStorage implements Storage {
     }
   }
 
-  async importAll(records: AsyncIterable<ExportRecord>): Promise<{ users: number; tokens: number; messages: number }> {
-    const total = { users: 0, tokens: 0, messages: 0 };
-    let chunk: ExportRecord[] = [];
-    const commit = async () => {
-      const counts = await this.write({ op: 'import', records: chunk });
-      total.users += counts.users;
-      total.tokens += counts.tokens;
-      total.messages += counts.messages;
-      chunk = [];
-    };
-    let n = 0;
-    for await (const r of records) {
-      const problem = importRecordError(r, ++n);
-      if (problem) {
-        // Everything before the bad record is stored, so a corrected file can simply be
-        // imported again: records already there are skipped.
-        if (chunk.length > 0) await commit();
-        throw problem;
-      }
-      chunk.push(r);
-      if (chunk.length >= IMPORT_CHUNK) await commit();
-    }
-    if (chunk.length > 0) await commit();
-    return total;
+  importAll(records: AsyncIterable<ExportRecord>): Promise<ImportCounts> {
+    return importInChunks(records, IMPORT_CHUNK, (chunk) => this.write({ op: 'import', records: chunk }));
   }
 
   async ping(): Promise<void> {
