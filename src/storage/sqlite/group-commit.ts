@@ -12,9 +12,10 @@
  * to come back, and those already queued) become the target of the next batch: it goes
  * when that many are queued, or after GATHER_MS. A lone writer's target is 1: it goes at once.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { AppError } from '../../errors.js';
 import type { WriteOp, WriteReply, WriteResults } from './write-ops.js';
+import { siblingModule, startWorker } from './threads.js';
 import type { BatchRequest, WriterData } from './writer-worker.js';
 
 interface Pending {
@@ -30,6 +31,18 @@ type BatchAnswer =
 /** Called after a batch commits, before any of its writers is answered. */
 export type CommitListener = (ops: readonly WriteOp[], values: readonly unknown[]) => void;
 
+const WRITER = siblingModule('writer-worker');
+const CHECKPOINTER = siblingModule('checkpointer');
+
+/** Asks a worker of ours to finish, and waits until it has. */
+async function stop(worker: Worker | undefined): Promise<void> {
+  if (!worker) return;
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  worker.ref();
+  worker.postMessage({ close: true });
+  await exited;
+}
+
 /** The longest a write waits for its batch to fill after a busy round. */
 const GATHER_MS = 1;
 
@@ -40,6 +53,8 @@ function unavailable(detail: string, cause?: unknown): AppError {
 /** The main thread's handle on the writer thread. */
 export class GroupCommitWriter {
   private worker: Worker | undefined;
+  /** Runs beside the writer while it is alive, folding the WAL back (checkpointer.ts). */
+  private checkpointer: Worker | undefined;
   private queue: Pending[] = [];
   private inFlight: { id: number; batch: Pending[] } | undefined;
   private nextId = 1;
@@ -50,7 +65,6 @@ export class GroupCommitWriter {
   private gather: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly url: URL,
     private readonly data: WriterData,
     private readonly onCommit: CommitListener,
   ) {}
@@ -78,23 +92,22 @@ export class GroupCommitWriter {
       const worker = this.worker;
       this.worker = undefined;
       if (!worker) return;
-      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-      worker.ref();
-      worker.postMessage({ close: true });
-      await exited;
+      // The checkpointer stops first, so the writer's closing checkpoint has the WAL to itself.
+      await stop(this.checkpointer);
+      this.checkpointer = undefined;
+      await stop(worker);
     })();
     return this.closing;
   }
 
   private start(): Worker {
-    const worker = this.url.pathname.endsWith('.ts')
-      // Running from source under tsx: loader hooks do not reach worker threads on Node 20,
-      // so the worker registers tsx itself before loading the TypeScript module.
-      ? new Worker(
-        `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(this.url.href)}); });`,
-        { eval: true, workerData: this.data },
-      )
-      : new Worker(this.url, { workerData: this.data });
+    const worker = startWorker(WRITER, this.data);
+    if (!this.checkpointer) {
+      this.checkpointer = startWorker(CHECKPOINTER, this.data);
+      // Its work is never owed to anyone: it must not keep a finished process alive.
+      this.checkpointer.unref();
+      this.checkpointer.on('error', () => (this.checkpointer = undefined));
+    }
     worker.on('message', (answer: BatchAnswer) => this.settle(answer));
     worker.on('error', (err) => this.fail(worker, err));
     worker.on('exit', (code) => {

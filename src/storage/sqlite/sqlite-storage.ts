@@ -4,8 +4,7 @@
  * writer thread. WAL mode lets the two work at once.
  */
 import { mkdirSync } from 'node:fs';
-import { dirname, extname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Message } from '../../protocol/types.js';
 import { AppError } from '../../errors.js';
@@ -48,8 +47,6 @@ const EXPORT_CHUNK = 1000;
 /** How many records an import commits at a time. */
 const IMPORT_CHUNK = 1000;
 
-// The writer's module sits beside this one, as .ts under tsx and .js once built.
-const WRITER_URL = new URL(`./writer-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
 
 /** Opens (creating and migrating if needed) a SQLite store. */
 export function openSqliteStorage(options: SqliteOptions): SqliteStorage {
@@ -93,7 +90,6 @@ export class SqliteStorage implements Storage {
     this.db = db;
     this.logger = options.logger;
     this.writer = new GroupCommitWriter(
-      WRITER_URL,
       { path: options.path, synchronous: options.durability === 'fsync' ? 'FULL' : 'NORMAL' },
       (ops, values) => this.committed(ops, values),
     );

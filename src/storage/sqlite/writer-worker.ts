@@ -30,6 +30,10 @@ if (port) {
   for (const p of CONNECTION_PRAGMAS) db.pragma(p);
   db.pragma('journal_mode = WAL');
   db.pragma(`synchronous = ${synchronous}`);
+  // Checkpoints are the checkpointer thread's job, never a commit's (see checkpointer.ts);
+  // after one completes, SQLite cuts a grown WAL file back to this size.
+  db.pragma('wal_autocheckpoint = 0');
+  db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
   const side = new WriteSide(db);
 
   port.on('message', (msg: BatchRequest | { close: true }) => {

@@ -1,0 +1,55 @@
+/**
+ * The checkpointer thread: folds the WAL back into the database file, off the writer's path.
+ *
+ * Left to SQLite, the connection whose commit crosses a threshold (1,000 pages) runs the
+ * checkpoint inside that commit: the writer stops to copy pages while sends wait, and a
+ * page that changes in every batch is copied again and again. Here the writer never
+ * checkpoints; this thread runs a PASSIVE checkpoint every CHECKPOINT_MS on its own
+ * connection, which never blocks the writer, and copies each changed page once a round.
+ *
+ * Under sustained writes a passive checkpoint never catches up completely, and the log only
+ * starts over once one has: it would grow without end. So past RESTART_FRAMES the round is a
+ * RESTART checkpoint instead, which waits for the writer to finish its batch, copies the
+ * rest, and lets the next batch write the log from its start again.
+ *
+ * Protocol, over the worker port: in `{ close: true }`, which ends the thread.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import Database from 'better-sqlite3';
+import { CONNECTION_PRAGMAS } from './rows.js';
+
+/** What the main thread passes when it starts the checkpointer. */
+export interface CheckpointerData {
+  path: string;
+  synchronous: 'FULL' | 'NORMAL';
+}
+
+/** How often the WAL is folded back. */
+const CHECKPOINT_MS = 200;
+/** The log size (in pages) past which a round makes sure the log starts over. */
+const RESTART_FRAMES = 16_384;
+
+const port = parentPort;
+if (port) {
+  const { path, synchronous } = workerData as CheckpointerData;
+  const db = new Database(path);
+  for (const p of CONNECTION_PRAGMAS) db.pragma(p);
+  // The checkpoint's own fsync of the database file follows the store's durability.
+  db.pragma(`synchronous = ${synchronous}`);
+  // The writer holds its lock for one batch at most: wait that long rather than give up.
+  db.pragma('busy_timeout = 2000');
+  let restart = false;
+  const timer = setInterval(() => {
+    try {
+      const [result] = db.pragma(`wal_checkpoint(${restart ? 'RESTART' : 'PASSIVE'})`) as { log: number; checkpointed: number }[];
+      restart = (result?.log ?? 0) > RESTART_FRAMES;
+    } catch {
+      // Busy or briefly failing: the next round tries again; nothing depends on this one.
+    }
+  }, CHECKPOINT_MS);
+  port.on('message', () => {
+    clearInterval(timer);
+    db.close();
+    port.close();
+  });
+}
