@@ -19,22 +19,31 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 1,
     name: 'messages, conversations, idempotency keys, users and tokens',
     sql: `
-      -- AUTOINCREMENT: a sequence is never reused, even after the newest message is deleted,
-      -- so a cursor a client holds can never come to point before a new message.
-      -- json is the message exactly as it goes on the wire, kept ready so that reading a page
-      -- is concatenation rather than a rebuild; read_at (ms) marks it read and feeds the
-      -- unread index, and marking read rewrites the "readAt" at json's end.
+      -- Clustered by recipient: an inbox page is one contiguous range of the table, read with
+      -- no lookup per message. json is the message exactly as it goes on the wire, kept ready
+      -- so that reading a page is concatenation rather than a rebuild; read_at (ms) marks it
+      -- read and feeds the unread index, and marking read rewrites the "readAt" at json's end.
       CREATE TABLE messages (
-        seq       INTEGER PRIMARY KEY AUTOINCREMENT,
-        from_user TEXT    NOT NULL,
         to_user   TEXT    NOT NULL,
+        seq       INTEGER NOT NULL,
+        from_user TEXT    NOT NULL,
         json      TEXT    NOT NULL,
-        read_at   INTEGER
-      );
-      CREATE INDEX messages_inbox  ON messages (to_user, seq);
+        read_at   INTEGER,
+        PRIMARY KEY (to_user, seq)
+      ) WITHOUT ROWID;
+      CREATE UNIQUE INDEX messages_seq ON messages (seq);
       CREATE INDEX messages_sent   ON messages (from_user, seq);
       CREATE INDEX messages_pair   ON messages (to_user, from_user, seq);
       CREATE INDEX messages_unread ON messages (to_user, seq) WHERE read_at IS NULL;
+
+      -- The last message id handed out. Kept apart from the messages, so an id is never
+      -- reused, even after the newest message is deleted: a cursor a client holds can never
+      -- come to point before a new message.
+      CREATE TABLE counters (
+        name  TEXT    PRIMARY KEY,
+        value INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      INSERT INTO counters (name, value) VALUES ('message_seq', 0);
 
       -- One row per (owner, peer), kept in step with messages, so the conversation list
       -- costs O(page) rather than a scan of the owner's whole history.

@@ -51,9 +51,10 @@ class OperationFailed extends Error {}
  * plan of each and prove none of them scans a table.
  */
 export const WRITE_SQL = {
-  lastSeq: "SELECT seq FROM sqlite_sequence WHERE name = 'messages'",
-  insert: 'INSERT INTO messages (seq, from_user, to_user, json) VALUES (?, ?, ?, ?)',
-  insertWithSeq: 'INSERT OR IGNORE INTO messages (seq, from_user, to_user, json, read_at) VALUES (?, ?, ?, ?, ?)',
+  lastSeq: "SELECT value FROM counters WHERE name = 'message_seq'",
+  setLastSeq: "UPDATE counters SET value = max(value, ?) WHERE name = 'message_seq'",
+  insert: 'INSERT INTO messages (to_user, seq, from_user, json) VALUES (?, ?, ?, ?)',
+  insertWithSeq: 'INSERT OR IGNORE INTO messages (to_user, seq, from_user, json, read_at) VALUES (?, ?, ?, ?, ?)',
   byKey: 'SELECT fingerprint, response FROM idempotency_keys WHERE sender = ? AND key = ? AND created_at >= ?',
   rememberKey: 'INSERT OR REPLACE INTO idempotency_keys (sender, key, fingerprint, response, created_at) VALUES (?, ?, ?, ?, ?)',
   purgeKeys: 'DELETE FROM idempotency_keys WHERE created_at < ?',
@@ -92,8 +93,8 @@ export class WriteSide {
   private lastPurge = 0;
   /**
    * The next message id, known before the insert so the stored JSON can carry it. Read
-   * inside the batch's transaction, whose write lock keeps any other process out; forgotten
-   * after each batch and after an import, which moves the sequence itself.
+   * inside the batch's transaction, whose write lock keeps any other process out, and
+   * written back at its end; forgotten after each batch.
    */
   private nextSeq: number | undefined;
   /** One batch in one transaction (made once: a wrapper per call would cost every batch). */
@@ -105,6 +106,7 @@ export class WriteSide {
     this.db = db;
     this.stmt = {
       lastSeq: db.prepare(WRITE_SQL.lastSeq).pluck(),
+      setLastSeq: db.prepare(WRITE_SQL.setLastSeq),
       insert: db.prepare(WRITE_SQL.insert),
       insertWithSeq: db.prepare(WRITE_SQL.insertWithSeq),
       byKey: db.prepare(WRITE_SQL.byKey),
@@ -167,6 +169,7 @@ export class WriteSide {
         return { ok: false, error: (err as Error).message };
       }
     });
+    if (this.nextSeq !== undefined) this.stmt.setLastSeq.run(this.nextSeq - 1);
     if (now - this.lastPurge > 60_000) {
       this.stmt.purgeKeys.run(now - IDEMPOTENCY_TTL_MS);
       this.lastPurge = now;
@@ -214,7 +217,7 @@ export class WriteSide {
       sentAt: new Date(now).toISOString(), readAt: null,
     };
     const json = messageJson(message);
-    this.stmt.insert.run(seq, m.fromUser, m.toUser, json);
+    this.stmt.insert.run(m.toUser, seq, m.fromUser, json);
     this.noteInserted(seq, m.fromUser, m.toUser, true);
     if (key !== undefined && fingerprint !== undefined) {
       this.stmt.rememberKey.run(m.fromUser, key, fingerprint, json, now);
@@ -274,6 +277,7 @@ export class WriteSide {
 
   private import(records: readonly ExportRecord[]): WriteResults['import'] {
     const counts = { users: 0, tokens: 0, messages: 0 };
+    let highest = 0;
     for (const r of records) {
       if (r.type === 'user') {
         counts.users += this.stmt.importUser.run(r.id, Date.parse(r.createdAt)).changes;
@@ -283,15 +287,17 @@ export class WriteSide {
         const m = r.message;
         const seq = Number(m.id);
         const readAt = m.readAt === null ? null : Date.parse(m.readAt);
-        const inserted = this.stmt.insertWithSeq.run(seq, m.fromUser, m.toUser, messageJson(m), readAt).changes;
-        // An explicit id moves the sequence: the next send must read it again.
-        this.nextSeq = undefined;
+        const inserted = this.stmt.insertWithSeq.run(m.toUser, seq, m.fromUser, messageJson(m), readAt).changes;
+        highest = Math.max(highest, seq);
         if (inserted) {
           this.noteInserted(seq, m.fromUser, m.toUser, readAt === null);
           counts.messages++;
         }
       }
     }
+    // New ids go on past every imported one.
+    this.stmt.setLastSeq.run(highest);
+    if (this.nextSeq !== undefined && this.nextSeq <= highest) this.nextSeq = highest + 1;
     return counts;
   }
 }
