@@ -7,11 +7,13 @@
 import { createHash } from 'node:crypto';
 import { AppError, invalid } from '../errors.js';
 import type { ConversationList, Message, MessagePage, ReadResult } from '../protocol/types.js';
-import type { PageQuery, ReadSelector, Storage } from '../storage/storage.js';
+import type { PageQuery, ReadSelector, Storage, WirePage, WireRow } from '../storage/storage.js';
 import { assertActsAs, assertParty, senderOf, type Actor } from './access.js';
 import {
   DEFAULT_PAGE, MAX_PAGE, MAX_WAIT_SECONDS, messageSeq, toCursor, toIdempotencyKey, toMessageText, toUserId,
 } from './rules.js';
+
+export type { WireRow };
 
 /** A message as a client submits it, before any rule is applied. */
 export interface SendInput {
@@ -63,7 +65,7 @@ export interface SendResult {
  * texts as they are; see Storage.inboxWire.
  */
 export interface WireMessagePage {
-  rows: [id: string, json: string][];
+  rows: readonly WireRow[];
   next: string | null;
 }
 
@@ -149,7 +151,7 @@ export class MessageService {
    * Every message to a user, oldest first, in chunks read from storage one after another,
    * so a huge inbox is never held in memory at once (the legacy `GET /get-messages`).
    */
-  async *allInbox(actor: Actor, user: string): AsyncGenerator<[id: string, json: string][]> {
+  async *allInbox(actor: Actor, user: string): AsyncGenerator<readonly WireRow[]> {
     const owner = this.owner(actor, user);
     let after: number | undefined;
     for (;;) {
@@ -242,7 +244,7 @@ export function toPageQuery(params: PageParams): PageQuery {
   return query;
 }
 
-function toWirePage(page: { rows: [string, string][]; more: boolean }, query: PageQuery): WireMessagePage {
+function toWirePage(page: WirePage, query: PageQuery): WireMessagePage {
   const { rows, more } = page;
   if (!more || rows.length === 0) return { rows, next: null };
   const backward = query.after === undefined && query.before !== undefined;

@@ -5,14 +5,14 @@
 import { Readable } from 'node:stream';
 import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
-import type { MessageService } from '../domain/messages.js';
+import type { MessageService, WireRow } from '../domain/messages.js';
 import type { App } from './app-types.js';
 import { IdempotencyHeaders, MessageSchema, NoContent, SendBody, UserParams } from './schemas.js';
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 
 /** The stored JSON texts of a chunk, comma-joined: an array's inside, built by concatenation. */
-function joined(chunk: readonly [string, string][]): string {
+function joined(chunk: readonly WireRow[]): string {
   let out = '';
   for (let i = 0; i < chunk.length; i++) out += (i === 0 ? '' : ',') + chunk[i]![1];
   return out;
@@ -54,8 +54,8 @@ export function legacyRoutes(app: App, messages: MessageService): void {
     if (second.done) return raw(`[${joined(first.value)}]`);
     // A large inbox: stream it chunk by chunk, each read only when the client has taken the last.
     async function* body(): AsyncGenerator<string> {
-      yield `[${joined(first.value as [string, string][])}`;
-      yield `,${joined(second.value as [string, string][])}`;
+      yield `[${joined(first.value as readonly WireRow[])}`;
+      yield `,${joined(second.value as readonly WireRow[])}`;
       for await (const chunk of chunks) yield `,${joined(chunk)}`;
       yield ']';
     }

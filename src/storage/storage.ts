@@ -55,13 +55,17 @@ export interface StoredPage {
   more: boolean;
 }
 
+/** A message's id beside its JSON, exactly as it goes out. */
+export type WireRow = readonly [id: string, json: string];
+
 /**
  * A page in wire form: each message's JSON (the Message exactly as it goes out) beside its
  * id, oldest first. The hot read paths (the legacy inbox, inbox pages, stream replays) send
  * these as they are instead of building and serializing objects.
  */
 export interface WirePage {
-  rows: [id: string, json: string][];
+  /** Read-only: a backend may hand the same page to several readers. */
+  rows: readonly WireRow[];
   more: boolean;
 }
 

@@ -17,6 +17,7 @@ import { GroupCommitWriter } from './group-commit.js';
 import { migrate } from './migrations.js';
 import { CONNECTION_PRAGMAS, MESSAGE_COLUMNS, toMessage, type MessageRow } from './rows.js';
 import type { WriteOp, WriteResults } from './write-ops.js';
+import { WireCache } from './wire-cache.js';
 
 /** The WHERE of an inbox query, with its values. */
 function inboxFilter(user: string, query: InboxQuery): [string[], unknown[]] {
@@ -87,11 +88,16 @@ export class SqliteStorage implements Storage {
   private readonly listeners = new Set<StoreListener>();
   private readonly statements = new Map<string, Database.Statement>();
   private readonly logger: StorageLogger | undefined;
+  /** Wire pages read since the last commit (see wire-cache.ts). */
+  private readonly wireCache = new WireCache();
+  /** SQLite's count of commits by other connections, the cache's guard. */
+  private readonly dataVersion: Database.Statement;
   private closed = false;
 
   constructor(db: Database.Database, options: SqliteOptions) {
     this.db = db;
     this.logger = options.logger;
+    this.dataVersion = db.prepare('PRAGMA data_version').pluck();
     this.writer = new GroupCommitWriter(
       { path: options.path, synchronous: options.durability === 'fsync' ? 'FULL' : 'NORMAL' },
       (ops, values) => this.committed(ops, values),
@@ -119,15 +125,21 @@ export class SqliteStorage implements Storage {
   }
 
   inboxWire(user: string, query: InboxQuery): Promise<WirePage> {
-    const [where, args] = inboxFilter(user, query);
     return this.read(() => {
+      this.wireCache.observe(this.dataVersion.get() as number);
+      const key = WireCache.key(user, query);
+      const cached = this.wireCache.get(key);
+      if (cached) return cached;
+      const [where, args] = inboxFilter(user, query);
       const { sql, args: windowArgs } = this.window(where, query, 'seq, json');
       // Raw rows: no object per message, just the stored JSON beside its id.
       const rows = this.prepared(sql, true).all(...args, ...windowArgs) as [number, string][];
       const more = rows.length > query.limit;
       if (more) rows.pop();
       if (this.direction(query) === 'DESC') rows.reverse();
-      return { rows: rows.map(([seq, json]) => [String(seq), json] as [string, string]), more };
+      const page = { rows: rows.map(([seq, json]) => [String(seq), json] as const), more };
+      this.wireCache.set(key, page);
+      return page;
     });
   }
 
