@@ -4,6 +4,7 @@
  * stopping for good on a refusal retrying cannot fix.
  */
 import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { PostboxClient, PostboxError, type Message, type StreamEvent } from '../../src/client/index.js';
@@ -103,6 +104,7 @@ describe('client.subscribe', () => {
       sub.close();
       await sub.closed;
       await server.stop();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

@@ -3,6 +3,7 @@
  * a 5xx reveals nothing internal and is logged once with its request id.
  */
 import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
@@ -20,10 +21,11 @@ describe('routing and failure answers', () => {
   let app: PostboxApp;
   let storage: Storage;
   let url: string;
+  let dir: string;
   const logs: Record<string, unknown>[] = [];
 
   before(async () => {
-    const dir = await tempDir();
+    dir = await tempDir();
     const config = loadConfig({ env: { DATABASE_URL: `sqlite:${dir}/db.sqlite` } });
     storage = openSqliteStorage({ path: `${dir}/db.sqlite`, durability: 'fsync' });
     const logger = pino({ level: 'info' }, new Writable({
@@ -42,6 +44,7 @@ describe('routing and failure answers', () => {
   after(async () => {
     await app.close();
     await storage.close();
+    await rm(dir, { recursive: true, force: true });
   });
 
   it('answers 404 problem+json for an unknown route', async () => {

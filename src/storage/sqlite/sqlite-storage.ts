@@ -17,7 +17,7 @@ import { GroupCommitWriter } from './group-commit.js';
 import { migrate } from './migrations.js';
 import { CONNECTION_PRAGMAS, MESSAGE_COLUMNS, toMessage, type MessageRow } from './rows.js';
 import type { WriteOp, WriteResults } from './write-ops.js';
-import { WireCache } from './wire-cache.js';
+import { conversationsKey, conversationsSize, inboxKey, ReadCache, wirePageSize } from './read-cache.js';
 
 /** The WHERE of an inbox query, with its values. */
 function inboxFilter(user: string, query: InboxQuery): [string[], unknown[]] {
@@ -88,8 +88,8 @@ export class SqliteStorage implements Storage {
   private readonly listeners = new Set<StoreListener>();
   private readonly statements = new Map<string, Database.Statement>();
   private readonly logger: StorageLogger | undefined;
-  /** Wire pages read since the last commit (see wire-cache.ts). */
-  private readonly wireCache = new WireCache();
+  /** Pages read since the last commit (see read-cache.ts). */
+  private readonly cache = new ReadCache();
   /** SQLite's count of commits by other connections, the cache's guard. */
   private readonly dataVersion: Database.Statement;
   private closed = false;
@@ -125,11 +125,7 @@ export class SqliteStorage implements Storage {
   }
 
   inboxWire(user: string, query: InboxQuery): Promise<WirePage> {
-    return this.read(() => {
-      this.wireCache.observe(this.dataVersion.get() as number);
-      const key = WireCache.key(user, query);
-      const cached = this.wireCache.get(key);
-      if (cached) return cached;
+    return this.cachedRead(inboxKey(user, query), wirePageSize, () => {
       const [where, args] = inboxFilter(user, query);
       const { sql, args: windowArgs } = this.window(where, query, 'seq, json');
       // Raw rows: no object per message, just the stored JSON beside its id.
@@ -137,9 +133,7 @@ export class SqliteStorage implements Storage {
       const more = rows.length > query.limit;
       if (more) rows.pop();
       if (this.direction(query) === 'DESC') rows.reverse();
-      const page = { rows: rows.map(([seq, json]) => [String(seq), json] as const), more };
-      this.wireCache.set(key, page);
-      return page;
+      return { rows: rows.map(([seq, json]) => [String(seq), json] as const), more };
     });
   }
 
@@ -165,7 +159,7 @@ export class SqliteStorage implements Storage {
   }
 
   conversations(user: string, query: { before?: number; limit: number }): Promise<{ conversations: StoredConversation[]; more: boolean }> {
-    return this.read(() => {
+    return this.cachedRead(conversationsKey(user, query), (page) => conversationsSize(page.conversations), () => {
       const before = query.before ?? Number.MAX_SAFE_INTEGER;
       const rows = this.prepared(
         `SELECT c.peer, c.unread, m.seq, m.json
@@ -267,6 +261,18 @@ export class SqliteStorage implements Storage {
     } catch (err) {
       return Promise.reject(new AppError('storage_unavailable', 'storage could not be read', { headers: { 'Retry-After': '1' }, cause: err }));
     }
+  }
+
+  /** A read kept in the cache until the next commit by any connection (see read-cache.ts). */
+  private cachedRead<T>(key: string, sizeOf: (value: T) => number, fn: () => T): Promise<T> {
+    return this.read(() => {
+      this.cache.observe(this.dataVersion.get() as number);
+      const kept = this.cache.get<T>(key);
+      if (kept !== undefined) return kept;
+      const value = fn();
+      this.cache.set(key, value, sizeOf(value));
+      return value;
+    });
   }
 
   private prepared(sql: string, raw = false): Database.Statement {

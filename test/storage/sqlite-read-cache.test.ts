@@ -1,5 +1,5 @@
 /**
- * The SQLite read side keeps wire pages until the database changes (wire-cache.ts). A page
+ * The SQLite read side keeps pages until the database changes (read-cache.ts). A page
  * must never be served after a commit that could change it: not after this process's own
  * writes, and not after another process's writes to the same file.
  */
@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { openSqliteStorage, type SqliteStorage } from '../../src/storage/sqlite/sqlite-storage.js';
-import { WireCache } from '../../src/storage/sqlite/wire-cache.js';
+import { ReadCache } from '../../src/storage/sqlite/read-cache.js';
 import type { WirePage } from '../../src/storage/storage.js';
 import { tempDir } from '../helpers/server.js';
 
@@ -16,7 +16,7 @@ const ids = (page: WirePage) => page.rows.map(([id]) => id);
 const texts = (page: WirePage) => page.rows.map(([, json]) => (JSON.parse(json) as { message: string; readAt: string | null }));
 
 async function twoConnections(): Promise<{ a: SqliteStorage; b: SqliteStorage; dispose: () => Promise<void> }> {
-  const dir = await tempDir('postbox-wire-cache-');
+  const dir = await tempDir('postbox-read-cache-');
   const path = join(dir, 'p.db');
   // Two stores on one file: each has its own read connection and writer, as two processes would.
   const a = openSqliteStorage({ path, durability: 'relaxed' });
@@ -31,7 +31,7 @@ async function twoConnections(): Promise<{ a: SqliteStorage; b: SqliteStorage; d
   };
 }
 
-describe('SQLite wire page cache', () => {
+describe('SQLite read cache', () => {
   it('answers a repeated read with the same page until something is committed', async () => {
     const { a, dispose } = await twoConnections();
     try {
@@ -67,6 +67,23 @@ describe('SQLite wire page cache', () => {
     }
   });
 
+  it('keeps the conversation list only until another connection changes it', async () => {
+    const { a, b, dispose } = await twoConnections();
+    try {
+      await a.send({ fromUser: 'x', toUser: 'r', message: 'one' });
+      const first = await a.conversations('r', { limit: 10 });
+      assert.equal(await a.conversations('r', { limit: 10 }), first, 'the second read is the kept page');
+      const sent = await b.send({ fromUser: 'y', toUser: 'r', message: 'two' });
+      assert.equal(sent.kind, 'stored');
+      const list = await a.conversations('r', { limit: 10 });
+      assert.deepEqual(list.conversations.map((c) => [c.peer, c.unread, c.lastMessage.message]), [['y', 1, 'two'], ['x', 1, 'one']]);
+      await b.markRead('r', { upTo: Number(list.conversations[0]!.lastMessage.id) });
+      assert.deepEqual((await a.conversations('r', { limit: 10 })).conversations.map((c) => c.unread), [0, 0]);
+    } finally {
+      await dispose();
+    }
+  });
+
   it('keeps pages of different queries apart', async () => {
     const { a, dispose } = await twoConnections();
     try {
@@ -89,18 +106,18 @@ describe('SQLite wire page cache', () => {
   });
 
   it('holds no more text than its budget, dropping the least recently used page first', () => {
-    const page = (n: number): WirePage => ({ rows: [[String(n), 'x'.repeat(100)]], more: false });
-    const cache = new WireCache(350);
+    const page = (n: number) => ({ n });
+    const cache = new ReadCache(350);
     cache.observe(1);
-    cache.set('a', page(1));
-    cache.set('b', page(2));
-    cache.set('c', page(3));
+    cache.set('a', page(1), 100);
+    cache.set('b', page(2), 100);
+    cache.set('c', page(3), 100);
     assert.ok(cache.get('a'), 'a is used again, so b is now the oldest');
-    cache.set('d', page(4));
+    cache.set('d', page(4), 100);
     assert.equal(cache.get('b'), undefined);
     assert.ok(cache.get('a') && cache.get('c') && cache.get('d'));
     assert.ok(cache.heldSize <= 350);
-    cache.set('huge', { rows: [['9', 'x'.repeat(400)]], more: false });
+    cache.set('huge', page(5), 400);
     assert.equal(cache.get('huge'), undefined, 'a page over the whole budget is not kept');
     cache.observe(2);
     assert.equal(cache.get('a'), undefined, 'a new data version empties the cache');
