@@ -14,37 +14,19 @@
 import type pg from 'pg';
 import type { Message } from '../../protocol/types.js';
 import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome, StoreEvent } from '../storage.js';
+import { eventOf, IDEMPOTENCY_TTL_MS, type StoreWrite, type StoreWriteResults } from '../writes.js';
 import { isTransient } from './failures.js';
 import { MESSAGE_COLUMNS, toMessage, type MessageRow } from './rows.js';
 
-/** How long an idempotency key is remembered: the contract's 24 hours, as on SQLite. */
-export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 
 /** How often expired idempotency keys are swept, at most. */
 const PURGE_EVERY_MS = 60_000;
 
 /** One write, as the storage queues it for the next batch. */
-export type WriteOp =
-  | { op: 'send'; message: NewMessage; key?: string; fingerprint?: string }
-  | { op: 'delete'; seq: number }
-  | { op: 'markRead'; user: string; upTo?: number; ids?: number[] }
-  | { op: 'createUser'; id: string; tokenHash: string }
-  | { op: 'deleteUser'; id: string }
-  | { op: 'addToken'; user: string; tokenHash: string }
-  | { op: 'revokeTokens'; user: string }
-  | { op: 'import'; records: ExportRecord[] };
+export type WriteOp = StoreWrite;
 
 /** The result type of each operation. */
-export interface WriteResults {
-  send: SendOutcome;
-  delete: Message | null;
-  markRead: ReadOutcome;
-  createUser: boolean;
-  deleteUser: boolean;
-  addToken: boolean;
-  revokeTokens: number;
-  import: { users: number; tokens: number; messages: number };
-}
+export type WriteResults = StoreWriteResults;
 
 /** One operation's answer: its value, or the error that failed it alone. */
 export type WriteReply = { ok: true; value: unknown } | { ok: false; error: unknown };
@@ -373,39 +355,13 @@ function plainSends(ops: readonly WriteOp[], i: number): number {
   return j - i;
 }
 
-/** Turns a committed batch into the events listeners hear, in commit order (as on SQLite). */
+/** Turns a committed batch into the events listeners hear, in commit order. */
 export function eventsOf(ops: readonly WriteOp[], replies: readonly WriteReply[]): StoreEvent[] {
   const events: StoreEvent[] = [];
   ops.forEach((op, i) => {
     const reply = replies[i];
-    if (!reply?.ok) return;
-    const v = reply.value;
-    switch (op.op) {
-      case 'send': {
-        const out = v as SendOutcome;
-        if (out.kind === 'stored') events.push({ type: 'message', message: out.message });
-        break;
-      }
-      case 'delete': {
-        const m = v as Message | null;
-        if (m) events.push({ type: 'deleted', id: m.id, fromUser: m.fromUser, toUser: m.toUser });
-        break;
-      }
-      case 'markRead': {
-        const r = v as ReadOutcome;
-        if (r.ids.length > 0) events.push({ type: 'read', user: op.user, ids: r.ids, readAt: r.readAt });
-        break;
-      }
-      case 'deleteUser':
-        if (v === true) events.push({ type: 'user-removed', user: op.id });
-        break;
-      case 'revokeTokens':
-        if ((v as number) > 0) events.push({ type: 'tokens-revoked', user: op.user });
-        break;
-      default:
-        // Imported messages are history, not news; the rest tell nobody.
-        break;
-    }
+    const event = reply?.ok ? eventOf(op, reply.value) : undefined;
+    if (event) events.push(event);
   });
   return events;
 }

@@ -14,6 +14,7 @@ import type {
   SendOutcome, Storage, StoredConversation, StoredPage, StoredUser, StoreEvent, StoreListener, WirePage, StorageLogger,
 } from '../storage.js';
 import { GroupCommitWriter } from './group-commit.js';
+import { eventOf } from '../writes.js';
 import { migrate } from './migrations.js';
 import { CONNECTION_PRAGMAS, MESSAGE_COLUMNS, toMessage, type MessageRow } from './rows.js';
 import type { WriteOp, WriteResults } from './write-ops.js';
@@ -327,36 +328,8 @@ export class SqliteStorage implements Storage {
     const events: StoreEvent[] = [];
     ops.forEach((op, i) => {
       const v = values[i];
-      if (v === undefined) return;
-      switch (op.op) {
-        case 'send': {
-          const out = v as SendOutcome;
-          if (out.kind === 'stored') events.push({ type: 'message', message: out.message });
-          break;
-        }
-        case 'delete': {
-          const m = v as Message | null;
-          if (m) events.push({ type: 'deleted', id: m.id, fromUser: m.fromUser, toUser: m.toUser });
-          break;
-        }
-        case 'markRead': {
-          const r = v as ReadOutcome;
-          if (r.ids.length > 0) events.push({ type: 'read', user: op.user, ids: r.ids, readAt: r.readAt });
-          break;
-        }
-        case 'deleteUser':
-          if (v === true) events.push({ type: 'user-removed', user: op.id });
-          break;
-        case 'revokeTokens':
-          if ((v as number) > 0) events.push({ type: 'tokens-revoked', user: op.user });
-          break;
-        case 'import': {
-          // Imported messages are history, not news: no live events.
-          break;
-        }
-        default:
-          break;
-      }
+      const event = v === undefined || op.op === 'ping' ? undefined : eventOf(op, v);
+      if (event) events.push(event);
     });
     if (events.length === 0) return;
     for (const l of this.listeners) {

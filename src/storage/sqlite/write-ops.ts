@@ -10,33 +10,14 @@
 import type Database from 'better-sqlite3';
 import type { Message } from '../../protocol/types.js';
 import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome } from '../storage.js';
+import { IDEMPOTENCY_TTL_MS, type StoreWrite, type StoreWriteResults } from '../writes.js';
 import { MARK_READ_JSON, messageJson, readTail, toMessage } from './rows.js';
 
-/** How long an idempotency key is remembered. */
-export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
-
-/** One write, as the main thread posts it to the writer. */
-export type WriteOp =
-  | { op: 'send'; message: NewMessage; key?: string; fingerprint?: string }
-  | { op: 'delete'; seq: number }
-  | { op: 'markRead'; user: string; upTo?: number; ids?: number[] }
-  | { op: 'createUser'; id: string; tokenHash: string }
-  | { op: 'deleteUser'; id: string }
-  | { op: 'addToken'; user: string; tokenHash: string }
-  | { op: 'revokeTokens'; user: string }
-  | { op: 'import'; records: ExportRecord[] }
-  | { op: 'ping' };
+/** One write, as the main thread posts it to the writer; `ping` proves the writer answers. */
+export type WriteOp = StoreWrite | { op: 'ping' };
 
 /** The result type of each operation. */
-export interface WriteResults {
-  send: SendOutcome;
-  delete: Message | null;
-  markRead: ReadOutcome;
-  createUser: boolean;
-  deleteUser: boolean;
-  addToken: boolean;
-  revokeTokens: number;
-  import: { users: number; tokens: number; messages: number };
+export interface WriteResults extends StoreWriteResults {
   ping: true;
 }
 
@@ -87,7 +68,6 @@ export const WRITE_SQL = {
 
 /** Applies batches of {@link WriteOp}s to one write connection. */
 export class WriteSide {
-  private readonly db: Database.Database;
   private readonly stmt;
   private lastTime: number;
   private lastPurge = 0;
@@ -103,7 +83,6 @@ export class WriteSide {
   private readonly isolated: Database.Transaction<(op: WriteOp, now: number) => unknown>;
 
   constructor(db: Database.Database) {
-    this.db = db;
     this.stmt = {
       lastSeq: db.prepare(WRITE_SQL.lastSeq).pluck(),
       setLastSeq: db.prepare(WRITE_SQL.setLastSeq),
