@@ -32,6 +32,16 @@ function inboxFilter(user: string, query: InboxQuery): [string[], unknown[]] {
   return [where, args];
 }
 
+/**
+ * Whether a page lies in the middle of a longer read: a cursor was given and more lies
+ * beyond. A reader walking a long history (the legacy inbox streams one in chunks) reads
+ * each such page once, so the read cache does not keep them; the first page, the last, and
+ * a poll at the end are kept.
+ */
+function walking(query: { after?: number; before?: number }, more: boolean): boolean {
+  return more && (query.after !== undefined || (query.before !== undefined && query.before !== Infinity));
+}
+
 /** Options for {@link openSqliteStorage}. */
 export interface SqliteOptions {
   /** The database file; its directory is created if missing. */
@@ -57,9 +67,9 @@ export function openSqliteStorage(options: SqliteOptions): SqliteStorage {
   try {
     for (const p of CONNECTION_PRAGMAS) db.pragma(p);
     db.pragma('journal_mode = WAL');
-    // Reads map the file instead of copying each page in: a 1,000-message page read a
-    // quarter faster. Only this (reading) connection maps; the writer writes as usual.
-    db.pragma(`mmap_size = ${256 * 1024 * 1024}`);
+    // No mmap: mapping the file made a 1,000-message read a quarter faster, but every page
+    // a long read touched then counted in the server's RSS (up to the map's size), and the
+    // read cache now answers repeated reads without touching the file at all.
     migrate(db);
   } catch (err) {
     db.close();
@@ -126,7 +136,7 @@ export class SqliteStorage implements Storage {
   }
 
   inboxWire(user: string, query: InboxQuery): Promise<WirePage> {
-    return this.cachedRead(inboxKey(user, query), wirePageSize, () => {
+    return this.cachedRead(inboxKey(user, query), (page) => (walking(query, page.more) ? undefined : wirePageSize(page)), () => {
       const [where, args] = inboxFilter(user, query);
       const { sql, args: windowArgs } = this.window(where, query, 'seq, json');
       // Raw rows: no object per message, just the stored JSON beside its id.
@@ -160,7 +170,7 @@ export class SqliteStorage implements Storage {
   }
 
   conversations(user: string, query: { before?: number; limit: number }): Promise<{ conversations: StoredConversation[]; more: boolean }> {
-    return this.cachedRead(conversationsKey(user, query), (page) => conversationsSize(page.conversations), () => {
+    return this.cachedRead(conversationsKey(user, query), (page) => (walking(query, page.more) ? undefined : conversationsSize(page.conversations)), () => {
       const before = query.before ?? Number.MAX_SAFE_INTEGER;
       const rows = this.prepared(
         `SELECT c.peer, c.unread, m.seq, m.json
@@ -264,14 +274,18 @@ export class SqliteStorage implements Storage {
     }
   }
 
-  /** A read kept in the cache until the next commit by any connection (see read-cache.ts). */
-  private cachedRead<T>(key: string, sizeOf: (value: T) => number, fn: () => T): Promise<T> {
+  /**
+   * A read kept in the cache until the next commit by any connection (see read-cache.ts).
+   * `sizeOf` answers the text a value holds, or undefined for one not worth keeping.
+   */
+  private cachedRead<T>(key: string, sizeOf: (value: T) => number | undefined, fn: () => T): Promise<T> {
     return this.read(() => {
       this.cache.observe(this.dataVersion.get() as number);
       const kept = this.cache.get<T>(key);
       if (kept !== undefined) return kept;
       const value = fn();
-      this.cache.set(key, value, sizeOf(value));
+      const size = sizeOf(value);
+      if (size !== undefined) this.cache.set(key, value, size);
       return value;
     });
   }
