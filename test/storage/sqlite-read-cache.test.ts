@@ -105,6 +105,22 @@ describe('SQLite read cache', () => {
     }
   });
 
+  it('does not keep pages in the middle of a longer read, only its ends', async () => {
+    const { a, dispose } = await twoConnections();
+    try {
+      for (let i = 0; i < 6; i++) await a.send({ fromUser: 'x', toUser: 'r', message: `m${i}` });
+      const first = await a.inboxWire('r', { limit: 2 });
+      const middle = await a.inboxWire('r', { limit: 2, after: Number(first.rows[1]![0]) });
+      const last = await a.inboxWire('r', { limit: 2, after: Number(middle.rows[1]![0]) });
+      assert.deepEqual([first.more, middle.more, last.more], [true, true, false]);
+      assert.equal(await a.inboxWire('r', { limit: 2 }), first, 'the first page is kept');
+      assert.notEqual(await a.inboxWire('r', { limit: 2, after: Number(first.rows[1]![0]) }), middle, 'a middle page is read again');
+      assert.equal(await a.inboxWire('r', { limit: 2, after: Number(middle.rows[1]![0]) }), last, 'the last page is kept');
+    } finally {
+      await dispose();
+    }
+  });
+
   it('holds no more text than its budget, dropping the least recently used page first', () => {
     const page = (n: number) => ({ n });
     const cache = new ReadCache(350);
