@@ -18,7 +18,6 @@ import { eventOf, IDEMPOTENCY_TTL_MS, type StoreWrite, type StoreWriteResults } 
 import { isTransient } from './failures.js';
 import { MESSAGE_COLUMNS, toMessage, type MessageRow } from './rows.js';
 
-
 /** How often expired idempotency keys are swept, at most. */
 const PURGE_EVERY_MS = 60_000;
 

@@ -13,12 +13,12 @@ import type {
   ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector,
   SendOutcome, Storage, StoredConversation, StoredPage, StoredUser, StoreEvent, StoreListener, WirePage, StorageLogger,
 } from '../storage.js';
-import { GroupCommitWriter } from './group-commit.js';
 import { eventOf } from '../writes.js';
+import { GroupCommitWriter } from './group-commit.js';
 import { migrate } from './migrations.js';
+import { conversationsKey, conversationsSize, inboxKey, ReadCache, wirePageSize } from './read-cache.js';
 import { CONNECTION_PRAGMAS, MESSAGE_COLUMNS, toMessage, type MessageRow } from './rows.js';
 import type { WriteOp, WriteResults } from './write-ops.js';
-import { conversationsKey, conversationsSize, inboxKey, ReadCache, wirePageSize } from './read-cache.js';
 
 /** The WHERE of an inbox query, with its values. */
 function inboxFilter(user: string, query: InboxQuery): [string[], unknown[]] {
