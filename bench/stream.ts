@@ -14,6 +14,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { openStreams, subscribe } from './lib/sse.js';
 
 const subscribers = Number(process.argv[2] ?? 1000);
 const rate = Number(process.argv[3] ?? 1000);
@@ -39,42 +40,6 @@ async function startServer(dir: string) {
     });
   });
   return { child, url };
-}
-
-/** Opens a stream and calls `onMessage` with each message event's data. */
-function subscribe(url: string, user: string, onMessage: (data: string) => void): Promise<http.ClientRequest> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(`${url}/v1/users/${user}/stream`, { agent: false }, (res) => {
-      if (res.statusCode !== 200) return reject(new Error(`stream ${user}: ${res.statusCode}`));
-      res.setEncoding('utf8');
-      let pending = '';
-      res.on('data', (chunk: string) => {
-        pending += chunk;
-        let end: number;
-        while ((end = pending.indexOf('\n\n')) >= 0) {
-          const block = pending.slice(0, end);
-          pending = pending.slice(end + 2);
-          if (block.startsWith('event: message')) {
-            const data = /\ndata: (.*)/.exec(block);
-            if (data) onMessage(data[1]!);
-          }
-        }
-      });
-      resolve(req);
-    });
-    req.on('error', reject);
-  });
-}
-
-async function openStreamsCount(url: string): Promise<number> {
-  const text = await new Promise<string>((resolve) => {
-    http.get(`${url}/metrics`, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve(body));
-    });
-  });
-  return Number(/^postbox_streams_open (\d+)$/m.exec(text)![1]);
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -106,7 +71,7 @@ async function latencyRun(): Promise<void> {
           latencies.push(performance.now() - sentAt);
         }))));
     }
-    while ((await openStreamsCount(url)) < subscribers) await new Promise((r) => setTimeout(r, 50));
+    while ((await openStreams(url)) < subscribers) await new Promise((r) => setTimeout(r, 50));
     const total = rate * seconds;
     const started = performance.now();
     const sends: Promise<void>[] = [];
@@ -145,7 +110,7 @@ async function idleRun(): Promise<void> {
       streams.push(...await Promise.all(Array.from({ length: Math.min(200, idle - i) }, (_, k) =>
         subscribe(url, `idle${i + k}`, () => undefined))));
     }
-    while ((await openStreamsCount(url)) < idle) await new Promise((r) => setTimeout(r, 50));
+    while ((await openStreams(url)) < idle) await new Promise((r) => setTimeout(r, 50));
     // Let the allocations of setting them up settle before reading memory.
     await new Promise((r) => setTimeout(r, 2000));
     const withStreams = rssMb(child.pid!);
