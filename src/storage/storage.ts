@@ -55,6 +55,13 @@ export interface StoredPage {
   more: boolean;
 }
 
+/** One numbered schema step of a backend, applied in order at start and by `postbox migrate`. */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
 /** A message's id beside its JSON, exactly as it goes out. */
 export type WireRow = readonly [id: string, json: string];
 

@@ -6,13 +6,7 @@
  * table for table, so an export from either imports into the other unchanged.
  */
 import type pg from 'pg';
-
-/** One schema step. */
-export interface Migration {
-  version: number;
-  name: string;
-  sql: string;
-}
+import type { Migration } from '../storage.js';
 
 /** Every migration, oldest first. */
 export const MIGRATIONS: readonly Migration[] = [

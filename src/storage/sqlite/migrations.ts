@@ -5,13 +5,7 @@
  * A published migration is never edited; a change is a new number.
  */
 import type Database from 'better-sqlite3';
-
-/** One schema step. */
-export interface Migration {
-  version: number;
-  name: string;
-  sql: string;
-}
+import type { Migration } from '../storage.js';
 
 /** Every migration, oldest first. */
 export const MIGRATIONS: readonly Migration[] = [
