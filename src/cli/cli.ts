@@ -4,6 +4,7 @@
  * Output to a person goes to stdout/stderr directly: it is the program's answer, not logging.
  */
 import { settingsHelp } from '../config.js';
+import { packageVersion } from '../version.js';
 import { clientCommands } from './client-commands.js';
 import { storeCommands } from './store-commands.js';
 
@@ -55,7 +56,7 @@ function overview(): string {
     'Commands:',
     ...lines,
     '',
-    'Run "postbox <command> --help" for the options of one command.',
+    'Run "postbox <command> --help" for the options of one command, "postbox --version" for the version.',
     'Client commands read POSTBOX_URL (default http://localhost:8080) and POSTBOX_TOKEN.',
     '',
   ].join('\n');
@@ -75,6 +76,10 @@ export async function runCli(
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     io.stdout(overview());
     return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-v' || name === 'version') {
+    io.stdout(`${packageVersion()}\n`);
+    return 0;
   }
   const command = COMMANDS[name];
   if (!command) {
