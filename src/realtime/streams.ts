@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import type { Actor } from '../domain/access.js';
 import type { PageParams, WireMessagePage } from '../domain/messages.js';
 import { AppError } from '../errors.js';
+import { messageJson } from '../protocol/wire.js';
 import type { StoreEvent } from '../storage/storage.js';
 import type { Hub } from './hub.js';
 import { sseComment, sseEvent, sseRetry } from './sse.js';
@@ -226,7 +227,7 @@ export class LiveStream {
         const id = Number(event.message.id);
         if (this.cursor !== undefined && id <= this.cursor) return;
         this.cursor = id;
-        this.write(sseEvent('message', JSON.stringify(event.message), event.message.id));
+        this.write(sseEvent('message', messageJson(event.message), event.message.id));
         return;
       }
       case 'deleted':
