@@ -19,6 +19,7 @@ import { toCursor } from '../domain/rules.js';
 import type { UserService } from '../domain/users.js';
 import { AppError } from '../errors.js';
 import { frameComment, frameEvent, frameRetry, HEARTBEAT_COMMENT } from '../protocol/events.js';
+import { messageJson } from '../protocol/wire.js';
 import type { StoreEvent } from '../storage/storage.js';
 import type { Hub } from './hub.js';
 
@@ -278,7 +279,7 @@ class LiveStream {
         const id = Number(event.message.id);
         if (this.cursor !== undefined && id <= this.cursor) return;
         this.cursor = id;
-        this.write(frameEvent('message', JSON.stringify(event.message), event.message.id));
+        this.write(frameEvent('message', messageJson(event.message), event.message.id));
         return;
       }
       case 'deleted':
