@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Problem } from '../../src/protocol/types.js';
-import { request, type RawResponse } from '../helpers/http.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { buildTestApp, type TestApp } from '../helpers/app.js';
+import type { RawResponse } from '../helpers/http.js';
 
 interface Case {
   name: string;
@@ -97,9 +97,9 @@ function assertProblem(res: RawResponse, c: Case): void {
 }
 
 describe('bad input', () => {
-  let server: TestServer;
+  let server: TestApp;
   before(async () => {
-    server = await startTestServer();
+    server = await buildTestApp();
   });
   after(() => server.stop());
 
@@ -107,7 +107,7 @@ describe('bad input', () => {
     describe(`POST ${path}`, () => {
       for (const c of SEND_CASES) {
         it(`rejects ${c.name}`, async () => {
-          const res = await request(server.url, path, { method: 'POST', headers: c.headers ?? json, body: c.body });
+          const res = await server.request(path, { method: 'POST', headers: c.headers ?? json, body: c.body });
           assertProblem(res, c);
         });
       }
@@ -117,7 +117,7 @@ describe('bad input', () => {
   describe('reads', () => {
     for (const c of READ_CASES) {
       it(`rejects ${c.name}`, async () => {
-        assertProblem(await request(server.url, c.path!), c);
+        assertProblem(await server.request(c.path!), c);
       });
     }
   });
@@ -129,7 +129,7 @@ describe('bad input', () => {
   });
 
   it('accepts the limits themselves: 128-character ids and a message of exactly the byte limit', async () => {
-    const res = await request(server.url, '/v1/messages', {
+    const res = await server.request('/v1/messages', {
       method: 'POST',
       headers: json,
       body: JSON.stringify({ fromUser: '🐙'.repeat(128), toUser: 'u'.repeat(128), message: 'é'.repeat(32768) }),

@@ -3,22 +3,21 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { request } from '../helpers/http.js';
-import { startTestServer } from '../helpers/server.js';
+import { buildTestApp } from '../helpers/app.js';
 
 describe('health', () => {
   it('is alive and ready while storage answers; not ready once it does not', async () => {
-    const server = await startTestServer();
+    const server = await buildTestApp();
     try {
-      assert.deepEqual((await request(server.url, '/healthz')).json(), { status: 'ok' });
-      assert.deepEqual((await request(server.url, '/readyz')).json(), { status: 'ok' });
+      assert.deepEqual((await server.request('/healthz')).json(), { status: 'ok' });
+      assert.deepEqual((await server.request('/readyz')).json(), { status: 'ok' });
       await server.storage.close();
-      const ready = await request(server.url, '/readyz');
+      const ready = await server.request('/readyz');
       assert.equal(ready.status, 503);
       assert.equal(ready.headers['retry-after'], '1');
       assert.match(String(ready.headers['content-type']), /^application\/problem\+json/);
-      assert.equal((await request(server.url, '/healthz')).status, 200, 'alive even without storage');
-      const send = await request(server.url, '/post-message', { method: 'POST', body: '{"fromUser":"a","toUser":"b","message":"m"}' });
+      assert.equal((await server.request('/healthz')).status, 200, 'alive even without storage');
+      const send = await server.request('/post-message', { method: 'POST', body: '{"fromUser":"a","toUser":"b","message":"m"}' });
       assert.equal(send.status, 503, 'a send without storage is a 503, never a 500');
     } finally {
       await server.stop();

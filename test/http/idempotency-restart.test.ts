@@ -11,8 +11,7 @@ import { MessageService } from '../../src/domain/messages.js';
 import type { Message } from '../../src/protocol/types.js';
 import { Hub } from '../../src/realtime/hub.js';
 import { openSqliteStorage } from '../../src/storage/sqlite/sqlite-storage.js';
-import { postJson, request } from '../helpers/http.js';
-import { startTestServer, tempDir } from '../helpers/server.js';
+import { buildTestApp, tempDir } from '../helpers/app.js';
 
 describe('idempotency across a restart', () => {
   it('finds the key of a send whose answer never reached the client', async () => {
@@ -24,14 +23,14 @@ describe('idempotency across a restart', () => {
         .send(ANYONE, { fromUser: 'client', toUser: 'shop', message: 'order #42' }, 'order-42');
       await store.close();
 
-      const server = await startTestServer({}, { dir });
+      const server = await buildTestApp({}, { dir });
       try {
-        const retry = await postJson(server.url, '/v1/messages', { fromUser: 'client', toUser: 'shop', message: 'order #42' },
+        const retry = await server.postJson('/v1/messages', { fromUser: 'client', toUser: 'shop', message: 'order #42' },
           { 'idempotency-key': 'order-42' });
         assert.equal(retry.status, 201);
         assert.deepEqual(retry.json<Message>(), before.message);
         assert.equal(retry.headers['idempotent-replayed'], 'true');
-        const inbox = (await request(server.url, '/get-messages/shop')).json<Message[]>();
+        const inbox = (await server.request('/get-messages/shop')).json<Message[]>();
         assert.equal(inbox.length, 1, 'the retry stored nothing new');
       } finally {
         await server.stop();

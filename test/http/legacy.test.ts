@@ -4,13 +4,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Message } from '../../src/protocol/types.js';
-import { postJson, request } from '../helpers/http.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { buildTestApp, type TestApp } from '../helpers/app.js';
 
 describe('legacy endpoints', () => {
-  let server: TestServer;
+  let server: TestApp;
   before(async () => {
-    server = await startTestServer();
+    server = await buildTestApp();
   });
   after(() => server.stop());
 
@@ -29,18 +28,18 @@ describe('legacy endpoints', () => {
       ['JSON labelled as a form, as curl -d sends it', { 'content-type': 'application/x-www-form-urlencoded' }, body(to, 'curl')],
     ];
     for (const [name, headers, payload] of cases) {
-      const res = await request(server.url, '/post-message', { method: 'POST', headers, body: payload });
+      const res = await server.request('/post-message', { method: 'POST', headers, body: payload });
       assert.equal(res.status, 202, `${name}: ${res.text}`);
       assert.equal(res.text, '', `${name}: empty body`);
       assert.match(String(res.headers.location), /^\/v1\/messages\/[1-9][0-9]*$/, name);
     }
-    const got = (await request(server.url, `/get-messages/${to}`)).json<Message[]>();
+    const got = (await server.request(`/get-messages/${to}`)).json<Message[]>();
     assert.deepEqual(got.map((m) => m.message), ['json', 'json-charset', 'none', 'text', 'octet', 'form + é & =', 'curl']);
   });
 
   it('points Location at the stored message', async () => {
-    const res = await postJson(server.url, '/post-message', { fromUser: 'a', toUser: 'located', message: 'here' });
-    const stored = await request(server.url, String(res.headers.location));
+    const res = await server.postJson('/post-message', { fromUser: 'a', toUser: 'located', message: 'here' });
+    const stored = await server.request(String(res.headers.location));
     assert.equal(stored.status, 200);
     const m = stored.json<Message>();
     assert.equal(m.message, 'here');
@@ -49,10 +48,10 @@ describe('legacy endpoints', () => {
 
   it('answers every message in the Message shape, oldest first, as JSON', async () => {
     for (const text of ['one', 'two', 'three']) {
-      await postJson(server.url, '/post-message', { fromUser: 'x', toUser: 'ordered', message: text });
+      await server.postJson('/post-message', { fromUser: 'x', toUser: 'ordered', message: text });
     }
-    await postJson(server.url, '/post-message', { fromUser: 'x', toUser: 'elsewhere', message: 'not mine' });
-    const res = await request(server.url, '/get-messages/ordered');
+    await server.postJson('/post-message', { fromUser: 'x', toUser: 'elsewhere', message: 'not mine' });
+    const res = await server.request('/get-messages/ordered');
     assert.equal(res.status, 200);
     assert.match(String(res.headers['content-type']), /^application\/json/);
     const got = res.json<Message[]>();
@@ -66,22 +65,22 @@ describe('legacy endpoints', () => {
   });
 
   it('answers [] for a user with no messages', async () => {
-    const res = await request(server.url, '/get-messages/nobody-at-all');
+    const res = await server.request('/get-messages/nobody-at-all');
     assert.equal(res.status, 200);
     assert.equal(res.text, '[]');
   });
 
   it('stores a JSON number user id as its decimal string', async () => {
-    const res = await postJson(server.url, '/post-message', { fromUser: 1, toUser: 2, message: 'numbers' });
+    const res = await server.postJson('/post-message', { fromUser: 1, toUser: 2, message: 'numbers' });
     assert.equal(res.status, 202);
-    const got = (await request(server.url, '/get-messages/2')).json<Message[]>();
+    const got = (await server.request('/get-messages/2')).json<Message[]>();
     assert.deepEqual(got.map((m) => [m.fromUser, m.toUser]), [['1', '2']]);
   });
 
   it('ignores fields it does not know', async () => {
-    const res = await postJson(server.url, '/post-message', { fromUser: 'a', toUser: 'extra', message: 'm', colour: 'blue' });
+    const res = await server.postJson('/post-message', { fromUser: 'a', toUser: 'extra', message: 'm', colour: 'blue' });
     assert.equal(res.status, 202);
-    const got = (await request(server.url, '/get-messages/extra')).json<Message[]>();
+    const got = (await server.request('/get-messages/extra')).json<Message[]>();
     assert.deepEqual(Object.keys(got[0]!), ['id', 'fromUser', 'toUser', 'message', 'sentAt', 'readAt']);
   });
 
@@ -92,11 +91,11 @@ describe('legacy endpoints', () => {
     await Promise.all(Array.from({ length: 32 }, async () => {
       while (next < n) {
         const i = next++;
-        const res = await postJson(server.url, '/post-message', { fromUser: 'bulk', toUser: user, message: `m${i}` });
+        const res = await server.postJson('/post-message', { fromUser: 'bulk', toUser: user, message: `m${i}` });
         assert.equal(res.status, 202);
       }
     }));
-    const res = await request(server.url, `/get-messages/${user}`);
+    const res = await server.request(`/get-messages/${user}`);
     assert.equal(res.status, 200);
     assert.equal(res.headers['transfer-encoding'], 'chunked', 'sent as a stream, not one buffer');
     const got = res.json<Message[]>();
@@ -108,8 +107,8 @@ describe('legacy endpoints', () => {
 
   it('reads user ids with URL escapes and Unicode', async () => {
     const user = 'Zoë Ω 🐙';
-    await postJson(server.url, '/post-message', { fromUser: 'a', toUser: user, message: 'unicode' });
-    const res = await request(server.url, `/get-messages/${encodeURIComponent(user)}`);
+    await server.postJson('/post-message', { fromUser: 'a', toUser: user, message: 'unicode' });
+    const res = await server.request(`/get-messages/${encodeURIComponent(user)}`);
     assert.deepEqual(res.json<Message[]>().map((m) => m.toUser), [user]);
   });
 });

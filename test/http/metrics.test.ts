@@ -3,19 +3,18 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { postJson, request } from '../helpers/http.js';
-import { startTestServer } from '../helpers/server.js';
+import { buildTestApp } from '../helpers/app.js';
 
 describe('metrics', () => {
   it('counts requests by route and status, messages stored, open streams, and the process', async () => {
-    const server = await startTestServer();
+    const server = await buildTestApp();
     try {
-      await postJson(server.url, '/v1/messages', { fromUser: 'a', toUser: 'b', message: 'one' });
-      await postJson(server.url, '/v1/messages', { fromUser: 'a', toUser: 'b', message: 'two' }, { 'idempotency-key': 'k' });
-      await postJson(server.url, '/v1/messages', { fromUser: 'a', toUser: 'b', message: 'two' }, { 'idempotency-key': 'k' });
-      await request(server.url, '/v1/users/b/messages?limit=abc');
-      await request(server.url, '/nowhere');
-      const res = await request(server.url, '/metrics');
+      await server.postJson('/v1/messages', { fromUser: 'a', toUser: 'b', message: 'one' });
+      await server.postJson('/v1/messages', { fromUser: 'a', toUser: 'b', message: 'two' }, { 'idempotency-key': 'k' });
+      await server.postJson('/v1/messages', { fromUser: 'a', toUser: 'b', message: 'two' }, { 'idempotency-key': 'k' });
+      await server.request('/v1/users/b/messages?limit=abc');
+      await server.request('/nowhere');
+      const res = await server.request('/metrics');
       assert.equal(res.status, 200);
       assert.match(String(res.headers['content-type']), /^text\/plain; version=0\.0\.4/);
       const text = res.text;

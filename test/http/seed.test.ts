@@ -1,27 +1,27 @@
 /**
- * The seed's own tests (python-class-messaging test/test_app.py), reproduced over real HTTP,
+ * The seed's own tests (python-class-messaging test/test_app.py), reproduced through the app,
  * and the seed README's Python `requests` session run as it is written.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import type { Message } from '../../src/protocol/types.js';
-import { request } from '../helpers/http.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { buildTestApp, type TestApp } from '../helpers/app.js';
+import { startTestServer } from '../helpers/server.js';
 
 describe('the seed, unchanged', () => {
-  let server: TestServer;
+  let server: TestApp;
   before(async () => {
-    server = await startTestServer();
+    server = await buildTestApp();
   });
   after(() => server.stop());
 
   it('test_get_messages: a posted message is in the recipient\'s list', async () => {
-    await request(server.url, '/post-message', {
+    await server.request('/post-message', {
       method: 'POST',
       body: JSON.stringify({ fromUser: 'Steve', toUser: 'Val', message: 'Test Message' }),
     });
-    const response = await request(server.url, '/get-messages/Val');
+    const response = await server.request('/get-messages/Val');
     const data = response.json<Message[]>();
     assert.equal(response.status, 200);
     assert.equal(data.length, 1);
@@ -29,14 +29,14 @@ describe('the seed, unchanged', () => {
   });
 
   it('test_post_message: a body with no Content-Type is accepted with 202', async () => {
-    const response = await request(server.url, '/post-message', {
+    const response = await server.request('/post-message', {
       method: 'POST',
       body: JSON.stringify({ fromUser: 'Val', toUser: 'Steve', message: 'Test Message' }),
     });
     assert.equal(response.status, 202);
     assert.equal(response.headers['content-type'], undefined);
     assert.equal(response.text, '');
-    const steve = await request(server.url, '/get-messages/Steve');
+    const steve = await server.request('/get-messages/Steve');
     assert.equal(steve.json<Message[]>().length, 1);
   });
 });
