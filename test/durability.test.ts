@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { Message } from '../src/protocol/types.js';
 import { spawnServer } from './helpers/child.js';
+import { until } from './helpers/wait.js';
 import { request } from './helpers/http.js';
 import { tempDir } from './helpers/server.js';
 
@@ -57,7 +58,7 @@ describe('durability', () => {
     try {
       const first = await spawnServer(env);
       const traffic = load(first.url, 'graceful', 16);
-      while (traffic.acknowledged.length < 100) await new Promise((r) => setTimeout(r, 5));
+      await until(() => traffic.acknowledged.length >= 100, '100 acknowledged sends', 60_000, 5);
       first.process.kill('SIGTERM');
       const exit = await first.exited;
       await traffic.stop();
@@ -84,7 +85,7 @@ describe('durability', () => {
       try {
         const first = await spawnServer(env);
         const traffic = load(first.url, 'crash', 32);
-        while (traffic.acknowledged.length < 300) await new Promise((r) => setTimeout(r, 2));
+        await until(() => traffic.acknowledged.length >= 300, '300 acknowledged sends', 60_000);
         // Killed while sends are still arriving and committing.
         first.process.kill('SIGKILL');
         const exit = await first.exited;

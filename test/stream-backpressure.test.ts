@@ -12,6 +12,7 @@ import { describe, it } from 'node:test';
 import { spawnServer } from './helpers/child.js';
 import { postJson, request } from './helpers/http.js';
 import { tempDir } from './helpers/server.js';
+import { until } from './helpers/wait.js';
 
 function kb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -41,7 +42,7 @@ describe('stream backpressure', { skip: onLinux }, () => {
     socket.on('close', () => (serverClosed = true));
     try {
       const openStreams = async () => Number(/^postbox_streams_open (\d+)$/m.exec((await request(server.url, '/metrics')).text)![1]);
-      while ((await openStreams()) === 0) await new Promise((r) => setTimeout(r, 10));
+      await until(async () => (await openStreams()) > 0, 'the stalled stream to open', 60_000, 10);
 
       // Warm up the send path and fill SQLite's page cache (32 MiB) with 48 MB of writes, so
       // that what grows from here on is what the stalled stream costs, not the cache.
@@ -69,9 +70,7 @@ describe('stream backpressure', { skip: onLinux }, () => {
       // 10,000 × 8 KiB is 80 MB of events; had they been buffered, memory would have grown by at least that.
       assert.ok(peakGrowthMb < 48, `server memory grew by ${peakGrowthMb.toFixed(1)} MB`);
       socket.resume();
-      const deadline = Date.now() + 10_000;
-      while (!serverClosed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-      assert.ok(serverClosed, 'the connection was dropped');
+      await until(() => serverClosed, 'the connection to be dropped', 10_000, 10);
     } finally {
       socket.destroy();
       server.process.kill('SIGTERM');

@@ -11,37 +11,24 @@ import { PostboxClient, PostboxError, type Message, type StreamEvent } from '../
 import { openSqliteStorage } from '../../src/storage/sqlite/sqlite-storage.js';
 import { postJson } from '../helpers/http.js';
 import { startTestServer, tempDir } from '../helpers/server.js';
+import { until } from '../helpers/wait.js';
 
 /** Collects what a subscription hears and lets a test await a count of messages. */
 function collector() {
   const messages: Message[] = [];
   const events: StreamEvent[] = [];
-  const waiters: (() => void)[] = [];
-  const wake = () => waiters.splice(0).forEach((w) => w());
   return {
     messages,
     events,
     onMessage: (m: Message) => {
       messages.push(m);
-      wake();
     },
     onEvent: (e: StreamEvent) => {
       events.push(e);
-      wake();
     },
-    async until(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-      const deadline = Date.now() + timeoutMs;
-      while (!check()) {
-        const left = deadline - Date.now();
-        if (left <= 0) throw new Error(`timed out waiting for ${what}; have ${messages.length} messages, events ${events.map((e) => e.type).join(',')}`);
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, Math.min(left, 200));
-          waiters.push(() => {
-            clearTimeout(t);
-            resolve();
-          });
-        });
-      }
+    /** Waits for `check`, naming what was heard so far if it never holds. */
+    until(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+      return until(check, () => `${what}; have ${messages.length} messages, events ${events.map((e) => e.type).join(',')}`, timeoutMs);
     },
   };
 }
@@ -115,7 +102,7 @@ describe('client.subscribe', () => {
     const second = collector();
     let sub: ReturnType<PostboxClient['subscribe']> | undefined;
     try {
-      while (server.hub.listenersOf('me') === 0) await new Promise((r) => setImmediate(r));
+      await until(() => server.hub.listenersOf('me') > 0, 'the subscription to be heard');
       sub = client.subscribe('me', { onMessage: second.onMessage, onEvent: second.onEvent, reconnect: { minMs: 50, maxMs: 100 } });
       await second.until(() => second.events.some((e) => e.type === 'disconnected'), 'a refusal');
       const refusal = second.events.find((e) => e.type === 'disconnected');

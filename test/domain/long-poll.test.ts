@@ -11,7 +11,8 @@ import { MessageService } from '../../src/domain/messages.js';
 import { Hub } from '../../src/realtime/hub.js';
 import { openSqliteStorage } from '../../src/storage/sqlite/sqlite-storage.js';
 import type { Storage } from '../../src/storage/storage.js';
-import { tempDir } from '../helpers/server.js';
+import { tempDir } from '../helpers/app.js';
+import { until } from '../helpers/wait.js';
 
 async function setup() {
   const dir = await tempDir();
@@ -58,7 +59,7 @@ describe('long-poll', () => {
     const t = await setup();
     try {
       const polling = t.service.inbox(ANYONE, 'me', { from: 'friend', wait: 30 });
-      while (t.hub.listeners === 0) await new Promise((r) => setImmediate(r));
+      await until(() => t.hub.listeners > 0, 'the poll to watch');
       await t.service.send(ANYONE, { fromUser: 'stranger', toUser: 'me', message: 'not for the filter' });
       await t.service.send(ANYONE, { fromUser: 'friend', toUser: 'me', message: 'this one' });
       const page = await polling;

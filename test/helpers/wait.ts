@@ -5,18 +5,21 @@
 
 /**
  * Resolves once `check()` holds (it may ask something asynchronously), looking again every
- * `intervalMs`; rejects past the deadline, naming `what` it waited for. The one poll loop of
+ * `intervalMs`; rejects past the deadline, naming `what` it waited for (a function is asked
+ * only then, to describe the state at that moment). The one poll loop of
  * the suite: every wait on state a test cannot get an event for goes through it.
  */
 export async function until(
   check: () => boolean | Promise<boolean>,
-  what: string,
+  what: string | (() => string),
   timeoutMs = 20_000,
   intervalMs = 2,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`);
+    }
     // setImmediate alone would spin a core while the servers in this process need it.
     await new Promise((r) => setTimeout(r, intervalMs));
   }
