@@ -10,6 +10,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { ConfigError, loadStoreConfig, type StoreConfig } from '../config.js';
+import { STORE_HOLDER } from '../domain/access.js';
 import { readRecords, recordLine } from '../domain/transfer.js';
 import { UserService } from '../domain/users.js';
 import { AppError } from '../errors.js';
@@ -85,11 +86,11 @@ const users: Command = {
     const { config, flags, args: rest } = parse(args, ctx, { json: { type: 'boolean' } });
     const [sub, ...operands] = rest;
     await withStore(config, async (storage) => {
-      // The store itself: no actor, no mode; these commands are for whoever holds the store.
-      const service = new UserService(storage, { mode: 'token', adminToken: undefined });
+      // Whoever holds the store acts on its accounts as the admin would; no one is authenticated here.
+      const service = new UserService(storage);
       switch (sub) {
         case 'add': {
-          const created = await service.createDirect(one(operands, 'user id'));
+          const created = await service.create(STORE_HOLDER, one(operands, 'user id'));
           if (flags.json) ctx.io.stdout(`${JSON.stringify(created)}\n`);
           else {
             ctx.io.stdout(`${created.token}\n`);
@@ -107,7 +108,7 @@ const users: Command = {
         }
         case 'remove': {
           const id = one(operands, 'user id');
-          await service.removeDirect(id);
+          await service.remove(STORE_HOLDER, id);
           ctx.io.stderr(`removed user "${id}"\n`);
           return;
         }

@@ -26,7 +26,7 @@
  */
 import type { Message } from '../protocol/types.js';
 import type { AppError } from '../errors.js';
-import { GroupCommit, type BatchRunner } from './group-commit.js';
+import { GroupCommit, type BatchResult } from './group-commit.js';
 import { importInChunks, type ImportCounts } from './import-check.js';
 import { finishPage, isMiddlePage, pageWindow, type PageWindow } from './paging.js';
 import { conversationsKey, conversationsSize, inboxKey, ReadCache, wirePageSize } from './read-cache.js';
@@ -80,8 +80,8 @@ export interface Dialect {
   /** `sqlite` or `postgres`. */
   readonly kind: string;
   readonly reads: DialectReads;
-  /** Commits a batch of writes in one transaction (see group-commit.ts). */
-  readonly runBatch: BatchRunner;
+  /** Commits a batch of writes in one transaction (see group-commit.ts's `BatchRunner`). */
+  runBatch(writes: readonly StoreWrite[]): Promise<BatchResult>;
   /**
    * Whether the dialect tells listeners itself (PostgreSQL: every instance hears every
    * commit through its change feed, its own included). Otherwise the core tells them.
@@ -147,7 +147,7 @@ export class CoreStorage implements Storage {
     this.kind = dialect.kind;
     this.reads = dialect.reads;
     this.engine = new GroupCommit({
-      run: dialect.runBatch,
+      run: (writes) => dialect.runBatch(writes),
       ...(dialect.ownFeed ? {} : { publish: (events: readonly StoreEvent[]) => listeners.emit(events) }),
     });
     this.cache = dialect.commitVersion ? new ReadCache() : undefined;

@@ -8,8 +8,10 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { CoreStorage, Listeners, type ConversationRow, type Dialect, type DialectReads, type TokenRow } from '../core.js';
+import type { BatchResult } from '../group-commit.js';
 import { windowSql } from '../paging.js';
 import type { InboxQuery, StorageLogger, StoredUser, WireRow } from '../storage.js';
+import type { StoreWrite } from '../writes.js';
 import { migrate } from './migrations.js';
 import { CONNECTION_PRAGMAS, WIRE_COLUMNS } from './rows.js';
 import { WriterThread } from './writer-thread.js';
@@ -69,14 +71,12 @@ class SqliteDialect implements Dialect {
   readonly ownFeed = false;
   readonly pingWrites = true;
   readonly reads: DialectReads;
-  readonly runBatch: Dialect['runBatch'];
   readonly commitVersion: () => number;
   private readonly writer: WriterThread;
   private readonly statements = new Map<string, Database.Statement>();
 
   constructor(private readonly db: Database.Database, options: SqliteOptions) {
     this.writer = new WriterThread({ path: options.path, synchronous: options.durability === 'fsync' ? 'FULL' : 'NORMAL' });
-    this.runBatch = (writes) => this.writer.run(writes);
     // SQLite's count of commits by other connections: the writer thread's and other processes'.
     const dataVersion = db.prepare('PRAGMA data_version').pluck();
     this.commitVersion = () => dataVersion.get() as number;
@@ -114,6 +114,10 @@ class SqliteDialect implements Dialect {
       userForToken: (hash) => (this.prepared('SELECT user_id FROM tokens WHERE hash = ?').pluck().get(hash) as string | undefined) ?? null,
       ping: () => this.prepared('SELECT 1').get(),
     };
+  }
+
+  runBatch(writes: readonly StoreWrite[]): Promise<BatchResult> {
+    return this.writer.run(writes);
   }
 
   async close(): Promise<void> {
