@@ -106,6 +106,11 @@ export class Listeners {
 
   constructor(private readonly logger?: StorageLogger) {}
 
+  /** How many listen. */
+  get size(): number {
+    return this.set.size;
+  }
+
   /** Adds a listener; returns its removal. */
   add(listener: StoreListener): () => void {
     this.set.add(listener);
@@ -148,7 +153,7 @@ export class CoreStorage implements Storage {
     this.reads = dialect.reads;
     this.engine = new GroupCommit({
       run: (writes) => dialect.runBatch(writes),
-      ...(dialect.ownFeed ? {} : { publish: (events: readonly StoreEvent[]) => listeners.emit(events) }),
+      ...(dialect.ownFeed ? {} : { publish: listeners }),
     });
     this.cache = dialect.commitVersion ? new ReadCache() : undefined;
   }
@@ -171,9 +176,8 @@ export class CoreStorage implements Storage {
   }
 
   inbox(user: string, query: InboxQuery): Promise<WirePage> {
-    const window = pageWindow(query);
     return this.cached(inboxKey(user, query), (page) => (isMiddlePage(query, page.more) ? undefined : wirePageSize(page)),
-      () => this.read(() => this.reads.inbox(user, query, window), (rows) => finishPage(rows, query)));
+      () => this.read(() => this.reads.inbox(user, query, pageWindow(query)), (rows) => finishPage(rows, query)));
   }
 
   sent(user: string, query: PageQuery): Promise<WirePage> {
