@@ -135,7 +135,7 @@ const exportCommand: Command = {
   run: (args, ctx) => guarded('export', ctx, async () => {
     const { config, flags, args: rest } = parse(args, ctx, { out: { type: 'string' } });
     if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
-    const out: Writable = flags.out ? createWriteStream(flags.out) : process.stdout;
+    const out: Writable = flags.out ? createWriteStream(flags.out) : ctx.io.output;
     const counts = { user: 0, token: 0, message: 0 };
     await withStore(config, async (storage) => {
       for await (const record of storage.exportAll()) {
@@ -157,7 +157,7 @@ const importCommand: Command = {
   run: (args, ctx) => guarded('import', ctx, async () => {
     const { config, args: rest } = parse(args, ctx, {});
     if (rest.length > 1) throw new UsageError('give at most one file');
-    const input: Readable = rest[0] === undefined || rest[0] === '-' ? process.stdin : createReadStream(rest[0]);
+    const input: Readable = rest[0] === undefined || rest[0] === '-' ? ctx.io.input : createReadStream(rest[0]);
     const counts = await withStore(config, (storage) =>
       // readline starts reading at once and drops lines nobody iterates yet: made only here,
       // where they are read, not before the store has opened.
