@@ -55,7 +55,7 @@ const COMMANDS: Record<string, Command> = {
     usage: 'postbox serve [options]',
     help: () => `Every setting can be given as a flag or an environment variable; flags win.\n\n${settingsHelp()}`,
     // Loaded only here: the other commands should not pay for Fastify and the server's start-up.
-    run: async (args, ctx) => (await import('../main.js')).runServer(args, ctx.env),
+    run: async (args, ctx) => (await import('../main.js')).runServer(args, ctx.env, ctx.io),
   },
   ...clientCommands(),
   ...storeCommands(),

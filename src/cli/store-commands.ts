@@ -122,8 +122,17 @@ const users: Command = {
 /** Writes and waits when the destination is full, so memory stays flat for any store size. */
 async function write(out: Writable, text: string): Promise<void> {
   if (!out.write(text)) await new Promise<void>((resolve, reject) => {
-    out.once('drain', resolve);
-    out.once('error', reject);
+    // Each wait takes its listeners away again: a long export waits thousands of times.
+    const drained = () => {
+      out.off('error', failed);
+      resolve();
+    };
+    const failed = (err: Error) => {
+      out.off('drain', drained);
+      reject(err);
+    };
+    out.once('drain', drained);
+    out.once('error', failed);
   });
 }
 
