@@ -250,6 +250,7 @@ export class WriteSide {
     return {
       unread: this.stmt.unreadTotal.get(user) as number,
       ids: changed.map((c) => String(c.seq)),
+      senders: changed.map((c) => c.from_user),
       readAt,
     };
   }
