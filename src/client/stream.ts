@@ -113,7 +113,9 @@ export async function readEvents(
   on: (event: StreamEvent) => void,
 ): Promise<'ended' | 'dropped'> {
   if (!body) return 'dropped';
-  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  const reader = body.getReader();
+  // Streaming decode keeps a character split across chunks whole.
+  const decoder = new TextDecoder();
   const cancel = () => void reader.cancel().catch(() => undefined);
   signal.addEventListener('abort', cancel, { once: true });
   let ended = false;
@@ -133,7 +135,7 @@ export async function readEvents(
         return 'dropped';
       }
       if (chunk.done) return 'dropped';
-      parser.push(chunk.value);
+      parser.push(decoder.decode(chunk.value, { stream: true }));
     }
     return 'ended';
   } finally {

@@ -5,7 +5,8 @@
 import type { Message, User } from '../protocol/types.js';
 
 export type {
-  Conversation, ConversationList, CreatedUser, Message, MessagePage, Problem, ProblemFieldError, ReadResult, SendMessage, User,
+  Conversation, ConversationList, CreatedUser, Identity, Message, MessagePage, Problem, ProblemFieldError, ReadResult,
+  SendMessage, ServerInfo, User,
 } from '../protocol/types.js';
 
 /** Something a live stream said, or what became of its connection. */

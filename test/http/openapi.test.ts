@@ -8,8 +8,8 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import { request } from '../helpers/http.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
-/** Routes that are not API operations: the document itself, its UI, problem pages. */
-const NOT_OPERATIONS = [/^\/openapi\.json$/, /^\/docs/, /^\/problems\//];
+/** Routes that are not API operations: the document itself, its UI, problem pages, the web app. */
+const NOT_OPERATIONS = [/^\/openapi\.json$/, /^\/docs/, /^\/problems\//, /^\/$/, /^\/app\//];
 
 describe('OpenAPI document', () => {
   let server: TestServer;
