@@ -5,7 +5,7 @@ import type {
   ConversationList, CreatedUser, Identity, Message, MessagePage, ReadResult, SendMessage, ServerInfo,
 } from '../protocol/types.js';
 import { PostboxConnectionError, problemError } from './errors.js';
-import { follow, type FollowState, type StreamSource } from './stream.js';
+import { follow, reconnectNow, type FollowState, type StreamSource } from './stream.js';
 import type {
   CallOptions, ConversationsQuery, HealthStatus, InboxQuery, IssuedToken, PageQuery, PostboxClientOptions, ReadSelection,
   SendOptions, Subscription, SubscribeOptions, UserList,
@@ -260,7 +260,7 @@ export class PostboxClient {
     return {
       closed,
       close: () => controller.abort(),
-      reconnect: () => state.wake?.(),
+      reconnect: () => reconnectNow(state),
       get lastEventId() {
         return state.lastId;
       },

@@ -156,11 +156,19 @@ export interface StreamSource {
   failure(response: Response): Promise<PostboxError>;
 }
 
-/** Where a subscription is: what `lastEventId` reads, and how to cut a wait short. */
+/** Where a subscription is: what `lastEventId` reads, and how to reconnect at once. */
 export interface FollowState {
   lastId: string | undefined;
   /** Set while waiting to reconnect: ends the wait at once. */
   wake?: () => void;
+  /** Set while connecting or connected: drops this connection, to reconnect at once. */
+  drop?: () => void;
+}
+
+/** Asks a follow loop to reconnect now, whether it is connected or waiting. */
+export function reconnectNow(state: FollowState): void {
+  if (state.drop) state.drop();
+  else state.wake?.();
 }
 
 /**
@@ -174,11 +182,20 @@ export async function follow(source: StreamSource, options: SubscribeOptions, si
   const emit = (event: StreamEvent) => options.onEvent?.(event);
   while (!signal.aborted) {
     let wait: number;
+    // This connection's own signal: the subscription's, or a drop asked for by reconnect().
+    const attempt = new AbortController();
+    const stopAttempt = () => attempt.abort();
+    signal.addEventListener('abort', stopAttempt, { once: true });
+    let dropped = false;
+    state.drop = () => {
+      dropped = true;
+      attempt.abort();
+    };
     try {
-      if (state.lastId === undefined) state.lastId = await source.newestId(signal);
+      if (state.lastId === undefined) state.lastId = await source.newestId(attempt.signal);
       let response: Response;
       try {
-        response = await source.open(state.lastId, signal);
+        response = await source.open(state.lastId, attempt.signal);
       } catch (err) {
         if (signal.aborted) return;
         throw new PostboxConnectionError(source.url, err);
@@ -191,7 +208,7 @@ export async function follow(source: StreamSource, options: SubscribeOptions, si
       } else {
         emit({ type: 'open' });
         let sawMessage = false;
-        const outcome = await readEvents(response.body, signal, (event) => {
+        const outcome = await readEvents(response.body, attempt.signal, (event) => {
           if (event.type === 'message') {
             state.lastId = event.message.id;
             sawMessage = true;
@@ -210,7 +227,12 @@ export async function follow(source: StreamSource, options: SubscribeOptions, si
       if (err instanceof PostboxError && err.status !== 429 && err.status !== 503) throw err;
       emit({ type: 'disconnected', error: err as Error });
       wait = delay;
+    } finally {
+      signal.removeEventListener('abort', stopAttempt);
+      state.drop = undefined;
     }
+    // Dropped on purpose: the network changed, so try again at once.
+    if (dropped) wait = 0;
     delay = Math.min(maxDelay, delay * 2);
     // Jitter, so a server's many clients do not all come back in the same instant.
     await sleep(wait * (0.5 + Math.random() / 2), signal, state);

@@ -341,12 +341,16 @@ function ChatScreen(props: { session: Session; info: ServerInfo; onSignOut: (why
 
   useEffect(() => {
     chat.start();
-    const wake = () => chat.wake();
-    addEventListener('online', wake);
-    document.addEventListener('visibilitychange', wake);
+    // A connection that went through a network change may be dead without knowing it yet.
+    const reconnect = () => chat.reconnect();
+    const shown = () => chat.shown();
+    addEventListener('online', reconnect);
+    addEventListener('offline', reconnect);
+    document.addEventListener('visibilitychange', shown);
     return () => {
-      removeEventListener('online', wake);
-      document.removeEventListener('visibilitychange', wake);
+      removeEventListener('online', reconnect);
+      removeEventListener('offline', reconnect);
+      document.removeEventListener('visibilitychange', shown);
       chat.stop();
     };
   }, [chat]);

@@ -120,9 +120,13 @@ export class Chat {
     this.subscription?.close();
   }
 
-  /** Reconnects now if the stream is waiting to (the network came back, the tab was shown). */
-  wake(): void {
+  /** The network changed (went off or came back): connect again now, resuming by the last id. */
+  reconnect(): void {
     this.subscription?.reconnect();
+  }
+
+  /** The tab was shown: what is on screen is now read. */
+  shown(): void {
     void this.markOpenRead();
   }
 
@@ -188,11 +192,13 @@ export class Chat {
     const v = this.view(peer);
     try {
       const page = await this.client.conversation(this.me, peer, { before: 'latest', limit: PAGE });
-      const first = page.messages[0];
+      const first = Number(page.messages[0]?.id ?? Infinity);
+      const last = Number(page.messages[page.messages.length - 1]?.id ?? Infinity);
       if (!v.loaded) v.older = page.next;
       v.loaded = true;
-      // Within the page's range the page is the truth (deletes, read times); older ones stay.
-      const kept = first ? v.messages.filter((m) => Number(m.id) < Number(first.id)) : [];
+      // Within the page's range the page is the truth (deletes, read times). Older messages
+      // stay, and so do newer ones: the stream may have delivered them while this was read.
+      const kept = v.messages.filter((m) => Number(m.id) < first || Number(m.id) > last);
       v.messages = merge(kept, page.messages);
       v.problem = undefined;
     } catch (err) {
