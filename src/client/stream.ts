@@ -7,6 +7,7 @@
  * (WHATWG streams), the tests and the benchmarks (node:http) all share it. Like the rest of
  * the client it imports nothing but `../protocol/` and runs in browsers as well as Node.
  */
+import type { StreamEventData, StreamEventName } from '../protocol/events.js';
 import type { Message } from '../protocol/types.js';
 import { PostboxConnectionError, PostboxError } from './errors.js';
 import type { StreamEvent, SubscribeOptions } from './types.js';
@@ -92,13 +93,20 @@ export function toStreamEvent(raw: SseEvent): StreamEvent | undefined {
   } catch {
     return undefined;
   }
-  const p = parsed as Record<string, unknown>;
-  switch (raw.event) {
+  // The shapes are the protocol's; a field missing from a newer or older server reads as empty.
+  const data = <K extends StreamEventName>(_name: K) => parsed as Partial<StreamEventData[K]>;
+  switch (raw.event as StreamEventName) {
     case 'message': return { type: 'message', message: parsed as Message };
-    case 'deleted': return { type: 'deleted', id: String(p.id) };
-    case 'read': return { type: 'read', ids: (p.ids as string[]) ?? [], readAt: String(p.readAt) };
-    case 'receipt': return { type: 'receipt', ids: (p.ids as string[]) ?? [], readAt: String(p.readAt), by: String(p.by) };
-    case 'end': return { type: 'end', reason: String(p.reason) };
+    case 'deleted': return { type: 'deleted', id: String(data('deleted').id) };
+    case 'read': {
+      const d = data('read');
+      return { type: 'read', ids: d.ids ?? [], readAt: String(d.readAt) };
+    }
+    case 'receipt': {
+      const d = data('receipt');
+      return { type: 'receipt', ids: d.ids ?? [], readAt: String(d.readAt), by: String(d.by) };
+    }
+    case 'end': return { type: 'end', reason: String(data('end').reason) };
     default: return undefined;
   }
 }
