@@ -21,8 +21,10 @@ import { streamRoutes } from './http/stream.js';
 import { userRoutes } from './http/users.js';
 import { problemRoutes, registerProblemHandlers, sendProblem } from './http/problems.js';
 import { registerProtection } from './http/protection.js';
+import { sessionRoutes } from './http/session.js';
 import { addMethodNotAllowed, recordRoutes, type RouteEntry } from './http/route-table.js';
 import { validatorCompiler } from './http/validation.js';
+import { webAppRoutes } from './http/webapp.js';
 import type { Hub } from './realtime/hub.js';
 import { StreamRegistry } from './realtime/streams.js';
 import type { Storage } from './storage/storage.js';
@@ -140,6 +142,8 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   messageRoutes(app, messages);
   userRoutes(app, users);
   streamRoutes(app, streams);
+  sessionRoutes(app, { auth: config.auth, maxMessageBytes: config.maxMessageBytes, version: packageVersion() });
+  webAppRoutes(app);
 
   // Last, once every route (plugins' included) is known.
   void app.register((instance, _options, done) => {

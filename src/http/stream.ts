@@ -27,7 +27,8 @@ export function streamRoutes(app: App, streams: StreamRegistry): void {
       summary: 'The inbox as a live event stream',
       description: 'text/event-stream. Each new message is an event `message` whose id is the message id and whose ' +
         'data is the Message. Resuming (after= or Last-Event-ID) first replays what was missed, then goes live, with ' +
-        'no gap and no duplicate. `deleted` ({id}) and `read` ({ids, readAt}) keep a screen consistent; `end` ' +
+        'no gap and no duplicate. `deleted` ({id}), `read` ({ids, readAt}) and `receipt` ({ids, readAt, by}: the ' +
+        'messages the user sent that `by` has read) keep a screen consistent; `end` ' +
         '({reason}) says the stream will not resume (user removed, token revoked). Comment heartbeats keep idle ' +
         'connections open. A client that stops reading is disconnected and resumes by id.',
       params: UserParams,

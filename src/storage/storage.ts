@@ -86,6 +86,8 @@ export interface ReadOutcome {
   unread: number;
   /** The messages this call changed, with the time it set. */
   ids: string[];
+  /** The sender of each of `ids`, index by index: who gets a read receipt. */
+  senders: string[];
   readAt: string;
 }
 
@@ -100,7 +102,8 @@ export interface ReadOutcome {
 export type StoreEvent =
   | { type: 'message'; message: Message }
   | { type: 'deleted'; id: string; fromUser: string; toUser: string }
-  | { type: 'read'; user: string; ids: string[]; readAt: string }
+  /** `senders[i]` sent `ids[i]`; they hear of it as a read receipt. */
+  | { type: 'read'; user: string; ids: string[]; senders: string[]; readAt: string }
   | { type: 'user-removed'; user: string }
   | { type: 'tokens-revoked'; user: string }
   | { type: 'resync' };

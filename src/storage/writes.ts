@@ -59,7 +59,7 @@ export function eventOf(write: StoreWrite, value: unknown): StoreEvent | undefin
     }
     case 'markRead': {
       const r = value as ReadOutcome;
-      return r.ids.length > 0 ? { type: 'read', user: write.user, ids: r.ids, readAt: r.readAt } : undefined;
+      return r.ids.length > 0 ? { type: 'read', user: write.user, ids: r.ids, senders: r.senders, readAt: r.readAt } : undefined;
     }
     case 'deleteUser':
       return value === true ? { type: 'user-removed', user: write.id } : undefined;

@@ -9,6 +9,7 @@ import type { Message } from '../../src/protocol/types.js';
 import type { RawResponse } from '../helpers/http.js';
 import { buildTestApp, type TestApp } from '../helpers/app.js';
 import { openStream } from '../helpers/sse.js';
+import { ensureWebBuilt } from '../helpers/web-build.js';
 
 const ADMIN = 'admin-token-for-the-matrix-0123456789';
 const IDENTITIES = ['none', 'bad', 'owner', 'other', 'admin'] as const;
@@ -68,6 +69,13 @@ const ROWS: Record<string, Row> = {
   },
   'GET /docs/static/swagger-initializer.js': { call: () => ({ path: '/docs/static/swagger-initializer.js' }), expect: PUBLIC },
   'GET /docs/static/*': { call: () => ({ path: '/docs/static/swagger-ui.css' }), expect: PUBLIC },
+  // The web app's files need no token: signing in happens inside the app.
+  'GET /': { call: () => ({ path: '/' }), expect: PUBLIC },
+  'GET /app/:name': {
+    call: () => ({ path: '/app/not-part-of-the-build.js' }),
+    expect: { none: 404, bad: 404, owner: 404, other: 404, admin: 404 },
+  },
+  'GET /v1/server': { call: () => ({ path: '/v1/server' }), expect: PUBLIC },
 
   'POST /post-message': {
     call: async (owner) => ({ path: '/post-message', body: { fromUser: owner, toUser: await makeUser(), message: 'm' } }),
@@ -93,6 +101,8 @@ const ROWS: Record<string, Row> = {
   'DELETE /v1/users/:user/tokens': { call: (owner) => ({ path: `/v1/users/${owner}/tokens` }), expect: OWNER_OR_ADMIN(204) },
   'POST /v1/users': { call: () => ({ path: '/v1/users', body: { id: `new${++counter}` } }), expect: ADMIN_ONLY(201) },
   'GET /v1/users': { call: () => ({ path: '/v1/users' }), expect: ADMIN_ONLY(200) },
+  // Anyone with a valid token may ask who it is.
+  'GET /v1/me': { call: () => ({ path: '/v1/me' }), expect: { none: 401, bad: 401, owner: 200, other: 200, admin: 200 } },
   'DELETE /v1/users/:user': { call: async () => ({ path: `/v1/users/${await makeUser()}` }), expect: ADMIN_ONLY(204) },
 };
 
@@ -122,6 +132,7 @@ async function perform(method: string, route: string, call: Call, headers: Recor
 }
 
 before(async () => {
+  ensureWebBuilt();
   server = await buildTestApp({ POSTBOX_AUTH: 'token', POSTBOX_ADMIN_TOKEN: ADMIN, POSTBOX_RATE_LIMIT: '0' });
 });
 after(() => server.stop());

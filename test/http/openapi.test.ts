@@ -7,8 +7,8 @@ import { after, before, describe, it } from 'node:test';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { buildTestApp, type TestApp } from '../helpers/app.js';
 
-/** Routes that are not API operations: the document itself, its UI, problem pages. */
-const NOT_OPERATIONS = [/^\/openapi\.json$/, /^\/docs/, /^\/problems\//];
+/** Routes that are not API operations: the document itself, its UI, problem pages, the web app. */
+const NOT_OPERATIONS = [/^\/openapi\.json$/, /^\/docs/, /^\/problems\//, /^\/$/, /^\/app\//];
 
 describe('OpenAPI document', () => {
   let server: TestApp;

@@ -91,7 +91,7 @@ const SQL = {
     ), lowered AS (
       UPDATE conversations c SET unread = greatest(c.unread - p.n, 0) FROM per_peer p WHERE c.owner = $2 AND c.peer = p.peer
     )
-    SELECT seq FROM changed ORDER BY seq`),
+    SELECT seq, from_user FROM changed ORDER BY seq`),
   readIds: named('read_ids', `
     WITH changed AS (
       UPDATE messages SET read_at = $1 WHERE to_user = $2 AND read_at IS NULL AND seq = ANY($3::bigint[]) RETURNING seq, from_user
@@ -100,7 +100,7 @@ const SQL = {
     ), lowered AS (
       UPDATE conversations c SET unread = greatest(c.unread - p.n, 0) FROM per_peer p WHERE c.owner = $2 AND c.peer = p.peer
     )
-    SELECT seq FROM changed ORDER BY seq`),
+    SELECT seq, from_user FROM changed ORDER BY seq`),
   unreadTotal: named('unread_total', 'SELECT coalesce(sum(unread), 0)::int AS n FROM conversations WHERE owner = $1'),
   createUser: named('create_user', 'INSERT INTO users (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING'),
   deleteUser: named('delete_user', 'DELETE FROM users WHERE id = $1'),
@@ -280,11 +280,13 @@ export class WriteSide {
   }
 
   private async markRead(client: pg.ClientBase, user: string, now: number, upTo?: number, ids?: number[]): Promise<ReadOutcome> {
-    const changed = (await client.query<{ seq: number }>(
+    const changed = (await client.query<{ seq: number; from_user: string }>(
       upTo !== undefined ? SQL.readUpTo([now, user, upTo]) : SQL.readIds([now, user, ids ?? []]),
     )).rows;
     const unread = (await client.query<{ n: number }>(SQL.unreadTotal([user]))).rows[0]!.n;
-    return { unread, ids: changed.map((c) => String(c.seq)), readAt: new Date(now).toISOString() };
+    return {
+      unread, ids: changed.map((c) => String(c.seq)), senders: changed.map((c) => c.from_user), readAt: new Date(now).toISOString(),
+    };
   }
 
   /**

@@ -230,6 +230,7 @@ export class WriteSide {
     return {
       unread: this.stmt.unreadTotal.get(user) as number,
       ids: changed.map((c) => String(c.seq)),
+      senders: changed.map((c) => c.from_user),
       readAt,
     };
   }
