@@ -19,8 +19,8 @@ import { messageRoutes } from './http/messages.js';
 import { metricsRoutes } from './http/metrics.js';
 import { streamRoutes } from './http/stream.js';
 import { userRoutes } from './http/users.js';
-import { problemRoutes, registerProblemHandlers, sendProblem } from './http/problems.js';
-import { registerProtection } from './http/protection.js';
+import { clientErrorHandler, problemRoutes, registerNotFound, registerProblemHandlers, sendProblem } from './http/problems.js';
+import { registerCrossSiteGuard, registerFirstHooks, registerProtection } from './http/protection.js';
 import { addMethodNotAllowed, recordRoutes, type RouteEntry } from './http/route-table.js';
 import { validatorCompiler } from './http/validation.js';
 import type { Hub } from './realtime/hub.js';
@@ -76,6 +76,20 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
     loggerInstance,
     logController: new AccessLog(),
     bodyLimit,
+    // Every phase of a request has a deadline, so a client that stalls (slow headers, a body
+    // that never finishes) cannot hold a connection and its memory for good: Node answers
+    // 408 through clientErrorHandler and closes. Streams and long-polls are answers, not
+    // requests, and are not cut by these.
+    requestTimeout: config.requestTimeoutSeconds * 1000,
+    keepAliveTimeout: config.keepAliveTimeoutSeconds * 1000,
+    http: {
+      headersTimeout: config.headersTimeoutSeconds * 1000,
+      // How often Node looks for requests past those deadlines (its default is 30 s).
+      connectionsCheckingInterval: 1000,
+    },
+    clientErrorHandler,
+    // A graceful stop answers with the contract's 503 (see registerFirstHooks), not Fastify's.
+    return503OnClosing: false,
     requestIdHeader: false,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
@@ -94,6 +108,12 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   app.setValidatorCompiler(validatorCompiler());
   registerBodyParser(app, bodyLimit);
   registerProblemHandlers(app, bodyLimit);
+  app.server.maxConnections = config.maxConnections;
+  registerFirstHooks(app);
+  // A bearer token is not ambient authority; only open mode can be driven by a foreign page.
+  if (config.auth === 'open') {
+    registerCrossSiteGuard(app, { host: config.host, allowedHosts: config.allowedHosts, corsOrigins: config.corsOrigins });
+  }
 
   // The document generator must be in place before the routes it describes.
   await docsRoutes(app, { version: packageVersion() });
@@ -127,7 +147,8 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
     onStored: () => metrics.messagesStored.inc(),
   });
   registerAuth(app, users, config.auth);
-  await registerProtection(app, { perMinute: config.rateLimit, corsOrigins: config.corsOrigins });
+  const protection = await registerProtection(app, { perMinute: config.rateLimit, corsOrigins: config.corsOrigins });
+  registerNotFound(app, protection.limit);
   healthRoutes(app, storage);
   problemRoutes(app);
   legacyRoutes(app, messages);

@@ -18,7 +18,11 @@ export interface RunningServer {
   hub: Hub;
   /** The address it listens on, e.g. `http://127.0.0.1:8080`. */
   url: string;
-  /** Stops accepting, lets in-flight requests finish, then closes storage. */
+  /**
+   * Stops accepting, lets in-flight requests finish for up to `shutdownGraceSeconds`, then
+   * cuts off whatever connections remain (a client stalled mid-body), and closes storage
+   * in every case.
+   */
   close(): Promise<void>;
 }
 
@@ -39,8 +43,16 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     return {
       app: built, storage, hub, url,
       close: () => (closing ??= (async () => {
-        await built.close();
-        await storage.close();
+        const cutOff = setTimeout(() => {
+          logger.warn({ graceSeconds: config.shutdownGraceSeconds }, 'closing: grace period over; cutting off the remaining connections');
+          built.server.closeAllConnections();
+        }, config.shutdownGraceSeconds * 1000);
+        try {
+          await built.close();
+        } finally {
+          clearTimeout(cutOff);
+          await storage.close();
+        }
       })()),
     };
   } catch (err) {
@@ -50,8 +62,11 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   }
 }
 
-/** How long a graceful close may take before the process exits anyway. */
-const CLOSE_GRACE_MS = 10_000;
+/**
+ * How long past the grace period a close may still take (storage finishing its last
+ * writes) before the process exits anyway.
+ */
+const CLOSE_MARGIN_MS = 5_000;
 
 /**
  * `postbox serve`: reads settings, starts, and closes gracefully on SIGINT or SIGTERM
@@ -88,7 +103,7 @@ export async function runServer(argv: readonly string[], env: Readonly<Record<st
       const timer = setTimeout(() => {
         logger.error('graceful close took too long; exiting');
         process.exit(1);
-      }, CLOSE_GRACE_MS);
+      }, config.shutdownGraceSeconds * 1000 + CLOSE_MARGIN_MS);
       timer.unref();
       server.close().then(
         () => {

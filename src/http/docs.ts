@@ -52,7 +52,13 @@ export async function docsRoutes(app: FastifyInstance, options: { version: strin
       return { schema: s, url };
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    staticCSP: true,
+    // The plugin's policy ends with upgrade-insecure-requests, which blanks the page when it
+    // is opened over plain HTTP on a network address; forcing https is the proxy's business.
+    transformStaticCSP: (header: string) => header.replace(/\s*upgrade-insecure-requests;?/, '').trim(),
+  });
 
   app.get('/openapi.json', {
     config: { access: 'public' },
