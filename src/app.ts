@@ -144,6 +144,7 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   const users = new UserService(storage, { mode: config.auth, adminToken: config.adminToken });
   const messages = new MessageService(storage, hub, {
     maxMessageBytes: config.maxMessageBytes,
+    knownRecipientsOnly: config.auth === 'token',
     onStored: () => metrics.messagesStored.inc(),
   });
   registerAuth(app, users, config.auth);

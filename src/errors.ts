@@ -27,7 +27,7 @@ export const ERROR_CATALOG = {
   header_too_large: { status: 431, title: 'Request header fields too large' },
   idempotency_mismatch: { status: 422, title: 'Idempotency key reused with a different request' },
   user_exists: { status: 409, title: 'User already exists' },
-  unknown_recipient: { status: 422, title: 'Unknown recipient' },
+  unknown_recipient: { status: 404, title: 'Unknown recipient' },
   rate_limited: { status: 429, title: 'Too many requests' },
   too_many_streams: { status: 429, title: 'Too many streams' },
   storage_unavailable: { status: 503, title: 'Storage unavailable' },

@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import { buildApp, type PostboxApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
+import { nonconformingIds } from './domain/users.js';
 import { createLogger } from './logger.js';
 import { Hub } from './realtime/hub.js';
 import { openStorage } from './storage/open.js';
@@ -38,6 +39,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     app = await buildApp({ config, storage, hub, logger });
     const url = await app.listen({ port: config.port, host: config.host });
     logger.info({ url, storage: storage.kind, auth: config.auth, durability: config.durability }, `Postbox listening on ${url}`);
+    void reportNonconformingUsers(storage, logger);
     let closing: Promise<void> | undefined;
     const built = app;
     return {
@@ -59,6 +61,23 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     await app?.close().catch(() => undefined);
     await storage.close();
     throw err;
+  }
+}
+
+/**
+ * Logs the stored user ids that today's id rule refuses (created under an older one), so an
+ * operator learns of them; they are not changed or deleted. Users only, which is cheap at
+ * every start; `postbox check` also looks at every message's ids.
+ */
+async function reportNonconformingUsers(storage: Storage, logger: Logger): Promise<void> {
+  try {
+    const odd = await nonconformingIds((await storage.listUsers()).map((u) => u.id));
+    if (odd.length > 0) {
+      logger.warn({ ids: odd }, `${odd.length} stored user id(s) would be refused by the current id rule; ` +
+        'they keep working as they are (run postbox check for ids in messages too)');
+    }
+  } catch (err) {
+    logger.warn({ err }, 'could not list users to check their ids');
   }
 }
 

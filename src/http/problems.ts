@@ -105,6 +105,12 @@ export function registerProblemHandlers(app: FastifyInstance, bodyLimit: number)
       if (known.status < 500) return sendProblem(reply, known);
       // A 5xx is our trouble, not the client's: the id lets an operator find the logged cause
       // from what the client holds, whether or not the catalog knows the failure.
+      if (known.status === 500) {
+        // A known internal failure (a damaged database): logged as an error under its own
+        // name, answered like any other 500 so the body reveals nothing.
+        request.log.error({ err: error }, known.message);
+        return sendProblem(reply, new AppError('internal', 'something went wrong on our side; the request id helps us find it'), { requestId: request.id });
+      }
       request.log.warn({ err: error }, known.message);
       return sendProblem(reply, known, { requestId: request.id });
     }

@@ -8,12 +8,15 @@ import {
 } from '../domain/rules.js';
 import type * as Protocol from '../protocol/types.js';
 
-const USER_ID_ERROR = 'must be 1 to 128 characters, none of them "/" or a control character';
+const USER_ID_ERROR = 'must be 1 to 128 characters, not only dots, none of them "/", a control, format or separator ' +
+  'character, or a space other than U+0020';
+const USER_ID_RULE = 'A user id: 1–128 characters (stored in Unicode NFC), not only dots, none of them "/", a control ' +
+  'or format character (Cc, Cf), a line or paragraph separator (Zl, Zp), or a space other than U+0020 (Zs).';
 
 /** A user id in a path or query. */
 export const UserId = Type.String({
   pattern: USER_ID_PATTERN,
-  description: 'A user id: 1–128 characters, no control characters, no "/".',
+  description: USER_ID_RULE,
   'x-error': USER_ID_ERROR,
   examples: ['Val'],
 });
@@ -22,7 +25,7 @@ export const UserId = Type.String({
 export const UserIdInput = Type.Unsafe<string | number>({
   type: ['string', 'number'],
   pattern: USER_ID_PATTERN,
-  description: 'A user id: 1–128 characters, no control characters, no "/". A JSON number is stored as its decimal string.',
+  description: `${USER_ID_RULE} A JSON number is stored as its decimal string.`,
   'x-error': USER_ID_ERROR,
   examples: ['Steve'],
 });

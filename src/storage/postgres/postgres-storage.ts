@@ -257,8 +257,12 @@ export class PostgresStorage implements Storage {
     return rows.map((u) => ({ id: u.id, createdAt: new Date(u.created_at).toISOString() }));
   }
 
-  deleteUser(id: string): Promise<boolean> {
-    return this.write({ op: 'deleteUser', id });
+  deleteUser(id: string, options: { purge?: boolean } = {}): Promise<boolean> {
+    return this.write({ op: 'deleteUser', id, purge: options.purge === true });
+  }
+
+  async userExists(id: string): Promise<boolean> {
+    return (await this.rows('SELECT 1 FROM users WHERE id = $1', [id])).length > 0;
   }
 
   addToken(user: string, tokenHash: string): Promise<boolean> {

@@ -14,6 +14,7 @@ import type {
   SendOutcome, Storage, StoredConversation, StoredPage, StoredUser, StoreEvent, StoreListener, WirePage, StorageLogger,
 } from '../storage.js';
 import { eventOf } from '../writes.js';
+import { FileGuard } from './file-guard.js';
 import { GroupCommitWriter } from './group-commit.js';
 import { migrate } from './migrations.js';
 import { conversationsKey, conversationsSize, inboxKey, ReadCache, wirePageSize } from './read-cache.js';
@@ -40,6 +41,22 @@ function inboxFilter(user: string, query: InboxQuery): [string[], unknown[]] {
  */
 function walking(query: { after?: number; before?: number }, more: boolean): boolean {
   return more && (query.after !== undefined || (query.before !== undefined && query.before !== Infinity));
+}
+
+/** True for SQLite's errors that mean the database file is damaged. */
+export function isCorruption(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || (typeof code === 'string' && code.startsWith('SQLITE_CORRUPT_'));
+}
+
+/**
+ * A read that hit a damaged database: an internal error (500), not a retryable 503; the
+ * error handler logs it as damage, pointing at `postbox check`.
+ */
+export class StorageDamaged extends AppError {
+  constructor(cause: unknown) {
+    super('internal', 'the database is damaged: a read hit a corrupt page (run postbox check)', { cause });
+  }
 }
 
 /** Options for {@link openSqliteStorage}. */
@@ -104,10 +121,16 @@ export class SqliteStorage implements Storage {
   /** SQLite's count of commits by other connections, the cache's guard. */
   private readonly dataVersion: Database.Statement;
   private closed = false;
+  /** Watches the file for being deleted or replaced under us (none for `:memory:`). */
+  private readonly guard: FileGuard | undefined;
 
   constructor(db: Database.Database, options: SqliteOptions) {
     this.db = db;
     this.logger = options.logger;
+    if (options.path !== ':memory:' && options.path !== '') {
+      this.guard = new FileGuard(options.path, options.logger);
+      this.guard.start();
+    }
     this.dataVersion = db.prepare('PRAGMA data_version').pluck();
     this.writer = new GroupCommitWriter(
       { path: options.path, synchronous: options.durability === 'fsync' ? 'FULL' : 'NORMAL' },
@@ -200,8 +223,12 @@ export class SqliteStorage implements Storage {
     );
   }
 
-  deleteUser(id: string): Promise<boolean> {
-    return this.write({ op: 'deleteUser', id });
+  deleteUser(id: string, options: { purge?: boolean } = {}): Promise<boolean> {
+    return this.write({ op: 'deleteUser', id, purge: options.purge === true });
+  }
+
+  userExists(id: string): Promise<boolean> {
+    return this.read(() => this.prepared('SELECT 1 FROM users WHERE id = ?').get(id) !== undefined);
   }
 
   addToken(user: string, tokenHash: string): Promise<boolean> {
@@ -243,8 +270,11 @@ export class SqliteStorage implements Storage {
     return importInChunks(records, IMPORT_CHUNK, (chunk) => this.write({ op: 'import', records: chunk }));
   }
 
+  /** Resolves only if a read works and a write could commit now (file present, writable, room on disk). */
   async ping(): Promise<void> {
     await this.read(() => this.prepared('SELECT 1').get());
+    const problem = await this.guard?.writeProblem();
+    if (problem) throw new AppError('storage_unavailable', `storage cannot take writes: ${problem}`, { headers: { 'Retry-After': '5' } });
     await this.write({ op: 'ping' });
   }
 
@@ -256,11 +286,16 @@ export class SqliteStorage implements Storage {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.guard?.stop();
     await this.writer.close();
     this.db.close();
   }
 
   private write<K extends WriteOp['op']>(op: Extract<WriteOp, { op: K }>): Promise<WriteResults[K]> {
+    const lost = this.guard?.lost;
+    if (lost) {
+      return Promise.reject(new AppError('storage_unavailable', `storage cannot take writes: ${lost}`, { headers: { 'Retry-After': '5' } }));
+    }
     return this.writer.submit(op);
   }
 
@@ -270,6 +305,8 @@ export class SqliteStorage implements Storage {
     try {
       return Promise.resolve(fn());
     } catch (err) {
+      // Damage inside the file does not pass with a retry: a 500, logged as what it is.
+      if (isCorruption(err)) return Promise.reject(new StorageDamaged(err));
       return Promise.reject(new AppError('storage_unavailable', 'storage could not be read', { headers: { 'Retry-After': '1' }, cause: err }));
     }
   }
