@@ -21,7 +21,7 @@ import { streamRoutes } from './http/stream.js';
 import { userRoutes } from './http/users.js';
 import { clientErrorHandler, problemRoutes, registerNotFound, registerProblemHandlers, sendProblem } from './http/problems.js';
 import { registerCrossSiteGuard, registerFirstHooks, registerProtection } from './http/protection.js';
-import { addMethodNotAllowed, recordRoutes, type RouteEntry } from './http/route-table.js';
+import { addMethodNotAllowed, recordRoutes, supportAllMethods, type RouteEntry } from './http/route-table.js';
 import { validatorCompiler } from './http/validation.js';
 import type { Hub } from './realtime/hub.js';
 import { StreamRegistry } from './realtime/streams.js';
@@ -104,6 +104,7 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // The docs UI and the CORS preflight route (`OPTIONS *`) come from plugins.
+  supportAllMethods(app);
   const routeTable = recordRoutes(app, { publicPrefixes: ['/docs', '*'] });
   app.setValidatorCompiler(validatorCompiler());
   registerBodyParser(app, bodyLimit);
@@ -116,7 +117,7 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   }
 
   // The document generator must be in place before the routes it describes.
-  await docsRoutes(app, { version: packageVersion() });
+  await docsRoutes(app, { version: packageVersion(), mode: config.auth });
   const streams = new StreamRegistry(hub, {
     perUser: config.streamsPerUser,
     total: config.streamsTotal,

@@ -69,6 +69,6 @@ export function assertAdminOrSelf(actor: Actor, user: string): void {
   if (actor.kind === 'admin') return;
   if (actor.kind === 'user' && actor.id === user) return;
   throw forbidden(actor.kind === 'anyone'
-    ? 'tokens are managed with the admin token or one of the user\'s own tokens'
+    ? 'in open mode a user\'s tokens are managed only with the admin token (Authorization: Bearer <POSTBOX_ADMIN_TOKEN>)'
     : `this token acts as "${actor.id}", not "${user}"`);
 }

@@ -9,7 +9,7 @@ import { toCursor } from '../domain/rules.js';
 import type { StreamRegistry } from '../realtime/streams.js';
 import type { App } from './app-types.js';
 import { bearerToken } from './auth.js';
-import { Cursor, UserParams } from './schemas.js';
+import { Cursor, LastEventId, UserParams } from './schemas.js';
 
 /** Registers the stream route. */
 export function streamRoutes(app: App, messages: MessageService, users: UserService, streams: StreamRegistry): void {
@@ -26,7 +26,7 @@ export function streamRoutes(app: App, messages: MessageService, users: UserServ
       params: UserParams,
       querystring: Type.Object({ after: Type.Optional(Cursor) }),
       headers: Type.Object({
-        'last-event-id': Type.Optional(Type.String({ description: 'Sent by EventSource on reconnect; wins over after=.' })),
+        'last-event-id': Type.Optional(LastEventId),
       }),
       response: {
         200: {
