@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { copyFile, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { storeCommands } from '../../src/cli/store-commands.js';
@@ -34,7 +35,10 @@ async function readyBecomes(server: TestServer, want: number): Promise<void> {
 /** Runs `postbox check` in-process; answers its exit code and output. */
 async function check(db: string): Promise<{ code: number; out: string }> {
   let out = '';
-  const io = { stdout: (t: string) => (out += t), stderr: (t: string) => (out += t) };
+  const io = {
+    stdout: (t: string) => (out += t), stderr: (t: string) => (out += t),
+    output: new PassThrough(), input: Readable.from([]),
+  };
   const code = await storeCommands().check!.run(['--db', db], { env: {}, io });
   return { code, out };
 }

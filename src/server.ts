@@ -1,0 +1,97 @@
+/**
+ * A Postbox server as a library: storage → hub → app, built ({@link buildServer}) or built
+ * and listening ({@link startServer}). `main.ts` wraps it in a process (signals, exit
+ * codes); an embedder or a test calls it directly.
+ */
+import type { Logger } from 'pino';
+import { buildApp, type PostboxApp } from './app.js';
+import type { Config } from './config.js';
+import { nonconformingIds } from './domain/users.js';
+import { Hub } from './realtime/hub.js';
+import { openStorage } from './storage/open.js';
+import type { Storage } from './storage/storage.js';
+
+/** A server's parts, wired together but not listening. */
+export interface PostboxServer {
+  app: PostboxApp;
+  storage: Storage;
+  hub: Hub;
+  /**
+   * Closes the app (ending streams, letting in-flight requests finish for up to
+   * `shutdownGraceSeconds`, then cutting off whatever connections remain: a client stalled
+   * mid-body), then storage, in every case. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+/** A listening server. */
+export interface RunningServer extends PostboxServer {
+  /** The address it listens on, e.g. `http://127.0.0.1:8080`. */
+  url: string;
+}
+
+/**
+ * Opens the store `config` names, wires its events to a hub and builds the app on them,
+ * without listening: what `app.inject()` needs, and the first half of {@link startServer}.
+ */
+export async function buildServer(config: Config, logger: Logger): Promise<PostboxServer> {
+  const storage = await openStorage(config.database, {
+    durability: config.durability, poolSize: config.pgPoolSize, logger: logger.child({ component: 'storage' }),
+  });
+  const hub = new Hub(logger);
+  storage.onEvents((events) => hub.publish(events));
+  let app: PostboxApp;
+  try {
+    app = await buildApp({ config, storage, hub, logger });
+  } catch (err) {
+    await storage.close();
+    throw err;
+  }
+  let closing: Promise<void> | undefined;
+  return {
+    app, storage, hub,
+    close: () => (closing ??= (async () => {
+      const cutOff = setTimeout(() => {
+        logger.warn({ graceSeconds: config.shutdownGraceSeconds }, 'closing: grace period over; cutting off the remaining connections');
+        app.server.closeAllConnections();
+      }, config.shutdownGraceSeconds * 1000);
+      try {
+        await app.close();
+      } finally {
+        clearTimeout(cutOff);
+        await storage.close();
+      }
+    })()),
+  };
+}
+
+/**
+ * Logs the stored user ids that today's id rule refuses (created under an older one), so an
+ * operator learns of them; they are not changed or deleted. Users only, which is cheap at
+ * every start; `postbox check` also looks at every message's ids.
+ */
+async function reportNonconformingUsers(storage: Storage, logger: Logger): Promise<void> {
+  try {
+    const odd = await nonconformingIds((await storage.listUsers()).map((u) => u.id));
+    if (odd.length > 0) {
+      logger.warn({ ids: odd }, `${odd.length} stored user id(s) would be refused by the current id rule; ` +
+        'they keep working as they are (run postbox check for ids in messages too)');
+    }
+  } catch (err) {
+    logger.warn({ err }, 'could not list users to check their ids');
+  }
+}
+
+/** Builds a server for `config` and listens on its host and port; resolves once it listens. */
+export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  const server = await buildServer(config, logger);
+  try {
+    const url = await server.app.listen({ port: config.port, host: config.host });
+    logger.info({ url, storage: server.storage.kind, auth: config.auth, durability: config.durability }, `Postbox listening on ${url}`);
+    void reportNonconformingUsers(server.storage, logger);
+    return { ...server, url };
+  } catch (err) {
+    await server.close().catch(() => undefined);
+    throw err;
+  }
+}
