@@ -116,6 +116,9 @@ describeWithChromium('web app, open mode', () => {
       await ann.page.getByRole('listitem').filter({ hasText: 'Hello Bob' }).getByText('Read', { exact: true }).waitFor();
       await eventually(async () => (await bob.page.title()) === 'Ann · Postbox', 'the title without a count');
       await bob.page.getByRole('navigation', { name: 'Conversations' }).getByText('unread').waitFor({ state: 'detached' });
+      // One stream per tab, whatever is open: never one per conversation.
+      assert.equal(server.hub.listenersOf('Bob'), 1);
+      assert.equal(server.hub.listenersOf('Ann'), 1);
 
       // Bob answers over two lines (Shift+Enter), Ann sees it at the bottom, newest last.
       const bobBox = bob.page.getByRole('textbox', { name: 'Message', exact: true });
