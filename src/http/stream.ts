@@ -7,7 +7,7 @@ import { EVENT_STREAM_TYPE } from '../protocol/events.js';
 import type { StreamRegistry } from '../realtime/streams.js';
 import type { App } from './app-types.js';
 import { bearerToken } from './auth.js';
-import { Cursor, UserParams } from './schemas.js';
+import { Cursor, LastEventId, UserParams } from './schemas.js';
 
 /** Headers of a stream beside those every answer gets: no caching, no buffering on the way. */
 const EVENT_STREAM_HEADERS = {
@@ -34,7 +34,7 @@ export function streamRoutes(app: App, streams: StreamRegistry): void {
       params: UserParams,
       querystring: Type.Object({ after: Type.Optional(Cursor) }),
       headers: Type.Object({
-        'last-event-id': Type.Optional(Type.String({ description: 'Sent by EventSource on reconnect; wins over after=.' })),
+        'last-event-id': Type.Optional(LastEventId),
       }),
       response: {
         200: {

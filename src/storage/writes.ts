@@ -25,7 +25,7 @@ export type StoreWrite =
   | { op: 'delete'; seq: number }
   | { op: 'markRead'; user: string; upTo?: number; ids?: number[] }
   | { op: 'createUser'; id: string; tokenHash: string }
-  | { op: 'deleteUser'; id: string }
+  | { op: 'deleteUser'; id: string; purge?: boolean }
   | { op: 'addToken'; user: string; tokenHash: string }
   | { op: 'revokeTokens'; user: string }
   | { op: 'import'; records: ExportRecord[] };

@@ -31,6 +31,8 @@ interface Row {
 const PUBLIC = { none: 200, bad: 200, owner: 200, other: 200, admin: 200 };
 const OWNER_ONLY = (ok: number) => ({ none: 401, bad: 401, owner: ok, other: 403, admin: 403 });
 const OWNER_OR_ADMIN = (ok: number) => ({ none: 401, bad: 401, owner: ok, other: 403, admin: ok });
+/** A message that is not the caller's is a 404, the same as one that does not exist. */
+const PARTY_ONLY = (ok: number) => ({ none: 401, bad: 401, owner: ok, other: 404, admin: 404 });
 const ADMIN_ONLY = (ok: number) => ({ none: 401, bad: 401, owner: 403, other: 403, admin: ok });
 
 let server: TestApp;
@@ -86,8 +88,8 @@ const ROWS: Record<string, Row> = {
     call: async (owner) => ({ path: '/v1/messages', body: { fromUser: owner, toUser: await makeUser(), message: 'm' } }),
     expect: OWNER_ONLY(201),
   },
-  'GET /v1/messages/:id': { call: async (owner) => ({ path: `/v1/messages/${(await messageFrom(owner)).id}` }), expect: OWNER_ONLY(200) },
-  'DELETE /v1/messages/:id': { call: async (owner) => ({ path: `/v1/messages/${(await messageFrom(owner)).id}` }), expect: OWNER_ONLY(204) },
+  'GET /v1/messages/:id': { call: async (owner) => ({ path: `/v1/messages/${(await messageFrom(owner)).id}` }), expect: PARTY_ONLY(200) },
+  'DELETE /v1/messages/:id': { call: async (owner) => ({ path: `/v1/messages/${(await messageFrom(owner)).id}` }), expect: PARTY_ONLY(204) },
   'GET /v1/users/:user/messages': { call: (owner) => ({ path: `/v1/users/${owner}/messages` }), expect: OWNER_ONLY(200) },
   'GET /v1/users/:user/sent': { call: (owner) => ({ path: `/v1/users/${owner}/sent` }), expect: OWNER_ONLY(200) },
   'GET /v1/users/:user/conversations': { call: (owner) => ({ path: `/v1/users/${owner}/conversations` }), expect: OWNER_ONLY(200) },

@@ -105,6 +105,12 @@ const SQL = {
   createUser: named('create_user', 'INSERT INTO users (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING'),
   deleteUser: named('delete_user', 'DELETE FROM users WHERE id = $1'),
   userExists: named('user_exists', 'SELECT 1 FROM users WHERE id = $1'),
+  isReserved: named('is_reserved', 'SELECT 1 FROM removed_users WHERE id = $1'),
+  reserve: named('reserve', 'INSERT INTO removed_users (id, removed_at) VALUES ($1, $2) ON CONFLICT DO NOTHING'),
+  unreserve: named('unreserve', 'DELETE FROM removed_users WHERE id = $1'),
+  purgeMessages: named('purge_messages', 'DELETE FROM messages WHERE to_user = $1 OR from_user = $1'),
+  purgeConversations: named('purge_conversations', 'DELETE FROM conversations WHERE owner = $1 OR peer = $1'),
+  purgeKeysOf: named('purge_keys_of', 'DELETE FROM idempotency_keys WHERE sender = $1'),
   addToken: named('add_token', 'INSERT INTO tokens (hash, user_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING'),
   revokeTokens: named('revoke_tokens', 'DELETE FROM tokens WHERE user_id = $1'),
   importUsers: named('import_users', `
@@ -218,11 +224,23 @@ export class WriteSide {
       case 'delete': return this.delete(client, op.seq);
       case 'markRead': return this.markRead(client, op.user, now, op.upTo, op.ids);
       case 'createUser': {
+        if ((await client.query(SQL.isReserved([op.id]))).rowCount !== 0) return false;
         if ((await client.query(SQL.createUser([op.id, now]))).rowCount === 0) return false;
         await client.query(SQL.addToken([op.tokenHash, op.id, now]));
         return true;
       }
-      case 'deleteUser': return ((await client.query(SQL.deleteUser([op.id]))).rowCount ?? 0) > 0;
+      case 'deleteUser': {
+        const existed = ((await client.query(SQL.deleteUser([op.id]))).rowCount ?? 0) > 0;
+        if (!op.purge) {
+          if (existed) await client.query(SQL.reserve([op.id, now]));
+          return existed;
+        }
+        const reserved = ((await client.query(SQL.unreserve([op.id]))).rowCount ?? 0) > 0;
+        await client.query(SQL.purgeMessages([op.id]));
+        await client.query(SQL.purgeConversations([op.id]));
+        await client.query(SQL.purgeKeysOf([op.id]));
+        return existed || reserved;
+      }
       case 'addToken': {
         if ((await client.query(SQL.userExists([op.user]))).rowCount === 0) return false;
         await client.query(SQL.addToken([op.tokenHash, op.user, now]));
