@@ -262,7 +262,8 @@ export class CoreStorage implements Storage {
   /** Resolves only if a read works and a write could commit now. */
   async ping(): Promise<void> {
     await this.read(() => this.reads.ping(), () => undefined);
-    const problem = await this.dialect.writeProblem?.();
+    const probe = this.dialect.writeProblem?.bind(this.dialect);
+    const problem = probe ? await this.read(probe, (p) => p) : null;
     if (problem) throw unavailable(`storage cannot take writes: ${problem}`);
     if (this.dialect.pingWrites) await this.write({ op: 'ping' });
   }

@@ -214,6 +214,15 @@ class PostgresDialect implements Dialect {
     return describeReadFailure(err);
   }
 
+  /** A server in recovery (a standby) or set read-only answers reads but commits no write. */
+  async writeProblem(): Promise<string | null> {
+    const [row] = await this.query<{ ro: string; standby: boolean }>(
+      "SELECT current_setting('transaction_read_only') AS ro, pg_is_in_recovery() AS standby", []);
+    if (row?.standby) return 'PostgreSQL is a standby in recovery: it takes no writes';
+    if (row?.ro === 'on') return 'PostgreSQL sessions are read-only (default_transaction_read_only)';
+    return null;
+  }
+
   async close(): Promise<void> {
     // The core has answered every writer (which waited on the feed); the feed stops (which
     // waits on deliveries reading through the pool), then the pool.
