@@ -9,6 +9,7 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './logger.js';
 import { Hub } from './realtime/hub.js';
 import { openStorage } from './storage/open.js';
+import { acquireServeLock, StoreInUseError, type ServeLock } from './storage/sqlite/serve-lock.js';
 import type { Storage } from './storage/storage.js';
 
 /** A listening server and how to stop it. */
@@ -24,9 +25,17 @@ export interface RunningServer {
 
 /** Starts a server for `config`; resolves once it listens. */
 export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
-  const storage = await openStorage(config.database, {
-    durability: config.durability, poolSize: config.pgPoolSize, logger: logger.child({ component: 'storage' }),
-  });
+  // One server per SQLite file (serve-lock.ts): refused before anything is opened.
+  const lock: ServeLock | undefined = config.database.kind === 'sqlite' ? acquireServeLock(config.database.path) : undefined;
+  let storage: Storage;
+  try {
+    storage = await openStorage(config.database, {
+      durability: config.durability, poolSize: config.pgPoolSize, logger: logger.child({ component: 'storage' }),
+    });
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
   const hub = new Hub(logger);
   storage.onEvents((events) => hub.publish(events));
   let app: PostboxApp | undefined;
@@ -41,11 +50,13 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       close: () => (closing ??= (async () => {
         await built.close();
         await storage.close();
+        lock?.release();
       })()),
     };
   } catch (err) {
     await app?.close().catch(() => undefined);
     await storage.close();
+    lock?.release();
     throw err;
   }
 }
@@ -73,6 +84,12 @@ export async function runServer(argv: readonly string[], env: Readonly<Record<st
   try {
     server = await startServer(config, logger);
   } catch (err) {
+    if (err instanceof StoreInUseError) {
+      // A setup mistake, not a crash: one sentence, no stack.
+      logger.fatal(err.message);
+      process.stderr.write(`postbox: ${err.message}\n`);
+      return 1;
+    }
     logger.fatal({ err }, 'could not start');
     return 1;
   }
