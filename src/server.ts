@@ -8,6 +8,7 @@ import { buildApp, type PostboxApp } from './app.js';
 import type { Config } from './config.js';
 import { Hub } from './realtime/hub.js';
 import { openStorage } from './storage/open.js';
+import { Retention, retentionEnabled } from './storage/retention.js';
 import { acquireServeLock, type ServeLock } from './storage/sqlite/serve-lock.js';
 import type { Storage } from './storage/storage.js';
 
@@ -16,6 +17,8 @@ export interface PostboxServer {
   app: PostboxApp;
   storage: Storage;
   hub: Hub;
+  /** Background pruning, when POSTBOX_RETENTION or POSTBOX_INBOX_LIMIT is set. */
+  retention: Retention | undefined;
   /** Closes the app (ending streams, letting in-flight requests finish), then storage. Idempotent. */
   close(): Promise<void>;
 }
@@ -44,19 +47,26 @@ export async function buildServer(config: Config, logger: Logger): Promise<Postb
   }
   const hub = new Hub(logger);
   storage.onEvents((events) => hub.publish(events));
+  const policy = { maxAgeMs: config.retentionMs, inboxLimit: config.inboxLimit };
+  const retention = retentionEnabled(policy)
+    ? new Retention(storage, policy, { logger: logger.child({ component: 'retention' }) })
+    : undefined;
   let app: PostboxApp;
   try {
-    app = await buildApp({ config, storage, hub, logger });
+    app = await buildApp({ config, storage, hub, logger, retention });
   } catch (err) {
+    await retention?.stop();
     await storage.close();
     lock?.release();
     throw err;
   }
+  retention?.start();
   let closing: Promise<void> | undefined;
   return {
-    app, storage, hub,
+    app, storage, hub, retention,
     close: () => (closing ??= (async () => {
       try {
+        await retention?.stop();
         await app.close();
       } finally {
         try {
