@@ -8,7 +8,7 @@
  * the store by the rules of store-open.ts: only a command meant to create a store creates one.
  * Exit codes: 0 done, 1 the store refused or could not be reached, 2 the command line is wrong.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -313,7 +313,6 @@ const restore: Command = {
       // Held for the restore: no server may start on the store while it is being replaced.
       const lock = acquireServeLock(target);
       try {
-        const { existsSync } = await import('node:fs');
         if (existsSync(target) && !flags.force) {
           const empty = await withStore(config, 'existing', storeSource(ctx, args), isEmpty);
           if (!empty) throw new StoreOpenError(`${target} is not empty; restore fills an empty store (--force replaces this one and everything in it)`);

@@ -6,8 +6,9 @@
  *
  * - In the background, never in a request's path: a timer runs it, off the event loop's
  *   critical work, and a run is a series of small prune writes ({@link PRUNE_BATCH} messages
- *   each), each one short transaction through the store's group commit. A send that arrives
- *   meanwhile waits at most for one such batch, as it would for another client's batch.
+ *   each), each one short transaction through the store's group commit, and the next one waits
+ *   while any other write is waiting: a send that arrives meanwhile waits at most for the
+ *   one prune write being committed, as it would for another client's batch.
  * - Once per period for the whole store: a run starts only if this instance claims it
  *   (`claimTask`, a row of the store written under its write lock), so several PostgreSQL
  *   instances do not each prune, and a restarted one does not prune again at once.
@@ -37,8 +38,13 @@ export interface RetentionRun {
   durationMs: number;
 }
 
-/** Messages removed by one prune write: a few milliseconds of the writer, at most. */
-export const PRUNE_BATCH = 200;
+/** Messages removed by one prune write: a millisecond or two of the writer. */
+export const PRUNE_BATCH = 100;
+
+/** How long pruning steps aside, between two of its writes, while other writes wait... */
+const YIELD_MS = 2;
+/** ...at most this many times in a row, so that under steady load it still gets its turn. */
+const MAX_YIELDS = 10;
 
 /** The name of the task in the store's claims. */
 const TASK = 'retention';
@@ -163,7 +169,12 @@ export class Retention {
       const result = await this.storage.prune({ ...which, limit: PRUNE_BATCH });
       removed += result.removed;
       if (!result.more) return removed;
-      await new Promise((resolve) => setImmediate(resolve));
+      // Requests first: while any write waits for a commit, the next prune write waits, so a
+      // send rarely shares a batch with pruning, and waits for one prune write at most.
+      // Under steady load it goes anyway after a few rounds, or it would never finish.
+      let rounds = 0;
+      do await new Promise((resolve) => setTimeout(resolve, YIELD_MS));
+      while (this.storage.pendingWrites > 0 && ++rounds < MAX_YIELDS && !this.stopped);
     }
   }
 
