@@ -17,8 +17,9 @@ import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ConfigError, loadStoreConfig, type StoreConfig } from '../config.js';
 import { hasConflicts, NAMED_CONFLICTS, planImport, recordsToImport, type ConflictPolicy, type ImportPlan } from '../domain/import-plan.js';
+import { STORE_HOLDER } from '../domain/access.js';
 import { readRecords, recordLine } from '../domain/transfer.js';
-import { UserService } from '../domain/users.js';
+import { idsOf, nonconformingIds, UserService } from '../domain/users.js';
 import { AppError } from '../errors.js';
 import type { ExportRecord, Storage } from '../storage/storage.js';
 import type { CliContext, Command } from './cli.js';
@@ -133,11 +134,11 @@ const users: Command = {
     }
     // Making the first user is how a store begins; listing or removing needs one that exists.
     await withStore(config, sub === 'add' ? 'create' : 'existing', storeSource(ctx, args), async (storage) => {
-      // The store itself: no actor, no mode; these commands are for whoever holds the store.
-      const service = new UserService(storage, { mode: 'token', adminToken: undefined });
+      // Whoever holds the store acts on its accounts as the admin would; no one is authenticated here.
+      const service = new UserService(storage);
       switch (sub) {
         case 'add': {
-          const created = await service.createDirect(one(operands, 'user id'));
+          const created = await service.create(STORE_HOLDER, one(operands, 'user id'));
           if (flags.json) ctx.io.stdout(`${JSON.stringify(created)}\n`);
           else {
             ctx.io.stdout(`${created.token}\n`);
@@ -155,7 +156,7 @@ const users: Command = {
         }
         case 'remove': {
           const id = one(operands, 'user id');
-          await service.removeDirect(id);
+          await service.remove(STORE_HOLDER, id);
           ctx.io.stderr(`removed user "${id}"\n`);
           return;
         }
@@ -167,8 +168,17 @@ const users: Command = {
 /** Writes and waits when the destination is full, so memory stays flat for any store size. */
 async function write(out: Writable, text: string): Promise<void> {
   if (!out.write(text)) await new Promise<void>((resolve, reject) => {
-    out.once('drain', resolve);
-    out.once('error', reject);
+    // Each wait takes its listeners away again: a long export waits thousands of times.
+    const drained = () => {
+      out.off('error', failed);
+      resolve();
+    };
+    const failed = (err: Error) => {
+      out.off('drain', drained);
+      reject(err);
+    };
+    out.once('drain', drained);
+    out.once('error', failed);
   });
 }
 
@@ -184,7 +194,7 @@ const exportCommand: Command = {
     let out: Writable | undefined;
     await withStore(config, 'existing', storeSource(ctx, args), async (storage) => {
       // Opened only once the store has: a store that is not there leaves no empty file behind.
-      const target = (out = flags.out ? createWriteStream(flags.out) : process.stdout);
+      const target = (out = flags.out ? createWriteStream(flags.out) : ctx.io.output);
       for await (const record of storage.exportAll()) {
         counts[record.type]++;
         await write(target, recordLine(record));
@@ -242,7 +252,7 @@ const importCommand: Command = {
         // The file is read twice (checked, then imported): standard input is kept aside first.
         spool = await mkdtemp(join(tmpdir(), 'postbox-import-'));
         path = join(spool, 'stdin.jsonl');
-        await pipeline(process.stdin as Readable, createWriteStream(path));
+        await pipeline(ctx.io.input, createWriteStream(path));
       }
       const file = path;
       await withStore(config, 'create', storeSource(ctx, args), async (storage) => {
@@ -365,7 +375,30 @@ const migrate: Command = {
   }),
 };
 
+const check: Command = {
+  summary: 'check that the store is whole (SQLite integrity check; PostgreSQL schema and a read of each table)',
+  usage: 'postbox check [--db <url>]',
+  help: () => ['Changes nothing. Exits 1 if the store is damaged or its schema is not this version\'s, listing',
+    'each problem. Also lists stored user ids that today\'s rule would refuse (never changed or deleted).',
+    '', 'Options:', ...STORE_HELP].join('\n'),
+  run: (args, ctx) => guarded('check', ctx, async () => {
+    const { config, args: rest } = parse(args, ctx, {});
+    if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
+    checkStoreExists(config.database, 'existing', storeSource(ctx, args));
+    const { checkStore } = await import('../storage/check.js');
+    const report = await checkStore(config.database);
+    if (report.problems.length > 0) {
+      for (const p of report.problems) ctx.io.stdout(`problem: ${p}\n`);
+      throw new AppError('internal', `the store has ${report.problems.length} problem(s)`);
+    }
+    // Only a store at this version is opened, so that a check never migrates anything.
+    const odd = await withStore(config, 'existing', storeSource(ctx, args), async (storage) => nonconformingIds(idsOf(storage.exportAll())));
+    for (const o of odd) ctx.io.stdout(`note: stored user id ${JSON.stringify(o.id)} ${o.problem}\n`);
+    ctx.io.stdout(`the store is whole (schema version ${report.schemaVersion})\n`);
+  }),
+};
+
 /** The store commands, for the command table. */
 export function storeCommands(): Record<string, Command> {
-  return { users, export: exportCommand, import: importCommand, backup, restore, migrate };
+  return { users, export: exportCommand, import: importCommand, backup, restore, migrate, check };
 }

@@ -26,11 +26,11 @@
  */
 import type { Message } from '../protocol/types.js';
 import type { AppError } from '../errors.js';
-import { GroupCommit, type BatchRunner } from './group-commit.js';
+import { GroupCommit, type BatchResult } from './group-commit.js';
 import { importInChunks, type ImportCounts } from './import-check.js';
 import { finishPage, isMiddlePage, pageWindow, type PageWindow } from './paging.js';
 import { conversationsKey, conversationsSize, inboxKey, ReadCache, wirePageSize } from './read-cache.js';
-import { readFailure, unavailable } from './failures.js';
+import { readFailure, StorageDamaged, unavailable } from './failures.js';
 import type {
   ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector, SendOutcome,
   CommitObserver, PruneSelector, Storage, StorageLogger, StoredConversation, StoredUser, StoreEvent, StoreListener,
@@ -78,6 +78,8 @@ export interface DialectReads {
   inboxCutoff(user: string, keep: number): Awaitable<number | null>;
   /** What `/metrics` shows of the store (counted, so the core keeps it a few seconds). */
   stats(): Awaitable<StoreStats>;
+  /** True if `id` is a user now (not removed). */
+  userExists(id: string): Awaitable<boolean>;
   /** Any cheap statement: proves the database answers. */
   ping(): Awaitable<unknown>;
 }
@@ -87,8 +89,8 @@ export interface Dialect {
   /** `sqlite` or `postgres`. */
   readonly kind: string;
   readonly reads: DialectReads;
-  /** Commits a batch of writes in one transaction (see group-commit.ts). */
-  readonly runBatch: BatchRunner;
+  /** Commits a batch of writes in one transaction (see group-commit.ts's `BatchRunner`). */
+  runBatch(writes: readonly StoreWrite[]): Promise<BatchResult>;
   /**
    * Whether the dialect tells listeners itself (PostgreSQL: every instance hears every
    * commit through its change feed, its own included). Otherwise the core tells them.
@@ -103,6 +105,15 @@ export interface Dialect {
   readonly commitVersion?: () => number;
   /** How a failed read is described in its 503 (an outage or some other failure). */
   describeReadFailure?(err: unknown): string;
+  /** True for a failure that means the store is damaged: a 500 logged as such, not a retryable 503. */
+  isDamage?(err: unknown): boolean;
+  /**
+   * Why every write must be refused now (the store's file was deleted or replaced under
+   * us), or null. Asked before every write, so cheap: the answer is kept, not looked up.
+   */
+  writesRefused?(): string | null;
+  /** Why a write could not commit now (file gone, read-only, disk full), or null; asked by ping. */
+  writeProblem?(): Promise<string | null>;
   /** Releases the dialect's resources, after the last batch was answered. */
   close(): Promise<void>;
 }
@@ -112,6 +123,11 @@ export class Listeners {
   private readonly set = new Set<StoreListener>();
 
   constructor(private readonly logger?: StorageLogger) {}
+
+  /** How many listen. */
+  get size(): number {
+    return this.set.size;
+  }
 
   /** Adds a listener; returns its removal. */
   add(listener: StoreListener): () => void {
@@ -159,8 +175,8 @@ export class CoreStorage implements Storage {
     this.kind = dialect.kind;
     this.reads = dialect.reads;
     this.engine = new GroupCommit({
-      run: dialect.runBatch,
-      ...(dialect.ownFeed ? {} : { publish: (events: readonly StoreEvent[]) => listeners.emit(events) }),
+      run: (writes) => dialect.runBatch(writes),
+      ...(dialect.ownFeed ? {} : { publish: listeners }),
       observe: (size, seconds) => {
         for (const o of this.observers) o(size, seconds);
       },
@@ -186,9 +202,8 @@ export class CoreStorage implements Storage {
   }
 
   inbox(user: string, query: InboxQuery): Promise<WirePage> {
-    const window = pageWindow(query);
     return this.cached(inboxKey(user, query), (page) => (isMiddlePage(query, page.more) ? undefined : wirePageSize(page)),
-      () => this.read(() => this.reads.inbox(user, query, window), (rows) => finishPage(rows, query)));
+      () => this.read(() => this.reads.inbox(user, query, pageWindow(query)), (rows) => finishPage(rows, query)));
   }
 
   sent(user: string, query: PageQuery): Promise<WirePage> {
@@ -223,8 +238,12 @@ export class CoreStorage implements Storage {
     return this.read(() => this.reads.users(), (users) => users);
   }
 
-  deleteUser(id: string): Promise<boolean> {
-    return this.write({ op: 'deleteUser', id });
+  deleteUser(id: string, options: { purge?: boolean } = {}): Promise<boolean> {
+    return this.write({ op: 'deleteUser', id, purge: options.purge === true });
+  }
+
+  userExists(id: string): Promise<boolean> {
+    return this.read(() => this.reads.userExists(id), (exists) => exists);
   }
 
   addToken(user: string, tokenHash: string): Promise<boolean> {
@@ -292,8 +311,11 @@ export class CoreStorage implements Storage {
     return this.engine.pending;
   }
 
+  /** Resolves only if a read works and a write could commit now. */
   async ping(): Promise<void> {
     await this.read(() => this.reads.ping(), () => undefined);
+    const problem = await this.dialect.writeProblem?.();
+    if (problem) throw unavailable(`storage cannot take writes: ${problem}`);
     if (this.dialect.pingWrites) await this.write({ op: 'ping' });
   }
 
@@ -311,6 +333,9 @@ export class CoreStorage implements Storage {
   }
 
   private write<K extends StoreWrite['op']>(write: Extract<StoreWrite, { op: K }>): Promise<StoreWriteResults[K]> {
+    const refused = this.dialect.writesRefused?.();
+    // Taken and then lost with the file would be worse than refused: the client can retry elsewhere.
+    if (refused) return Promise.reject(unavailable(`storage cannot take writes: ${refused}`));
     return this.engine.submit(write);
   }
 
@@ -333,6 +358,7 @@ export class CoreStorage implements Storage {
   }
 
   private failure(err: unknown): AppError {
+    if (this.dialect.isDamage?.(err)) return new StorageDamaged(err);
     return readFailure(err, this.dialect.describeReadFailure?.(err));
   }
 

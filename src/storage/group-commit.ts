@@ -51,9 +51,15 @@ export interface GroupCommitOptions {
    * that reads right after its answer finds every live view already told. Absent for a
    * dialect whose own change feed tells the listeners (PostgreSQL's LISTEN/NOTIFY).
    */
-  publish?: (events: readonly StoreEvent[]) => void;
+  publish?: EventSink;
   /** Told of each committed batch: its size and how long the runner took to commit it. */
   observe?: (size: number, seconds: number) => void;
+}
+
+/** Where committed events go; with no one listening, none are made. */
+export interface EventSink {
+  readonly size: number;
+  emit(events: readonly StoreEvent[]): void;
 }
 
 interface Pending {
@@ -192,9 +198,9 @@ export class GroupCommit {
 
   private answer(batch: Pending[], replies: readonly WriteReply[]): void {
     const publish = this.options.publish;
-    if (publish) {
+    if (publish && publish.size > 0) {
       const events = eventsOf(batch.map((p) => p.write), replies);
-      if (events.length > 0) publish(events);
+      if (events.length > 0) publish.emit(events);
     }
     for (let i = 0; i < batch.length; i++) {
       const reply = replies[i];

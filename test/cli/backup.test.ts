@@ -11,21 +11,15 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { runCli } from '../../src/cli/cli.js';
 import type { Message } from '../../src/protocol/types.js';
 import { postJson, request } from '../helpers/http.js';
 import { createSchema, describeWithPostgres } from '../helpers/pg.js';
+import { cli, type CliRun } from '../helpers/cli.js';
 import { startTestServer, tempDir } from '../helpers/server.js';
 import { Tally } from '../helpers/wait.js';
 
-interface Run { code: number; stdout: string; stderr: string }
-
-async function postbox(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(args, env, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) });
-  return { code, stdout, stderr };
-}
+/** Runs one `postbox` command line in this process, its output captured. */
+const postbox = (args: string[], env: Record<string, string> = {}) => cli(args, env);
 
 describe('postbox backup and restore (SQLite)', () => {
   it('backs up under six concurrent writers, and a restore serves every message acknowledged before it, same ids', async () => {
@@ -44,7 +38,7 @@ describe('postbox backup and restore (SQLite)', () => {
       }
     });
     let before: string[];
-    let report: Run;
+    let report: CliRun;
     try {
       await acked.reached(120);
       before = [...acked.ids];

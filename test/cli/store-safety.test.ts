@@ -14,20 +14,13 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import pg from 'pg';
-import { runCli } from '../../src/cli/cli.js';
 import { spawnServer } from '../helpers/child.js';
 import { createSchema, describeWithPostgres, TEST_PG_URL } from '../helpers/pg.js';
+import { cli } from '../helpers/cli.js';
 import { startTestServer, tempDir } from '../helpers/server.js';
 
-interface Run { code: number; stdout: string; stderr: string }
-
 /** Runs one `postbox` command line in this process, its output captured. */
-async function postbox(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(args, env, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) });
-  return { code, stdout, stderr };
-}
+const postbox = (args: string[], env: Record<string, string> = {}) => cli(args, env);
 
 const HASH_A = 'a'.repeat(64);
 const HASH_B = 'b'.repeat(64);

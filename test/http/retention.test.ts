@@ -10,8 +10,8 @@ import assert from 'node:assert/strict';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { runCli } from '../../src/cli/cli.js';
 import type { Message } from '../../src/protocol/types.js';
+import { cli } from '../helpers/cli.js';
 import { postJson, request } from '../helpers/http.js';
 import { createSchema, describeWithPostgres } from '../helpers/pg.js';
 import { startTestServer, tempDir, type TestServer } from '../helpers/server.js';
@@ -33,9 +33,8 @@ function oldMessages(first: number, pairs: [from: string, to: string, read: bool
 async function importText(dir: string, db: string, text: string): Promise<void> {
   const file = join(dir, `import-${Math.random().toString(36).slice(2)}.jsonl`);
   await writeFile(file, text);
-  let err = '';
-  const code = await runCli(['import', file, '--db', db], {}, { stdout: () => undefined, stderr: (t) => (err += t) });
-  assert.equal(code, 0, err);
+  const run = await cli(['import', file, '--db', db]);
+  assert.equal(run.code, 0, run.stderr);
 }
 
 async function conversations(server: TestServer, user: string): Promise<{ peer: string; unread: number; lastMessage: Message }[]> {

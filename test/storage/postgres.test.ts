@@ -8,9 +8,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import pg from 'pg';
-import { MIGRATIONS } from '../../src/storage/postgres/migrations.js';
 import { AppError } from '../../src/errors.js';
 import { openPostgresStorage, type PostgresOptions, type PostgresStorage } from '../../src/storage/postgres/postgres-storage.js';
+import { MIGRATIONS } from '../../src/storage/postgres/migrations.js';
 import type { Storage, StoreEvent } from '../../src/storage/storage.js';
 import { TEST_PG_URL, createSchema, pgUnreachable, type TestSchema } from '../helpers/pg.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';

@@ -144,7 +144,6 @@ class PostgresDialect implements Dialect {
   readonly ownFeed = true;
   readonly pingWrites = false;
   readonly reads: DialectReads;
-  readonly runBatch: Dialect['runBatch'];
   private readonly side: WriteSide;
   private readonly feed: ChangeFeed;
   private readonly channel: string;
@@ -158,7 +157,6 @@ class PostgresDialect implements Dialect {
   ) {
     this.channel = channelFor(facts.schema);
     this.side = new WriteSide((WRITE_LOCK_CLASS << 32n) | BigInt(facts.oid), options.durability);
-    this.runBatch = (writes) => this.run(writes);
     this.feed = new ChangeFeed({
       client: connectionConfig(options),
       channel: this.channel,
@@ -220,6 +218,7 @@ class PostgresDialect implements Dialect {
           lastCheckpointAt: null,
         };
       },
+      userExists: async (id) => (await this.query('SELECT 1 FROM users WHERE id = $1', [id])).length > 0,
       ping: () => this.query('SELECT 1', []),
     };
   }
@@ -241,7 +240,7 @@ class PostgresDialect implements Dialect {
   }
 
   /** One batch: apply, NOTIFY its events, commit; see write-ops.ts and change-feed.ts. */
-  private async run(writes: readonly StoreWrite[]): Promise<BatchResult> {
+  async runBatch(writes: readonly StoreWrite[]): Promise<BatchResult> {
     let client: pg.PoolClient;
     try {
       client = await this.pool.connect();

@@ -74,6 +74,18 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 2,
+    name: 'ids of removed users stay reserved',
+    sql: `
+      -- A removed user's messages stay, so its id must not go to someone new, who would
+      -- inherit them; a purge removes the messages and this row.
+      CREATE TABLE removed_users (
+        id         TEXT    PRIMARY KEY,
+        removed_at INTEGER NOT NULL
+      );
+    `,
+  },
+  {
     version: 4,
     name: 'retention: messages by age, and maintenance claims',
     sql: `

@@ -8,8 +8,11 @@ import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { CoreStorage, Listeners, type ConversationRow, type Dialect, type DialectReads, type TokenRow } from '../core.js';
+import type { BatchResult } from '../group-commit.js';
 import { windowSql } from '../paging.js';
 import type { InboxQuery, StorageLogger, StoredUser, StoreStats, WireRow } from '../storage.js';
+import type { StoreWrite } from '../writes.js';
+import { FileGuard } from './file-guard.js';
 import { migrate } from './migrations.js';
 import { CONNECTION_PRAGMAS, SENT_AT, WIRE_COLUMNS } from './rows.js';
 import { WriterThread } from './writer-thread.js';
@@ -24,6 +27,12 @@ export interface SqliteOptions {
   onQuery?: (sql: string) => void;
   /** Where a listener that throws is reported. */
   logger?: StorageLogger;
+}
+
+/** True for SQLite's errors that mean the database file is damaged. */
+export function isCorruption(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || (typeof code === 'string' && code.startsWith('SQLITE_CORRUPT_'));
 }
 
 /** A SQLite store: the core over this dialect. */
@@ -69,14 +78,18 @@ class SqliteDialect implements Dialect {
   readonly ownFeed = false;
   readonly pingWrites = true;
   readonly reads: DialectReads;
-  readonly runBatch: Dialect['runBatch'];
   readonly commitVersion: () => number;
   private readonly writer: WriterThread;
   private readonly statements = new Map<string, Database.Statement>();
+  /** Watches the file for being deleted or replaced under us (none for `:memory:`). */
+  private readonly guard: FileGuard | undefined;
 
   constructor(private readonly db: Database.Database, options: SqliteOptions) {
     this.writer = new WriterThread({ path: options.path, synchronous: options.durability === 'fsync' ? 'FULL' : 'NORMAL' });
-    this.runBatch = (writes) => this.writer.run(writes);
+    if (options.path !== ':memory:' && options.path !== '') {
+      this.guard = new FileGuard(options.path, options.logger);
+      this.guard.start();
+    }
     // SQLite's count of commits by other connections: the writer thread's and other processes'.
     const dataVersion = db.prepare('PRAGMA data_version').pluck();
     this.commitVersion = () => dataVersion.get() as number;
@@ -116,6 +129,7 @@ class SqliteDialect implements Dialect {
       inboxCutoff: (user, keep) => (this.prepared('SELECT seq FROM messages WHERE to_user = ? ORDER BY seq DESC LIMIT 1 OFFSET ?').pluck()
         .get(user, keep) as number | undefined) ?? null,
       stats: () => this.stats(options.path),
+      userExists: (id) => this.prepared('SELECT 1 FROM users WHERE id = ?').get(id) !== undefined,
       ping: () => this.prepared('SELECT 1').get(),
     };
   }
@@ -139,7 +153,24 @@ class SqliteDialect implements Dialect {
     };
   }
 
+  runBatch(writes: readonly StoreWrite[]): Promise<BatchResult> {
+    return this.writer.run(writes);
+  }
+
+  isDamage(err: unknown): boolean {
+    return isCorruption(err);
+  }
+
+  writesRefused(): string | null {
+    return this.guard?.lost ?? null;
+  }
+
+  async writeProblem(): Promise<string | null> {
+    return (await this.guard?.writeProblem()) ?? null;
+  }
+
   async close(): Promise<void> {
+    this.guard?.stop();
     await this.writer.close();
     this.db.close();
   }
