@@ -13,7 +13,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Readable, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ConfigError, loadStoreConfig, type StoreConfig } from '../config.js';
 import { hasConflicts, NAMED_CONFLICTS, planImport, recordsToImport, type ConflictPolicy, type ImportPlan } from '../domain/import-plan.js';
