@@ -1,8 +1,8 @@
 /**
  * The SQLite dialect: reads on the main thread's own connection (better-sqlite3 is
- * synchronous and a hot page read takes microseconds), writes through the writer thread
- * (writer-thread.ts). WAL mode lets the two work at once. Everything else is the core's
- * (../core.ts).
+ * synchronous and a hot page read takes microseconds), writes on a second connection of the
+ * main thread, made durable by a WAL fsync off the event loop (main-writer.ts). Everything
+ * else is the core's (../core.ts).
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -14,7 +14,8 @@ import type { InboxQuery, StorageLogger, StoredUser, WireRow } from '../storage.
 import type { StoreWrite } from '../writes.js';
 import { migrate } from './migrations.js';
 import { CONNECTION_PRAGMAS, WIRE_COLUMNS } from './rows.js';
-import { WriterThread } from './writer-thread.js';
+import { MainWriter } from './main-writer.js';
+import type { Fsync } from './wal-sync.js';
 
 /** Options for {@link openSqliteStorage}. */
 export interface SqliteOptions {
@@ -26,6 +27,8 @@ export interface SqliteOptions {
   onQuery?: (sql: string) => void;
   /** Where a listener that throws is reported. */
   logger?: StorageLogger;
+  /** The WAL fsync, for tests that hold it back; `fs.fsync` by default. */
+  fsync?: Fsync;
 }
 
 /** A SQLite store: the core over this dialect. */
@@ -69,14 +72,16 @@ const param = (): string => '?';
 class SqliteDialect implements Dialect {
   readonly kind = 'sqlite';
   readonly ownFeed = false;
-  readonly pingWrites = true;
+  readonly pingWrites = false;
   readonly reads: DialectReads;
   readonly commitVersion: () => number;
-  private readonly writer: WriterThread;
+  readonly durability: Dialect['durability'];
+  private readonly writer: MainWriter;
   private readonly statements = new Map<string, Database.Statement>();
 
   constructor(private readonly db: Database.Database, options: SqliteOptions) {
-    this.writer = new WriterThread({ path: options.path, synchronous: options.durability === 'fsync' ? 'FULL' : 'NORMAL' });
+    this.writer = new MainWriter({ path: options.path, durability: options.durability, fsync: options.fsync });
+    this.durability = this.writer.wal;
     // SQLite's count of commits by other connections: the writer thread's and other processes'.
     const dataVersion = db.prepare('PRAGMA data_version').pluck();
     this.commitVersion = () => dataVersion.get() as number;
