@@ -32,6 +32,18 @@ export interface Config {
   readonly streamBufferBytes: number;
   readonly corsOrigins: readonly string[];
   readonly trustProxy: boolean | number | readonly string[];
+  /** Seconds a client may take to send a request's headers. */
+  readonly headersTimeoutSeconds: number;
+  /** Seconds a client may take to send a whole request, headers and body. */
+  readonly requestTimeoutSeconds: number;
+  /** Seconds an idle keep-alive connection is kept open between requests. */
+  readonly keepAliveTimeoutSeconds: number;
+  /** Connections held open at once (streams included); more are refused. */
+  readonly maxConnections: number;
+  /** Seconds a graceful stop waits for in-flight requests before it cuts them off. */
+  readonly shutdownGraceSeconds: number;
+  /** Host names (besides loopback names and `host`) that open mode answers to. */
+  readonly allowedHosts: readonly string[];
 }
 
 /** pino's level names. */
@@ -206,6 +218,43 @@ const SETTINGS: { [K in keyof Config]: Setting<K> } = {
       return v.split(',').map((a) => a.trim()).filter(Boolean);
     },
   },
+  headersTimeoutSeconds: {
+    key: 'headersTimeoutSeconds', env: 'POSTBOX_HEADERS_TIMEOUT_SECONDS', default: '10',
+    help: 'seconds a client may take to send a request\'s headers before it is answered 408 and closed',
+    parse: integer(1, 3600),
+  },
+  requestTimeoutSeconds: {
+    key: 'requestTimeoutSeconds', env: 'POSTBOX_REQUEST_TIMEOUT_SECONDS', default: '30',
+    help: 'seconds a client may take to send a whole request (headers and body) before it is answered 408 and closed',
+    parse: integer(1, 3600),
+  },
+  keepAliveTimeoutSeconds: {
+    key: 'keepAliveTimeoutSeconds', env: 'POSTBOX_KEEPALIVE_TIMEOUT_SECONDS', default: '5',
+    help: 'seconds an idle keep-alive connection stays open waiting for the next request',
+    parse: integer(1, 3600),
+  },
+  maxConnections: {
+    key: 'maxConnections', env: 'POSTBOX_MAX_CONNECTIONS', default: '25000',
+    help: 'connections held open at once, live streams included; further connections are refused',
+    parse: integer(1, 10_000_000),
+  },
+  shutdownGraceSeconds: {
+    key: 'shutdownGraceSeconds', env: 'POSTBOX_SHUTDOWN_GRACE_SECONDS', default: '10',
+    help: 'on SIGTERM/SIGINT, seconds to let in-flight requests finish before cutting them off (storage is closed either way)',
+    parse: integer(1, 3600),
+  },
+  allowedHosts: {
+    key: 'allowedHosts', env: 'POSTBOX_ALLOWED_HOSTS', default: '',
+    help: 'open mode: host names, comma-separated, that requests may address besides loopback names and HOST ' +
+      '(a Host header naming anything else is refused, against DNS rebinding)',
+    parse: (raw, source) => {
+      const hosts = raw.split(',').map((h) => h.trim().toLowerCase()).filter(Boolean);
+      for (const h of hosts) {
+        if (/[\s/@]/.test(h)) throw new ConfigError(`${source} has "${h}", which is not a host name`);
+      }
+      return hosts;
+    },
+  },
   allowOpenNetwork: {
     key: 'allowOpenNetwork', flag: 'allow-open-network', default: 'false', boolean: true,
     help: 'let open mode listen on a non-loopback address (anyone who can reach it can read every inbox)',
@@ -229,6 +278,9 @@ export function loadConfig(source: ConfigSource = {}): Config {
   const { values } = readSettings(ORDER, source, false);
   const config = values as unknown as Config;
   checkOpenExposure(config);
+  if (config.headersTimeoutSeconds > config.requestTimeoutSeconds) {
+    throw new ConfigError('POSTBOX_HEADERS_TIMEOUT_SECONDS must not be longer than POSTBOX_REQUEST_TIMEOUT_SECONDS');
+  }
   return Object.freeze(config);
 }
 

@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import { buildApp, type PostboxApp } from './app.js';
 import type { Config } from './config.js';
+import { nonconformingIds } from './domain/users.js';
 import { Hub } from './realtime/hub.js';
 import { openStorage } from './storage/open.js';
 import type { Storage } from './storage/storage.js';
@@ -15,7 +16,11 @@ export interface PostboxServer {
   app: PostboxApp;
   storage: Storage;
   hub: Hub;
-  /** Closes the app (ending streams, letting in-flight requests finish), then storage. Idempotent. */
+  /**
+   * Closes the app (ending streams, letting in-flight requests finish for up to
+   * `shutdownGraceSeconds`, then cutting off whatever connections remain: a client stalled
+   * mid-body), then storage, in every case. Idempotent.
+   */
   close(): Promise<void>;
 }
 
@@ -46,13 +51,35 @@ export async function buildServer(config: Config, logger: Logger): Promise<Postb
   return {
     app, storage, hub,
     close: () => (closing ??= (async () => {
+      const cutOff = setTimeout(() => {
+        logger.warn({ graceSeconds: config.shutdownGraceSeconds }, 'closing: grace period over; cutting off the remaining connections');
+        app.server.closeAllConnections();
+      }, config.shutdownGraceSeconds * 1000);
       try {
         await app.close();
       } finally {
+        clearTimeout(cutOff);
         await storage.close();
       }
     })()),
   };
+}
+
+/**
+ * Logs the stored user ids that today's id rule refuses (created under an older one), so an
+ * operator learns of them; they are not changed or deleted. Users only, which is cheap at
+ * every start; `postbox check` also looks at every message's ids.
+ */
+async function reportNonconformingUsers(storage: Storage, logger: Logger): Promise<void> {
+  try {
+    const odd = await nonconformingIds((await storage.listUsers()).map((u) => u.id));
+    if (odd.length > 0) {
+      logger.warn({ ids: odd }, `${odd.length} stored user id(s) would be refused by the current id rule; ` +
+        'they keep working as they are (run postbox check for ids in messages too)');
+    }
+  } catch (err) {
+    logger.warn({ err }, 'could not list users to check their ids');
+  }
 }
 
 /** Builds a server for `config` and listens on its host and port; resolves once it listens. */
@@ -61,6 +88,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   try {
     const url = await server.app.listen({ port: config.port, host: config.host });
     logger.info({ url, storage: server.storage.kind, auth: config.auth, durability: config.durability }, `Postbox listening on ${url}`);
+    void reportNonconformingUsers(server.storage, logger);
     return { ...server, url };
   } catch (err) {
     await server.close().catch(() => undefined);

@@ -12,7 +12,7 @@ import type { Readable, Writable } from 'node:stream';
 import { ConfigError, loadStoreConfig, type StoreConfig } from '../config.js';
 import { STORE_HOLDER } from '../domain/access.js';
 import { readRecords, recordLine } from '../domain/transfer.js';
-import { UserService } from '../domain/users.js';
+import { idsOf, nonconformingIds, UserService } from '../domain/users.js';
 import { AppError } from '../errors.js';
 import type { Storage } from '../storage/storage.js';
 import type { CliContext, Command } from './cli.js';
@@ -122,8 +122,17 @@ const users: Command = {
 /** Writes and waits when the destination is full, so memory stays flat for any store size. */
 async function write(out: Writable, text: string): Promise<void> {
   if (!out.write(text)) await new Promise<void>((resolve, reject) => {
-    out.once('drain', resolve);
-    out.once('error', reject);
+    // Each wait takes its listeners away again: a long export waits thousands of times.
+    const drained = () => {
+      out.off('error', failed);
+      resolve();
+    };
+    const failed = (err: Error) => {
+      out.off('drain', drained);
+      reject(err);
+    };
+    out.once('drain', drained);
+    out.once('error', failed);
   });
 }
 
@@ -135,7 +144,7 @@ const exportCommand: Command = {
   run: (args, ctx) => guarded('export', ctx, async () => {
     const { config, flags, args: rest } = parse(args, ctx, { out: { type: 'string' } });
     if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
-    const out: Writable = flags.out ? createWriteStream(flags.out) : process.stdout;
+    const out: Writable = flags.out ? createWriteStream(flags.out) : ctx.io.output;
     const counts = { user: 0, token: 0, message: 0 };
     await withStore(config, async (storage) => {
       for await (const record of storage.exportAll()) {
@@ -157,7 +166,7 @@ const importCommand: Command = {
   run: (args, ctx) => guarded('import', ctx, async () => {
     const { config, args: rest } = parse(args, ctx, {});
     if (rest.length > 1) throw new UsageError('give at most one file');
-    const input: Readable = rest[0] === undefined || rest[0] === '-' ? process.stdin : createReadStream(rest[0]);
+    const input: Readable = rest[0] === undefined || rest[0] === '-' ? ctx.io.input : createReadStream(rest[0]);
     const counts = await withStore(config, (storage) =>
       // readline starts reading at once and drops lines nobody iterates yet: made only here,
       // where they are read, not before the store has opened.
@@ -178,7 +187,29 @@ const migrate: Command = {
   }),
 };
 
+const check: Command = {
+  summary: 'check that the store is whole (SQLite integrity check; PostgreSQL schema and a read of each table)',
+  usage: 'postbox check [--db <url>]',
+  help: () => ['Changes nothing. Exits 1 if the store is damaged or its schema is not this version\'s, listing',
+    'each problem. Also lists stored user ids that today\'s rule would refuse (never changed or deleted).',
+    '', 'Options:', ...STORE_HELP].join('\n'),
+  run: (args, ctx) => guarded('check', ctx, async () => {
+    const { config, args: rest } = parse(args, ctx, {});
+    if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
+    const { checkStore } = await import('../storage/check.js');
+    const report = await checkStore(config.database);
+    if (report.problems.length > 0) {
+      for (const p of report.problems) ctx.io.stdout(`problem: ${p}\n`);
+      throw new AppError('internal', `the store has ${report.problems.length} problem(s)`);
+    }
+    // Only a store at this version is opened, so that a check never migrates anything.
+    const odd = await withStore(config, async (storage) => nonconformingIds(idsOf(storage.exportAll())));
+    for (const o of odd) ctx.io.stdout(`note: stored user id ${JSON.stringify(o.id)} ${o.problem}\n`);
+    ctx.io.stdout(`the store is whole (schema version ${report.schemaVersion})\n`);
+  }),
+};
+
 /** The store commands, for the command table. */
 export function storeCommands(): Record<string, Command> {
-  return { users, export: exportCommand, import: importCommand, migrate };
+  return { users, export: exportCommand, import: importCommand, migrate, check };
 }

@@ -9,9 +9,9 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { AppError } from '../errors.js';
 import type { CreatedUser, User } from '../protocol/types.js';
-import type { Storage } from '../storage/storage.js';
+import type { ExportRecord, Storage } from '../storage/storage.js';
 import { ANYONE, assertAdmin, assertAdminOrSelf, type Actor } from './access.js';
-import { toUserId } from './rules.js';
+import { storedIdProblem, toUserId } from './rules.js';
 
 /** The recognisable start of every Postbox token. */
 export const TOKEN_PREFIX = 'pbx_';
@@ -66,7 +66,10 @@ export class UserService {
     const user = toUserId(id, 'id');
     const token = newToken();
     if (!(await this.storage.createUser(user, hashToken(token)))) {
-      throw new AppError('user_exists', `user "${user}" already exists`, { errors: [{ field: 'id', message: 'is taken' }] });
+      throw new AppError('user_exists',
+        `user "${user}" already exists, or was removed: a removed user's id stays reserved so that no one inherits ` +
+        'its messages (remove it with ?purge=true to delete them and free the id)',
+        { errors: [{ field: 'id', message: 'is taken or reserved' }] });
     }
     return { id: user, token };
   }
@@ -77,11 +80,15 @@ export class UserService {
     return this.storage.listUsers();
   }
 
-  /** Removes a user: its tokens stop working and its streams end; its messages stay. */
-  async remove(actor: Actor, id: string): Promise<void> {
+  /**
+   * Removes a user: its tokens stop working and its streams end. Its messages stay and its
+   * id stays reserved (no one inherits them); with `purge` its messages, sent and received,
+   * are deleted and the id is free again.
+   */
+  async remove(actor: Actor, id: string, options: { purge?: boolean } = {}): Promise<void> {
     assertAdmin(actor);
     const user = toUserId(id, 'user');
-    if (!(await this.storage.deleteUser(user))) throw new AppError('not_found', `no user "${user}"`);
+    if (!(await this.storage.deleteUser(user, options))) throw new AppError('not_found', `no user "${user}"`);
   }
 
   /** Issues another token for a user. */
@@ -98,5 +105,40 @@ export class UserService {
     const user = toUserId(id, 'user');
     assertAdminOrSelf(actor, user);
     await this.storage.revokeTokens(user);
+  }
+}
+
+/** A stored id that today's rule refuses, and why. */
+export interface NonconformingId {
+  id: string;
+  problem: string;
+}
+
+/**
+ * The ids in `ids` that today's rule refuses (see docs/API.md, "User id"), at most `limit`
+ * of them, each once. For reports only: such ids are never changed or deleted.
+ */
+export async function nonconformingIds(ids: AsyncIterable<string> | Iterable<string>, limit = 1000): Promise<NonconformingId[]> {
+  const seen = new Set<string>();
+  const found: NonconformingId[] = [];
+  for await (const id of ids) {
+    if (seen.has(id)) continue;
+    seen.add(id);
+    const problem = storedIdProblem(id);
+    if (problem !== null) found.push({ id, problem });
+    if (found.length >= limit) break;
+  }
+  return found;
+}
+
+/** Every user id a store's export names: users, token owners, senders and recipients. */
+export async function* idsOf(records: AsyncIterable<ExportRecord>): AsyncGenerator<string> {
+  for await (const r of records) {
+    if (r.type === 'user') yield r.id;
+    else if (r.type === 'token') yield r.user;
+    else {
+      yield r.message.fromUser;
+      yield r.message.toUser;
+    }
   }
 }

@@ -30,7 +30,7 @@ import { GroupCommit, type BatchResult } from './group-commit.js';
 import { importInChunks, type ImportCounts } from './import-check.js';
 import { finishPage, isMiddlePage, pageWindow, type PageWindow } from './paging.js';
 import { conversationsKey, conversationsSize, inboxKey, ReadCache, wirePageSize } from './read-cache.js';
-import { readFailure, unavailable } from './failures.js';
+import { readFailure, StorageDamaged, unavailable } from './failures.js';
 import type {
   ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector, SendOutcome,
   Storage, StorageLogger, StoredConversation, StoredUser, StoreEvent, StoreListener, WirePage, WireRow,
@@ -71,6 +71,8 @@ export interface DialectReads {
   /** Messages above `after`, oldest first, at most `limit`: the export's chunks. */
   messagesAfter(after: number, limit: number): Awaitable<WireRow[]>;
   userForToken(hash: string): Awaitable<string | null>;
+  /** True if `id` is a user now (not removed). */
+  userExists(id: string): Awaitable<boolean>;
   /** Any cheap statement: proves the database answers. */
   ping(): Awaitable<unknown>;
 }
@@ -87,7 +89,7 @@ export interface Dialect {
    * commit through its change feed, its own included). Otherwise the core tells them.
    */
   readonly ownFeed: boolean;
-  /** Whether ping also sends a write through the writer (SQLite's writer is a thread that may have died). */
+  /** Whether ping also commits an empty batch: readiness means a write could commit now (SQLite's lock may be held elsewhere). */
   readonly pingWrites: boolean;
   /**
    * A number that changes whenever anything commits, by this process or any other, cheap
@@ -103,6 +105,15 @@ export interface Dialect {
   readonly durability?: DurabilityStep;
   /** How a failed read is described in its 503 (an outage or some other failure). */
   describeReadFailure?(err: unknown): string;
+  /** True for a failure that means the store is damaged: a 500 logged as such, not a retryable 503. */
+  isDamage?(err: unknown): boolean;
+  /**
+   * Why every write must be refused now (the store's file was deleted or replaced under
+   * us), or null. Asked before every write, so cheap: the answer is kept, not looked up.
+   */
+  writesRefused?(): string | null;
+  /** Why a write could not commit now (file gone, read-only, disk full), or null; asked by ping. */
+  writeProblem?(): Promise<string | null>;
   /** Releases the dialect's resources, after the last batch was answered. */
   close(): Promise<void>;
 }
@@ -279,8 +290,12 @@ export class CoreStorage implements Storage {
     return this.read(() => this.reads.users(), (users) => users);
   }
 
-  deleteUser(id: string): Promise<boolean> {
-    return this.write({ op: 'deleteUser', id });
+  deleteUser(id: string, options: { purge?: boolean } = {}): Promise<boolean> {
+    return this.write({ op: 'deleteUser', id, purge: options.purge === true });
+  }
+
+  userExists(id: string): Promise<boolean> {
+    return this.read(() => this.reads.userExists(id), (exists) => exists);
   }
 
   addToken(user: string, tokenHash: string): Promise<boolean> {
@@ -311,8 +326,11 @@ export class CoreStorage implements Storage {
     return importInChunks(records, IMPORT_CHUNK, (chunk) => this.write({ op: 'import', records: chunk }));
   }
 
+  /** Resolves only if a read works and a write could commit now. */
   async ping(): Promise<void> {
     await this.read(() => this.reads.ping(), () => undefined);
+    const problem = await this.dialect.writeProblem?.();
+    if (problem) throw unavailable(`storage cannot take writes: ${problem}`);
     if (this.dialect.pingWrites) await this.write({ op: 'ping' });
   }
 
@@ -330,6 +348,9 @@ export class CoreStorage implements Storage {
   }
 
   private write<K extends StoreWrite['op']>(write: Extract<StoreWrite, { op: K }>): Promise<StoreWriteResults[K]> {
+    const refused = this.dialect.writesRefused?.();
+    // Taken and then lost with the file would be worse than refused: the client can retry elsewhere.
+    if (refused) return Promise.reject(unavailable(`storage cannot take writes: ${refused}`));
     return this.engine.submit(write);
   }
 
@@ -356,6 +377,7 @@ export class CoreStorage implements Storage {
   }
 
   private failure(err: unknown): AppError {
+    if (this.dialect.isDamage?.(err)) return new StorageDamaged(err);
     return readFailure(err, this.dialect.describeReadFailure?.(err));
   }
 

@@ -86,6 +86,8 @@ export interface ReadOutcome {
   unread: number;
   /** The messages this call changed, with the time it set. */
   ids: string[];
+  /** The sender of each of `ids`, index by index: who gets a read receipt. */
+  senders: string[];
   readAt: string;
 }
 
@@ -100,7 +102,8 @@ export interface ReadOutcome {
 export type StoreEvent =
   | { type: 'message'; message: Message }
   | { type: 'deleted'; id: string; fromUser: string; toUser: string }
-  | { type: 'read'; user: string; ids: string[]; readAt: string }
+  /** `senders[i]` sent `ids[i]`; they hear of it as a read receipt. */
+  | { type: 'read'; user: string; ids: string[]; senders: string[]; readAt: string }
   | { type: 'user-removed'; user: string }
   | { type: 'tokens-revoked'; user: string }
   | { type: 'resync' };
@@ -150,12 +153,19 @@ export interface Storage {
   /** Marks messages to `user` read. Messages not to `user`, or already read, are left alone. */
   markRead(user: string, which: ReadSelector): Promise<ReadOutcome>;
 
-  /** Creates a user with its first token hash; false if the id is taken. */
+  /** Creates a user with its first token hash; false if the id is taken or reserved. */
   createUser(id: string, tokenHash: string): Promise<boolean>;
   /** All users, by id. */
   listUsers(): Promise<StoredUser[]>;
-  /** Removes a user and its tokens (not its messages); false if there was none. */
-  deleteUser(id: string): Promise<boolean>;
+  /**
+   * Removes a user and its tokens; false if there was none. The id stays reserved (no
+   * {@link createUser} takes it) so that no one inherits the messages, which stay. With
+   * `purge`, every message to or from the user goes too and the id is free again; a purge
+   * also frees the id of a user removed earlier without one.
+   */
+  deleteUser(id: string, options?: { purge?: boolean }): Promise<boolean>;
+  /** True if `id` is a user now (not removed). */
+  userExists(id: string): Promise<boolean>;
   /** Adds a token hash to an existing user; false if there is no such user. */
   addToken(user: string, tokenHash: string): Promise<boolean>;
   /** Removes every token of a user; answers how many. */

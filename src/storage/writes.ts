@@ -25,7 +25,7 @@ export type StoreWrite =
   | { op: 'delete'; seq: number }
   | { op: 'markRead'; user: string; upTo?: number; ids?: number[] }
   | { op: 'createUser'; id: string; tokenHash: string }
-  | { op: 'deleteUser'; id: string }
+  | { op: 'deleteUser'; id: string; purge?: boolean }
   | { op: 'addToken'; user: string; tokenHash: string }
   | { op: 'revokeTokens'; user: string }
   | { op: 'import'; records: ExportRecord[] };
@@ -59,7 +59,7 @@ export function eventOf(write: StoreWrite, value: unknown): StoreEvent | undefin
     }
     case 'markRead': {
       const r = value as ReadOutcome;
-      return r.ids.length > 0 ? { type: 'read', user: write.user, ids: r.ids, readAt: r.readAt } : undefined;
+      return r.ids.length > 0 ? { type: 'read', user: write.user, ids: r.ids, senders: r.senders, readAt: r.readAt } : undefined;
     }
     case 'deleteUser':
       return value === true ? { type: 'user-removed', user: write.id } : undefined;

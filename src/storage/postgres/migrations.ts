@@ -69,6 +69,18 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX tokens_user ON tokens (user_id);
     `,
   },
+  {
+    version: 2,
+    name: 'ids of removed users stay reserved',
+    sql: `
+      -- A removed user's messages stay, so its id must not go to someone new, who would
+      -- inherit them; a purge removes the messages and this row.
+      CREATE TABLE removed_users (
+        id         text COLLATE "C" PRIMARY KEY,
+        removed_at bigint NOT NULL
+      );
+    `,
+  },
 ];
 
 /**

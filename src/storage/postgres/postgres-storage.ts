@@ -200,6 +200,7 @@ class PostgresDialect implements Dialect {
       )).map((t): TokenRow => ({ user: t.user_id, hash: t.hash, createdAt: new Date(t.created_at).toISOString() })),
       messagesAfter: (after, limit) => rows(`SELECT ${WIRE_COLUMNS} FROM messages m WHERE m.seq > $1 ORDER BY m.seq LIMIT $2`, [after, limit]),
       userForToken: async (hash) => (await this.query<{ user_id: string }>('SELECT user_id FROM tokens WHERE hash = $1', [hash]))[0]?.user_id ?? null,
+      userExists: async (id) => (await this.query('SELECT 1 FROM users WHERE id = $1', [id])).length > 0,
       ping: () => this.query('SELECT 1', []),
     };
   }

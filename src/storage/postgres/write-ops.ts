@@ -91,7 +91,7 @@ const SQL = {
     ), lowered AS (
       UPDATE conversations c SET unread = greatest(c.unread - p.n, 0) FROM per_peer p WHERE c.owner = $2 AND c.peer = p.peer
     )
-    SELECT seq FROM changed ORDER BY seq`),
+    SELECT seq, from_user FROM changed ORDER BY seq`),
   readIds: named('read_ids', `
     WITH changed AS (
       UPDATE messages SET read_at = $1 WHERE to_user = $2 AND read_at IS NULL AND seq = ANY($3::bigint[]) RETURNING seq, from_user
@@ -100,11 +100,17 @@ const SQL = {
     ), lowered AS (
       UPDATE conversations c SET unread = greatest(c.unread - p.n, 0) FROM per_peer p WHERE c.owner = $2 AND c.peer = p.peer
     )
-    SELECT seq FROM changed ORDER BY seq`),
+    SELECT seq, from_user FROM changed ORDER BY seq`),
   unreadTotal: named('unread_total', 'SELECT coalesce(sum(unread), 0)::int AS n FROM conversations WHERE owner = $1'),
   createUser: named('create_user', 'INSERT INTO users (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING'),
   deleteUser: named('delete_user', 'DELETE FROM users WHERE id = $1'),
   userExists: named('user_exists', 'SELECT 1 FROM users WHERE id = $1'),
+  isReserved: named('is_reserved', 'SELECT 1 FROM removed_users WHERE id = $1'),
+  reserve: named('reserve', 'INSERT INTO removed_users (id, removed_at) VALUES ($1, $2) ON CONFLICT DO NOTHING'),
+  unreserve: named('unreserve', 'DELETE FROM removed_users WHERE id = $1'),
+  purgeMessages: named('purge_messages', 'DELETE FROM messages WHERE to_user = $1 OR from_user = $1'),
+  purgeConversations: named('purge_conversations', 'DELETE FROM conversations WHERE owner = $1 OR peer = $1'),
+  purgeKeysOf: named('purge_keys_of', 'DELETE FROM idempotency_keys WHERE sender = $1'),
   addToken: named('add_token', 'INSERT INTO tokens (hash, user_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING'),
   revokeTokens: named('revoke_tokens', 'DELETE FROM tokens WHERE user_id = $1'),
   importUsers: named('import_users', `
@@ -218,11 +224,23 @@ export class WriteSide {
       case 'delete': return this.delete(client, op.seq);
       case 'markRead': return this.markRead(client, op.user, now, op.upTo, op.ids);
       case 'createUser': {
+        if ((await client.query(SQL.isReserved([op.id]))).rowCount !== 0) return false;
         if ((await client.query(SQL.createUser([op.id, now]))).rowCount === 0) return false;
         await client.query(SQL.addToken([op.tokenHash, op.id, now]));
         return true;
       }
-      case 'deleteUser': return ((await client.query(SQL.deleteUser([op.id]))).rowCount ?? 0) > 0;
+      case 'deleteUser': {
+        const existed = ((await client.query(SQL.deleteUser([op.id]))).rowCount ?? 0) > 0;
+        if (!op.purge) {
+          if (existed) await client.query(SQL.reserve([op.id, now]));
+          return existed;
+        }
+        const reserved = ((await client.query(SQL.unreserve([op.id]))).rowCount ?? 0) > 0;
+        await client.query(SQL.purgeMessages([op.id]));
+        await client.query(SQL.purgeConversations([op.id]));
+        await client.query(SQL.purgeKeysOf([op.id]));
+        return existed || reserved;
+      }
       case 'addToken': {
         if ((await client.query(SQL.userExists([op.user]))).rowCount === 0) return false;
         await client.query(SQL.addToken([op.tokenHash, op.user, now]));
@@ -280,11 +298,13 @@ export class WriteSide {
   }
 
   private async markRead(client: pg.ClientBase, user: string, now: number, upTo?: number, ids?: number[]): Promise<ReadOutcome> {
-    const changed = (await client.query<{ seq: number }>(
+    const changed = (await client.query<{ seq: number; from_user: string }>(
       upTo !== undefined ? SQL.readUpTo([now, user, upTo]) : SQL.readIds([now, user, ids ?? []]),
     )).rows;
     const unread = (await client.query<{ n: number }>(SQL.unreadTotal([user]))).rows[0]!.n;
-    return { unread, ids: changed.map((c) => String(c.seq)), readAt: new Date(now).toISOString() };
+    return {
+      unread, ids: changed.map((c) => String(c.seq)), senders: changed.map((c) => c.from_user), readAt: new Date(now).toISOString(),
+    };
   }
 
   /**

@@ -26,6 +26,14 @@ const CHECKPOINTER = siblingModule('checkpointer');
  * pays for starting a thread, and closing folds its WAL back anyway.
  */
 const CHECKPOINTER_DELAY_MS = 1000;
+/**
+ * How long a batch keeps trying to take the write lock from another connection (a
+ * checkpoint, another process) before its writers get a 503. It tries again off the event
+ * loop: waiting inside SQLite's busy handler would stall every request of this process.
+ */
+const LOCK_WAIT_MS = 5000;
+/** The pause between two tries for the write lock. */
+const LOCK_RETRY_MS = 2;
 
 /** Settings of a {@link MainWriter}. */
 export interface MainWriterOptions {
@@ -50,6 +58,8 @@ export class MainWriter {
     try {
       for (const p of CONNECTION_PRAGMAS) db.pragma(p);
       db.pragma('journal_mode = WAL');
+      // Never wait for the lock inside SQLite, on the event loop: run() tries again instead.
+      db.pragma('busy_timeout = 0');
       // Durability is the WAL fsync's job, not the commit's (see the module comment).
       db.pragma('synchronous = NORMAL');
       // Checkpoints are the checkpointer thread's job, never a commit's (see checkpointer.ts);
@@ -66,12 +76,16 @@ export class MainWriter {
   }
 
   /** Commits one batch; in `fsync` durability it settles once the WAL fsync covering it completes. */
-  run(writes: readonly StoreWrite[]): Promise<BatchResult> {
+  run(writes: readonly StoreWrite[], deadline = Date.now() + LOCK_WAIT_MS): Promise<BatchResult> {
     let replies;
     try {
       replies = this.side.applyBatch(writes);
     } catch (err) {
-      return Promise.reject(unavailable(`storage could not commit: ${(err as { code?: string }).code ?? 'error'}`, err));
+      const code = (err as { code?: string }).code;
+      if (code === 'SQLITE_BUSY' && Date.now() < deadline) {
+        return new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS)).then(() => this.run(writes, deadline));
+      }
+      return Promise.reject(unavailable(`storage could not commit: ${code ?? 'error'}`, err));
     }
     this.checkpointerTimer ??= setTimeout(() => this.startCheckpointer(), CHECKPOINTER_DELAY_MS).unref();
     return Promise.resolve(this.wal ? { replies, settled: this.wal.committed() } : { replies });

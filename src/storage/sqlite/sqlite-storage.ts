@@ -12,6 +12,7 @@ import type { BatchResult } from '../group-commit.js';
 import { windowSql } from '../paging.js';
 import type { InboxQuery, StorageLogger, StoredUser, WireRow } from '../storage.js';
 import type { StoreWrite } from '../writes.js';
+import { FileGuard } from './file-guard.js';
 import { migrate } from './migrations.js';
 import { CONNECTION_PRAGMAS, WIRE_COLUMNS } from './rows.js';
 import { MainWriter } from './main-writer.js';
@@ -29,6 +30,12 @@ export interface SqliteOptions {
   logger?: StorageLogger;
   /** The WAL fsync, for tests that hold it back; `fs.fsync` by default. */
   fsync?: Fsync;
+}
+
+/** True for SQLite's errors that mean the database file is damaged. */
+export function isCorruption(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || (typeof code === 'string' && code.startsWith('SQLITE_CORRUPT_'));
 }
 
 /** A SQLite store: the core over this dialect. */
@@ -72,16 +79,22 @@ const param = (): string => '?';
 class SqliteDialect implements Dialect {
   readonly kind = 'sqlite';
   readonly ownFeed = false;
-  readonly pingWrites = false;
+  readonly pingWrites = true;
   readonly reads: DialectReads;
   readonly commitVersion: () => number;
   readonly durability: Dialect['durability'];
   private readonly writer: MainWriter;
   private readonly statements = new Map<string, Database.Statement>();
+  /** Watches the file for being deleted or replaced under us (none for `:memory:`). */
+  private readonly guard: FileGuard | undefined;
 
   constructor(private readonly db: Database.Database, options: SqliteOptions) {
     this.writer = new MainWriter({ path: options.path, durability: options.durability, fsync: options.fsync });
     this.durability = this.writer.wal;
+    if (options.path !== ':memory:' && options.path !== '') {
+      this.guard = new FileGuard(options.path, options.logger);
+      this.guard.start();
+    }
     // SQLite's count of commits by other connections: the writer thread's and other processes'.
     const dataVersion = db.prepare('PRAGMA data_version').pluck();
     this.commitVersion = () => dataVersion.get() as number;
@@ -117,6 +130,7 @@ class SqliteDialect implements Dialect {
         .map((t): TokenRow => ({ user: t.user_id, hash: t.hash, createdAt: new Date(t.created_at).toISOString() })),
       messagesAfter: (after, limit) => rows(`SELECT ${WIRE_COLUMNS} FROM messages WHERE seq > ? ORDER BY seq LIMIT ?`, [after, limit]),
       userForToken: (hash) => (this.prepared('SELECT user_id FROM tokens WHERE hash = ?').pluck().get(hash) as string | undefined) ?? null,
+      userExists: (id) => this.prepared('SELECT 1 FROM users WHERE id = ?').get(id) !== undefined,
       ping: () => this.prepared('SELECT 1').get(),
     };
   }
@@ -125,7 +139,20 @@ class SqliteDialect implements Dialect {
     return this.writer.run(writes);
   }
 
+  isDamage(err: unknown): boolean {
+    return isCorruption(err);
+  }
+
+  writesRefused(): string | null {
+    return this.guard?.lost ?? null;
+  }
+
+  async writeProblem(): Promise<string | null> {
+    return (await this.guard?.writeProblem()) ?? null;
+  }
+
   async close(): Promise<void> {
+    this.guard?.stop();
     await this.writer.close();
     this.db.close();
   }

@@ -54,6 +54,13 @@ export const WRITE_SQL = {
   importUser: 'INSERT OR IGNORE INTO users (id, created_at) VALUES (?, ?)',
   deleteUser: 'DELETE FROM users WHERE id = ?',
   userExists: 'SELECT 1 FROM users WHERE id = ?',
+  isReserved: 'SELECT 1 FROM removed_users WHERE id = ?',
+  reserve: 'INSERT OR IGNORE INTO removed_users (id, removed_at) VALUES (?, ?)',
+  unreserve: 'DELETE FROM removed_users WHERE id = ?',
+  purgeReceived: 'DELETE FROM messages WHERE to_user = ?',
+  purgeSent: 'DELETE FROM messages WHERE from_user = ?',
+  purgeConversations: 'DELETE FROM conversations WHERE owner = ? OR peer = ?',
+  purgeKeysOf: 'DELETE FROM idempotency_keys WHERE sender = ?',
   addToken: 'INSERT OR IGNORE INTO tokens (hash, user_id, created_at) VALUES (?, ?, ?)',
   revokeTokens: 'DELETE FROM tokens WHERE user_id = ?',
   newest: 'SELECT json FROM messages WHERE seq = (SELECT max(seq) FROM messages)',
@@ -98,6 +105,13 @@ export class WriteSide {
       importUser: db.prepare(WRITE_SQL.importUser),
       deleteUser: db.prepare(WRITE_SQL.deleteUser),
       userExists: db.prepare(WRITE_SQL.userExists).pluck(),
+      isReserved: db.prepare(WRITE_SQL.isReserved).pluck(),
+      reserve: db.prepare(WRITE_SQL.reserve),
+      unreserve: db.prepare(WRITE_SQL.unreserve),
+      purgeReceived: db.prepare(WRITE_SQL.purgeReceived),
+      purgeSent: db.prepare(WRITE_SQL.purgeSent),
+      purgeConversations: db.prepare(WRITE_SQL.purgeConversations),
+      purgeKeysOf: db.prepare(WRITE_SQL.purgeKeysOf),
       addToken: db.prepare(WRITE_SQL.addToken),
       revokeTokens: db.prepare(WRITE_SQL.revokeTokens),
       newest: db.prepare(WRITE_SQL.newest).pluck(),
@@ -156,11 +170,24 @@ export class WriteSide {
       case 'delete': return this.delete(op.seq);
       case 'markRead': return this.markRead(op.user, now, op.upTo, op.ids);
       case 'createUser': {
+        if (this.stmt.isReserved.get(op.id)) return false;
         if (this.stmt.createUser.run(op.id, now).changes === 0) return false;
         this.stmt.addToken.run(op.tokenHash, op.id, now);
         return true;
       }
-      case 'deleteUser': return this.stmt.deleteUser.run(op.id).changes > 0;
+      case 'deleteUser': {
+        const existed = this.stmt.deleteUser.run(op.id).changes > 0;
+        if (!op.purge) {
+          if (existed) this.stmt.reserve.run(op.id, now);
+          return existed;
+        }
+        const reserved = this.stmt.unreserve.run(op.id).changes > 0;
+        this.stmt.purgeReceived.run(op.id);
+        this.stmt.purgeSent.run(op.id);
+        this.stmt.purgeConversations.run(op.id, op.id);
+        this.stmt.purgeKeysOf.run(op.id);
+        return existed || reserved;
+      }
       case 'addToken': {
         if (!this.stmt.userExists.get(op.user)) return false;
         this.stmt.addToken.run(op.tokenHash, op.user, now);
@@ -230,6 +257,7 @@ export class WriteSide {
     return {
       unread: this.stmt.unreadTotal.get(user) as number,
       ids: changed.map((c) => String(c.seq)),
+      senders: changed.map((c) => c.from_user),
       readAt,
     };
   }
