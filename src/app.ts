@@ -27,6 +27,7 @@ import { validatorCompiler } from './http/validation.js';
 import { webAppRoutes } from './http/webapp.js';
 import type { Hub } from './realtime/hub.js';
 import { StreamRegistry } from './realtime/streams.js';
+import type { Retention } from './storage/retention.js';
 import type { Storage } from './storage/storage.js';
 import { packageVersion } from './version.js';
 
@@ -36,6 +37,8 @@ export interface AppDeps {
   storage: Storage;
   hub: Hub;
   logger: Logger;
+  /** Background pruning, whose runs `/metrics` reports; absent when retention is off. */
+  retention?: Retention | undefined;
 }
 
 /** The built app, with its route table for the docs and the access tests. */
@@ -139,7 +142,7 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
     bufferBytes: config.streamBufferBytes,
     retryMs: 2000,
   }, logger, { messages, users });
-  const metrics = metricsRoutes(app, { openStreams: () => streams.open });
+  const metrics = metricsRoutes(app, { openStreams: () => streams.open, storage, retention: deps.retention });
   // Streams and long-polls would hold a graceful close open: end them first. A request that
   // finishes during the close leaves its keep-alive socket idle after Node's one sweep of
   // idle sockets, and the close would wait out the keep-alive timeout: keep sweeping.

@@ -32,6 +32,10 @@ export interface Config {
   readonly streamBufferBytes: number;
   readonly corsOrigins: readonly string[];
   readonly trustProxy: boolean | number | readonly string[];
+  /** Messages older than this many milliseconds are pruned; undefined keeps them for ever. */
+  readonly retentionMs: number | undefined;
+  /** Each inbox keeps only its newest this-many messages; undefined keeps them all. */
+  readonly inboxLimit: number | undefined;
   /** Seconds a client may take to send a request's headers. */
   readonly headersTimeoutSeconds: number;
   /** Seconds a client may take to send a whole request, headers and body. */
@@ -84,6 +88,22 @@ function oneOf<T extends string>(values: readonly T[]) {
     }
     return v as T;
   };
+}
+
+const DURATION_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/**
+ * Parses a duration such as `30d`, `12h`, `90s` (also `m` minutes, `w` weeks) into
+ * milliseconds; empty or `off` is undefined (no limit).
+ */
+export function parseDuration(raw: string, source: string): number | undefined {
+  const v = raw.trim().toLowerCase();
+  if (v === '' || v === 'off') return undefined;
+  const m = /^(\d+)\s*([smhdw])$/.exec(v);
+  if (!m) throw new ConfigError(`${source} must be a duration such as 30d, 12h, 90s (or off), got "${raw}"`);
+  const ms = Number(m[1]) * DURATION_UNITS[m[2]!]!;
+  if (ms < 1000 || !Number.isSafeInteger(ms)) throw new ConfigError(`${source} must be between 1s and a few thousand years, got "${raw}"`);
+  return ms;
 }
 
 /** Parses `sqlite:<path>` or `postgres://…` into a {@link StorageLocation}. */
@@ -216,6 +236,19 @@ const SETTINGS: { [K in keyof Config]: Setting<K> } = {
       if (v === 'true') return true;
       if (/^\d+$/.test(v)) return Number(v);
       return v.split(',').map((a) => a.trim()).filter(Boolean);
+    },
+  },
+  retentionMs: {
+    key: 'retentionMs', env: 'POSTBOX_RETENTION', default: 'off',
+    help: 'remove messages older than this (30d, 12h, 90s; off keeps them for ever), in the background',
+    parse: parseDuration,
+  },
+  inboxLimit: {
+    key: 'inboxLimit', env: 'POSTBOX_INBOX_LIMIT', default: 'off',
+    help: 'keep only the newest this-many messages of each inbox (off keeps them all), in the background',
+    parse: (raw, source) => {
+      const v = raw.trim().toLowerCase();
+      return v === '' || v === 'off' ? undefined : integer(1, 1_000_000_000)(v, source);
     },
   },
   headersTimeoutSeconds: {

@@ -7,6 +7,7 @@ import type { CliIO } from './cli/cli.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './logger.js';
 import { startServer, type RunningServer } from './server.js';
+import { StoreInUseError } from './storage/sqlite/serve-lock.js';
 
 /**
  * How long past the grace period a close may still take (storage finishing its last
@@ -38,6 +39,12 @@ export async function runServer(
   try {
     server = await startServer(config, logger);
   } catch (err) {
+    if (err instanceof StoreInUseError) {
+      // A setup mistake, not a crash: one sentence, no stack.
+      logger.fatal(err.message);
+      process.stderr.write(`postbox: ${err.message}\n`);
+      return 1;
+    }
     logger.fatal({ err }, 'could not start');
     return 1;
   }

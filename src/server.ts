@@ -9,6 +9,8 @@ import type { Config } from './config.js';
 import { nonconformingIds } from './domain/users.js';
 import { Hub } from './realtime/hub.js';
 import { openStorage } from './storage/open.js';
+import { Retention, retentionEnabled } from './storage/retention.js';
+import { acquireServeLock, type ServeLock } from './storage/sqlite/serve-lock.js';
 import type { Storage } from './storage/storage.js';
 
 /** A server's parts, wired together but not listening. */
@@ -16,6 +18,8 @@ export interface PostboxServer {
   app: PostboxApp;
   storage: Storage;
   hub: Hub;
+  /** Background pruning, when POSTBOX_RETENTION or POSTBOX_INBOX_LIMIT is set. */
+  retention: Retention | undefined;
   /**
    * Closes the app (ending streams, letting in-flight requests finish for up to
    * `shutdownGraceSeconds`, then cutting off whatever connections remain: a client stalled
@@ -35,31 +39,51 @@ export interface RunningServer extends PostboxServer {
  * without listening: what `app.inject()` needs, and the first half of {@link startServer}.
  */
 export async function buildServer(config: Config, logger: Logger): Promise<PostboxServer> {
-  const storage = await openStorage(config.database, {
-    durability: config.durability, poolSize: config.pgPoolSize, logger: logger.child({ component: 'storage' }),
-  });
-  const hub = new Hub(logger);
-  storage.onEvents((events) => hub.publish(events));
-  let app: PostboxApp;
+  // One server per SQLite file (serve-lock.ts): refused before anything is opened.
+  const lock: ServeLock | undefined = config.database.kind === 'sqlite' ? acquireServeLock(config.database.path) : undefined;
+  let storage: Storage;
   try {
-    app = await buildApp({ config, storage, hub, logger });
+    storage = await openStorage(config.database, {
+      durability: config.durability, poolSize: config.pgPoolSize, logger: logger.child({ component: 'storage' }),
+    });
   } catch (err) {
-    await storage.close();
+    lock?.release();
     throw err;
   }
+  const hub = new Hub(logger);
+  storage.onEvents((events) => hub.publish(events));
+  const policy = { maxAgeMs: config.retentionMs, inboxLimit: config.inboxLimit };
+  const retention = retentionEnabled(policy)
+    ? new Retention(storage, policy, { logger: logger.child({ component: 'retention' }) })
+    : undefined;
+  let app: PostboxApp;
+  try {
+    app = await buildApp({ config, storage, hub, logger, retention });
+  } catch (err) {
+    await retention?.stop();
+    await storage.close();
+    lock?.release();
+    throw err;
+  }
+  retention?.start();
   let closing: Promise<void> | undefined;
   return {
-    app, storage, hub,
+    app, storage, hub, retention,
     close: () => (closing ??= (async () => {
       const cutOff = setTimeout(() => {
         logger.warn({ graceSeconds: config.shutdownGraceSeconds }, 'closing: grace period over; cutting off the remaining connections');
         app.server.closeAllConnections();
       }, config.shutdownGraceSeconds * 1000);
       try {
+        await retention?.stop();
         await app.close();
       } finally {
         clearTimeout(cutOff);
-        await storage.close();
+        try {
+          await storage.close();
+        } finally {
+          lock?.release();
+        }
       }
     })()),
   };

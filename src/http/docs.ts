@@ -60,7 +60,7 @@ function commonAnswers(r: RouteFacts): Record<string, unknown> {
   if (r.access === 'admin' || (r.access === 'user' && r.mode === 'token')) {
     out['401'] = problem('No valid bearer token.');
   }
-  if (guarded || r.mode === 'open') {
+  if (guarded) {
     out['403'] = problem(r.mode === 'open'
       ? 'Open mode: a cross-site request (a foreign Origin, or a Host that is not this server), or a call that needs the admin token.'
       : 'The token may not act on this data.');

@@ -109,9 +109,14 @@ export function crossSiteProblem(headers: { host?: string; origin?: string }, op
   });
 }
 
-/** Refuses cross-site use of an open-mode server (see {@link crossSiteProblem}). */
+/**
+ * Refuses cross-site use of an open-mode server (see {@link crossSiteProblem}) on every route
+ * that reads or changes someone's data. Public routes (health, metrics, docs) hold none and
+ * stay reachable by any name, so a probe may address the server as its service name.
+ */
 export function registerCrossSiteGuard(app: FastifyInstance, options: CrossSiteOptions): void {
   app.addHook('onRequest', (request, _reply, done) => {
+    if ((request.routeOptions.config?.access ?? 'public') === 'public') return done();
     const origin = request.headers.origin;
     done(crossSiteProblem({ host: request.host || undefined, origin: typeof origin === 'string' ? origin : undefined }, options) ?? undefined);
   });

@@ -33,7 +33,8 @@ import { conversationsKey, conversationsSize, inboxKey, ReadCache, wirePageSize 
 import { readFailure, StorageDamaged, unavailable } from './failures.js';
 import type {
   ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector, SendOutcome,
-  Storage, StorageLogger, StoredConversation, StoredUser, StoreEvent, StoreListener, WirePage, WireRow,
+  CommitObserver, PruneSelector, Storage, StorageLogger, StoredConversation, StoredUser, StoreEvent, StoreListener,
+  StoreStats, WirePage, WireRow,
 } from './storage.js';
 import type { StoreWrite, StoreWriteResults } from './writes.js';
 
@@ -71,6 +72,12 @@ export interface DialectReads {
   /** Messages above `after`, oldest first, at most `limit`: the export's chunks. */
   messagesAfter(after: number, limit: number): Awaitable<WireRow[]>;
   userForToken(hash: string): Awaitable<string | null>;
+  /** The first recipient above `after` with messages (one index probe), or null. */
+  nextInbox(after: string): Awaitable<string | null>;
+  /** The id `keep` places below the newest of `user`'s inbox, or null. */
+  inboxCutoff(user: string, keep: number): Awaitable<number | null>;
+  /** What `/metrics` shows of the store (counted, so the core keeps it a few seconds). */
+  stats(): Awaitable<StoreStats>;
   /** True if `id` is a user now (not removed). */
   userExists(id: string): Awaitable<boolean>;
   /** Any cheap statement: proves the database answers. */
@@ -206,6 +213,9 @@ export class Listeners {
   }
 }
 
+/** How long store statistics are kept: two scrapers, or a scraper and a person, need not count a large table twice. */
+const STATS_TTL_MS = 2_000;
+
 /** How many rows an export reads at a time. */
 const EXPORT_CHUNK = 1000;
 /** How many records an import commits at a time. */
@@ -219,6 +229,8 @@ export class CoreStorage implements Storage {
   private readonly cache: ReadCache | undefined;
   private readonly gate: ReadGate | undefined;
   private closing: Promise<void> | undefined;
+  private readonly observers = new Set<CommitObserver>();
+  private statsKept: { at: number; value: Promise<StoreStats> } | undefined;
 
   /**
    * @param listeners shared with the dialect when it has its own feed ({@link Dialect.ownFeed})
@@ -232,6 +244,9 @@ export class CoreStorage implements Storage {
       run: (writes) => dialect.runBatch(writes),
       ...(dialect.ownFeed ? {} : { publish: listeners }),
       ...(gate ? { hold: () => gate.hold() } : {}),
+      observe: (size, seconds) => {
+        for (const o of this.observers) o(size, seconds);
+      },
     });
     this.cache = dialect.commitVersion ? new ReadCache() : undefined;
   }
@@ -326,10 +341,48 @@ export class CoreStorage implements Storage {
     return importInChunks(records, IMPORT_CHUNK, (chunk) => this.write({ op: 'import', records: chunk }));
   }
 
+  prune(which: PruneSelector): Promise<{ removed: number; more: boolean }> {
+    return 'inbox' in which
+      ? this.write({ op: 'prune', limit: which.limit, inbox: which.inbox, upTo: which.upTo })
+      : this.write({ op: 'prune', limit: which.limit, before: which.before });
+  }
+
+  nextInbox(after: string): Promise<string | null> {
+    return this.read(() => this.reads.nextInbox(after), (user) => user);
+  }
+
+  inboxCutoff(user: string, keep: number): Promise<number | null> {
+    return this.read(() => this.reads.inboxCutoff(user, keep), (seq) => seq);
+  }
+
+  claimTask(task: string, everyMs: number): Promise<boolean> {
+    return this.write({ op: 'claim', task, everyMs });
+  }
+
+  stats(): Promise<StoreStats> {
+    const now = Date.now();
+    if (this.statsKept && now - this.statsKept.at < STATS_TTL_MS) return this.statsKept.value;
+    const value = this.read(() => this.reads.stats(), (stats) => stats);
+    this.statsKept = { at: now, value };
+    // A failed count is not kept: the next scrape asks again.
+    value.catch(() => (this.statsKept = undefined));
+    return value;
+  }
+
+  onCommit(observer: CommitObserver): () => void {
+    this.observers.add(observer);
+    return () => this.observers.delete(observer);
+  }
+
+  get pendingWrites(): number {
+    return this.engine.pending;
+  }
+
   /** Resolves only if a read works and a write could commit now. */
   async ping(): Promise<void> {
     await this.read(() => this.reads.ping(), () => undefined);
-    const problem = await this.dialect.writeProblem?.();
+    const probe = this.dialect.writeProblem?.bind(this.dialect);
+    const problem = probe ? await this.read(probe, (p) => p) : null;
     if (problem) throw unavailable(`storage cannot take writes: ${problem}`);
     if (this.dialect.pingWrites) await this.write({ op: 'ping' });
   }

@@ -130,6 +130,30 @@ export interface StorageLogger {
   error(obj: object, msg: string): void;
 }
 
+/** Which messages one prune write removes (at most `limit` of them, the oldest first). */
+export type PruneSelector =
+  /** Messages sent before this time (ms since the epoch). */
+  | { before: number; limit: number }
+  /** Messages to `inbox` whose id is at most `upTo`. */
+  | { inbox: string; upTo: number; limit: number };
+
+/** What an operator watches about a store (`/metrics`). */
+export interface StoreStats {
+  /** Messages stored. */
+  messages: number;
+  /** When the oldest stored message was sent (ISO 8601), or null without messages. */
+  oldestSentAt: string | null;
+  /** Bytes the store takes: the database file (SQLite) or the tables and indexes (PostgreSQL). */
+  storeBytes: number;
+  /** Bytes of SQLite's write-ahead log; null for PostgreSQL, whose WAL is the server's. */
+  walBytes: number | null;
+  /** When the WAL was last folded back into the database (SQLite, ms), or null. */
+  lastCheckpointAt: number | null;
+}
+
+/** Told of each committed batch of writes: how many, and how long its commit took (fsync included). */
+export type CommitObserver = (size: number, seconds: number) => void;
+
 /** The storage contract. */
 export interface Storage {
   /** `sqlite` or `postgres`, for logs and metrics. */
@@ -177,6 +201,24 @@ export interface Storage {
   exportAll(): AsyncIterable<ExportRecord>;
   /** Replays exported records, keeping ids; answers how many of each it stored. */
   importAll(records: AsyncIterable<ExportRecord>): Promise<{ users: number; tokens: number; messages: number }>;
+
+  /**
+   * Retention: removes the messages `which` selects, in one short write; conversation rows
+   * and unread counts follow. Listeners hear nothing of it.
+   */
+  prune(which: PruneSelector): Promise<{ removed: number; more: boolean }>;
+  /** The first recipient id above `after` that has messages, or null: walks every inbox, one at a time. */
+  nextInbox(after: string): Promise<string | null>;
+  /** The id of the newest message of `user`'s inbox beyond its newest `keep`, or null if it holds no more than `keep`. */
+  inboxCutoff(user: string, keep: number): Promise<number | null>;
+  /** Claims maintenance task `task` if no instance of this store ran it in the last `everyMs`. */
+  claimTask(task: string, everyMs: number): Promise<boolean>;
+  /** Figures for an operator; may be a few seconds old. */
+  stats(): Promise<StoreStats>;
+  /** Registers an observer of committed batches; returns its removal. */
+  onCommit(observer: CommitObserver): () => void;
+  /** Writes queued or being committed, not yet answered. */
+  readonly pendingWrites: number;
 
   /** Resolves when storage answers; rejects with `storage_unavailable` otherwise. */
   ping(): Promise<void>;

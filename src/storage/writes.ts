@@ -28,7 +28,18 @@ export type StoreWrite =
   | { op: 'deleteUser'; id: string; purge?: boolean }
   | { op: 'addToken'; user: string; tokenHash: string }
   | { op: 'revokeTokens'; user: string }
-  | { op: 'import'; records: ExportRecord[] };
+  | { op: 'import'; records: ExportRecord[] }
+  /**
+   * Retention (retention.ts): removes at most `limit` messages, the oldest first, that were
+   * sent before `before` (ms), or that lie at or below `upTo` in `inbox`. Conversation rows
+   * and unread counts follow, as for a delete; no event (pruned history simply is gone).
+   */
+  | { op: 'prune'; limit: number; before?: number; inbox?: string; upTo?: number }
+  /**
+   * Claims the maintenance task `task` for this instance if no instance ran it in the last
+   * `everyMs`: one claim wins per period across every instance of a store.
+   */
+  | { op: 'claim'; task: string; everyMs: number };
 
 /** The result type of each write. */
 export interface StoreWriteResults {
@@ -41,6 +52,14 @@ export interface StoreWriteResults {
   addToken: boolean;
   revokeTokens: number;
   import: { users: number; tokens: number; messages: number };
+  prune: PruneResult;
+  claim: boolean;
+}
+
+/** What one prune write removed, and whether more of the same remains. */
+export interface PruneResult {
+  removed: number;
+  more: boolean;
 }
 
 /** One operation's answer from a batch: its value, or the error that failed it alone. */

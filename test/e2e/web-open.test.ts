@@ -116,6 +116,9 @@ describeWithChromium('web app, open mode', () => {
       await ann.page.getByRole('listitem').filter({ hasText: 'Hello Bob' }).getByText('Read', { exact: true }).waitFor();
       await eventually(async () => (await bob.page.title()) === 'Ann · Postbox', 'the title without a count');
       await bob.page.getByRole('navigation', { name: 'Conversations' }).getByText('unread').waitFor({ state: 'detached' });
+      // One stream per tab, whatever is open: never one per conversation.
+      assert.equal(server.hub.listenersOf('Bob'), 1);
+      assert.equal(server.hub.listenersOf('Ann'), 1);
 
       // Bob answers over two lines (Shift+Enter), Ann sees it at the bottom, newest last.
       const bobBox = bob.page.getByRole('textbox', { name: 'Message', exact: true });
@@ -267,6 +270,33 @@ describeWithChromium('web app, open mode', () => {
       await page.getByRole('listitem').filter({ hasText: "who's there?" }).getByText('Sent', { exact: true }).waitFor();
     } finally {
       await kim.context.close();
+    }
+  });
+
+  it('offers desktop notifications on a click (never at load) and shows one for a message while hidden', async () => {
+    const nia = await person(browser);
+    try {
+      const { page } = nia;
+      // A stand-in Notification that records what the app asks of it, and a tab that is hidden.
+      await page.addInitScript(`
+        window.__asked = 0; window.__shown = [];
+        window.Notification = class { constructor(title, options) { window.__shown.push(title + ': ' + options.body); } };
+        window.Notification.permission = 'default';
+        window.Notification.requestPermission = async () => { window.__asked++; window.Notification.permission = 'granted'; return 'granted'; };
+      `);
+      await signIn(page, 'Nia');
+      assert.equal(await page.evaluate('window.__asked'), 0, 'not asked at load');
+      await page.getByRole('button', { name: 'Notify me' }).click();
+      await page.getByRole('button', { name: 'Notify me' }).waitFor({ state: 'detached' });
+      assert.equal(await page.evaluate('window.__asked'), 1);
+      await page.evaluate(`Object.defineProperty(document, 'visibilityState', { get: () => 'hidden' });
+        document.dispatchEvent(new Event('visibilitychange'))`);
+      await send('Oli', 'Nia', 'are you there?');
+      await eventually(async () => (await page.evaluate<string[]>('window.__shown')).length === 1, 'a notification');
+      assert.deepEqual(await page.evaluate('window.__shown'), ['Postbox: Oli: are you there?']);
+      await eventually(async () => (await page.title()) === '(1) Postbox', 'the unread count in the title');
+    } finally {
+      await nia.context.close();
     }
   });
 

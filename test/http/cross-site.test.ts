@@ -148,3 +148,17 @@ describe('headers on every answer', () => {
     assert.equal(page.headers['strict-transport-security'], undefined);
   });
 });
+
+describe('public routes and cross-site checks', () => {
+  it('answers health, readiness and metrics under any Host and Origin: they hold no one\'s data', async () => {
+    const server = await startTestServer();
+    try {
+      for (const url of ['/healthz', '/readyz', '/metrics']) {
+        const res = await server.app.inject({ method: 'GET', url, headers: { host: 'postbox-svc.cluster.local:8080', origin: 'https://evil.example' } });
+        assert.notEqual(res.statusCode, 403, url);
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+});

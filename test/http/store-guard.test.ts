@@ -3,6 +3,7 @@
  * 500 (not a retryable 503), and `postbox check` finds it. SQLite files, real and damaged.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFile, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -172,6 +173,54 @@ describe('a damaged database', () => {
       assert.equal(foreign.code, 1);
       assert.match(foreign.out, /no schema/);
     } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** Mounts a small tmpfs at `dir`, or answers why it cannot (not root, no mount). */
+function mountSmallDisk(dir: string, size: string): string | null {
+  const result = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { encoding: 'utf8' });
+  if (result.error) return result.error.message;
+  return result.status === 0 ? null : (result.stderr || `mount exited ${result.status}`).trim();
+}
+
+describe('readiness on a full disk', () => {
+  it('answers 503 saying the disk is full, refuses the send with a 503, and recovers once there is room', async (t) => {
+    const dir = await tempDir();
+    const why = mountSmallDisk(dir, '16m');
+    if (why !== null) {
+      t.skip(`needs a small disk of its own: mounting a tmpfs failed (${why}); run as root to include it`);
+      await rm(dir, { recursive: true, force: true });
+      return;
+    }
+    try {
+      const server = await startTestServer({}, { dir });
+      try {
+        await readyBecomes(server, 200);
+        const filler = join(dir, 'filler');
+        // Fill the disk: write until the file system refuses.
+        const file = await open(filler, 'w');
+        try {
+          for (;;) await file.write(Buffer.alloc(256 * 1024));
+        } catch (err) {
+          assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+        } finally {
+          await file.close();
+        }
+        const res = await server.app.inject({ method: 'GET', url: '/readyz' });
+        assert.equal(res.statusCode, 503);
+        assert.match(res.json<Problem>().detail, /full/);
+        const sent = await send(server, 'x'.repeat(60_000));
+        assert.ok(sent.statusCode === 503 || sent.statusCode === 201, `a send on a full disk is refused or fits: ${sent.statusCode} ${sent.body}`);
+        assert.notEqual(sent.statusCode, 500);
+        await rm(filler);
+        await readyBecomes(server, 200);
+      } finally {
+        await server.close().catch(() => undefined);
+      }
+    } finally {
+      spawnSync('umount', [dir]);
       await rm(dir, { recursive: true, force: true });
     }
   });

@@ -173,7 +173,7 @@ function postgresSpecifics(): void {
       await client.connect();
       try {
         const { rows } = await client.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version');
-        assert.deepEqual(rows.map((r) => r.version), MIGRATIONS.map((m) => m.version));
+        assert.deepEqual(rows.map((r) => r.version), MIGRATIONS.map((m) => m.version), 'each migration applied once');
       } finally {
         await client.end();
       }

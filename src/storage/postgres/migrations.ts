@@ -81,6 +81,22 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 4,
+    name: 'retention: messages by age, and maintenance claims',
+    sql: `
+      -- Retention removes the oldest messages first by the time they were sent, which an
+      -- import can make differ from id order.
+      CREATE INDEX messages_age ON messages (sent_at);
+
+      -- When a maintenance task (retention) last ran, so that it runs once per period for
+      -- the whole cluster, whichever instance claims it.
+      CREATE TABLE maintenance (
+        task   text COLLATE "C" PRIMARY KEY,
+        ran_at bigint NOT NULL
+      );
+    `,
+  },
 ];
 
 /**

@@ -52,6 +52,8 @@ export class MainWriter {
   private checkpointer: Worker | undefined;
   private checkpointerTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** When the checkpointer last folded the WAL back (ms), for metrics. */
+  lastCheckpointAt: number | null = null;
 
   constructor(private readonly options: MainWriterOptions) {
     const db = new Database(options.path);
@@ -116,8 +118,12 @@ export class MainWriter {
     if (this.checkpointer || this.closed) return;
     const synchronous = this.options.durability === 'fsync' ? 'FULL' : 'NORMAL';
     this.checkpointer = startWorker(CHECKPOINTER, { path: this.options.path, synchronous });
-    // Its work is never owed to anyone: it must not keep a finished process alive.
-    this.checkpointer.unref();
     this.checkpointer.on('error', () => (this.checkpointer = undefined));
+    this.checkpointer.on('message', (m: { checkpointAt?: number }) => {
+      if (typeof m.checkpointAt === 'number') this.lastCheckpointAt = m.checkpointAt;
+    });
+    // Its work is never owed to anyone: it must not keep a finished process alive. (After
+    // the listener: adding a message listener refs the worker again.)
+    this.checkpointer.unref();
   }
 }

@@ -82,6 +82,23 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TABLE removed_users (
         id         TEXT    PRIMARY KEY,
         removed_at INTEGER NOT NULL
+      );
+    `,
+  },
+  {
+    version: 4,
+    name: 'retention: messages by age, and maintenance claims',
+    sql: `
+      -- Retention removes the oldest messages first by the time they were sent, which an
+      -- import can make differ from id order: an index on the sentAt the wire JSON carries
+      -- (canonical ISO 8601 UTC, so text order is time order). Queries must spell the
+      -- expression exactly so for SQLite to use it.
+      CREATE INDEX messages_age ON messages (json_extract(json, '$.sentAt'));
+
+      -- When a maintenance task (retention) last ran, so it runs once per period for the store.
+      CREATE TABLE maintenance (
+        task   TEXT    PRIMARY KEY,
+        ran_at INTEGER NOT NULL
       ) WITHOUT ROWID;
     `,
   },

@@ -4,19 +4,19 @@
  * main thread, made durable by a WAL fsync off the event loop (main-writer.ts). Everything
  * else is the core's (../core.ts).
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { CoreStorage, Listeners, type ConversationRow, type Dialect, type DialectReads, type TokenRow } from '../core.js';
 import type { BatchResult } from '../group-commit.js';
 import { windowSql } from '../paging.js';
-import type { InboxQuery, StorageLogger, StoredUser, WireRow } from '../storage.js';
+import type { InboxQuery, StorageLogger, StoredUser, StoreStats, WireRow } from '../storage.js';
 import type { StoreWrite } from '../writes.js';
 import { FileGuard } from './file-guard.js';
 import { migrate } from './migrations.js';
-import { CONNECTION_PRAGMAS, WIRE_COLUMNS } from './rows.js';
 import { MainWriter } from './main-writer.js';
 import type { Fsync } from './wal-sync.js';
+import { CONNECTION_PRAGMAS, SENT_AT, WIRE_COLUMNS } from './rows.js';
 
 /** Options for {@link openSqliteStorage}. */
 export interface SqliteOptions {
@@ -130,8 +130,31 @@ class SqliteDialect implements Dialect {
         .map((t): TokenRow => ({ user: t.user_id, hash: t.hash, createdAt: new Date(t.created_at).toISOString() })),
       messagesAfter: (after, limit) => rows(`SELECT ${WIRE_COLUMNS} FROM messages WHERE seq > ? ORDER BY seq LIMIT ?`, [after, limit]),
       userForToken: (hash) => (this.prepared('SELECT user_id FROM tokens WHERE hash = ?').pluck().get(hash) as string | undefined) ?? null,
+      nextInbox: (after) => (this.prepared('SELECT to_user FROM messages WHERE to_user > ? ORDER BY to_user LIMIT 1').pluck().get(after) as string | undefined) ?? null,
+      inboxCutoff: (user, keep) => (this.prepared('SELECT seq FROM messages WHERE to_user = ? ORDER BY seq DESC LIMIT 1 OFFSET ?').pluck()
+        .get(user, keep) as number | undefined) ?? null,
+      stats: () => this.stats(options.path),
       userExists: (id) => this.prepared('SELECT 1 FROM users WHERE id = ?').get(id) !== undefined,
       ping: () => this.prepared('SELECT 1').get(),
+    };
+  }
+
+  /** Counts over the smallest index, the oldest time from the age index, sizes from the files. */
+  private stats(path: string): StoreStats {
+    const size = (file: string) => {
+      try {
+        return statSync(file).size;
+      } catch {
+        return 0;
+      }
+    };
+    const oldest = this.prepared(`SELECT min(${SENT_AT}) FROM messages`).pluck().get() as string | null;
+    return {
+      messages: this.prepared('SELECT count(*) FROM messages INDEXED BY messages_seq').pluck().get() as number,
+      oldestSentAt: oldest,
+      storeBytes: path === ':memory:' ? 0 : size(path),
+      walBytes: path === ':memory:' ? 0 : size(`${path}-wal`),
+      lastCheckpointAt: this.writer.lastCheckpointAt,
     };
   }
 

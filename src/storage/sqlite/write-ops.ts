@@ -12,10 +12,10 @@ import type { Message } from '../../protocol/types.js';
 import { messageJson, readTail } from '../../protocol/wire.js';
 import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome } from '../storage.js';
 import {
-  idempotencyOutcome, keyCutoff, repairConversation, repairNeedsNewest, sidesOf, WriteClock,
+  claimDue, idempotencyOutcome, keyCutoff, repairConversation, repairNeedsNewest, sidesOf, WriteClock,
 } from '../write-decisions.js';
-import type { StoreWrite, StoreWriteResults, WriteReply } from '../writes.js';
-import { MARK_READ_JSON } from './rows.js';
+import type { PruneResult, StoreWrite, StoreWriteResults, WriteReply } from '../writes.js';
+import { MARK_READ_JSON, SENT_AT } from './rows.js';
 
 /** Thrown out of a plain batch when one of its operations fails: run it again, isolated. */
 class OperationFailed extends Error {}
@@ -64,6 +64,11 @@ export const WRITE_SQL = {
   addToken: 'INSERT OR IGNORE INTO tokens (hash, user_id, created_at) VALUES (?, ?, ?)',
   revokeTokens: 'DELETE FROM tokens WHERE user_id = ?',
   newest: 'SELECT json FROM messages WHERE seq = (SELECT max(seq) FROM messages)',
+  pruneOld: `SELECT seq FROM messages WHERE ${SENT_AT} < ? ORDER BY ${SENT_AT} LIMIT ?`,
+  pruneInbox: 'SELECT seq FROM messages WHERE to_user = ? AND seq <= ? ORDER BY seq LIMIT ?',
+  claimRead: 'SELECT ran_at FROM maintenance WHERE task = ?',
+  claimWrite: `INSERT INTO maintenance (task, ran_at) VALUES (?, ?)
+         ON CONFLICT (task) DO UPDATE SET ran_at = excluded.ran_at`,
 } as const;
 
 /** Applies batches of writes to one write connection. */
@@ -115,6 +120,10 @@ export class WriteSide {
       addToken: db.prepare(WRITE_SQL.addToken),
       revokeTokens: db.prepare(WRITE_SQL.revokeTokens),
       newest: db.prepare(WRITE_SQL.newest).pluck(),
+      pruneOld: db.prepare(WRITE_SQL.pruneOld).pluck(),
+      pruneInbox: db.prepare(WRITE_SQL.pruneInbox).pluck(),
+      claimRead: db.prepare(WRITE_SQL.claimRead).pluck(),
+      claimWrite: db.prepare(WRITE_SQL.claimWrite),
     };
     this.batch = db.transaction((ops: readonly StoreWrite[], now: number, isolate: boolean) => this.runBatch(ops, now, isolate));
     this.isolated = db.transaction((op: StoreWrite, now: number) => this.apply(op, now));
@@ -195,6 +204,12 @@ export class WriteSide {
       }
       case 'revokeTokens': return this.stmt.revokeTokens.run(op.user).changes;
       case 'import': return this.import(op.records);
+      case 'prune': return this.prune(op);
+      case 'claim': {
+        if (!claimDue(this.stmt.claimRead.get(op.task) as number | undefined, now, op.everyMs)) return false;
+        this.stmt.claimWrite.run(op.task, now);
+        return true;
+      }
       case 'ping': return true;
     }
   }
@@ -242,6 +257,15 @@ export class WriteSide {
       else this.stmt.setConversation.run(repair.lastSeq, unreadDrop, owner, peer);
     }
     return JSON.parse(row.json) as Message;
+  }
+
+  /** Removes what a prune selects, one message at a time as a delete does (in-process, microseconds each). */
+  private prune(op: Extract<StoreWrite, { op: 'prune' }>): PruneResult {
+    const seqs = (op.inbox !== undefined
+      ? this.stmt.pruneInbox.all(op.inbox, op.upTo ?? 0, op.limit)
+      : this.stmt.pruneOld.all(new Date(op.before ?? 0).toISOString(), op.limit)) as number[];
+    for (const seq of seqs) this.delete(seq);
+    return { removed: seqs.length, more: seqs.length === op.limit };
   }
 
   private markRead(user: string, now: number, upTo?: number, ids?: number[]): ReadOutcome {
