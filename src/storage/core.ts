@@ -96,13 +96,20 @@ export interface Dialect {
    * commit through its change feed, its own included). Otherwise the core tells them.
    */
   readonly ownFeed: boolean;
-  /** Whether ping also sends a write through the writer (SQLite's writer is a thread that may have died). */
+  /** Whether ping also commits an empty batch: readiness means a write could commit now (SQLite's lock may be held elsewhere). */
   readonly pingWrites: boolean;
   /**
    * A number that changes whenever anything commits, by this process or any other, cheap
    * enough to ask before every cached read; a dialect without one gets no read cache.
    */
   readonly commitVersion?: () => number;
+  /**
+   * A durability step after the commit (SQLite's WAL fsync): while it has commits pending,
+   * nothing they changed may be read, so reads wait for it and hold new batches back
+   * meanwhile (see {@link ReadGate}). Its runner hands the same step's promise as `settled`,
+   * so writers and listeners wait for it too.
+   */
+  readonly durability?: DurabilityStep;
   /** How a failed read is described in its 503 (an outage or some other failure). */
   describeReadFailure?(err: unknown): string;
   /** True for a failure that means the store is damaged: a 500 logged as such, not a retryable 503. */
@@ -116,6 +123,62 @@ export interface Dialect {
   writeProblem?(): Promise<string | null>;
   /** Releases the dialect's resources, after the last batch was answered. */
   close(): Promise<void>;
+}
+
+/** Commits made visible before they are durable, and the wait for them to be. */
+export interface DurabilityStep {
+  /** True while some commit is not yet durable. */
+  readonly pending: boolean;
+  /** Resolves once every commit made so far is durable. */
+  whenDurable(): Promise<void>;
+}
+
+/**
+ * Shows readers only what is durable when commits become visible before they are: a read
+ * that arrives while commits are pending waits until they are durable, and no new batch
+ * starts while any read waits, so when the wait ends everything visible is durable and the
+ * read (synchronous on SQLite) runs before anything else can commit. A read never waits
+ * for more than the fsync under way and the one after it.
+ */
+export class ReadGate {
+  private waiting = 0;
+  private reopen: (() => void) | undefined;
+  private closed: Promise<void> | undefined;
+
+  constructor(private readonly step: DurabilityStep) {}
+
+  /** Runs `read` once nothing visible is undurable. */
+  run<T>(read: () => Promise<T>): Promise<T> {
+    if (!this.step.pending) return read();
+    this.waiting++;
+    this.closed ??= new Promise<void>((resolve) => (this.reopen = resolve));
+    return this.step.whenDurable().then(
+      () => {
+        try {
+          return read();
+        } finally {
+          this.leave();
+        }
+      },
+      (err: unknown) => {
+        this.leave();
+        throw unavailable('storage could not make its writes durable', err);
+      },
+    );
+  }
+
+  /** For the group-commit engine: a promise while reads wait, before which no batch starts. */
+  hold(): Promise<void> | undefined {
+    return this.closed;
+  }
+
+  private leave(): void {
+    if (--this.waiting > 0) return;
+    const reopen = this.reopen;
+    this.closed = undefined;
+    this.reopen = undefined;
+    reopen?.();
+  }
 }
 
 /** The listeners of one store, each told every batch of events; one that throws costs only itself. */
@@ -164,6 +227,7 @@ export class CoreStorage implements Storage {
   private readonly reads: DialectReads;
   private readonly engine: GroupCommit;
   private readonly cache: ReadCache | undefined;
+  private readonly gate: ReadGate | undefined;
   private closing: Promise<void> | undefined;
   private readonly observers = new Set<CommitObserver>();
   private statsKept: { at: number; value: Promise<StoreStats> } | undefined;
@@ -174,9 +238,12 @@ export class CoreStorage implements Storage {
   constructor(private readonly dialect: Dialect, private readonly listeners: Listeners) {
     this.kind = dialect.kind;
     this.reads = dialect.reads;
+    const gate = dialect.durability ? new ReadGate(dialect.durability) : undefined;
+    this.gate = gate;
     this.engine = new GroupCommit({
       run: (writes) => dialect.runBatch(writes),
       ...(dialect.ownFeed ? {} : { publish: listeners }),
+      ...(gate ? { hold: () => gate.hold() } : {}),
       observe: (size, seconds) => {
         for (const o of this.observers) o(size, seconds);
       },
@@ -346,6 +413,10 @@ export class CoreStorage implements Storage {
    */
   private read<R, T>(fn: () => Awaitable<R>, shape: (raw: R) => T): Promise<T> {
     if (this.closing) return Promise.reject(unavailable('storage is closed'));
+    return this.gate ? this.gate.run(() => this.readNow(fn, shape)) : this.readNow(fn, shape);
+  }
+
+  private readNow<R, T>(fn: () => Awaitable<R>, shape: (raw: R) => T): Promise<T> {
     let raw: Awaitable<R>;
     try {
       raw = fn();
@@ -369,6 +440,10 @@ export class CoreStorage implements Storage {
    * undefined for one not worth keeping.
    */
   private cached<T>(key: string, sizeOf: (value: T) => number | undefined, fn: () => Promise<T>): Promise<T> {
+    return this.gate ? this.gate.run(() => this.cachedNow(key, sizeOf, fn)) : this.cachedNow(key, sizeOf, fn);
+  }
+
+  private cachedNow<T>(key: string, sizeOf: (value: T) => number | undefined, fn: () => Promise<T>): Promise<T> {
     const cache = this.cache;
     const version = this.dialect.commitVersion;
     if (!cache || !version || this.closing) return fn();

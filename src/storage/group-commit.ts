@@ -52,6 +52,11 @@ export interface GroupCommitOptions {
    * dialect whose own change feed tells the listeners (PostgreSQL's LISTEN/NOTIFY).
    */
   publish?: EventSink;
+  /**
+   * Asked before each batch starts: a promise holds it back until it settles (readers are
+   * waiting for what is visible to become durable; see core.ts's read gate).
+   */
+  hold?: () => Promise<void> | undefined;
   /** Told of each committed batch: its size and how long the runner took to commit it. */
   observe?: (size: number, seconds: number) => void;
 }
@@ -85,6 +90,7 @@ export class GroupCommit {
   private inFlight = 0;
   private closing: Promise<void> | undefined;
   private idle: (() => void) | undefined;
+  private held = false;
 
   constructor(private readonly options: GroupCommitOptions) {}
 
@@ -139,7 +145,16 @@ export class GroupCommit {
   private flush(): void {
     clearTimeout(this.gather);
     this.gather = undefined;
-    if (this.queue.length === 0) return;
+    if (this.queue.length === 0 || this.held) return;
+    const hold = this.options.hold?.();
+    if (hold) {
+      this.held = true;
+      void hold.finally(() => {
+        this.held = false;
+        this.flush();
+      });
+      return;
+    }
     const batch = this.queue;
     this.queue = [];
     this.busy = true;

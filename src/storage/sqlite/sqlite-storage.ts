@@ -1,8 +1,8 @@
 /**
  * The SQLite dialect: reads on the main thread's own connection (better-sqlite3 is
- * synchronous and a hot page read takes microseconds), writes through the writer thread
- * (writer-thread.ts). WAL mode lets the two work at once. Everything else is the core's
- * (../core.ts).
+ * synchronous and a hot page read takes microseconds), writes on a second connection of the
+ * main thread, made durable by a WAL fsync off the event loop (main-writer.ts). Everything
+ * else is the core's (../core.ts).
  */
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -14,8 +14,9 @@ import type { InboxQuery, StorageLogger, StoredUser, StoreStats, WireRow } from 
 import type { StoreWrite } from '../writes.js';
 import { FileGuard } from './file-guard.js';
 import { migrate } from './migrations.js';
+import { MainWriter } from './main-writer.js';
+import type { Fsync } from './wal-sync.js';
 import { CONNECTION_PRAGMAS, SENT_AT, WIRE_COLUMNS } from './rows.js';
-import { WriterThread } from './writer-thread.js';
 
 /** Options for {@link openSqliteStorage}. */
 export interface SqliteOptions {
@@ -27,6 +28,8 @@ export interface SqliteOptions {
   onQuery?: (sql: string) => void;
   /** Where a listener that throws is reported. */
   logger?: StorageLogger;
+  /** The WAL fsync, for tests that hold it back; `fs.fsync` by default. */
+  fsync?: Fsync;
 }
 
 /** True for SQLite's errors that mean the database file is damaged. */
@@ -79,13 +82,15 @@ class SqliteDialect implements Dialect {
   readonly pingWrites = true;
   readonly reads: DialectReads;
   readonly commitVersion: () => number;
-  private readonly writer: WriterThread;
+  readonly durability: Dialect['durability'];
+  private readonly writer: MainWriter;
   private readonly statements = new Map<string, Database.Statement>();
   /** Watches the file for being deleted or replaced under us (none for `:memory:`). */
   private readonly guard: FileGuard | undefined;
 
   constructor(private readonly db: Database.Database, options: SqliteOptions) {
-    this.writer = new WriterThread({ path: options.path, synchronous: options.durability === 'fsync' ? 'FULL' : 'NORMAL' });
+    this.writer = new MainWriter({ path: options.path, durability: options.durability, fsync: options.fsync });
+    this.durability = this.writer.wal;
     if (options.path !== ':memory:' && options.path !== '') {
       this.guard = new FileGuard(options.path, options.logger);
       this.guard.start();
