@@ -115,23 +115,26 @@ function one(args: string[], what: string): string {
 
 const users: Command = {
   summary: 'add, list or remove users directly in the store (no server needed)',
-  usage: 'postbox users add <id> | list | remove <id> [--json] [--db <url>]',
+  usage: 'postbox users add <id> | list | remove <id> [--purge] [--json] [--db <url>]',
   help: () => [
     'Subcommands:',
     '  add <id>        create a user and print its token (shown only this once)',
     '  list            list the users',
     '  remove <id>     remove a user: its tokens stop working and its streams end; its messages stay',
+    '                  and its id stays reserved, so no one inherits them',
     '',
     'Options:',
+    '  --purge         with remove: also delete every message to or from the user, and free the id',
     '  --json          print JSON instead of text for a person',
     ...STORE_HELP,
   ].join('\n'),
   run: (args, ctx) => guarded('users', ctx, async () => {
-    const { config, flags, args: rest } = parse(args, ctx, { json: { type: 'boolean' } });
+    const { config, flags, args: rest } = parse(args, ctx, { json: { type: 'boolean' }, purge: { type: 'boolean' } });
     const [sub, ...operands] = rest;
     if (sub !== 'add' && sub !== 'list' && sub !== 'remove') {
       throw new UsageError(sub === undefined ? 'give a subcommand: add, list or remove' : `unknown subcommand "${sub}"`);
     }
+    if (flags.purge === true && sub !== 'remove') throw new UsageError('--purge goes with remove');
     // Making the first user is how a store begins; listing or removing needs one that exists.
     await withStore(config, sub === 'add' ? 'create' : 'existing', storeSource(ctx, args), async (storage) => {
       // Whoever holds the store acts on its accounts as the admin would; no one is authenticated here.
@@ -156,8 +159,11 @@ const users: Command = {
         }
         case 'remove': {
           const id = one(operands, 'user id');
-          await service.remove(STORE_HOLDER, id);
-          ctx.io.stderr(`removed user "${id}"\n`);
+          const purge = flags.purge === true;
+          await service.remove(STORE_HOLDER, id, { purge });
+          ctx.io.stderr(purge
+            ? `removed user "${id}" and every message to or from it; the id is free again\n`
+            : `removed user "${id}"; its messages stay and its id stays reserved (--purge deletes them and frees the id)\n`);
           return;
         }
       }

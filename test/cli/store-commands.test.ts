@@ -99,6 +99,47 @@ describe('postbox users', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('keeps a removed id reserved, and --purge deletes its messages and frees the id', async () => {
+    const dir = await tempDir();
+    const db = `sqlite:${join(dir, 'postbox.db')}`;
+    try {
+      await postbox(['users', 'add', 'gwen', '--db', db]);
+      const hank = (await postbox(['users', 'add', 'hank', '--db', db])).stdout.trim();
+      const server = await buildTestApp({ POSTBOX_AUTH: 'token' }, { dir });
+      try {
+        const sent = await server.postJson('/v1/messages', { toUser: 'gwen', message: 'for gwen only' }, { authorization: `Bearer ${hank}` });
+        assert.equal(sent.status, 201, sent.text);
+      } finally {
+        await server.stop();
+      }
+
+      const removed = await postbox(['users', 'remove', 'gwen', '--db', db]);
+      assert.equal(removed.code, 0, removed.stderr);
+      assert.match(removed.stderr, /id stays reserved/);
+      const recreate = await postbox(['users', 'add', 'gwen', '--db', db]);
+      assert.equal(recreate.code, 1, 'a reserved id is not handed out again');
+
+      const misplaced = await postbox(['users', 'list', '--purge', '--db', db]);
+      assert.equal(misplaced.code, 2);
+      assert.match(misplaced.stderr, /--purge goes with remove/);
+
+      const purged = await postbox(['users', 'remove', 'gwen', '--purge', '--db', db]);
+      assert.equal(purged.code, 0, purged.stderr);
+      assert.match(purged.stderr, /every message to or from it/);
+      const fresh = (await postbox(['users', 'add', 'gwen', '--db', db])).stdout.trim();
+      const again = await buildTestApp({ POSTBOX_AUTH: 'token' }, { dir });
+      try {
+        const inbox = await again.request('/v1/users/gwen/messages', { headers: { authorization: `Bearer ${fresh}` } });
+        assert.equal(inbox.status, 200, inbox.text);
+        assert.deepEqual(inbox.json<{ messages: Message[] }>().messages, [], 'the new gwen inherits nothing');
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('postbox migrate', () => {
