@@ -14,6 +14,7 @@ import { MIGRATIONS } from '../../src/storage/postgres/migrations.js';
 import type { Storage, StoreEvent } from '../../src/storage/storage.js';
 import { TEST_PG_URL, createSchema, pgUnreachable, type TestSchema } from '../helpers/pg.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
+import { until } from '../helpers/wait.js';
 import { objects, storageContract } from './storage.contract.js';
 
 /** Small pools: several suites share one server and its max_connections. */
@@ -65,15 +66,6 @@ async function withSchema(fn: (schema: TestSchema, track: (s: PostgresStorage) =
   } finally {
     await Promise.all(opened.map((s) => s.close()));
     await schema.drop();
-  }
-}
-
-/** Waits for a condition an event will make true, without a fixed sleep. */
-async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
   }
 }
 

@@ -16,6 +16,7 @@ import { joinedMessages, messageJson, pageJson } from '../../src/protocol/wire.j
 import { Hub } from '../../src/realtime/hub.js';
 import { StreamRegistry } from '../../src/realtime/streams.js';
 import type { ExportRecord, Storage, StoreEvent, WirePage } from '../../src/storage/storage.js';
+import { until } from '../helpers/wait.js';
 
 /** A fresh store and how to dispose of it. */
 export interface OpenedStore {
@@ -166,11 +167,11 @@ export function storageContract(name: string, open: StoreFactory): void {
         try {
           const frame = (id: string, json: string) => `event: message\nid: ${id}\ndata: ${json}\n\n`;
           const replayed = frame('7', golden[7]) + frame('12', golden[12]);
-          await waitFor(() => text.includes(replayed));
+          await until(() => text.includes(replayed), 'the replayed frame');
           const out = await s.send({ fromUser: 'ann', toUser: 'bob', message: tricky });
           assert.ok(out.kind === 'stored');
           const [, stored] = (await s.inbox('bob', { after: 12, limit: 1 })).rows[0]!;
-          await waitFor(() => text.includes(frame(out.message.id, stored)));
+          await until(() => text.includes(frame(out.message.id, stored)), 'the live frame');
         } finally {
           body.destroy();
         }
@@ -181,7 +182,7 @@ export function storageContract(name: string, open: StoreFactory): void {
         s.onEvents((evs) => heard.push(...evs));
         const out = await s.send({ fromUser: 'ann', toUser: 'bob', message: tricky });
         assert.ok(out.kind === 'stored');
-        await waitFor(() => heard.some((e) => e.type === 'message'));
+        await until(() => heard.some((e) => e.type === 'message'), 'a message event');
         const live = heard.find((e) => e.type === 'message');
         assert.ok(live?.type === 'message');
         const [replayed] = (await s.inbox('bob', { limit: 10 })).rows;
@@ -526,7 +527,7 @@ export function storageContract(name: string, open: StoreFactory): void {
         await s.createUser('u', 'h');
         await s.revokeTokens('u');
         await s.deleteUser('u');
-        await waitFor(() => events.length >= 5);
+        await until(() => events.length >= 5, 'five events');
         off();
         await s.send({ fromUser: 'a', toUser: 'b', message: 'unheard' });
         assert.deepEqual(events.map((e) => e.type), ['message', 'read', 'deleted', 'tokens-revoked', 'user-removed']);
@@ -545,7 +546,7 @@ export function storageContract(name: string, open: StoreFactory): void {
         await s.markRead('b', { ids: [] });
         await s.deleteMessage(123_456);
         await s.send({ fromUser: 'a', toUser: 'b', message: 'marker' });
-        await waitFor(() => events.length >= 1);
+        await until(() => events.length >= 1, 'the first event');
         assert.deepEqual(events.map((e) => e.type), ['message']);
       }));
 
@@ -558,7 +559,7 @@ export function storageContract(name: string, open: StoreFactory): void {
         const first = await s.send({ fromUser: 'a', toUser: 'b', message: 'one' });
         const second = await s.send({ fromUser: 'a', toUser: 'b', message: 'two' });
         assert.ok(first.kind === 'stored' && second.kind === 'stored');
-        await waitFor(() => heard.length >= 2);
+        await until(() => heard.length >= 2, 'two events');
         assert.deepEqual(heard.map((e) => (e.type === 'message' ? e.message.id : e.type)), [first.message.id, second.message.id]);
       }));
     });
@@ -670,13 +671,4 @@ export function storageContract(name: string, open: StoreFactory): void {
       });
     });
   });
-}
-
-/** Waits for a condition that an event will make true, without a fixed sleep. */
-async function waitFor(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setImmediate(r));
-  }
 }
