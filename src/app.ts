@@ -7,6 +7,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { MessageService } from './domain/messages.js';
+import { loadJwtVerifier } from './domain/jwt.js';
 import { UserService } from './domain/users.js';
 import { AppError } from './errors.js';
 import type { App } from './http/app-types.js';
@@ -34,6 +35,8 @@ export interface AppDeps {
   storage: Storage;
   hub: Hub;
   logger: Logger;
+  /** The clock JWT expiry and webhook retries are judged by, in epoch ms; tests move it. Default Date.now. */
+  clock?: () => number;
 }
 
 /** The built app, with its route table for the docs and the access tests. */
@@ -121,7 +124,13 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
     done();
   });
 
-  const users = new UserService(storage, { mode: config.auth, adminToken: config.adminToken });
+  const jwt = config.auth === 'jwt'
+    ? await loadJwtVerifier({
+      secret: config.jwtSecret, publicKey: config.jwtPublicKey, jwksFile: config.jwksFile,
+      issuer: config.jwtIssuer, audience: config.jwtAudience, leewaySeconds: config.jwtLeewaySeconds, now: deps.clock,
+    })
+    : undefined;
+  const users = new UserService(storage, { mode: config.auth, adminToken: config.adminToken, jwt });
   const messages = new MessageService(storage, hub, {
     maxMessageBytes: config.maxMessageBytes,
     onStored: () => metrics.messagesStored.inc(),

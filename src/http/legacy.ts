@@ -21,7 +21,7 @@ function joined(chunk: readonly WireRow[]): string {
 /** Registers `POST /post-message` and `GET /get-messages/{user}`. */
 export function legacyRoutes(app: App, messages: MessageService): void {
   app.post('/post-message', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'send' },
     schema: {
       tags: ['seed'],
       summary: 'Send a message (seed-compatible)',
@@ -37,7 +37,7 @@ export function legacyRoutes(app: App, messages: MessageService): void {
   });
 
   app.get('/get-messages/:user', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'read' },
     schema: {
       tags: ['seed'],
       summary: 'All messages to a user, oldest first (seed-compatible)',

@@ -30,7 +30,7 @@ function clientGone(reply: FastifyReply): AbortSignal {
 /** Registers the v1 message routes. */
 export function messageRoutes(app: App, messages: MessageService): void {
   app.post('/v1/messages', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'send' },
     schema: {
       tags: ['messages'],
       summary: 'Send a message',
@@ -45,7 +45,7 @@ export function messageRoutes(app: App, messages: MessageService): void {
   });
 
   app.get('/v1/messages/:id', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'read' },
     schema: {
       tags: ['messages'],
       summary: 'One message, to its sender or recipient',
@@ -55,7 +55,7 @@ export function messageRoutes(app: App, messages: MessageService): void {
   }, (request) => messages.get(request.actor, request.params.id));
 
   app.delete('/v1/messages/:id', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'full' },
     schema: {
       tags: ['messages'],
       summary: 'Delete a message for sender and recipient',
@@ -68,7 +68,7 @@ export function messageRoutes(app: App, messages: MessageService): void {
   });
 
   app.get('/v1/users/:user/messages', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'read' },
     schema: {
       tags: ['messages'],
       summary: 'A page of the inbox',
@@ -86,7 +86,7 @@ export function messageRoutes(app: App, messages: MessageService): void {
   });
 
   app.get('/v1/users/:user/sent', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'read' },
     schema: {
       tags: ['messages'],
       summary: 'A page of the messages a user sent',
@@ -97,7 +97,7 @@ export function messageRoutes(app: App, messages: MessageService): void {
   }, (request) => messages.sent(request.actor, request.params.user, request.query));
 
   app.get('/v1/users/:user/conversations', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'read' },
     schema: {
       tags: ['conversations'],
       summary: 'A user\'s conversations, most recent first',
@@ -108,7 +108,7 @@ export function messageRoutes(app: App, messages: MessageService): void {
   }, (request) => messages.conversations(request.actor, request.params.user, request.query));
 
   app.get('/v1/users/:user/conversations/:peer', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'read' },
     schema: {
       tags: ['conversations'],
       summary: 'Messages between a user and a peer, both directions, chronological',
@@ -119,7 +119,7 @@ export function messageRoutes(app: App, messages: MessageService): void {
   }, (request) => messages.conversation(request.actor, request.params.user, request.params.peer, request.query));
 
   app.post('/v1/users/:user/read', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'read' },
     schema: {
       tags: ['messages'],
       summary: 'Mark messages to the user read',

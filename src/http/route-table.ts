@@ -3,6 +3,7 @@
  * known path with the wrong method, and a list of routes for the OpenAPI and access tests.
  */
 import type { FastifyInstance, RouteOptions } from 'fastify';
+import type { Scope } from '../domain/access.js';
 import { AppError } from '../errors.js';
 import { sendProblem } from './problems.js';
 
@@ -20,12 +21,16 @@ export interface RouteEntry {
   method: string;
   url: string;
   access: Access;
+  /** For a `user` route, what a scoped token needs to call it. */
+  scope?: Scope;
 }
 
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** Every route declares who may call it; a route without it fails at start. */
     access?: Access;
+    /** For a `user` route: the token scope it needs (`send`, `read`, or `full`); required there. */
+    scope?: Scope;
     /** Set on the generated 405 routes, which are not part of the API. */
     methodFiller?: boolean;
   }
@@ -47,10 +52,12 @@ export function recordRoutes(app: FastifyInstance, options: { publicPrefixes: st
     }
     const access = route.config?.access;
     if (!access) throw new Error(`route ${String(route.method)} ${route.url} declares no access rule`);
+    const scope = route.config?.scope;
+    if (access === 'user' && !scope) throw new Error(`route ${String(route.method)} ${route.url} declares no token scope`);
     // Probes, scrapes and docs are not rate-limited: a limit there only breaks monitoring.
     if (access === 'public' && route.config?.rateLimit === undefined) route.config = { ...route.config, rateLimit: false };
     const methods = Array.isArray(route.method) ? route.method : [route.method];
-    for (const method of methods) table.push({ method, url: route.url, access });
+    for (const method of methods) table.push({ method, url: route.url, access, ...(scope ? { scope } : {}) });
   });
   return table;
 }

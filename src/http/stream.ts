@@ -14,7 +14,7 @@ import { Cursor, UserParams } from './schemas.js';
 /** Registers the stream route. */
 export function streamRoutes(app: App, messages: MessageService, users: UserService, streams: StreamRegistry): void {
   app.get('/v1/users/:user/stream', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'read' },
     schema: {
       tags: ['stream'],
       summary: 'The inbox as a live event stream',
@@ -51,9 +51,12 @@ export function streamRoutes(app: App, messages: MessageService, users: UserServ
       actor: request.actor,
       after,
       readPage: (params) => messages.inbox(request.actor, user, params),
-      ...(actor.kind === 'user' && token
+      // A Postbox token can be revoked, so each heartbeat asks again; a JWT cannot, but
+      // expires: the stream ends then with `end` {"reason":"token expired"}.
+      ...(actor.kind === 'user' && token && actor.expiresAt === undefined
         ? { stillAuthorized: async () => (await users.authenticate(token))?.kind === 'user' }
         : {}),
+      ...(actor.kind === 'user' && actor.expiresAt !== undefined ? { endsAt: actor.expiresAt } : {}),
       response: reply.raw,
     });
   });

@@ -45,6 +45,8 @@ export interface StreamOptions {
    * heard by no hub; this catches it within a heartbeat.
    */
   stillAuthorized?: () => Promise<boolean>;
+  /** When the caller's credential (a JWT) expires, in epoch ms: the stream ends then. */
+  endsAt?: number;
   response: ServerResponse;
 }
 
@@ -123,6 +125,7 @@ export class LiveStream {
   private overflowed = false;
   private unsubscribe: () => void = () => undefined;
   private heartbeat: NodeJS.Timeout | undefined;
+  private expiry: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly options: StreamOptions,
@@ -150,6 +153,7 @@ export class LiveStream {
     this.write(sseRetry(this.limits.retryMs));
     this.heartbeat = setInterval(() => this.beat(), this.limits.heartbeatMs);
     this.heartbeat.unref();
+    if (this.options.endsAt !== undefined) this.expireAt(this.options.endsAt);
     void this.run();
   }
 
@@ -159,6 +163,7 @@ export class LiveStream {
     this.mode = 'closed';
     this.unsubscribe();
     clearInterval(this.heartbeat);
+    clearTimeout(this.expiry);
     this.buffered = [];
     if (abort) this.res.destroy();
     else if (!this.res.writableEnded) this.res.end();
@@ -283,6 +288,14 @@ export class LiveStream {
       // Storage away: say nothing now; the next heartbeat asks again.
       () => undefined,
     ).finally(() => (this.checking = false));
+  }
+
+  /** Ends the stream when its credential expires; a timer can wait at most ~24.8 days, so it re-arms. */
+  private expireAt(endsAt: number): void {
+    const wait = endsAt - Date.now();
+    if (wait <= 0) return this.end('token expired');
+    this.expiry = setTimeout(() => this.expireAt(endsAt), Math.min(wait, 2 ** 31 - 1));
+    this.expiry.unref();
   }
 
   /** Tells the client why the stream ends, so it does not simply reconnect, then ends it. */

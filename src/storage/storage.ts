@@ -117,8 +117,16 @@ export type StoreListener = (events: readonly StoreEvent[]) => void;
 /** One line of an export: everything a store holds, in an order an import can replay. */
 export type ExportRecord =
   | { type: 'user'; id: string; createdAt: string }
-  | { type: 'token'; user: string; hash: string; createdAt: string }
+  /** `scopes` is present only for a token narrower than `full`. */
+  | { type: 'token'; user: string; hash: string; createdAt: string; scopes?: string }
   | { type: 'message'; message: Message };
+
+/** Whose a token is, and what it may do. */
+export interface TokenOwner {
+  user: string;
+  /** Space-separated scope names, e.g. `full` or `read send`. */
+  scopes: string;
+}
 
 /** A user's row, with the hashes of its tokens never leaving storage except by export. */
 export type StoredUser = User;
@@ -164,12 +172,14 @@ export interface Storage {
   listUsers(): Promise<StoredUser[]>;
   /** Removes a user and its tokens (not its messages); false if there was none. */
   deleteUser(id: string): Promise<boolean>;
-  /** Adds a token hash to an existing user; false if there is no such user. */
-  addToken(user: string, tokenHash: string): Promise<boolean>;
+  /** Adds a token hash to an existing user, with its scopes (`full` if not given); false if there is no such user. */
+  addToken(user: string, tokenHash: string, scopes?: string): Promise<boolean>;
   /** Removes every token of a user; answers how many. */
   revokeTokens(user: string): Promise<number>;
   /** The user a token hash belongs to, or null. */
   userForToken(tokenHash: string): Promise<string | null>;
+  /** The user a token hash belongs to and the token's scopes (space-separated, `full` by default), or null. */
+  tokenOwner(tokenHash: string): Promise<TokenOwner | null>;
 
   /** Every user, token and message, streamed with flat memory. */
   exportAll(): AsyncIterable<ExportRecord>;

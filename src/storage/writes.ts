@@ -16,7 +16,7 @@ export type StoreWrite =
   | { op: 'markRead'; user: string; upTo?: number; ids?: number[] }
   | { op: 'createUser'; id: string; tokenHash: string }
   | { op: 'deleteUser'; id: string }
-  | { op: 'addToken'; user: string; tokenHash: string }
+  | { op: 'addToken'; user: string; tokenHash: string; scopes?: string }
   | { op: 'revokeTokens'; user: string }
   | { op: 'import'; records: ExportRecord[] };
 

@@ -13,7 +13,7 @@ import type { Message } from '../../protocol/types.js';
 import { importInChunks, type ImportCounts } from '../import-check.js';
 import type {
   ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector,
-  SendOutcome, Storage, StoredConversation, StoredPage, StoredUser, StoreEvent, StoreListener, StorageLogger, WirePage,
+  SendOutcome, Storage, StoredConversation, TokenOwner, StoredPage, StoredUser, StoreEvent, StoreListener, StorageLogger, WirePage,
 } from '../storage.js';
 import { ChangeFeed, channelFor } from './change-feed.js';
 import { isTransient, readFailure, unavailable } from './failures.js';
@@ -261,8 +261,8 @@ export class PostgresStorage implements Storage {
     return this.write({ op: 'deleteUser', id });
   }
 
-  addToken(user: string, tokenHash: string): Promise<boolean> {
-    return this.write({ op: 'addToken', user, tokenHash });
+  addToken(user: string, tokenHash: string, scopes?: string): Promise<boolean> {
+    return this.write({ op: 'addToken', user, tokenHash, ...(scopes === undefined ? {} : { scopes }) });
   }
 
   revokeTokens(user: string): Promise<number> {
@@ -274,13 +274,18 @@ export class PostgresStorage implements Storage {
     return rows[0]?.user_id ?? null;
   }
 
+  async tokenOwner(tokenHash: string): Promise<TokenOwner | null> {
+    const rows = await this.rows<TokenOwner>('SELECT user_id AS user, scopes FROM tokens WHERE hash = $1', [tokenHash]);
+    return rows[0] ?? null;
+  }
+
   async *exportAll(): AsyncIterable<ExportRecord> {
     for (const u of await this.listUsers()) yield { type: 'user', ...u };
-    const tokens = await this.rows<{ hash: string; user_id: string; created_at: number }>(
-      'SELECT hash, user_id, created_at FROM tokens ORDER BY user_id, hash', [],
+    const tokens = await this.rows<{ hash: string; user_id: string; created_at: number; scopes: string }>(
+      'SELECT hash, user_id, created_at, scopes FROM tokens ORDER BY user_id, hash', [],
     );
     for (const t of tokens) {
-      yield { type: 'token', user: t.user_id, hash: t.hash, createdAt: new Date(t.created_at).toISOString() };
+      yield { type: 'token', user: t.user_id, hash: t.hash, createdAt: new Date(t.created_at).toISOString(), ...(t.scopes === 'full' ? {} : { scopes: t.scopes }) };
     }
     let after = 0;
     for (;;) {

@@ -111,12 +111,12 @@ const SQL = {
   createUser: named('create_user', 'INSERT INTO users (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING'),
   deleteUser: named('delete_user', 'DELETE FROM users WHERE id = $1'),
   userExists: named('user_exists', 'SELECT 1 FROM users WHERE id = $1'),
-  addToken: named('add_token', 'INSERT INTO tokens (hash, user_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING'),
+  addToken: named('add_token', "INSERT INTO tokens (hash, user_id, created_at, scopes) VALUES ($1, $2, $3, coalesce($4, 'full')) ON CONFLICT DO NOTHING"),
   revokeTokens: named('revoke_tokens', 'DELETE FROM tokens WHERE user_id = $1'),
   importUsers: named('import_users', `
     INSERT INTO users (id, created_at) SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING`),
   importTokens: named('import_tokens', `
-    INSERT INTO tokens (hash, user_id, created_at) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+    INSERT INTO tokens (hash, user_id, created_at, scopes) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
     ON CONFLICT DO NOTHING`),
   // Set-based, one statement per run of messages. Conversation rows are summed per
   // (owner, peer) first, because one INSERT … ON CONFLICT DO UPDATE may touch a row once.
@@ -228,13 +228,13 @@ export class WriteSide {
       case 'markRead': return this.markRead(client, op.user, now, op.upTo, op.ids);
       case 'createUser': {
         if ((await client.query(SQL.createUser([op.id, now]))).rowCount === 0) return false;
-        await client.query(SQL.addToken([op.tokenHash, op.id, now]));
+        await client.query(SQL.addToken([op.tokenHash, op.id, now, null]));
         return true;
       }
       case 'deleteUser': return ((await client.query(SQL.deleteUser([op.id]))).rowCount ?? 0) > 0;
       case 'addToken': {
         if ((await client.query(SQL.userExists([op.user]))).rowCount === 0) return false;
-        await client.query(SQL.addToken([op.tokenHash, op.user, now]));
+        await client.query(SQL.addToken([op.tokenHash, op.user, now, op.scopes ?? null]));
         return true;
       }
       case 'revokeTokens': return (await client.query(SQL.revokeTokens([op.user]))).rowCount ?? 0;
@@ -327,7 +327,7 @@ export class WriteSide {
       } else if (type === 'token') {
         const tokens = run as Extract<ExportRecord, { type: 'token' }>[];
         counts.tokens += (await client.query(SQL.importTokens([
-          tokens.map((t) => t.hash), tokens.map((t) => t.user), tokens.map((t) => Date.parse(t.createdAt)),
+          tokens.map((t) => t.hash), tokens.map((t) => t.user), tokens.map((t) => Date.parse(t.createdAt)), tokens.map((t) => t.scopes ?? 'full'),
         ]))).rowCount ?? 0;
       } else {
         const ms = (run as Extract<ExportRecord, { type: 'message' }>[]).map((r) => r.message);

@@ -11,7 +11,7 @@ import { AppError } from '../../errors.js';
 import { importInChunks, type ImportCounts } from '../import-check.js';
 import type {
   ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector,
-  SendOutcome, Storage, StoredConversation, StoredPage, StoredUser, StoreEvent, StoreListener, WirePage, StorageLogger,
+  SendOutcome, Storage, StoredConversation, TokenOwner, StoredPage, StoredUser, StoreEvent, StoreListener, WirePage, StorageLogger,
 } from '../storage.js';
 import { eventOf } from '../writes.js';
 import { GroupCommitWriter } from './group-commit.js';
@@ -204,8 +204,8 @@ export class SqliteStorage implements Storage {
     return this.write({ op: 'deleteUser', id });
   }
 
-  addToken(user: string, tokenHash: string): Promise<boolean> {
-    return this.write({ op: 'addToken', user, tokenHash });
+  addToken(user: string, tokenHash: string, scopes?: string): Promise<boolean> {
+    return this.write({ op: 'addToken', user, tokenHash, ...(scopes === undefined ? {} : { scopes }) });
   }
 
   revokeTokens(user: string): Promise<number> {
@@ -218,14 +218,20 @@ export class SqliteStorage implements Storage {
     );
   }
 
+  tokenOwner(tokenHash: string): Promise<TokenOwner | null> {
+    return this.read(() =>
+      (this.prepared('SELECT user_id AS user, scopes FROM tokens WHERE hash = ?').get(tokenHash) as TokenOwner | undefined) ?? null,
+    );
+  }
+
   async *exportAll(): AsyncIterable<ExportRecord> {
     for (const u of await this.listUsers()) yield { type: 'user', ...u };
     const tokens = this.read(() =>
-      this.prepared('SELECT hash, user_id, created_at FROM tokens ORDER BY user_id, hash').all() as
-        { hash: string; user_id: string; created_at: number }[],
+      this.prepared('SELECT hash, user_id, created_at, scopes FROM tokens ORDER BY user_id, hash').all() as
+        { hash: string; user_id: string; created_at: number; scopes: string }[],
     );
     for (const t of await tokens) {
-      yield { type: 'token', user: t.user_id, hash: t.hash, createdAt: new Date(t.created_at).toISOString() };
+      yield { type: 'token', user: t.user_id, hash: t.hash, createdAt: new Date(t.created_at).toISOString(), ...(t.scopes === 'full' ? {} : { scopes: t.scopes }) };
     }
     let after = 0;
     for (;;) {

@@ -61,7 +61,7 @@ export const WRITE_SQL = {
   importUser: 'INSERT OR IGNORE INTO users (id, created_at) VALUES (?, ?)',
   deleteUser: 'DELETE FROM users WHERE id = ?',
   userExists: 'SELECT 1 FROM users WHERE id = ?',
-  addToken: 'INSERT OR IGNORE INTO tokens (hash, user_id, created_at) VALUES (?, ?, ?)',
+  addToken: "INSERT OR IGNORE INTO tokens (hash, user_id, created_at, scopes) VALUES (?, ?, ?, coalesce(?, 'full'))",
   revokeTokens: 'DELETE FROM tokens WHERE user_id = ?',
   newest: 'SELECT json FROM messages WHERE seq = (SELECT max(seq) FROM messages)',
 } as const;
@@ -163,13 +163,13 @@ export class WriteSide {
       case 'markRead': return this.markRead(op.user, now, op.upTo, op.ids);
       case 'createUser': {
         if (this.stmt.createUser.run(op.id, now).changes === 0) return false;
-        this.stmt.addToken.run(op.tokenHash, op.id, now);
+        this.stmt.addToken.run(op.tokenHash, op.id, now, null);
         return true;
       }
       case 'deleteUser': return this.stmt.deleteUser.run(op.id).changes > 0;
       case 'addToken': {
         if (!this.stmt.userExists.get(op.user)) return false;
-        this.stmt.addToken.run(op.tokenHash, op.user, now);
+        this.stmt.addToken.run(op.tokenHash, op.user, now, op.scopes ?? null);
         return true;
       }
       case 'revokeTokens': return this.stmt.revokeTokens.run(op.user).changes;
@@ -261,7 +261,7 @@ export class WriteSide {
       if (r.type === 'user') {
         counts.users += this.stmt.importUser.run(r.id, Date.parse(r.createdAt)).changes;
       } else if (r.type === 'token') {
-        counts.tokens += this.stmt.addToken.run(r.hash, r.user, Date.parse(r.createdAt)).changes;
+        counts.tokens += this.stmt.addToken.run(r.hash, r.user, Date.parse(r.createdAt), r.scopes ?? null).changes;
       } else {
         const m = r.message;
         const seq = Number(m.id);
