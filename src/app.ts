@@ -9,6 +9,7 @@ import type { Config } from './config.js';
 import { MessageService } from './domain/messages.js';
 import { loadJwtVerifier } from './domain/jwt.js';
 import { UserService } from './domain/users.js';
+import { WebhookService } from './domain/webhooks.js';
 import { AppError } from './errors.js';
 import type { App } from './http/app-types.js';
 import { registerAuth } from './http/auth.js';
@@ -20,6 +21,7 @@ import { messageRoutes } from './http/messages.js';
 import { metricsRoutes } from './http/metrics.js';
 import { streamRoutes } from './http/stream.js';
 import { userRoutes } from './http/users.js';
+import { webhookRoutes } from './http/webhooks.js';
 import { problemRoutes, registerProblemHandlers, sendProblem } from './http/problems.js';
 import { registerProtection } from './http/protection.js';
 import { addMethodNotAllowed, recordRoutes, type RouteEntry } from './http/route-table.js';
@@ -143,6 +145,7 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   messageRoutes(app, messages);
   userRoutes(app, users);
   streamRoutes(app, messages, users, streams);
+  webhookRoutes(app, new WebhookService(storage.webhooks, { allowPrivate: config.webhookAllowPrivate, clock: deps.clock }));
 
   // Last, once every route (plugins' included) is known.
   void app.register((instance, _options, done) => {

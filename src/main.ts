@@ -9,6 +9,7 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './logger.js';
 import { Hub } from './realtime/hub.js';
 import { openStorage } from './storage/open.js';
+import { WebhookDispatcher } from './webhooks/dispatcher.js';
 import type { Storage } from './storage/storage.js';
 
 /** A listening server and how to stop it. */
@@ -28,18 +29,28 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     durability: config.durability, poolSize: config.pgPoolSize, logger: logger.child({ component: 'storage' }),
   });
   const hub = new Hub(logger);
-  storage.onEvents((events) => hub.publish(events));
+  const dispatcher = new WebhookDispatcher(storage.webhooks, {
+    allowPrivate: config.webhookAllowPrivate,
+    retentionMs: config.webhookRetentionHours * 3600_000,
+    logger: logger.child({ component: 'webhooks' }),
+  });
+  storage.onEvents((events) => {
+    hub.publish(events);
+    dispatcher.wake();
+  });
   let app: PostboxApp | undefined;
   try {
     app = await buildApp({ config, storage, hub, logger });
     const url = await app.listen({ port: config.port, host: config.host });
     logger.info({ url, storage: storage.kind, auth: config.auth, durability: config.durability }, `Postbox listening on ${url}`);
+    dispatcher.start();
     let closing: Promise<void> | undefined;
     const built = app;
     return {
       app: built, storage, hub, url,
       close: () => (closing ??= (async () => {
         await built.close();
+        await dispatcher.close();
         await storage.close();
       })()),
     };

@@ -10,6 +10,7 @@
  * below n may become visible later. Paging and stream resumption rely on it.
  */
 import type { Message, User } from '../protocol/types.js';
+import type { WebhookStore } from './webhooks.js';
 
 /** A message as the domain hands it to storage: validated and normalized. */
 export interface NewMessage {
@@ -145,6 +146,8 @@ export interface StorageLogger {
 export interface Storage {
   /** `sqlite` or `postgres`, for logs and metrics. */
   readonly kind: string;
+  /** Webhook endpoints and their delivery outbox. */
+  readonly webhooks: WebhookStore;
 
   /** Stores a message and answers once it is durable (per the configured durability). */
   send(message: NewMessage, idempotency?: IdempotencyClaim): Promise<SendOutcome>;

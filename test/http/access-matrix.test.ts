@@ -56,6 +56,15 @@ async function makeUser(): Promise<string> {
   return id;
 }
 
+/** An endpoint nothing listens on (port 9, discard), told of new users. */
+const WEBHOOK = { url: 'http://127.0.0.1:9/hook', events: ['user.created'] };
+
+async function makeWebhook(): Promise<string> {
+  const res = await postJson(server.url, '/v1/webhooks', WEBHOOK, { authorization: `Bearer ${ADMIN}` });
+  assert.equal(res.status, 201, res.text);
+  return res.json<{ id: string }>().id;
+}
+
 /** A message from `from` to a fresh peer, sent with `from`'s token. */
 async function messageFrom(from: string): Promise<Message> {
   const peer = await makeUser();
@@ -106,6 +115,26 @@ const ROWS: Record<string, Row> = {
   'POST /v1/users': { call: () => ({ path: '/v1/users', body: { id: `new${++counter}` } }), expect: ADMIN_ONLY(201) },
   'GET /v1/users': { call: () => ({ path: '/v1/users' }), expect: ADMIN_ONLY(200) },
   'DELETE /v1/users/:user': { call: async () => ({ path: `/v1/users/${await makeUser()}` }), expect: ADMIN_ONLY(204) },
+
+  'POST /v1/webhooks': { call: () => ({ path: '/v1/webhooks', body: WEBHOOK }), expect: ADMIN_ONLY(201) },
+  'GET /v1/webhooks': { call: () => ({ path: '/v1/webhooks' }), expect: ADMIN_ONLY(200) },
+  'GET /v1/webhooks/:id': { call: async () => ({ path: `/v1/webhooks/${await makeWebhook()}` }), expect: ADMIN_ONLY(200) },
+  'PATCH /v1/webhooks/:id': {
+    call: async () => ({ path: `/v1/webhooks/${await makeWebhook()}`, body: { description: 'changed' } }),
+    expect: ADMIN_ONLY(200),
+  },
+  'DELETE /v1/webhooks/:id': { call: async () => ({ path: `/v1/webhooks/${await makeWebhook()}` }), expect: ADMIN_ONLY(204) },
+  'GET /v1/webhooks/:id/deliveries': { call: async () => ({ path: `/v1/webhooks/${await makeWebhook()}/deliveries` }), expect: ADMIN_ONLY(200) },
+  'POST /v1/webhooks/:id/deliveries/:deliveryId/retry': {
+    call: async () => {
+      const id = await makeWebhook();
+      await makeUser(); // a user.created event: one delivery to retry
+      const page = await request(server.url, `/v1/webhooks/${id}/deliveries`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      const delivery = page.json<{ deliveries: { id: string }[] }>().deliveries[0]!;
+      return { path: `/v1/webhooks/${id}/deliveries/${delivery.id}/retry` };
+    },
+    expect: ADMIN_ONLY(202),
+  },
 };
 
 const hmac = new TextEncoder().encode(SECRET);
@@ -178,7 +207,7 @@ describe(`authorization matrix (${mode} mode)`, () => {
   const identities: Identity[] = [...BASE_IDENTITIES, ...SCOPED, ...(mode === 'jwt' ? JWTS : [])];
   before(async () => {
     server = await startTestServer({
-      POSTBOX_AUTH: mode, POSTBOX_ADMIN_TOKEN: ADMIN, POSTBOX_RATE_LIMIT: '0',
+      POSTBOX_AUTH: mode, POSTBOX_ADMIN_TOKEN: ADMIN, POSTBOX_RATE_LIMIT: '0', POSTBOX_WEBHOOK_ALLOW_PRIVATE: 'true',
       ...(mode === 'jwt' ? { POSTBOX_JWT_SECRET: SECRET } : {}),
     });
   });

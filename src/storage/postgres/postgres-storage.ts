@@ -20,7 +20,9 @@ import { isTransient, readFailure, unavailable } from './failures.js';
 import { GroupCommit, type BatchResult } from './group-commit.js';
 import { migrate } from './migrations.js';
 import { MESSAGE_COLUMNS, PG_TYPES, WIRE_JSON, toMessage, type MessageRow } from './rows.js';
-import { WriteSide, eventsOf, type WriteOp, type WriteResults } from './write-ops.js';
+import { WriteSide, eventsOf, type WriteOp, type WriteReply, type WriteResults } from './write-ops.js';
+import { outboxEventOf, type OutboxEvent } from '../webhooks.js';
+import { PgWebhookStore, writeOutbox } from './webhooks.js';
 
 /** The WHERE of an inbox query, with its values ($1…). */
 function inboxFilter(user: string, query: InboxQuery): [string[], unknown[]] {
@@ -160,10 +162,13 @@ export class PostgresStorage implements Storage {
   private readonly names = new Map<string, string>();
   private readonly logger: StorageLogger | undefined;
   private closing: Promise<void> | undefined;
+  /** Webhook endpoints and the delivery outbox (see webhooks.ts). */
+  readonly webhooks: PgWebhookStore;
 
   /** Use {@link openPostgresStorage}, which migrates first. */
   constructor(pool: pg.Pool, options: PostgresOptions, facts: { schema: string; oid: number }) {
     this.pool = pool;
+    this.webhooks = new PgWebhookStore(pool);
     this.logger = options.logger;
     this.channel = channelFor(facts.schema);
     this.side = new WriteSide((WRITE_LOCK_CLASS << 32n) | BigInt(facts.oid), options.durability);
@@ -338,6 +343,8 @@ export class PostgresStorage implements Storage {
     let echo: { heard: Promise<void>; cancel: () => void } | undefined;
     try {
       const { replies, now } = await this.side.applyBatch(client, ops);
+      // Webhook deliveries commit with the changes they tell of, or not at all.
+      await writeOutbox(client, outboxEventsOf(ops, replies, now), now);
       const batch = this.feed.batchNumber();
       const payloads = this.feed.encode(batch, eventsOf(ops, replies));
       // Armed before COMMIT: the notification may be heard before COMMIT's answer is.
@@ -434,4 +441,15 @@ export class PostgresStorage implements Storage {
       }
     }
   }
+}
+
+/** The webhook events of a batch's operations that succeeded, in order. */
+function outboxEventsOf(ops: readonly WriteOp[], replies: readonly WriteReply[], now: number): OutboxEvent[] {
+  const events: OutboxEvent[] = [];
+  ops.forEach((op, i) => {
+    const reply = replies[i];
+    const event = reply?.ok ? outboxEventOf(op, reply.value, now) : undefined;
+    if (event) events.push(event);
+  });
+  return events;
 }

@@ -18,6 +18,7 @@ import { GroupCommitWriter } from './group-commit.js';
 import { migrate } from './migrations.js';
 import { conversationsKey, conversationsSize, inboxKey, ReadCache, wirePageSize } from './read-cache.js';
 import { CONNECTION_PRAGMAS, MESSAGE_COLUMNS, toMessage, type MessageRow } from './rows.js';
+import { SqliteWebhookStore } from './webhooks.js';
 import type { WriteOp, WriteResults } from './write-ops.js';
 
 /** The WHERE of an inbox query, with its values. */
@@ -104,8 +105,14 @@ export class SqliteStorage implements Storage {
   /** SQLite's count of commits by other connections, the cache's guard. */
   private readonly dataVersion: Database.Statement;
   private closed = false;
+  /** Webhook endpoints and the delivery outbox (see webhooks.ts). */
+  readonly webhooks: SqliteWebhookStore;
 
   constructor(db: Database.Database, options: SqliteOptions) {
+    this.webhooks = new SqliteWebhookStore(
+      (fn) => this.read(() => fn(this.db)),
+      (write) => this.write({ op: 'webhook', write }),
+    );
     this.db = db;
     this.logger = options.logger;
     this.dataVersion = db.prepare('PRAGMA data_version').pluck();
@@ -348,7 +355,7 @@ export class SqliteStorage implements Storage {
     const events: StoreEvent[] = [];
     ops.forEach((op, i) => {
       const v = values[i];
-      const event = v === undefined || op.op === 'ping' ? undefined : eventOf(op, v);
+      const event = v === undefined || op.op === 'ping' || op.op === 'webhook' ? undefined : eventOf(op, v);
       if (event) events.push(event);
     });
     if (events.length === 0) return;

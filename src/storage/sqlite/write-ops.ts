@@ -11,14 +11,17 @@ import type Database from 'better-sqlite3';
 import type { Message } from '../../protocol/types.js';
 import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome } from '../storage.js';
 import { IDEMPOTENCY_TTL_MS, type StoreWrite, type StoreWriteResults } from '../writes.js';
+import { outboxEventOf, type OutboxEvent } from '../webhooks.js';
 import { MARK_READ_JSON, messageJson, readTail, toMessage } from './rows.js';
+import { SqliteWebhookWrites, type WebhookWrite } from './webhooks.js';
 
 /** One write, as the main thread posts it to the writer; `ping` proves the writer answers. */
-export type WriteOp = StoreWrite | { op: 'ping' };
+export type WriteOp = StoreWrite | { op: 'ping' } | { op: 'webhook'; write: WebhookWrite };
 
 /** The result type of each operation. */
 export interface WriteResults extends StoreWriteResults {
   ping: true;
+  webhook: unknown;
 }
 
 /** One operation's answer: its value, or the message of the error that failed it alone. */
@@ -81,8 +84,10 @@ export class WriteSide {
   private readonly batch: Database.Transaction<(ops: readonly WriteOp[], now: number, isolate: boolean) => WriteReply[]>;
   /** One operation in a savepoint (a transaction nested in the batch's). */
   private readonly isolated: Database.Transaction<(op: WriteOp, now: number) => unknown>;
+  private readonly webhooks: SqliteWebhookWrites;
 
   constructor(db: Database.Database) {
+    this.webhooks = new SqliteWebhookWrites(db);
     this.stmt = {
       lastSeq: db.prepare(WRITE_SQL.lastSeq).pluck(),
       setLastSeq: db.prepare(WRITE_SQL.setLastSeq),
@@ -149,6 +154,15 @@ export class WriteSide {
       }
     });
     if (this.nextSeq !== undefined) this.stmt.setLastSeq.run(this.nextSeq - 1);
+    // Webhook deliveries commit with the changes they tell of, or not at all.
+    const events: OutboxEvent[] = [];
+    replies.forEach((reply, i) => {
+      const op = ops[i]!;
+      if (!reply.ok || op.op === 'ping' || op.op === 'webhook') return;
+      const event = outboxEventOf(op, reply.value, now);
+      if (event) events.push(event);
+    });
+    this.webhooks.outbox(events, now);
     if (now - this.lastPurge > 60_000) {
       this.stmt.purgeKeys.run(now - IDEMPOTENCY_TTL_MS);
       this.lastPurge = now;
@@ -175,6 +189,7 @@ export class WriteSide {
       case 'revokeTokens': return this.stmt.revokeTokens.run(op.user).changes;
       case 'import': return this.import(op.records);
       case 'ping': return true;
+      case 'webhook': return this.webhooks.apply(op.write);
     }
   }
 
