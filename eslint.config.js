@@ -23,11 +23,12 @@ export default tseslint.config(
     rules: { 'no-console': 'off' },
   },
   {
-    // The SDK runs in browsers too and ships with no dependencies: it may import the wire types only.
+    // The SDK runs in browsers too and ships with no dependencies: it may import the wire types
+    // and its own modules only.
     files: ['src/client/**'],
     rules: {
       'no-restricted-imports': ['error', {
-        patterns: [{ regex: '^(?!\\.\\./protocol/)', message: 'src/client/ imports only from ../protocol/ (no Node modules, no packages).' }],
+        patterns: [{ regex: '^(?!\\.\\./protocol/|\\./)', message: 'src/client/ imports only from ../protocol/ and ./ (no Node modules, no packages).' }],
       }],
     },
   },

@@ -61,6 +61,12 @@ class AccessLog extends LogController {
   override requestCompleted(_error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     reply.log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: reply.elapsedTime }, 'request completed');
   }
+
+  /** A stream cut short (a client gone, a slow reader dropped) is routine for event streams. */
+  override streamError(error: Error & { code?: string }, request: FastifyRequest, reply: FastifyReply): void {
+    if (error.code === 'ERR_STREAM_PREMATURE_CLOSE') reply.log.debug({ url: request.url }, 'stream closed before its end');
+    else super.streamError(error, request, reply);
+  }
 }
 
 /** Fastify's form of the trust-proxy setting: a hop count becomes a function of the hop. */
@@ -102,13 +108,24 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
 
   // The document generator must be in place before the routes it describes.
   await docsRoutes(app, { version: packageVersion() });
+  const jwt = config.auth === 'jwt'
+    ? await loadJwtVerifier({
+      secret: config.jwtSecret, publicKey: config.jwtPublicKey, jwksFile: config.jwksFile,
+      issuer: config.jwtIssuer, audience: config.jwtAudience, leewaySeconds: config.jwtLeewaySeconds, now: deps.clock,
+    })
+    : undefined;
+  const users = new UserService(storage, { mode: config.auth, adminToken: config.adminToken, jwt });
+  const messages = new MessageService(storage, hub, {
+    maxMessageBytes: config.maxMessageBytes,
+    onStored: () => metrics.messagesStored.inc(),
+  });
   const streams = new StreamRegistry(hub, {
     perUser: config.streamsPerUser,
     total: config.streamsTotal,
     heartbeatMs: config.heartbeatSeconds * 1000,
     bufferBytes: config.streamBufferBytes,
     retryMs: 2000,
-  }, logger);
+  }, logger, { messages, users });
   const metrics = metricsRoutes(app, { openStreams: () => streams.open });
   // Streams and long-polls would hold a graceful close open: end them first. A request that
   // finishes during the close leaves its keep-alive socket idle after Node's one sweep of
@@ -126,17 +143,6 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
     done();
   });
 
-  const jwt = config.auth === 'jwt'
-    ? await loadJwtVerifier({
-      secret: config.jwtSecret, publicKey: config.jwtPublicKey, jwksFile: config.jwksFile,
-      issuer: config.jwtIssuer, audience: config.jwtAudience, leewaySeconds: config.jwtLeewaySeconds, now: deps.clock,
-    })
-    : undefined;
-  const users = new UserService(storage, { mode: config.auth, adminToken: config.adminToken, jwt });
-  const messages = new MessageService(storage, hub, {
-    maxMessageBytes: config.maxMessageBytes,
-    onStored: () => metrics.messagesStored.inc(),
-  });
   registerAuth(app, users, config.auth);
   await registerProtection(app, { perMinute: config.rateLimit, corsOrigins: config.corsOrigins });
   healthRoutes(app, storage);
@@ -144,7 +150,7 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   legacyRoutes(app, messages);
   messageRoutes(app, messages);
   userRoutes(app, users);
-  streamRoutes(app, messages, users, streams);
+  streamRoutes(app, streams);
   webhookRoutes(app, new WebhookService(storage.webhooks, { allowPrivate: config.webhookAllowPrivate, clock: deps.clock }));
 
   // Last, once every route (plugins' included) is known.

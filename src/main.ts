@@ -1,65 +1,11 @@
 /**
- * The server process: config → storage → hub → buildApp → listen, and a graceful close on
- * SIGINT/SIGTERM. Importing this module does nothing; `postbox serve` (what `npm start`
- * runs) calls {@link runServer}.
+ * The server process: config → {@link startServer} (storage → hub → buildApp → listen), and a
+ * graceful close on SIGINT/SIGTERM. Importing this module does nothing; `postbox serve`
+ * (what `npm start` runs) calls {@link runServer}.
  */
-import type { Logger } from 'pino';
-import { buildApp, type PostboxApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './logger.js';
-import { Hub } from './realtime/hub.js';
-import { openStorage } from './storage/open.js';
-import { WebhookDispatcher } from './webhooks/dispatcher.js';
-import type { Storage } from './storage/storage.js';
-
-/** A listening server and how to stop it. */
-export interface RunningServer {
-  app: PostboxApp;
-  storage: Storage;
-  hub: Hub;
-  /** The address it listens on, e.g. `http://127.0.0.1:8080`. */
-  url: string;
-  /** Stops accepting, lets in-flight requests finish, then closes storage. */
-  close(): Promise<void>;
-}
-
-/** Starts a server for `config`; resolves once it listens. */
-export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
-  const storage = await openStorage(config.database, {
-    durability: config.durability, poolSize: config.pgPoolSize, logger: logger.child({ component: 'storage' }),
-  });
-  const hub = new Hub(logger);
-  const dispatcher = new WebhookDispatcher(storage.webhooks, {
-    allowPrivate: config.webhookAllowPrivate,
-    retentionMs: config.webhookRetentionHours * 3600_000,
-    logger: logger.child({ component: 'webhooks' }),
-  });
-  storage.onEvents((events) => {
-    hub.publish(events);
-    dispatcher.wake();
-  });
-  let app: PostboxApp | undefined;
-  try {
-    app = await buildApp({ config, storage, hub, logger });
-    const url = await app.listen({ port: config.port, host: config.host });
-    logger.info({ url, storage: storage.kind, auth: config.auth, durability: config.durability }, `Postbox listening on ${url}`);
-    dispatcher.start();
-    let closing: Promise<void> | undefined;
-    const built = app;
-    return {
-      app: built, storage, hub, url,
-      close: () => (closing ??= (async () => {
-        await built.close();
-        await dispatcher.close();
-        await storage.close();
-      })()),
-    };
-  } catch (err) {
-    await app?.close().catch(() => undefined);
-    await storage.close();
-    throw err;
-  }
-}
+import { startServer, type RunningServer } from './server.js';
 
 /** How long a graceful close may take before the process exits anyway. */
 const CLOSE_GRACE_MS = 10_000;

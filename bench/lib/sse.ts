@@ -1,8 +1,9 @@
 /**
- * The stream client the live-delivery scripts share: a bare SSE reader over node:http, and
- * the server's count of open streams, read from /metrics.
+ * The stream client the live-delivery scripts share: a bare SSE reader over node:http (with
+ * the client's parser, the repo's one), and the server's count of open streams, read from /metrics.
  */
 import http from 'node:http';
+import { SseParser } from '../../src/client/stream.js';
 
 /** Opens a stream and calls `onMessage` with each message event's data. */
 export function subscribe(url: string, user: string, onMessage: (data: string) => void): Promise<http.ClientRequest> {
@@ -10,18 +11,10 @@ export function subscribe(url: string, user: string, onMessage: (data: string) =
     const req = http.get(`${url}/v1/users/${user}/stream`, { agent: false }, (res) => {
       if (res.statusCode !== 200) return reject(new Error(`stream ${user}: ${res.statusCode}`));
       res.setEncoding('utf8');
-      let pending = '';
-      res.on('data', (chunk: string) => {
-        pending += chunk;
-        let end: number;
-        while ((end = pending.indexOf('\n\n')) >= 0) {
-          const block = pending.slice(0, end);
-          pending = pending.slice(end + 2);
-          if (!block.startsWith('event: message')) continue;
-          const data = /\ndata: (.*)/.exec(block);
-          if (data) onMessage(data[1]!);
-        }
+      const parser = new SseParser((event) => {
+        if (event.event === 'message') onMessage(event.data);
       });
+      res.on('data', (chunk: string) => parser.push(chunk));
       resolve(req);
     });
     req.on('error', reject);

@@ -6,7 +6,8 @@
  */
 import { createHash } from 'node:crypto';
 import { AppError, invalid } from '../errors.js';
-import type { ConversationList, Message, MessagePage, ReadResult } from '../protocol/types.js';
+import type { ConversationList, Message, ReadResult } from '../protocol/types.js';
+import { nextCursor } from '../storage/paging.js';
 import type { PageQuery, ReadSelector, Storage, WirePage, WireRow } from '../storage/storage.js';
 import { assertActsAs, assertParty, senderOf, type Actor } from './access.js';
 import {
@@ -60,9 +61,9 @@ export interface SendResult {
 }
 
 /**
- * A page of messages in wire form: each message's JSON beside its id, oldest first, and the
- * cursor of the following page. The inbox, the legacy inbox and the stream send these
- * texts as they are; see Storage.inboxWire.
+ * A page of messages in wire form: each message's canonical JSON beside its id, oldest
+ * first, and the cursor of the following page. Every page route, the legacy inbox and the
+ * stream send these texts as they are (protocol/wire.ts renders the page around them).
  */
 export interface WireMessagePage {
   rows: readonly WireRow[];
@@ -130,17 +131,17 @@ export class MessageService {
     if (wait > 0 && query.after === undefined && query.before !== undefined) {
       throw invalid('wait', 'applies only to forward paging (after=, or no cursor)');
     }
-    if (wait === 0) return toWirePage(await this.storage.inboxWire(owner, query), query);
+    if (wait === 0) return toWirePage(await this.storage.inbox(owner, query), query);
 
     const deadline = Date.now() + wait * 1000;
     const watch = this.waiter.watch(owner);
     try {
       for (;;) {
-        const page = await this.storage.inboxWire(owner, query);
+        const page = await this.storage.inbox(owner, query);
         const left = deadline - Date.now();
         if (page.rows.length > 0 || left <= 0 || signal?.aborted) return toWirePage(page, query);
         // A message that arrives but does not pass the filters wakes us for nothing; loop.
-        if (!(await watch.next(left, signal))) return toWirePage(await this.storage.inboxWire(owner, query), query);
+        if (!(await watch.next(left, signal))) return toWirePage(await this.storage.inbox(owner, query), query);
       }
     } finally {
       watch.close();
@@ -155,26 +156,26 @@ export class MessageService {
     const owner = this.owner(actor, user);
     let after: number | undefined;
     for (;;) {
-      const page = await this.storage.inboxWire(owner, { after, limit: INBOX_CHUNK });
+      const page = await this.storage.inbox(owner, { after, limit: INBOX_CHUNK });
       if (page.rows.length > 0) yield page.rows;
       if (!page.more) return;
       after = Number(page.rows[page.rows.length - 1]![0]);
     }
   }
 
-  /** A page of the messages a user sent. */
-  async sent(actor: Actor, user: string, params: PageParams): Promise<MessagePage> {
+  /** A page of the messages a user sent, in wire form. */
+  async sent(actor: Actor, user: string, params: PageParams): Promise<WireMessagePage> {
     const owner = this.owner(actor, user);
     const query = toPageQuery(params);
-    return toPage(await this.storage.sent(owner, query), query);
+    return toWirePage(await this.storage.sent(owner, query), query);
   }
 
-  /** A page of the messages between a user and a peer, both directions. */
-  async conversation(actor: Actor, user: string, peer: string, params: PageParams): Promise<MessagePage> {
+  /** A page of the messages between a user and a peer, both directions, in wire form. */
+  async conversation(actor: Actor, user: string, peer: string, params: PageParams): Promise<WireMessagePage> {
     const owner = this.owner(actor, user);
     const other = toUserId(peer, 'peer');
     const query = toPageQuery(params);
-    return toPage(await this.storage.conversation(owner, other, query), query);
+    return toWirePage(await this.storage.conversation(owner, other, query), query);
   }
 
   /** A user's conversations, most recent first. */
@@ -245,17 +246,7 @@ export function toPageQuery(params: PageParams): PageQuery {
 }
 
 function toWirePage(page: WirePage, query: PageQuery): WireMessagePage {
-  const { rows, more } = page;
-  if (!more || rows.length === 0) return { rows, next: null };
-  const backward = query.after === undefined && query.before !== undefined;
-  return { rows, next: backward ? rows[0]![0] : rows[rows.length - 1]![0] };
-}
-
-function toPage(page: { messages: Message[]; more: boolean }, query: PageQuery): MessagePage {
-  const { messages, more } = page;
-  if (!more || messages.length === 0) return { messages, next: null };
-  const backward = query.after === undefined && query.before !== undefined;
-  return { messages, next: backward ? messages[0]!.id : messages[messages.length - 1]!.id };
+  return { rows: page.rows, next: nextCursor(page, query) };
 }
 
 /** What makes two sends "the same request" for an idempotency key. */

@@ -6,17 +6,11 @@ import { Readable } from 'node:stream';
 import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
 import type { MessageService, WireRow } from '../domain/messages.js';
+import { joinedMessages as joined } from '../protocol/wire.js';
 import type { App } from './app-types.js';
 import { IdempotencyHeaders, MessageSchema, NoContent, SendBody, UserParams } from './schemas.js';
 
 const JSON_TYPE = 'application/json; charset=utf-8';
-
-/** The stored JSON texts of a chunk, comma-joined: an array's inside, built by concatenation. */
-function joined(chunk: readonly WireRow[]): string {
-  let out = '';
-  for (let i = 0; i < chunk.length; i++) out += (i === 0 ? '' : ',') + chunk[i]![1];
-  return out;
-}
 
 /** Registers `POST /post-message` and `GET /get-messages/{user}`. */
 export function legacyRoutes(app: App, messages: MessageService): void {

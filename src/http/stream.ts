@@ -3,16 +3,23 @@
  * or the `Last-Event-ID` an EventSource sends when it reconnects.
  */
 import { Type } from 'typebox';
-import type { MessageService } from '../domain/messages.js';
-import type { UserService } from '../domain/users.js';
-import { toCursor } from '../domain/rules.js';
+import { EVENT_STREAM_TYPE } from '../protocol/events.js';
 import type { StreamRegistry } from '../realtime/streams.js';
 import type { App } from './app-types.js';
 import { bearerToken } from './auth.js';
 import { Cursor, UserParams } from './schemas.js';
 
+/** Headers of a stream beside those every answer gets: no caching, no buffering on the way. */
+const EVENT_STREAM_HEADERS = {
+  'content-type': EVENT_STREAM_TYPE,
+  'cache-control': 'no-cache, no-transform',
+  connection: 'keep-alive',
+  // nginx would otherwise hold events back until its buffer fills.
+  'x-accel-buffering': 'no',
+};
+
 /** Registers the stream route. */
-export function streamRoutes(app: App, messages: MessageService, users: UserService, streams: StreamRegistry): void {
+export function streamRoutes(app: App, streams: StreamRegistry): void {
   app.get('/v1/users/:user/stream', {
     config: { access: 'user', scope: 'read' },
     schema: {
@@ -36,28 +43,17 @@ export function streamRoutes(app: App, messages: MessageService, users: UserServ
       },
     },
   }, (request, reply) => {
-    const user = messages.inboxOwner(request.actor, request.params.user);
-    const lastEventId = request.headers['last-event-id'];
-    const after = lastEventId !== undefined && lastEventId !== ''
-      ? String(toCursor(lastEventId, 'Last-Event-ID'))
-      : request.query.after;
-    streams.admit(user);
-    const token = bearerToken(request);
-    const actor = request.actor;
-    // From here the response is ours: Fastify neither serializes nor ends it.
-    reply.hijack();
-    streams.start({
-      user,
+    const body = streams.start({
       actor: request.actor,
-      after,
-      readPage: (params) => messages.inbox(request.actor, user, params),
-      // A Postbox token can be revoked, so each heartbeat asks again; a JWT cannot, but
-      // expires: the stream ends then with `end` {"reason":"token expired"}.
-      ...(actor.kind === 'user' && token && actor.expiresAt === undefined
-        ? { stillAuthorized: async () => (await users.authenticate(token))?.kind === 'user' }
-        : {}),
-      ...(actor.kind === 'user' && actor.expiresAt !== undefined ? { endsAt: actor.expiresAt } : {}),
-      response: reply.raw,
+      user: request.params.user,
+      after: request.query.after,
+      lastEventId: request.headers['last-event-id'],
+      token: bearerToken(request),
     });
+    // A HEAD answer ends at its headers: a stream behind it would live on, unread.
+    if (request.method === 'HEAD') body.destroy();
+    // A byte stream: Fastify pipes it as it is (the response schema only documents it), and
+    // the typed reply, which expects the documented string, is told so.
+    void reply.headers(EVENT_STREAM_HEADERS).send(body as unknown as string);
   });
 }

@@ -1,21 +1,27 @@
 /**
  * Live streams: one user's inbox as server-sent events that resume from a cursor with no
- * gap and no duplicate, and the registry that bounds how many there are.
+ * gap and no duplicate, and the registry that checks, admits and bounds them.
  *
  * The seam between replay and live is where gaps hide. A stream subscribes to the hub
  * before it reads anything, so every commit from then on is heard; it replays from storage
  * after its cursor, buffering what it hears meanwhile; then it delivers the buffered events
  * whose ids are past what the replay reached, and goes live. Storage tells the hub in
  * commit order (see storage.ts), so ids only grow from there.
+ *
+ * A stream is a byte stream (a Node `Readable`), not an HTTP response: the route hands it to
+ * Fastify, so every hook's headers (CORS, security, rate limits) arrive on it as on any answer.
  */
-import type { ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Actor } from '../domain/access.js';
-import type { PageParams, WireMessagePage } from '../domain/messages.js';
+import type { MessageService, PageParams, WireMessagePage } from '../domain/messages.js';
+import { toCursor } from '../domain/rules.js';
+import type { UserService } from '../domain/users.js';
 import { AppError } from '../errors.js';
+import { frameComment, frameEvent, frameRetry, HEARTBEAT_COMMENT } from '../protocol/events.js';
+import { messageJson } from '../protocol/wire.js';
 import type { StoreEvent } from '../storage/storage.js';
 import type { Hub } from './hub.js';
-import { sseComment, sseEvent, sseRetry } from './sse.js';
 
 /** Settings of the stream registry. */
 export interface StreamLimits {
@@ -31,8 +37,27 @@ export interface StreamLimits {
   retryMs: number;
 }
 
+/** A request for a stream, as the caller made it: nothing in it is checked yet. */
+export interface StreamRequest {
+  actor: Actor;
+  /** Whose inbox. */
+  user: string;
+  /** `after=`: resume after this message id; absent for "from now on". */
+  after?: string | undefined;
+  /** The `Last-Event-ID` an EventSource sends when it reconnects; wins over `after`. */
+  lastEventId?: string | undefined;
+  /** The bearer token the caller authenticated with, asked again at each heartbeat. */
+  token?: string | undefined;
+}
+
+/** Where streams read from: the inbox (with the caller's access) and the token check. */
+export interface StreamSources {
+  messages: MessageService;
+  users: UserService;
+}
+
 /** Everything a stream needs to start. */
-export interface StreamOptions {
+interface StreamOptions {
   user: string;
   actor: Actor;
   /** Resume after this message id; undefined for "from now on". */
@@ -47,7 +72,6 @@ export interface StreamOptions {
   stillAuthorized?: () => Promise<boolean>;
   /** When the caller's credential (a JWT) expires, in epoch ms: the stream ends then. */
   endsAt?: number;
-  response: ServerResponse;
 }
 
 /** Messages read per page while replaying. */
@@ -64,6 +88,7 @@ export class StreamRegistry {
     private readonly hub: Hub,
     readonly limits: StreamLimits,
     private readonly log: Pick<Logger, 'warn' | 'debug'>,
+    private readonly sources: StreamSources,
   ) {}
 
   /** Streams open now. */
@@ -86,8 +111,33 @@ export class StreamRegistry {
     }
   }
 
-  /** Starts a stream on a response the caller has taken over. */
-  start(options: StreamOptions): LiveStream {
+  /**
+   * Opens a stream of `request.user`'s inbox for `request.actor`: checks access and the
+   * cursor, admits it within the limits, and answers its body, which the caller sends as
+   * `text/event-stream`. Throws the catalogue error of a refusal before anything is sent.
+   */
+  start(request: StreamRequest): Readable {
+    const { messages, users } = this.sources;
+    const { actor, token } = request;
+    const user = messages.inboxOwner(actor, request.user);
+    const after = request.lastEventId !== undefined && request.lastEventId !== ''
+      ? toCursor(request.lastEventId, 'Last-Event-ID')
+      : request.after === undefined ? undefined : toCursor(request.after, 'after');
+    return this.register({
+      user,
+      actor,
+      after: after === undefined ? undefined : String(after),
+      readPage: (params) => messages.inbox(actor, user, params),
+      // A Postbox token can be revoked, so each heartbeat asks again; a JWT cannot, but
+      // expires: the stream ends then with `end` {"reason":"token expired"}.
+      ...(actor.kind === 'user' && token !== undefined && actor.expiresAt === undefined
+        ? { stillAuthorized: async () => (await users.authenticate(token))?.kind === 'user' }
+        : {}),
+      ...(actor.kind === 'user' && actor.expiresAt !== undefined ? { endsAt: actor.expiresAt } : {}),
+    }).body;
+  }
+
+  private register(options: StreamOptions): LiveStream {
     this.admit(options.user);
     const stream = new LiveStream(options, this.hub, this.limits, this.log, () => this.forget(stream));
     let set = this.byUser.get(options.user);
@@ -115,9 +165,12 @@ export class StreamRegistry {
 }
 
 /** One live stream. */
-export class LiveStream {
+class LiveStream {
   readonly user: string;
-  private readonly res: ServerResponse;
+  /** The event bytes, read by whoever carries them to the client. */
+  readonly body: Readable;
+  /** Resolves the replay's wait for the reader to take what it has. */
+  private wanted: (() => void) | undefined;
   private mode: 'replaying' | 'live' | 'closed' = 'replaying';
   /** The newest message id delivered, or that the client said it has. */
   private cursor: number | undefined;
@@ -135,22 +188,24 @@ export class LiveStream {
     private readonly onClose: () => void,
   ) {
     this.user = options.user;
-    this.res = options.response;
+    // The readable's own buffer is what waits for a slow client (the transport takes from it
+    // only as fast as the client reads); write() measures it against the limit.
+    this.body = new Readable({
+      read: () => {
+        const wanted = this.wanted;
+        this.wanted = undefined;
+        wanted?.();
+      },
+    });
     this.cursor = options.after === undefined ? undefined : Number(options.after);
   }
 
-  /** Sends the headers, subscribes, replays what was missed, and goes live. */
+  /** Starts the body with the retry hint, subscribes, replays what was missed, and goes live. */
   begin(): void {
-    this.res.on('close', () => this.close());
-    this.res.on('error', () => this.close());
-    this.res.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache, no-transform',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-      'x-content-type-options': 'nosniff',
-    });
-    this.write(sseRetry(this.limits.retryMs));
+    // The transport destroys the body when the client goes away.
+    this.body.on('close', () => this.close());
+    this.body.on('error', () => this.close());
+    this.write(frameRetry(this.limits.retryMs));
     this.heartbeat = setInterval(() => this.beat(), this.limits.heartbeatMs);
     this.heartbeat.unref();
     if (this.options.endsAt !== undefined) this.expireAt(this.options.endsAt);
@@ -165,8 +220,9 @@ export class LiveStream {
     clearInterval(this.heartbeat);
     clearTimeout(this.expiry);
     this.buffered = [];
-    if (abort) this.res.destroy();
-    else if (!this.res.writableEnded) this.res.end();
+    this.wanted?.();
+    if (abort) this.body.destroy();
+    else if (!this.body.destroyed) this.body.push(null);
     this.onClose();
   }
 
@@ -231,14 +287,14 @@ export class LiveStream {
         const id = Number(event.message.id);
         if (this.cursor !== undefined && id <= this.cursor) return;
         this.cursor = id;
-        this.write(sseEvent('message', JSON.stringify(event.message), event.message.id));
+        this.write(frameEvent('message', messageJson(event.message), event.message.id));
         return;
       }
       case 'deleted':
-        if (event.toUser === this.user) this.write(sseEvent('deleted', JSON.stringify({ id: event.id })));
+        if (event.toUser === this.user) this.write(frameEvent('deleted', JSON.stringify({ id: event.id })));
         return;
       case 'read':
-        this.write(sseEvent('read', JSON.stringify({ ids: event.ids, readAt: event.readAt })));
+        this.write(frameEvent('read', JSON.stringify({ ids: event.ids, readAt: event.readAt })));
         return;
       default:
         return;
@@ -260,12 +316,14 @@ export class LiveStream {
         if (this.closed) return;
         for (const [id, json] of page.rows) {
           this.cursor = Number(id);
-          this.write(sseEvent('message', json, id));
+          this.write(frameEvent('message', json, id));
         }
         if (this.closed) return;
         if (page.next === null) break;
         // A slow reader slows the replay instead of growing the buffer.
-        if (this.res.writableNeedDrain) await new Promise((r) => this.res.once('drain', r));
+        if (this.body.readableLength >= this.body.readableHighWaterMark) {
+          await new Promise<void>((r) => (this.wanted = r));
+        }
       }
     } while (this.overflowed);
     const heard = this.buffered;
@@ -277,7 +335,7 @@ export class LiveStream {
   private checking = false;
 
   private beat(): void {
-    this.write(sseComment('keep-alive'));
+    this.write(frameComment(HEARTBEAT_COMMENT));
     const check = this.options.stillAuthorized;
     if (!check || this.checking || this.closed) return;
     this.checking = true;
@@ -300,16 +358,16 @@ export class LiveStream {
 
   /** Tells the client why the stream ends, so it does not simply reconnect, then ends it. */
   private end(reason: string): void {
-    this.write(sseEvent('end', JSON.stringify({ reason })));
+    this.write(frameEvent('end', JSON.stringify({ reason })));
     this.close();
   }
 
   private write(chunk: string): void {
-    if (this.mode === 'closed' || this.res.writableEnded) return;
-    this.res.write(chunk);
-    if (this.res.writableLength > this.limits.bufferBytes) {
+    if (this.mode === 'closed' || this.body.destroyed) return;
+    this.body.push(chunk);
+    if (this.body.readableLength > this.limits.bufferBytes) {
       // The client has stopped reading: drop it rather than hold its backlog in memory.
-      this.log.debug({ user: this.user, waiting: this.res.writableLength }, 'stream reader too slow; closing');
+      this.log.debug({ user: this.user, waiting: this.body.readableLength }, 'stream reader too slow; closing');
       this.close(true);
     }
   }

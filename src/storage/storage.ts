@@ -10,7 +10,10 @@
  * below n may become visible later. Paging and stream resumption rely on it.
  */
 import type { Message, User } from '../protocol/types.js';
+import type { WireRow } from '../protocol/wire.js';
 import type { WebhookStore } from './webhooks.js';
+
+export type { WireRow };
 
 /** A message as the domain hands it to storage: validated and normalized. */
 export interface NewMessage {
@@ -50,12 +53,6 @@ export interface InboxQuery extends PageQuery {
   unreadOnly?: boolean;
 }
 
-/** A page read from storage: oldest first, and whether more lie beyond in the same direction. */
-export interface StoredPage {
-  messages: Message[];
-  more: boolean;
-}
-
 /** One numbered schema step of a backend, applied in order at start and by `postbox migrate`. */
 export interface Migration {
   version: number;
@@ -63,13 +60,10 @@ export interface Migration {
   sql: string;
 }
 
-/** A message's id beside its JSON, exactly as it goes out. */
-export type WireRow = readonly [id: string, json: string];
-
 /**
- * A page in wire form: each message's JSON (the Message exactly as it goes out) beside its
- * id, oldest first. The hot read paths (the legacy inbox, inbox pages, stream replays) send
- * these as they are instead of building and serializing objects.
+ * A page read from storage: each message's canonical JSON (protocol/wire.ts) beside its id,
+ * oldest first, and whether more lie beyond in the same direction. Every page route and the
+ * stream replay send these texts as they are instead of building and serializing objects.
  */
 export interface WirePage {
   /** Read-only: a backend may hand the same page to several readers. */
@@ -157,13 +151,11 @@ export interface Storage {
   deleteMessage(seq: number): Promise<Message | null>;
 
   /** Messages to `user`. */
-  inbox(user: string, query: InboxQuery): Promise<StoredPage>;
-  /** The same page as {@link inbox}, in wire form. */
-  inboxWire(user: string, query: InboxQuery): Promise<WirePage>;
+  inbox(user: string, query: InboxQuery): Promise<WirePage>;
   /** Messages `user` sent. */
-  sent(user: string, query: PageQuery): Promise<StoredPage>;
+  sent(user: string, query: PageQuery): Promise<WirePage>;
   /** Messages between `user` and `peer`, both directions. */
-  conversation(user: string, peer: string, query: PageQuery): Promise<StoredPage>;
+  conversation(user: string, peer: string, query: PageQuery): Promise<WirePage>;
   /** `user`'s conversations, most recent first, those whose last message is before `before`. */
   conversations(user: string, query: { before?: number; limit: number }): Promise<{ conversations: StoredConversation[]; more: boolean }>;
   /** Marks messages to `user` read. Messages not to `user`, or already read, are left alone. */

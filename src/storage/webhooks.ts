@@ -90,6 +90,89 @@ export interface WebhookStore {
   pruneDelivered(before: number): Promise<number>;
 }
 
+/** A webhook write, as the core queues it for a dialect's batch (so SQLite's go through its one writer). */
+export type WebhookWrite =
+  | { action: 'create'; webhook: StoredWebhook }
+  | { action: 'update'; id: string; patch: WebhookPatch }
+  | { action: 'delete'; id: string }
+  | { action: 'retry'; webhookId: string; deliveryId: number; now: number }
+  | { action: 'lease'; owner: string; now: number; leaseMs: number; limit: number }
+  | { action: 'record'; deliveryId: number; attempt: AttemptRecord }
+  | { action: 'release'; webhookId: string; owner: string }
+  | { action: 'prune'; before: number };
+
+/** The webhook reads a dialect answers, each one statement. */
+export interface WebhookReads {
+  listWebhooks(): Awaitable<StoredWebhook[]>;
+  getWebhook(id: string): Awaitable<StoredWebhook | null>;
+  /** Newest first, ids below `before`, at most `fetch`. */
+  listDeliveries(webhookId: string, before: number, fetch: number): Awaitable<StoredDelivery[]>;
+  headDelivery(webhookId: string): Awaitable<StoredDelivery | null>;
+}
+
+type Awaitable<T> = T | Promise<T>;
+
+/**
+ * The one {@link WebhookStore}: reads from the dialect, writes queued as `webhook`
+ * operations through the store's group commit, like every other write.
+ */
+export class CoreWebhookStore implements WebhookStore {
+  constructor(
+    private readonly reads: WebhookReads,
+    private readonly read: <T>(fn: () => Awaitable<T>) => Promise<T>,
+    private readonly write: (w: WebhookWrite) => Promise<unknown>,
+  ) {}
+
+  async createWebhook(webhook: StoredWebhook): Promise<void> {
+    await this.write({ action: 'create', webhook });
+  }
+
+  listWebhooks(): Promise<StoredWebhook[]> {
+    return this.read(() => this.reads.listWebhooks());
+  }
+
+  getWebhook(id: string): Promise<StoredWebhook | null> {
+    return this.read(() => this.reads.getWebhook(id));
+  }
+
+  updateWebhook(id: string, patch: WebhookPatch): Promise<StoredWebhook | null> {
+    return this.write({ action: 'update', id, patch }) as Promise<StoredWebhook | null>;
+  }
+
+  deleteWebhook(id: string): Promise<boolean> {
+    return this.write({ action: 'delete', id }) as Promise<boolean>;
+  }
+
+  async listDeliveries(webhookId: string, query: { before?: number; limit: number }): Promise<{ deliveries: StoredDelivery[]; more: boolean }> {
+    const rows = await this.read(() => this.reads.listDeliveries(webhookId, query.before ?? Number.MAX_SAFE_INTEGER, query.limit + 1));
+    return { deliveries: rows.slice(0, query.limit), more: rows.length > query.limit };
+  }
+
+  retryDelivery(webhookId: string, deliveryId: number, now: number): Promise<StoredDelivery | null> {
+    return this.write({ action: 'retry', webhookId, deliveryId, now }) as Promise<StoredDelivery | null>;
+  }
+
+  leaseEndpoints(owner: string, now: number, leaseMs: number, limit: number): Promise<StoredWebhook[]> {
+    return this.write({ action: 'lease', owner, now, leaseMs, limit }) as Promise<StoredWebhook[]>;
+  }
+
+  headDelivery(webhookId: string): Promise<StoredDelivery | null> {
+    return this.read(() => this.reads.headDelivery(webhookId));
+  }
+
+  async recordAttempt(deliveryId: number, attempt: AttemptRecord): Promise<void> {
+    await this.write({ action: 'record', deliveryId, attempt });
+  }
+
+  async releaseEndpoint(webhookId: string, owner: string): Promise<void> {
+    await this.write({ action: 'release', webhookId, owner });
+  }
+
+  pruneDelivered(before: number): Promise<number> {
+    return this.write({ action: 'prune', before }) as Promise<number>;
+  }
+}
+
 /** One event for the outbox: its type and the body every subscribed endpoint receives. */
 export interface OutboxEvent {
   type: WebhookEventType;

@@ -5,12 +5,23 @@
  */
 import type { Message } from '../protocol/types.js';
 import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome, StoreEvent } from './storage.js';
+import type { WebhookWrite } from './webhooks.js';
 
 /** How long an idempotency key is remembered: the contract's 24 hours. */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 
-/** One write, as a storage queues it for the next batch. */
+/**
+ * One write, as a storage queues it for the next batch. `ping` writes nothing: it proves
+ * that the dialect's writer answers.
+ *
+ * A new write operation is a new member here, its result type in {@link StoreWriteResults},
+ * its event (if any) in {@link eventOf}, its decisions (if any) as pure functions in
+ * write-decisions.ts, and its SQL in each dialect's write-ops.ts. Anything written in the
+ * same transaction as the operation (an outbox row, say) belongs in the dialect's apply of
+ * it, or in its batch runner for a batch's worth of rows: the batch is one transaction.
+ */
 export type StoreWrite =
+  | { op: 'ping' }
   | { op: 'send'; message: NewMessage; key?: string; fingerprint?: string }
   | { op: 'delete'; seq: number }
   | { op: 'markRead'; user: string; upTo?: number; ids?: number[] }
@@ -18,10 +29,13 @@ export type StoreWrite =
   | { op: 'deleteUser'; id: string }
   | { op: 'addToken'; user: string; tokenHash: string; scopes?: string }
   | { op: 'revokeTokens'; user: string }
-  | { op: 'import'; records: ExportRecord[] };
+  | { op: 'import'; records: ExportRecord[] }
+  /** A change to webhook endpoints or deliveries (see webhooks.ts). */
+  | { op: 'webhook'; write: WebhookWrite };
 
 /** The result type of each write. */
 export interface StoreWriteResults {
+  ping: true;
   send: SendOutcome;
   delete: Message | null;
   markRead: ReadOutcome;
@@ -30,7 +44,11 @@ export interface StoreWriteResults {
   addToken: boolean;
   revokeTokens: number;
   import: { users: number; tokens: number; messages: number };
+  webhook: unknown;
 }
+
+/** One operation's answer from a batch: its value, or the error that failed it alone. */
+export type WriteReply = { ok: true; value: unknown } | { ok: false; error: unknown };
 
 /** What a committed write tells listeners, if anything. Imported messages are history, not news. */
 export function eventOf(write: StoreWrite, value: unknown): StoreEvent | undefined {
@@ -54,4 +72,15 @@ export function eventOf(write: StoreWrite, value: unknown): StoreEvent | undefin
     default:
       return undefined;
   }
+}
+
+/** Turns a committed batch into the events listeners hear, in commit order. */
+export function eventsOf(writes: readonly StoreWrite[], replies: readonly WriteReply[]): StoreEvent[] {
+  const events: StoreEvent[] = [];
+  for (let i = 0; i < writes.length; i++) {
+    const reply = replies[i];
+    const event = reply?.ok ? eventOf(writes[i]!, reply.value) : undefined;
+    if (event) events.push(event);
+  }
+  return events;
 }

@@ -21,10 +21,10 @@ async function setup() {
   let inboxReads = 0;
   const counted: Storage = new Proxy(real, {
     get(target, prop, receiver) {
-      if (prop === 'inboxWire') {
-        return (...args: Parameters<Storage['inboxWire']>) => {
+      if (prop === 'inbox') {
+        return (...args: Parameters<Storage['inbox']>) => {
           inboxReads++;
-          return target.inboxWire(...args);
+          return target.inbox(...args);
         };
       }
       const v = Reflect.get(target, prop, receiver) as unknown;

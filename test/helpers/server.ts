@@ -1,14 +1,14 @@
 /**
- * A real Postbox server for a test: its own temporary directory and SQLite file, listening
- * on 127.0.0.1, port 0. Each test makes its own data.
+ * A real, listening Postbox server for a test that needs a socket: its own temporary
+ * directory and SQLite file, on 127.0.0.1, port 0. Tests that only ask and answer use
+ * `buildTestApp` (app.ts) instead.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
-import { loadConfig, type Config } from '../../src/config.js';
-import { startServer, type RunningServer } from '../../src/main.js';
+import { rm } from 'node:fs/promises';
+import type { Config } from '../../src/config.js';
+import { startServer, type RunningServer } from '../../src/server.js';
+import { capturingLogger, tempDir, testConfig } from './app.js';
+
+export { tempDir } from './app.js';
 
 /** A running test server. */
 export interface TestServer extends RunningServer {
@@ -20,31 +20,11 @@ export interface TestServer extends RunningServer {
   stop(): Promise<void>;
 }
 
-/** Makes a fresh temporary directory for a test. */
-export function tempDir(prefix = 'postbox-test-'): Promise<string> {
-  return mkdtemp(join(tmpdir(), prefix));
-}
-
 /** Starts a server with the given environment on top of test defaults. */
 export async function startTestServer(env: Record<string, string> = {}, options: { dir?: string } = {}): Promise<TestServer> {
   const dir = options.dir ?? (await tempDir());
-  const config = loadConfig({
-    env: {
-      PORT: '0',
-      HOST: '127.0.0.1',
-      DATABASE_URL: `sqlite:${join(dir, 'postbox.db')}`,
-      LOG_LEVEL: 'info',
-      ...env,
-    },
-  });
-  const logs: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  const logger = pino({ level: config.logLevel }, sink);
+  const config = testConfig(dir, env);
+  const { logger, logs } = capturingLogger(config.logLevel);
   const server = await startServer(config, logger);
   return {
     ...server,

@@ -1,15 +1,12 @@
 /**
  * A server-sent events client for tests: connects with node:http, parses events as they
- * arrive, and lets a test await them (no sleeps).
+ * arrive with the client's parser (the repo's one), and lets a test await them (no sleeps).
+ * node:http rather than the client's fetch, so a test sees the raw status, headers and text.
  */
 import http from 'node:http';
+import { SseParser, type SseEvent } from '../../src/client/stream.js';
 
-/** One parsed event. */
-export interface SseEvent {
-  event: string;
-  id: string | undefined;
-  data: string;
-}
+export type { SseEvent };
 
 /** An open stream. */
 export interface SseConnection {
@@ -38,8 +35,7 @@ export function openStream(base: string, path: string, headers: Record<string, s
       const comments: string[] = [];
       const waiters: (() => void)[] = [];
       let text = '';
-      let pending = '';
-      let current: { event?: string; id?: string; data: string[] } = { data: [] };
+      const parser = new SseParser((e) => events.push(e), (c) => comments.push(c));
       res.setEncoding('utf8');
       const ended = new Promise<void>((done) => {
         res.on('end', done);
@@ -48,27 +44,7 @@ export function openStream(base: string, path: string, headers: Record<string, s
       });
       res.on('data', (chunk: string) => {
         text += chunk;
-        pending += chunk;
-        let nl: number;
-        while ((nl = pending.indexOf('\n')) >= 0) {
-          const line = pending.slice(0, nl).replace(/\r$/, '');
-          pending = pending.slice(nl + 1);
-          if (line === '') {
-            if (current.data.length > 0 || current.event) {
-              events.push({ event: current.event ?? 'message', id: current.id, data: current.data.join('\n') });
-            }
-            current = { data: [] };
-          } else if (line.startsWith(':')) {
-            comments.push(line.slice(1).trim());
-          } else {
-            const colon = line.indexOf(':');
-            const field = colon < 0 ? line : line.slice(0, colon);
-            const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-            if (field === 'event') current.event = value;
-            else if (field === 'id') current.id = value;
-            else if (field === 'data') current.data.push(value);
-          }
-        }
+        parser.push(chunk);
         for (const w of [...waiters]) w();
       });
       resolve({

@@ -3,13 +3,22 @@
  * answers), with a deadline instead of a fixed sleep.
  */
 
-/** Resolves once `check()` holds, looking again after each turn of the event loop; rejects past the deadline. */
-export async function until(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+/**
+ * Resolves once `check()` holds (it may ask something asynchronously), looking again every
+ * `intervalMs`; rejects past the deadline, naming `what` it waited for. The one poll loop of
+ * the suite: every wait on state a test cannot get an event for goes through it.
+ */
+export async function until(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 20_000,
+  intervalMs = 2,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     // setImmediate alone would spin a core while the servers in this process need it.
-    await new Promise((r) => setTimeout(r, 2));
+    await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
 

@@ -11,8 +11,8 @@ import { after, before, describe, it } from 'node:test';
 import * as jose from 'jose';
 import { allows, type Scope } from '../../src/domain/access.js';
 import type { Message } from '../../src/protocol/types.js';
-import { postJson, request, type RawResponse } from '../helpers/http.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import type { RawResponse } from '../helpers/http.js';
+import { buildTestApp, type TestApp } from '../helpers/app.js';
 import { openStream } from '../helpers/sse.js';
 
 const ADMIN = 'admin-token-for-the-matrix-0123456789';
@@ -43,14 +43,14 @@ const OWNER_ONLY = (ok: number) => ({ none: 401, bad: 401, owner: ok, other: 403
 const OWNER_OR_ADMIN = (ok: number) => ({ none: 401, bad: 401, owner: ok, other: 403, admin: ok });
 const ADMIN_ONLY = (ok: number) => ({ none: 401, bad: 401, owner: 403, other: 403, admin: ok });
 
-let server: TestServer;
+let server: TestApp;
 const tokens = new Map<string, string>();
 const scopedTokens = new Map<string, string>();
 let counter = 0;
 
 async function makeUser(): Promise<string> {
   const id = `user${++counter}`;
-  const res = await postJson(server.url, '/v1/users', { id }, { authorization: `Bearer ${ADMIN}` });
+  const res = await server.postJson('/v1/users', { id }, { authorization: `Bearer ${ADMIN}` });
   assert.equal(res.status, 201, res.text);
   tokens.set(id, res.json<{ token: string }>().token);
   return id;
@@ -60,7 +60,7 @@ async function makeUser(): Promise<string> {
 const WEBHOOK = { url: 'http://127.0.0.1:9/hook', events: ['user.created'] };
 
 async function makeWebhook(): Promise<string> {
-  const res = await postJson(server.url, '/v1/webhooks', WEBHOOK, { authorization: `Bearer ${ADMIN}` });
+  const res = await server.postJson('/v1/webhooks', WEBHOOK, { authorization: `Bearer ${ADMIN}` });
   assert.equal(res.status, 201, res.text);
   return res.json<{ id: string }>().id;
 }
@@ -68,7 +68,7 @@ async function makeWebhook(): Promise<string> {
 /** A message from `from` to a fresh peer, sent with `from`'s token. */
 async function messageFrom(from: string): Promise<Message> {
   const peer = await makeUser();
-  const res = await postJson(server.url, '/v1/messages', { toUser: peer, message: 'matrix' }, { authorization: `Bearer ${tokens.get(from)}` });
+  const res = await server.postJson('/v1/messages', { toUser: peer, message: 'matrix' }, { authorization: `Bearer ${tokens.get(from)}` });
   assert.equal(res.status, 201, res.text);
   return res.json<Message>();
 }
@@ -129,7 +129,7 @@ const ROWS: Record<string, Row> = {
     call: async () => {
       const id = await makeWebhook();
       await makeUser(); // a user.created event: one delivery to retry
-      const page = await request(server.url, `/v1/webhooks/${id}/deliveries`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      const page = await server.request(`/v1/webhooks/${id}/deliveries`, { headers: { authorization: `Bearer ${ADMIN}` } });
       const delivery = page.json<{ deliveries: { id: string }[] }>().deliveries[0]!;
       return { path: `/v1/webhooks/${id}/deliveries/${delivery.id}/retry` };
     },
@@ -149,7 +149,7 @@ async function scopedToken(owner: string, scope: Scope): Promise<string> {
   const key = `${owner} ${scope}`;
   let token = scopedTokens.get(key);
   if (!token) {
-    const res = await postJson(server.url, `/v1/users/${owner}/tokens`, { scopes: [scope] }, { authorization: `Bearer ${tokens.get(owner)}` });
+    const res = await server.postJson(`/v1/users/${owner}/tokens`, { scopes: [scope] }, { authorization: `Bearer ${tokens.get(owner)}` });
     assert.equal(res.status, 201, res.text);
     token = res.json<{ token: string }>().token;
     scopedTokens.set(key, token);
@@ -191,11 +191,11 @@ async function authorization(identity: Identity, owner: string, other: string): 
 async function perform(method: string, route: string, call: Call, headers: Record<string, string>): Promise<RawResponse> {
   if (route.endsWith('/stream')) {
     // A stream that opens stays open: read its status, then close it.
-    const s = await openStream(server.url, call.path, headers);
+    const s = await openStream(await server.listen(), call.path, headers);
     s.close();
     return { status: s.status, headers: s.headers, text: s.body(), json: <T>() => JSON.parse(s.body()) as T };
   }
-  return request(server.url, call.path, {
+  return server.request(call.path, {
     method,
     headers: { ...headers, ...(call.body === undefined ? {} : { 'content-type': 'application/json' }) },
     body: call.body === undefined ? undefined : JSON.stringify(call.body),
@@ -206,7 +206,7 @@ for (const mode of ['token', 'jwt'] as const) {
 describe(`authorization matrix (${mode} mode)`, () => {
   const identities: Identity[] = [...BASE_IDENTITIES, ...SCOPED, ...(mode === 'jwt' ? JWTS : [])];
   before(async () => {
-    server = await startTestServer({
+    server = await buildTestApp({
       POSTBOX_AUTH: mode, POSTBOX_ADMIN_TOKEN: ADMIN, POSTBOX_RATE_LIMIT: '0', POSTBOX_WEBHOOK_ALLOW_PRIVATE: 'true',
       ...(mode === 'jwt' ? { POSTBOX_JWT_SECRET: SECRET } : {}),
     });
@@ -249,7 +249,7 @@ describe(`authorization matrix (${mode} mode)`, () => {
 
 describe('token mode rules beyond the matrix', () => {
   before(async () => {
-    server = await startTestServer({ POSTBOX_AUTH: 'token', POSTBOX_ADMIN_TOKEN: ADMIN, POSTBOX_RATE_LIMIT: '0' });
+    server = await buildTestApp({ POSTBOX_AUTH: 'token', POSTBOX_ADMIN_TOKEN: ADMIN, POSTBOX_RATE_LIMIT: '0' });
   });
   after(() => server.stop());
 
@@ -257,14 +257,14 @@ describe('token mode rules beyond the matrix', () => {
     const ann = await makeUser();
     const bob = await makeUser();
     const asAnn = { authorization: `Bearer ${tokens.get(ann)}` };
-    const sent = await postJson(server.url, '/v1/messages', { toUser: bob, message: 'no fromUser' }, asAnn);
+    const sent = await server.postJson('/v1/messages', { toUser: bob, message: 'no fromUser' }, asAnn);
     assert.equal(sent.status, 201);
     assert.equal(sent.json<Message>().fromUser, ann);
-    const legacy = await request(server.url, '/post-message', { method: 'POST', headers: asAnn, body: JSON.stringify({ toUser: bob, message: 'legacy' }) });
+    const legacy = await server.request('/post-message', { method: 'POST', headers: asAnn, body: JSON.stringify({ toUser: bob, message: 'legacy' }) });
     assert.equal(legacy.status, 202);
-    const forged = await postJson(server.url, '/v1/messages', { fromUser: bob, toUser: ann, message: 'as bob' }, asAnn);
+    const forged = await server.postJson('/v1/messages', { fromUser: bob, toUser: ann, message: 'as bob' }, asAnn);
     assert.equal(forged.status, 403);
-    const inbox = (await request(server.url, `/get-messages/${bob}`, { headers: { authorization: `Bearer ${tokens.get(bob)}` } })).json<Message[]>();
+    const inbox = (await server.request(`/get-messages/${bob}`, { headers: { authorization: `Bearer ${tokens.get(bob)}` } })).json<Message[]>();
     assert.deepEqual(inbox.map((m) => [m.fromUser, m.message]), [[ann, 'no fromUser'], [ann, 'legacy']]);
   });
 
@@ -272,8 +272,8 @@ describe('token mode rules beyond the matrix', () => {
     const ann = await makeUser();
     const m = await messageFrom(ann);
     const recipient = { authorization: `Bearer ${tokens.get(m.toUser)}` };
-    assert.equal((await request(server.url, `/v1/messages/${m.id}`, { headers: recipient })).status, 200);
-    assert.equal((await request(server.url, `/v1/messages/${m.id}`, { method: 'DELETE', headers: recipient })).status, 204);
+    assert.equal((await server.request(`/v1/messages/${m.id}`, { headers: recipient })).status, 200);
+    assert.equal((await server.request(`/v1/messages/${m.id}`, { method: 'DELETE', headers: recipient })).status, 204);
   });
 
   it('marks read only in the caller\'s own inbox', async () => {
@@ -281,44 +281,44 @@ describe('token mode rules beyond the matrix', () => {
     const m = await messageFrom(ann);
     // ann sent it; marking it read through ann's inbox changes nothing in the recipient's.
     const asAnn = { authorization: `Bearer ${tokens.get(ann)}` };
-    const res = await postJson(server.url, `/v1/users/${ann}/read`, { ids: [m.id] }, asAnn);
+    const res = await server.postJson(`/v1/users/${ann}/read`, { ids: [m.id] }, asAnn);
     assert.deepEqual(res.json(), { unread: 0, marked: 0 });
-    const stored = (await request(server.url, `/v1/messages/${m.id}`, { headers: asAnn })).json<Message>();
+    const stored = (await server.request(`/v1/messages/${m.id}`, { headers: asAnn })).json<Message>();
     assert.equal(stored.readAt, null);
   });
 
   it('stops accepting a token once revoked, and accepts a new one', async () => {
     const ann = await makeUser();
     const old = { authorization: `Bearer ${tokens.get(ann)}` };
-    const fresh = (await request(server.url, `/v1/users/${ann}/tokens`, { method: 'POST', headers: old })).json<{ token: string }>().token;
+    const fresh = (await server.request(`/v1/users/${ann}/tokens`, { method: 'POST', headers: old })).json<{ token: string }>().token;
     assert.match(fresh, /^pbx_[A-Za-z0-9_-]{43}$/, '256 random bits behind a recognisable prefix');
-    assert.equal((await request(server.url, `/v1/users/${ann}/tokens`, { method: 'DELETE', headers: old })).status, 204);
-    assert.equal((await request(server.url, `/v1/users/${ann}/messages`, { headers: old })).status, 401);
-    assert.equal((await request(server.url, `/v1/users/${ann}/messages`, { headers: { authorization: `Bearer ${fresh}` } })).status, 401,
+    assert.equal((await server.request(`/v1/users/${ann}/tokens`, { method: 'DELETE', headers: old })).status, 204);
+    assert.equal((await server.request(`/v1/users/${ann}/messages`, { headers: old })).status, 401);
+    assert.equal((await server.request(`/v1/users/${ann}/messages`, { headers: { authorization: `Bearer ${fresh}` } })).status, 401,
       'revoking revokes every token of the user');
   });
 
   it('issues scoped tokens, and refuses scopes it does not know', async () => {
     const ann = await makeUser();
     const asAnn = { authorization: `Bearer ${tokens.get(ann)}` };
-    const res = await postJson(server.url, `/v1/users/${ann}/tokens`, { scopes: ['read', 'send', 'read'] }, asAnn);
+    const res = await server.postJson(`/v1/users/${ann}/tokens`, { scopes: ['read', 'send', 'read'] }, asAnn);
     assert.equal(res.status, 201, res.text);
     assert.deepEqual(res.json<{ scopes: string[] }>().scopes, ['send', 'read']);
-    const full = await postJson(server.url, `/v1/users/${ann}/tokens`, { scopes: ['full', 'send'] }, asAnn);
+    const full = await server.postJson(`/v1/users/${ann}/tokens`, { scopes: ['full', 'send'] }, asAnn);
     assert.deepEqual(full.json<{ scopes: string[] }>().scopes, ['full']);
     for (const scopes of [['admin'], [], 'send']) {
-      const bad = await postJson(server.url, `/v1/users/${ann}/tokens`, { scopes }, asAnn);
+      const bad = await server.postJson(`/v1/users/${ann}/tokens`, { scopes }, asAnn);
       assert.equal(bad.status, 400, `${JSON.stringify(scopes)}: ${bad.text}`);
       assert.match(String(bad.headers['content-type']), /^application\/problem\+json/);
     }
-    const forbidden = await postJson(server.url, `/v1/users/${ann}/tokens`, {}, { authorization: `Bearer ${res.json<{ token: string }>().token}` });
+    const forbidden = await server.postJson(`/v1/users/${ann}/tokens`, {}, { authorization: `Bearer ${res.json<{ token: string }>().token}` });
     assert.equal(forbidden.status, 403, 'a scoped token cannot mint a wider one');
     assert.match(forbidden.json<{ detail: string }>().detail, /needs a full token/);
   });
 
   it('keeps a token\'s scopes through export and import', async () => {
     const ann = await makeUser();
-    await postJson(server.url, `/v1/users/${ann}/tokens`, { scopes: ['send'] }, { authorization: `Bearer ${tokens.get(ann)}` });
+    await server.postJson(`/v1/users/${ann}/tokens`, { scopes: ['send'] }, { authorization: `Bearer ${tokens.get(ann)}` });
     const records = [];
     for await (const r of server.storage.exportAll()) if (r.type === 'token' && r.user === ann) records.push(r);
     assert.deepEqual(records.map((r) => (r as { scopes?: string }).scopes ?? 'full').sort(), ['full', 'send']);

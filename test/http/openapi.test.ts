@@ -5,18 +5,17 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Validator } from '@seriousme/openapi-schema-validator';
-import { request } from '../helpers/http.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { buildTestApp, type TestApp } from '../helpers/app.js';
 
 /** Routes that are not API operations: the document itself, its UI, problem pages. */
 const NOT_OPERATIONS = [/^\/openapi\.json$/, /^\/docs/, /^\/problems\//];
 
 describe('OpenAPI document', () => {
-  let server: TestServer;
+  let server: TestApp;
   let doc: { openapi: string; paths: Record<string, Record<string, unknown>> };
   before(async () => {
-    server = await startTestServer();
-    const res = await request(server.url, '/openapi.json');
+    server = await buildTestApp();
+    const res = await server.request('/openapi.json');
     assert.equal(res.status, 200);
     doc = res.json();
   });
@@ -50,7 +49,7 @@ describe('OpenAPI document', () => {
   });
 
   it('serves a docs page', async () => {
-    const res = await request(server.url, '/docs/');
+    const res = await server.request('/docs/');
     assert.equal(res.status, 200);
     assert.match(String(res.headers['content-type']), /text\/html/);
   });

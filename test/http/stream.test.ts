@@ -8,8 +8,10 @@ import { after, before, describe, it } from 'node:test';
 import type { Message, MessagePage, Problem } from '../../src/protocol/types.js';
 import { openSqliteStorage } from '../../src/storage/sqlite/sqlite-storage.js';
 import { postJson, request } from '../helpers/http.js';
+import { buildTestApp } from '../helpers/app.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { openStream, type SseEvent } from '../helpers/sse.js';
+import { until } from '../helpers/wait.js';
 
 let server: TestServer;
 let counter = 0;
@@ -24,12 +26,8 @@ async function send(from: string, to: string, message: string): Promise<Message>
 const messageIds = (events: SseEvent[]) => events.filter((e) => e.event === 'message').map((e) => e.id!);
 
 /** Waits until `user` has a live subscription on the hub (a stream has subscribed). */
-async function subscribed(user: string, n = 1): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (server.hub.listenersOf(user) < n) {
-    if (Date.now() > deadline) throw new Error('stream never subscribed');
-    await new Promise((r) => setImmediate(r));
-  }
+function subscribed(user: string, n = 1): Promise<void> {
+  return until(() => server.hub.listenersOf(user) >= n, `${n} subscription(s) for ${user}`);
 }
 
 before(async () => {
@@ -101,7 +99,7 @@ describe('stream', () => {
     }));
     // Subscribers join at different moments: each reads a page, then streams after its end.
     const joins = Array.from({ length: 6 }, async (_, k) => {
-      while (acknowledged.length < k * 80) await new Promise((r) => setImmediate(r));
+      await until(() => acknowledged.length >= k * 80, `${k * 80} sends acknowledged`, 60_000);
       const page = (await request(server.url, `/v1/users/${me}/messages?before=latest&limit=1`)).json<MessagePage>();
       const cursor = page.messages[0]?.id ?? '0';
       const s = await openStream(server.url, `/v1/users/${me}/stream?after=${cursor}`);
@@ -132,8 +130,7 @@ describe('stream', () => {
   it('sends comment heartbeats on an idle stream', async () => {
     const s = await openStream(server.url, `/v1/users/${fresh('idle')}/stream`);
     try {
-      const deadline = Date.now() + 10_000;
-      while (s.comments.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await until(() => s.comments.length >= 2, 'two heartbeats');
       assert.ok(s.comments.filter((c) => c === 'keep-alive').length >= 2, s.raw());
     } finally {
       s.close();
@@ -212,13 +209,9 @@ describe('stream limits and lifecycle', () => {
       const metrics = (await request(limited.url, '/metrics')).text;
       assert.match(metrics, /^postbox_streams_open 3$/m);
       open.pop()!.close();
-      const deadline = Date.now() + 5000;
-      let again = await request(limited.url, '/v1/users/w/stream?after=x');
-      while (again.status === 503 && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 20));
-        again = await request(limited.url, '/v1/users/w/stream?after=x');
-      }
-      assert.equal(again.status, 400, 'a freed slot is usable again (the bad cursor proves the request got through)');
+      await until(async () => /^postbox_streams_open 2$/m.test((await request(limited.url, '/metrics')).text), 'the closed stream to be freed', 10_000, 20);
+      open.push(await openStream(limited.url, '/v1/users/w/stream'));
+      assert.equal(open.at(-1)!.status, 200, 'a freed slot is usable again');
     } finally {
       for (const s of open) s.close();
       await limited.stop();
@@ -235,7 +228,7 @@ describe('stream limits and lifecycle', () => {
       const annStream = await openStream(secure.url, '/v1/users/ann/stream', { authorization: `Bearer ${ann}` });
       const bobStream = await openStream(secure.url, '/v1/users/bob/stream', { authorization: `Bearer ${bob}` });
       assert.equal(annStream.status, 200);
-      while (secure.hub.listenersOf('ann') === 0 || secure.hub.listenersOf('bob') === 0) await new Promise((r) => setImmediate(r));
+      await until(() => secure.hub.listenersOf('ann') > 0 && secure.hub.listenersOf('bob') > 0, 'both streams to subscribe');
 
       assert.equal((await request(secure.url, '/v1/users/ann/tokens', { method: 'DELETE', headers: asAdmin })).status, 204);
       const [annEnd] = await annStream.waitFor(1, 'end');
@@ -253,11 +246,25 @@ describe('stream limits and lifecycle', () => {
     }
   });
 
+  it('answers HEAD with a stream\'s headers and keeps no stream open behind it', async () => {
+    const app = await buildTestApp();
+    try {
+      const head = await app.request('/v1/users/u/stream', { method: 'HEAD' });
+      assert.equal(head.status, 200);
+      assert.match(String(head.headers['content-type']), /^text\/event-stream/);
+      assert.equal(head.text, '');
+      await until(async () => /^postbox_streams_open 0$/m.test((await app.request('/metrics')).text), 'no open stream', 10_000, 20);
+      assert.equal(app.hub.listenersOf('u'), 0);
+    } finally {
+      await app.stop();
+    }
+  });
+
   it('ends open streams at shutdown, so a graceful close does not hang', async () => {
     const short = await startTestServer();
     const s = await openStream(short.url, '/v1/users/u/stream');
     const polling = request(short.url, '/v1/users/u/messages?wait=60');
-    while (short.hub.listeners < 2) await new Promise((r) => setImmediate(r));
+    await until(() => short.hub.listeners >= 2, 'the stream and the long-poll to subscribe');
     const started = Date.now();
     await short.stop();
     await s.ended;

@@ -13,7 +13,7 @@ import { openPostgresStorage, type PostgresOptions, type PostgresStorage } from 
 import type { Storage, StoreEvent } from '../../src/storage/storage.js';
 import { TEST_PG_URL, createSchema, pgUnreachable, type TestSchema } from '../helpers/pg.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
-import { storageContract } from './storage.contract.js';
+import { objects, storageContract } from './storage.contract.js';
 
 /** Small pools: several suites share one server and its max_connections. */
 const POOL = 4;
@@ -107,7 +107,7 @@ function postgresSpecifics(): void {
       let after: number | undefined;
       for (;;) {
         const finished = !writing;
-        const page = await reader!.inbox('reader', { after, limit: 7 });
+        const page = objects(await reader!.inbox('reader', { after, limit: 7 }));
         for (const m of page.messages) seen.push(Number(m.id));
         if (page.messages.length > 0) after = seen[seen.length - 1];
         if (finished && !page.more) break;
@@ -162,7 +162,7 @@ function postgresSpecifics(): void {
         (i % 2 === 0 ? a! : b!).send({ fromUser: 'a', toUser: 'b', message: 'burst' }, claim)));
       assert.equal(outs.filter((o) => o.kind === 'stored').length, 1);
       assert.equal(outs.filter((o) => o.kind === 'replayed').length, 19);
-      assert.equal((await a!.inbox('b', { limit: 50 })).messages.length, 1);
+      assert.equal((objects(await a!.inbox('b', { limit: 50 }))).messages.length, 1);
     }));
 
     it('migrates once when instances start together', () => withSchema(async (schema, track) => {
@@ -202,7 +202,7 @@ function postgresSpecifics(): void {
         await blocker.query('COMMIT');
         storedId(await sending);
         await store.ping();
-        assert.equal((await store.inbox('b', { limit: 5 })).messages.length, 1);
+        assert.equal((objects(await store.inbox('b', { limit: 5 }))).messages.length, 1);
       } finally {
         await blocker.end();
       }
@@ -232,7 +232,7 @@ function postgresSpecifics(): void {
         await until(() => events.some((e) => e.type === 'resync'), 'a resync once listening again');
         assert.deepEqual(events.map((e) => e.type), ['message', 'resync'], 'nothing heard from the gap, then resync');
         // What a listener does on resync: re-read after its cursor, finding what it missed.
-        assert.deepEqual((await store.inbox('b', { after: before, limit: 5 })).messages.map((m) => Number(m.id)), [missed]);
+        assert.deepEqual((objects(await store.inbox('b', { after: before, limit: 5 }))).messages.map((m) => Number(m.id)), [missed]);
         await store.ping();
         const after = storedId(await store.send({ fromUser: 'a', toUser: 'b', message: 'after' }));
         assert.ok(after > missed);

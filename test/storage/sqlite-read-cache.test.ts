@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { openSqliteStorage, type SqliteStorage } from '../../src/storage/sqlite/sqlite-storage.js';
-import { ReadCache } from '../../src/storage/sqlite/read-cache.js';
+import { ReadCache } from '../../src/storage/read-cache.js';
 import type { WirePage } from '../../src/storage/storage.js';
 import { tempDir } from '../helpers/server.js';
 
@@ -36,10 +36,10 @@ describe('SQLite read cache', () => {
     const { a, dispose } = await twoConnections();
     try {
       await a.send({ fromUser: 'x', toUser: 'r', message: 'one' });
-      const first = await a.inboxWire('r', { limit: 10 });
-      assert.equal(await a.inboxWire('r', { limit: 10 }), first, 'the second read is the kept page');
+      const first = await a.inbox('r', { limit: 10 });
+      assert.equal(await a.inbox('r', { limit: 10 }), first, 'the second read is the kept page');
       await a.send({ fromUser: 'x', toUser: 'r', message: 'two' });
-      assert.deepEqual(texts(await a.inboxWire('r', { limit: 10 })).map((m) => m.message), ['one', 'two']);
+      assert.deepEqual(texts(await a.inbox('r', { limit: 10 })).map((m) => m.message), ['one', 'two']);
     } finally {
       await dispose();
     }
@@ -50,18 +50,18 @@ describe('SQLite read cache', () => {
     try {
       const sent = await a.send({ fromUser: 'x', toUser: 'r', message: 'one' });
       assert.equal(sent.kind, 'stored');
-      const before = await a.inboxWire('r', { limit: 10 });
+      const before = await a.inbox('r', { limit: 10 });
       assert.equal(before.rows.length, 1);
 
       await b.send({ fromUser: 'y', toUser: 'r', message: 'from elsewhere' });
-      const afterSend = await a.inboxWire('r', { limit: 10 });
+      const afterSend = await a.inbox('r', { limit: 10 });
       assert.deepEqual(texts(afterSend).map((m) => m.message), ['one', 'from elsewhere']);
 
       await b.markRead('r', { upTo: Number(afterSend.rows[1]![0]) });
-      assert.ok(texts(await a.inboxWire('r', { limit: 10 })).every((m) => m.readAt !== null), 'read state shows at once');
+      assert.ok(texts(await a.inbox('r', { limit: 10 })).every((m) => m.readAt !== null), 'read state shows at once');
 
       await b.deleteMessage(Number(afterSend.rows[0]![0]));
-      assert.deepEqual(ids(await a.inboxWire('r', { limit: 10 })), [afterSend.rows[1]![0]]);
+      assert.deepEqual(ids(await a.inbox('r', { limit: 10 })), [afterSend.rows[1]![0]]);
     } finally {
       await dispose();
     }
@@ -88,18 +88,18 @@ describe('SQLite read cache', () => {
     const { a, dispose } = await twoConnections();
     try {
       for (let i = 0; i < 5; i++) await a.send({ fromUser: i % 2 ? 'odd' : 'even', toUser: 'r', message: `m${i}` });
-      const all = await a.inboxWire('r', { limit: 10 });
-      const two = await a.inboxWire('r', { limit: 2 });
-      const fromOdd = await a.inboxWire('r', { limit: 10, from: 'odd' });
-      const after = await a.inboxWire('r', { limit: 10, after: Number(all.rows[2]![0]) });
-      const latest = await a.inboxWire('r', { limit: 2, before: Infinity });
+      const all = await a.inbox('r', { limit: 10 });
+      const two = await a.inbox('r', { limit: 2 });
+      const fromOdd = await a.inbox('r', { limit: 10, from: 'odd' });
+      const after = await a.inbox('r', { limit: 10, after: Number(all.rows[2]![0]) });
+      const latest = await a.inbox('r', { limit: 2, before: Infinity });
       assert.equal(all.rows.length, 5);
       assert.deepEqual([two.rows.length, two.more], [2, true]);
       assert.deepEqual(texts(fromOdd).map((m) => m.message), ['m1', 'm3']);
       assert.deepEqual(ids(after), ids(all).slice(3));
       assert.deepEqual(ids(latest), ids(all).slice(3));
-      assert.deepEqual(ids(await a.inboxWire('r', { limit: 10, unreadOnly: true })), ids(all));
-      assert.deepEqual(ids(await a.inboxWire('other', { limit: 10 })), []);
+      assert.deepEqual(ids(await a.inbox('r', { limit: 10, unreadOnly: true })), ids(all));
+      assert.deepEqual(ids(await a.inbox('other', { limit: 10 })), []);
     } finally {
       await dispose();
     }
@@ -109,13 +109,13 @@ describe('SQLite read cache', () => {
     const { a, dispose } = await twoConnections();
     try {
       for (let i = 0; i < 6; i++) await a.send({ fromUser: 'x', toUser: 'r', message: `m${i}` });
-      const first = await a.inboxWire('r', { limit: 2 });
-      const middle = await a.inboxWire('r', { limit: 2, after: Number(first.rows[1]![0]) });
-      const last = await a.inboxWire('r', { limit: 2, after: Number(middle.rows[1]![0]) });
+      const first = await a.inbox('r', { limit: 2 });
+      const middle = await a.inbox('r', { limit: 2, after: Number(first.rows[1]![0]) });
+      const last = await a.inbox('r', { limit: 2, after: Number(middle.rows[1]![0]) });
       assert.deepEqual([first.more, middle.more, last.more], [true, true, false]);
-      assert.equal(await a.inboxWire('r', { limit: 2 }), first, 'the first page is kept');
-      assert.notEqual(await a.inboxWire('r', { limit: 2, after: Number(first.rows[1]![0]) }), middle, 'a middle page is read again');
-      assert.equal(await a.inboxWire('r', { limit: 2, after: Number(middle.rows[1]![0]) }), last, 'the last page is kept');
+      assert.equal(await a.inbox('r', { limit: 2 }), first, 'the first page is kept');
+      assert.notEqual(await a.inbox('r', { limit: 2, after: Number(first.rows[1]![0]) }), middle, 'a middle page is read again');
+      assert.equal(await a.inbox('r', { limit: 2, after: Number(middle.rows[1]![0]) }), last, 'the last page is kept');
     } finally {
       await dispose();
     }

@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { AppError } from '../../src/errors.js';
-import type { ExportRecord, Storage, StoreEvent } from '../../src/storage/storage.js';
+import type { Message } from '../../src/protocol/types.js';
+import { messageJson, pageJson } from '../../src/protocol/wire.js';
+import type { ExportRecord, Storage, StoreEvent, WirePage } from '../../src/storage/storage.js';
 
 /** A fresh store and how to dispose of it. */
 export interface OpenedStore {
@@ -42,6 +44,11 @@ async function sendMany(s: Storage, n: number, from: string, to: string, prefix 
 }
 
 const seqOf = (id: string) => Number(id);
+
+/** A page with its messages parsed from their wire JSON, for assertions about content. */
+export function objects(page: WirePage): { messages: Message[]; more: boolean } {
+  return { messages: page.rows.map(([, json]) => JSON.parse(json) as Message), more: page.more };
+}
 
 /** Registers the contract suite for one backend. */
 export function storageContract(name: string, open: StoreFactory): void {
@@ -90,44 +97,105 @@ export function storageContract(name: string, open: StoreFactory): void {
           s.send({ fromUser: `u${i % 5}`, toUser: 'inbox', message: String(i) })));
         const ids = outs.map((o) => (o.kind === 'stored' ? o.message.id : ''));
         assert.equal(new Set(ids).size, 50);
-        const page = await s.inbox('inbox', { limit: 100 });
+        const page = objects(await s.inbox('inbox', { limit: 100 }));
         assert.equal(page.messages.length, 50);
         const times = page.messages.map((m) => Date.parse(m.sentAt));
         assert.deepEqual(times, [...times].sort((x, y) => x - y), 'sentAt never goes back as ids go up');
       }));
     });
 
+    describe('wire bytes, identical on every backend', () => {
+      // Hand-written bytes, not made by any renderer: every backend must produce exactly
+      // these, so the bytes are identical across backends. The texts cover what JSON
+      // escapes (quote, backslash, control characters), what it must not escape (DEL,
+      // U+2028, slash, non-ASCII), and timestamps at the edges of a second.
+      const tricky = 'say "hi" \\ back\nnew\ttab \u0001\u001f\u007f é👋\u2028 </b>';
+      const trickyJson = String.raw`"say \"hi\" \\ back\nnew\ttab \u0001\u001f` + '\u007f é👋\u2028 </b>"';
+      const records: ExportRecord[] = [
+        { type: 'message', message: { id: '7', fromUser: 'ann', toUser: 'bob', message: tricky, sentAt: '2026-02-03T04:05:06.007Z', readAt: null } },
+        { type: 'message', message: { id: '9', fromUser: 'bob', toUser: 'ann', message: '', sentAt: '1999-12-31T23:59:59.999Z', readAt: '2000-01-01T00:00:00.000Z' } },
+        { type: 'message', message: { id: '12', fromUser: 'ann', toUser: 'bob', message: 'plain', sentAt: '2026-02-03T04:05:07.000Z', readAt: '2026-02-03T04:05:08.100Z' } },
+      ];
+      const golden = {
+        7: `{"id":"7","fromUser":"ann","toUser":"bob","message":${trickyJson},"sentAt":"2026-02-03T04:05:06.007Z","readAt":null}`,
+        9: '{"id":"9","fromUser":"bob","toUser":"ann","message":"","sentAt":"1999-12-31T23:59:59.999Z","readAt":"2000-01-01T00:00:00.000Z"}',
+        12: '{"id":"12","fromUser":"ann","toUser":"bob","message":"plain","sentAt":"2026-02-03T04:05:07.000Z","readAt":"2026-02-03T04:05:08.100Z"}',
+      };
+      const rowsOf = (page: WirePage) => page.rows.map(([id, json]) => [id, json]);
+
+      it('reads pages, single messages, conversations and exports in the canonical bytes', () => withStore(open, async (s) => {
+        await s.importAll(Readable.from(records) as AsyncIterable<ExportRecord>);
+        assert.deepEqual(rowsOf(await s.inbox('bob', { limit: 10 })), [['7', golden[7]], ['12', golden[12]]]);
+        assert.deepEqual(rowsOf(await s.inbox('bob', { before: Infinity, limit: 1 })), [['12', golden[12]]]);
+        assert.deepEqual(rowsOf(await s.inbox('bob', { unreadOnly: true, limit: 10 })), [['7', golden[7]]]);
+        assert.deepEqual(rowsOf(await s.sent('ann', { limit: 10 })), [['7', golden[7]], ['12', golden[12]]]);
+        assert.deepEqual(rowsOf(await s.conversation('ann', 'bob', { limit: 10 })), [['7', golden[7]], ['9', golden[9]], ['12', golden[12]]]);
+        assert.deepEqual(rowsOf(await s.conversation('bob', 'ann', { before: 12, limit: 1 })), [['9', golden[9]]]);
+        assert.equal(messageJson((await s.getMessage(7))!), golden[7]);
+        const list = await s.conversations('ann', { limit: 5 });
+        assert.equal(messageJson(list.conversations[0]!.lastMessage), golden[12]);
+        const exported: string[] = [];
+        for await (const r of s.exportAll()) if (r.type === 'message') exported.push(messageJson(r.message));
+        assert.deepEqual(exported, [golden[7], golden[9], golden[12]]);
+      }));
+
+      it('renders a page document around the stored bytes', () => withStore(open, async (s) => {
+        await s.importAll(Readable.from(records) as AsyncIterable<ExportRecord>);
+        const page = await s.inbox('bob', { limit: 1 });
+        assert.equal(pageJson(page.rows, page.more ? page.rows[0]![0] : null), `{"messages":[${golden[7]}],"next":"7"}`);
+      }));
+
+      it('tells live listeners the very bytes a replay reads back, before and after marking read', () => withStore(open, async (s) => {
+        const heard: StoreEvent[] = [];
+        s.onEvents((evs) => heard.push(...evs));
+        const out = await s.send({ fromUser: 'ann', toUser: 'bob', message: tricky });
+        assert.ok(out.kind === 'stored');
+        await waitFor(() => heard.some((e) => e.type === 'message'));
+        const live = heard.find((e) => e.type === 'message');
+        assert.ok(live?.type === 'message');
+        const [replayed] = (await s.inbox('bob', { limit: 10 })).rows;
+        // What a stream writes live (the event rendered by protocol/wire.ts) and on replay
+        // (the stored row) are one text.
+        assert.equal(messageJson(live.message), replayed![1]);
+        assert.equal(messageJson(out.message), replayed![1]);
+        assert.equal(replayed![1], `{"id":"${out.message.id}","fromUser":"ann","toUser":"bob","message":${trickyJson},"sentAt":"${out.message.sentAt}","readAt":null}`);
+        const read = await s.markRead('bob', { upTo: Number(out.message.id) });
+        const [after] = (await s.inbox('bob', { limit: 10 })).rows;
+        assert.equal(after![1], `{"id":"${out.message.id}","fromUser":"ann","toUser":"bob","message":${trickyJson},"sentAt":"${out.message.sentAt}","readAt":"${read.readAt}"}`);
+      }));
+    });
+
     describe('paging', () => {
       it('pages forward from the oldest, with more=true until the end', () => withStore(open, async (s) => {
         const ids = await sendMany(s, 5, 'a', 'b');
-        const p1 = await s.inbox('b', { limit: 2 });
+        const p1 = objects(await s.inbox('b', { limit: 2 }));
         assert.deepEqual(p1.messages.map((m) => m.id), ids.slice(0, 2));
         assert.equal(p1.more, true);
-        const p2 = await s.inbox('b', { after: seqOf(ids[1]!), limit: 2 });
+        const p2 = objects(await s.inbox('b', { after: seqOf(ids[1]!), limit: 2 }));
         assert.deepEqual(p2.messages.map((m) => m.id), ids.slice(2, 4));
         assert.equal(p2.more, true);
-        const p3 = await s.inbox('b', { after: seqOf(ids[3]!), limit: 2 });
+        const p3 = objects(await s.inbox('b', { after: seqOf(ids[3]!), limit: 2 }));
         assert.deepEqual(p3.messages.map((m) => m.id), ids.slice(4));
         assert.equal(p3.more, false);
-        const p4 = await s.inbox('b', { after: seqOf(ids[4]!), limit: 2 });
+        const p4 = objects(await s.inbox('b', { after: seqOf(ids[4]!), limit: 2 }));
         assert.deepEqual(p4, { messages: [], more: false });
       }));
 
       it('pages backward from the latest, each page oldest first', () => withStore(open, async (s) => {
         const ids = await sendMany(s, 5, 'a', 'b');
-        const p1 = await s.inbox('b', { before: Infinity, limit: 2 });
+        const p1 = objects(await s.inbox('b', { before: Infinity, limit: 2 }));
         assert.deepEqual(p1.messages.map((m) => m.id), ids.slice(3));
         assert.equal(p1.more, true);
-        const p2 = await s.inbox('b', { before: seqOf(ids[3]!), limit: 2 });
+        const p2 = objects(await s.inbox('b', { before: seqOf(ids[3]!), limit: 2 }));
         assert.deepEqual(p2.messages.map((m) => m.id), ids.slice(1, 3));
-        const p3 = await s.inbox('b', { before: seqOf(ids[1]!), limit: 2 });
+        const p3 = objects(await s.inbox('b', { before: seqOf(ids[1]!), limit: 2 }));
         assert.deepEqual(p3.messages.map((m) => m.id), ids.slice(0, 1));
         assert.equal(p3.more, false);
       }));
 
       it('reads a bounded range with after and before together', () => withStore(open, async (s) => {
         const ids = await sendMany(s, 6, 'a', 'b');
-        const p = await s.inbox('b', { after: seqOf(ids[0]!), before: seqOf(ids[4]!), limit: 10 });
+        const p = objects(await s.inbox('b', { after: seqOf(ids[0]!), before: seqOf(ids[4]!), limit: 10 }));
         assert.deepEqual(p.messages.map((m) => m.id), ids.slice(1, 4));
         assert.equal(p.more, false);
       }));
@@ -136,14 +204,14 @@ export function storageContract(name: string, open: StoreFactory): void {
         const fromA = await sendMany(s, 3, 'a', 'me', 'a');
         const fromB = await sendMany(s, 2, 'b', 'me', 'b');
         await sendMany(s, 2, 'a', 'someone-else');
-        const all = await s.inbox('me', { limit: 50 });
+        const all = objects(await s.inbox('me', { limit: 50 }));
         assert.deepEqual(all.messages.map((m) => m.id), [...fromA, ...fromB]);
-        const onlyB = await s.inbox('me', { from: 'b', limit: 50 });
+        const onlyB = objects(await s.inbox('me', { from: 'b', limit: 50 }));
         assert.deepEqual(onlyB.messages.map((m) => m.id), fromB);
         await s.markRead('me', { ids: [seqOf(fromA[0]!), seqOf(fromB[1]!)] });
-        const unread = await s.inbox('me', { unreadOnly: true, limit: 50 });
+        const unread = objects(await s.inbox('me', { unreadOnly: true, limit: 50 }));
         assert.deepEqual(unread.messages.map((m) => m.id), [fromA[1], fromA[2], fromB[0]]);
-        const unreadFromA = await s.inbox('me', { unreadOnly: true, from: 'a', limit: 1 });
+        const unreadFromA = objects(await s.inbox('me', { unreadOnly: true, from: 'a', limit: 1 }));
         assert.deepEqual(unreadFromA.messages.map((m) => m.id), [fromA[1]]);
         assert.equal(unreadFromA.more, true);
       }));
@@ -152,14 +220,14 @@ export function storageContract(name: string, open: StoreFactory): void {
         const toB = await sendMany(s, 2, 'me', 'b');
         const toC = await sendMany(s, 2, 'me', 'c');
         await sendMany(s, 2, 'b', 'me');
-        const p = await s.sent('me', { limit: 3 });
+        const p = objects(await s.sent('me', { limit: 3 }));
         assert.deepEqual(p.messages.map((m) => m.id), [...toB, toC[0]]);
         assert.equal(p.more, true);
-        const back = await s.sent('me', { before: Infinity, limit: 1 });
+        const back = objects(await s.sent('me', { before: Infinity, limit: 1 }));
         assert.deepEqual(back.messages.map((m) => m.id), [toC[1]]);
       }));
 
-      it('gives the same pages in wire form as in objects, for every query shape', () => withStore(open, async (s) => {
+      it('gives every page in the canonical wire bytes, for every query shape', () => withStore(open, async (s) => {
         // Imported, so the test picks timestamps at the edges of a second and odd texts.
         const stamps = ['2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.001Z', '2026-12-31T23:59:59.999Z', '1999-03-04T05:06:07.089Z'];
         const texts = ['plain', '', 'quote " backslash \\ newline \n tab \t', 'ünïcödé 👋 \u2028 sep', '<b>&amp;</b>'];
@@ -183,16 +251,14 @@ export function storageContract(name: string, open: StoreFactory): void {
           { unreadOnly: true, from: 'friend', before: Infinity, limit: 3 }, { after: 10_000, limit: 5 },
         ];
         for (const q of queries) {
-          const objects = await s.inbox('me', q);
-          const wire = await s.inboxWire('me', q);
-          assert.equal(wire.more, objects.more, JSON.stringify(q));
-          assert.deepEqual(wire.rows.map(([id]) => id), objects.messages.map((m) => m.id), JSON.stringify(q));
-          assert.deepEqual(wire.rows.map(([, json]) => JSON.parse(json) as unknown), objects.messages, JSON.stringify(q));
-          for (const [, json] of wire.rows) {
-            assert.deepEqual(Object.keys(JSON.parse(json) as object), ['id', 'fromUser', 'toUser', 'message', 'sentAt', 'readAt']);
+          const wire = await s.inbox('me', q);
+          for (const [id, json] of wire.rows) {
+            const m = JSON.parse(json) as Message;
+            assert.equal(id, m.id, JSON.stringify(q));
+            assert.equal(json, messageJson(m), `${JSON.stringify(q)}: the canonical bytes`);
           }
         }
-        const imported = (await s.inbox('me', { limit: 500 })).messages.filter((m) => Number(m.id) <= 120);
+        const imported = (objects(await s.inbox('me', { limit: 500 }))).messages.filter((m) => Number(m.id) <= 120);
         const expected = records.flatMap((r) => (r.type === 'message' && r.message.toUser === 'me' ? [r.message] : []));
         assert.deepEqual(imported, expected, 'imported messages read back exactly, timestamps included');
       }));
@@ -213,7 +279,7 @@ export function storageContract(name: string, open: StoreFactory): void {
         void writing.then(() => (done = true));
         for (;;) {
           const finished = done;
-          const page = await s.inbox('reader', { after, limit: 7 });
+          const page = objects(await s.inbox('reader', { after, limit: 7 }));
           for (const m of page.messages) seen.push(m.id);
           if (page.messages.length > 0) after = seqOf(page.messages[page.messages.length - 1]!.id);
           if (finished && !page.more) break;
@@ -233,22 +299,22 @@ export function storageContract(name: string, open: StoreFactory): void {
           order.push(...(await sendMany(s, 1, from, to)));
           await sendMany(s, 1, 'me', 'third');
         }
-        const p1 = await s.conversation('me', 'you', { limit: 4 });
+        const p1 = objects(await s.conversation('me', 'you', { limit: 4 }));
         assert.deepEqual(p1.messages.map((m) => m.id), order.slice(0, 4));
         assert.equal(p1.more, true);
-        const p2 = await s.conversation('me', 'you', { after: seqOf(order[3]!), limit: 4 });
+        const p2 = objects(await s.conversation('me', 'you', { after: seqOf(order[3]!), limit: 4 }));
         assert.deepEqual(p2.messages.map((m) => m.id), order.slice(4));
         assert.equal(p2.more, false);
-        const latest = await s.conversation('you', 'me', { before: Infinity, limit: 3 });
+        const latest = objects(await s.conversation('you', 'me', { before: Infinity, limit: 3 }));
         assert.deepEqual(latest.messages.map((m) => m.id), order.slice(3));
-        const older = await s.conversation('you', 'me', { before: seqOf(order[3]!), limit: 3 });
+        const older = objects(await s.conversation('you', 'me', { before: seqOf(order[3]!), limit: 3 }));
         assert.deepEqual(older.messages.map((m) => m.id), order.slice(0, 3));
         assert.equal(older.more, false);
       }));
 
       it('handles a conversation with oneself', () => withStore(open, async (s) => {
         const ids = await sendMany(s, 3, 'me', 'me');
-        const p = await s.conversation('me', 'me', { limit: 10 });
+        const p = objects(await s.conversation('me', 'me', { limit: 10 }));
         assert.deepEqual(p.messages.map((m) => m.id), ids);
         const list = await s.conversations('me', { limit: 10 });
         assert.equal(list.conversations.length, 1);
@@ -311,9 +377,9 @@ export function storageContract(name: string, open: StoreFactory): void {
         const deleted = await s.deleteMessage(seqOf(second!));
         assert.equal(deleted?.id, second);
         assert.equal(await s.getMessage(seqOf(second!)), null);
-        assert.deepEqual((await s.inbox('b', { limit: 10 })).messages.map((m) => m.id), [first]);
-        assert.deepEqual((await s.sent('a', { limit: 10 })).messages.map((m) => m.id), [first]);
-        assert.deepEqual((await s.conversation('a', 'b', { limit: 10 })).messages.map((m) => m.id), [first]);
+        assert.deepEqual((objects(await s.inbox('b', { limit: 10 }))).messages.map((m) => m.id), [first]);
+        assert.deepEqual((objects(await s.sent('a', { limit: 10 }))).messages.map((m) => m.id), [first]);
+        assert.deepEqual((objects(await s.conversation('a', 'b', { limit: 10 }))).messages.map((m) => m.id), [first]);
         const forB = await s.conversations('b', { limit: 10 });
         assert.equal(forB.conversations[0]!.lastMessage.id, first, 'last message falls back to the previous one');
         assert.equal(forB.conversations[0]!.unread, 1, 'a deleted unread message no longer counts');
@@ -340,14 +406,14 @@ export function storageContract(name: string, open: StoreFactory): void {
         assert.equal(first.kind, 'stored');
         assert.equal(again.kind, 'replayed');
         if (first.kind === 'stored' && again.kind === 'replayed') assert.deepEqual(again.message, first.message);
-        assert.equal((await s.inbox('b', { limit: 10 })).messages.length, 1);
+        assert.equal((objects(await s.inbox('b', { limit: 10 }))).messages.length, 1);
       }));
 
       it('reports a key reused with a different request', () => withStore(open, async (s) => {
         await s.send({ fromUser: 'a', toUser: 'b', message: 'one' }, { key: 'k', fingerprint: 'f1' });
         const out = await s.send({ fromUser: 'a', toUser: 'b', message: 'two' }, { key: 'k', fingerprint: 'f2' });
         assert.equal(out.kind, 'mismatch');
-        assert.equal((await s.inbox('b', { limit: 10 })).messages.length, 1);
+        assert.equal((objects(await s.inbox('b', { limit: 10 }))).messages.length, 1);
       }));
 
       it('scopes keys to their sender', () => withStore(open, async (s) => {
@@ -363,7 +429,7 @@ export function storageContract(name: string, open: StoreFactory): void {
           s.send({ fromUser: 'a', toUser: 'b', message: 'burst' }, claim)));
         assert.equal(outs.filter((o) => o.kind === 'stored').length, 1);
         assert.equal(outs.filter((o) => o.kind === 'replayed').length, 19);
-        assert.equal((await s.inbox('b', { limit: 50 })).messages.length, 1);
+        assert.equal((objects(await s.inbox('b', { limit: 50 }))).messages.length, 1);
       }));
 
       it('still replays the first result after that message is deleted', () => withStore(open, async (s) => {
@@ -374,7 +440,7 @@ export function storageContract(name: string, open: StoreFactory): void {
         await s.deleteMessage(seqOf(first.message.id));
         const again = await s.send({ fromUser: 'a', toUser: 'b', message: 'x' }, claim);
         assert.equal(again.kind, 'replayed');
-        assert.equal((await s.inbox('b', { limit: 10 })).messages.length, 0);
+        assert.equal((objects(await s.inbox('b', { limit: 10 }))).messages.length, 0);
       }));
     });
 
@@ -404,7 +470,7 @@ export function storageContract(name: string, open: StoreFactory): void {
         assert.equal(await s.deleteUser('bob'), true);
         assert.equal(await s.deleteUser('bob'), false);
         assert.equal(await s.userForToken('b1'), null);
-        assert.equal((await s.inbox('alice', { limit: 5 })).messages.length, 1, 'messages outlive their sender');
+        assert.equal((objects(await s.inbox('alice', { limit: 5 }))).messages.length, 1, 'messages outlive their sender');
       }));
     });
 
@@ -516,7 +582,7 @@ export function storageContract(name: string, open: StoreFactory): void {
         ];
         await assert.rejects(s.importAll(Readable.from(records) as AsyncIterable<ExportRecord>), refused(3, 'message.message'));
         assert.deepEqual((await s.listUsers()).map((u) => u.id), ['a']);
-        assert.deepEqual((await s.inbox('b', { limit: 10 })).messages.map((m) => m.id), ['1']);
+        assert.deepEqual((objects(await s.inbox('b', { limit: 10 }))).messages.map((m) => m.id), ['1']);
         await assert.rejects(
           s.importAll(Readable.from([message('4', 'x', 'nul\u0000user')]) as AsyncIterable<ExportRecord>),
           refused(1, 'message.fromUser'),
@@ -525,7 +591,7 @@ export function storageContract(name: string, open: StoreFactory): void {
           s.importAll(Readable.from([{ type: 'user', id: 'u\u0000', createdAt: sentAt }]) as AsyncIterable<ExportRecord>),
           refused(1, 'id'),
         );
-        assert.deepEqual((await s.inbox('b', { limit: 10 })).messages.map((m) => m.id), ['1'], 'nothing else stored');
+        assert.deepEqual((objects(await s.inbox('b', { limit: 10 }))).messages.map((m) => m.id), ['1'], 'nothing else stored');
         assert.deepEqual((await s.listUsers()).map((u) => u.id), ['a']);
       }));
     });
@@ -546,7 +612,7 @@ export function storageContract(name: string, open: StoreFactory): void {
         await assert.rejects(bad, 'a token for a user that does not exist is refused');
         const outs = await Promise.all([first, ...rest]);
         assert.deepEqual(outs.map((o) => o.kind), Array(6).fill('stored'));
-        assert.equal((await s.inbox('b', { limit: 10 })).messages.length, 6);
+        assert.equal((objects(await s.inbox('b', { limit: 10 }))).messages.length, 6);
         assert.equal(await s.userForToken('orphan'), null);
       }));
 
@@ -561,7 +627,7 @@ export function storageContract(name: string, open: StoreFactory): void {
         try {
           const out = await opened.storage.send({ fromUser: 'a', toUser: 'b', message: 'shared' });
           assert.equal(out.kind, 'stored');
-          const page = await other.inbox('b', { limit: 5 });
+          const page = objects(await other.inbox('b', { limit: 5 }));
           assert.deepEqual(page.messages.map((m) => m.message), ['shared']);
         } finally {
           await other.close();

@@ -2,7 +2,9 @@
  * Telling an outage from a mistake, so that clients get a 503 they can retry for the first
  * and the driver's own error never leaks out for either.
  */
-import { AppError } from '../../errors.js';
+import { unavailable } from '../failures.js';
+
+export { unavailable };
 
 /** Socket errors: the server is unreachable or the connection died. */
 const SOCKET_CODES = new Set([
@@ -54,16 +56,8 @@ export function isTransient(err: unknown): boolean {
   return typeof message === 'string' && DRIVER_MESSAGES.some((re) => re.test(message));
 }
 
-/** The 503 of the catalog, with the `Retry-After` the contract promises. */
-export function unavailable(detail: string, cause?: unknown): AppError {
-  return new AppError('storage_unavailable', detail, { headers: { 'Retry-After': '1' }, cause });
+/** How a failed read is described in its 503: an outage, or some other failure. */
+export function describeReadFailure(err: unknown): string {
+  return isTransient(err) ? 'the database is unavailable' : 'storage could not be read';
 }
 
-/**
- * Any failure of a read as the catalog error: like the SQLite backend, a read that cannot be
- * answered is a 503 (the cause stays attached for the log), never the driver's own error.
- */
-export function readFailure(err: unknown): AppError {
-  if (err instanceof AppError) return err;
-  return unavailable(isTransient(err) ? 'the database is unavailable' : 'storage could not be read', err);
-}

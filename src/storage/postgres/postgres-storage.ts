@@ -1,40 +1,27 @@
 /**
- * The PostgreSQL backend: reads straight from a connection pool, writes through a
- * group-commit queue (write-ops.ts: one transaction per batch under the store's write lock,
- * which makes ids commit-ordered), and events through LISTEN/NOTIFY (change-feed.ts), so
- * that any number of instances on one database behave as one SQLite store.
+ * The PostgreSQL dialect: reads straight from a connection pool, writes one batch at a time
+ * (write-ops.ts: one transaction per batch under the store's write lock, which makes ids
+ * commit-ordered), and events through LISTEN/NOTIFY (change-feed.ts), so that any number of
+ * instances on one database behave as one SQLite store. Everything else is the core's
+ * (../core.ts).
  *
  * Every failure to reach the database surfaces as `storage_unavailable` (a 503 with
  * Retry-After), and nothing needs a restart when the database comes back: the pool opens
  * new connections on demand and the change feed reconnects by itself.
  */
 import pg from 'pg';
-import type { Message } from '../../protocol/types.js';
-import { importInChunks, type ImportCounts } from '../import-check.js';
-import type {
-  ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector,
-  SendOutcome, Storage, StoredConversation, TokenOwner, StoredPage, StoredUser, StoreEvent, StoreListener, StorageLogger, WirePage,
-} from '../storage.js';
+import { CoreStorage, Listeners, type ConversationRow, type Dialect, type DialectReads, type TokenRow } from '../core.js';
+import type { BatchResult } from '../group-commit.js';
+import { windowSql } from '../paging.js';
+import type { InboxQuery, StoredUser, StorageLogger, StoreEvent, TokenOwner, WireRow } from '../storage.js';
+import { outboxEventOf, type OutboxEvent, type WebhookReads } from '../webhooks.js';
+import { eventsOf, type StoreWrite, type WriteReply } from '../writes.js';
 import { ChangeFeed, channelFor } from './change-feed.js';
-import { isTransient, readFailure, unavailable } from './failures.js';
-import { GroupCommit, type BatchResult } from './group-commit.js';
+import { describeReadFailure, isTransient, unavailable } from './failures.js';
 import { migrate } from './migrations.js';
-import { MESSAGE_COLUMNS, PG_TYPES, WIRE_JSON, toMessage, type MessageRow } from './rows.js';
-import { WriteSide, eventsOf, type WriteOp, type WriteReply, type WriteResults } from './write-ops.js';
-import { outboxEventOf, type OutboxEvent } from '../webhooks.js';
-import { PgWebhookStore, writeOutbox } from './webhooks.js';
-
-/** The WHERE of an inbox query, with its values ($1…). */
-function inboxFilter(user: string, query: InboxQuery): [string[], unknown[]] {
-  const where = ['to_user = $1'];
-  const args: unknown[] = [user];
-  if (query.from !== undefined) {
-    args.push(query.from);
-    where.push(`from_user = $${args.length}`);
-  }
-  if (query.unreadOnly) where.push('read_at IS NULL');
-  return [where, args];
-}
+import { PG_TYPES, WIRE_COLUMNS, WIRE_JSON } from './rows.js';
+import { pgWebhookReads, writeOutbox } from './webhooks.js';
+import { WriteSide } from './write-ops.js';
 
 /** Options for {@link openPostgresStorage}. */
 export interface PostgresOptions {
@@ -57,10 +44,8 @@ export interface PostgresOptions {
   heartbeatMs?: number;
 }
 
-/** How many rows an export reads at a time. */
-const EXPORT_CHUNK = 1000;
-/** How many records an import commits at a time. */
-const IMPORT_CHUNK = 1000;
+/** A PostgreSQL store: the core over this dialect. */
+export type PostgresStorage = CoreStorage;
 
 /**
  * The high half of the write lock's advisory key ("PbWr"); the low half is the OID of the
@@ -124,9 +109,10 @@ export async function openPostgresStorage(options: PostgresOptions): Promise<Pos
     const facts = (await pool.query<{ schema: string; oid: number }>(
       "SELECT current_schema() AS schema, 'messages'::regclass::oid::bigint AS oid",
     )).rows[0]!;
-    const storage = new PostgresStorage(pool, options, facts);
-    await storage.start();
-    return storage;
+    const listeners = new Listeners(options.logger);
+    const dialect = new PostgresDialect(pool, options, facts, (events) => listeners.emit(events));
+    await dialect.start();
+    return new CoreStorage(dialect, listeners);
   } catch (err) {
     await pool.end().catch(() => undefined);
     throw isTransient(err) ? unavailable('could not reach PostgreSQL', err) : err;
@@ -150,39 +136,81 @@ async function migrateWith(options: PostgresOptions): Promise<number[]> {
   }
 }
 
+
+/** A `$n` placeholder. */
+const param = (n: number): string => `$${n}`;
+
 /** See the module comment. */
-export class PostgresStorage implements Storage {
+class PostgresDialect implements Dialect {
   readonly kind = 'postgres';
-  private readonly pool: pg.Pool;
+  readonly ownFeed = true;
+  readonly pingWrites = false;
+  readonly reads: DialectReads;
+  readonly webhookReads: WebhookReads;
+  readonly runBatch: Dialect['runBatch'];
   private readonly side: WriteSide;
-  private readonly writer: GroupCommit;
   private readonly feed: ChangeFeed;
   private readonly channel: string;
-  private readonly listeners = new Set<StoreListener>();
   private readonly names = new Map<string, string>();
-  private readonly logger: StorageLogger | undefined;
-  private closing: Promise<void> | undefined;
-  /** Webhook endpoints and the delivery outbox (see webhooks.ts). */
-  readonly webhooks: PgWebhookStore;
 
-  /** Use {@link openPostgresStorage}, which migrates first. */
-  constructor(pool: pg.Pool, options: PostgresOptions, facts: { schema: string; oid: number }) {
-    this.pool = pool;
-    this.webhooks = new PgWebhookStore(pool);
-    this.logger = options.logger;
+  constructor(
+    private readonly pool: pg.Pool,
+    options: PostgresOptions,
+    facts: { schema: string; oid: number },
+    emit: (events: readonly StoreEvent[]) => void,
+  ) {
     this.channel = channelFor(facts.schema);
     this.side = new WriteSide((WRITE_LOCK_CLASS << 32n) | BigInt(facts.oid), options.durability);
-    this.writer = new GroupCommit((ops) => this.runBatch(ops));
+    this.runBatch = (writes) => this.run(writes);
     this.feed = new ChangeFeed({
       client: connectionConfig(options),
       channel: this.channel,
       fetchBodies: (seqs) => this.fetchBodies(seqs),
-      emit: (events) => this.emit(events),
+      emit,
       logger: options.logger,
       reconnectMinMs: options.reconnectMinMs,
       reconnectMaxMs: options.reconnectMaxMs,
       heartbeatMs: options.heartbeatMs,
     });
+    const rows = (sql: string, args: unknown[]) => this.query<WireRow>(sql, args, true);
+    this.webhookReads = pgWebhookReads((sql, args) => this.query(sql, args));
+    this.reads = {
+      message: async (seq) => (await this.query<[string]>(`SELECT ${WIRE_JSON} FROM messages m WHERE m.seq = $1`, [seq], true))[0]?.[0],
+      inbox: (user, query, window) => {
+        const [where, args] = inboxFilter(user, query);
+        return rows(`SELECT ${WIRE_COLUMNS} FROM messages m WHERE ${where}${windowSql(window, args, param)}`, args);
+      },
+      sent: (user, window) => {
+        const args: unknown[] = [user];
+        return rows(`SELECT ${WIRE_COLUMNS} FROM messages m WHERE from_user = $1${windowSql(window, args, param)}`, args);
+      },
+      conversation: (user, peer, window) => {
+        // Each direction is a range of the (to_user, from_user, seq) index; merging the two
+        // bounded ranges keeps the cost at O(page) however long the history.
+        const args: unknown[] = [user, peer];
+        const bounds = windowSql(window, args, param);
+        const side = (to: string, from: string) => `(SELECT * FROM messages WHERE to_user = ${to} AND from_user = ${from}${bounds})`;
+        return rows(`SELECT ${WIRE_COLUMNS} FROM (${side('$1', '$2')} UNION ALL ${side('$2', '$1')}) AS m ` +
+          `ORDER BY m.seq ${window.order} LIMIT $${args.length}`, args);
+      },
+      conversations: (user, before, fetch) => this.query<ConversationRow>(
+        `SELECT c.peer, c.unread, ${WIRE_JSON} AS json
+         FROM conversations c JOIN messages m ON m.seq = c.last_seq
+         WHERE c.owner = $1 AND c.last_seq < $2 ORDER BY c.last_seq DESC LIMIT $3`,
+        [user, before, fetch],
+      ),
+      users: async () => (await this.query<{ id: string; created_at: number }>('SELECT id, created_at FROM users ORDER BY id', []))
+        .map((u): StoredUser => ({ id: u.id, createdAt: new Date(u.created_at).toISOString() })),
+      tokens: async () => (await this.query<{ hash: string; user_id: string; created_at: number; scopes: string }>(
+        'SELECT hash, user_id, created_at, scopes FROM tokens ORDER BY user_id, hash', [],
+      )).map((t): TokenRow => ({
+        user: t.user_id, hash: t.hash, createdAt: new Date(t.created_at).toISOString(), ...(t.scopes === 'full' ? {} : { scopes: t.scopes }),
+      })),
+      messagesAfter: (after, limit) => rows(`SELECT ${WIRE_COLUMNS} FROM messages m WHERE m.seq > $1 ORDER BY m.seq LIMIT $2`, [after, limit]),
+      userForToken: async (hash) => (await this.query<{ user_id: string }>('SELECT user_id FROM tokens WHERE hash = $1', [hash]))[0]?.user_id ?? null,
+      tokenOwner: async (hash) => (await this.query<TokenOwner>('SELECT user_id AS user, scopes FROM tokens WHERE hash = $1', [hash]))[0] ?? null,
+      ping: () => this.query('SELECT 1', []),
+    };
   }
 
   /** Starts the change feed; part of opening. */
@@ -190,149 +218,19 @@ export class PostgresStorage implements Storage {
     return this.feed.start();
   }
 
-  send(message: NewMessage, idempotency?: IdempotencyClaim): Promise<SendOutcome> {
-    return this.write({ op: 'send', message, key: idempotency?.key, fingerprint: idempotency?.fingerprint });
+  describeReadFailure(err: unknown): string {
+    return describeReadFailure(err);
   }
 
-  async getMessage(seq: number): Promise<Message | null> {
-    const rows = await this.rows<MessageRow>(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE seq = $1`, [seq]);
-    return rows[0] ? toMessage(rows[0]) : null;
-  }
-
-  deleteMessage(seq: number): Promise<Message | null> {
-    return this.write({ op: 'delete', seq });
-  }
-
-  inbox(user: string, query: InboxQuery): Promise<StoredPage> {
-    const [where, args] = inboxFilter(user, query);
-    return this.page(where, args, query);
-  }
-
-  async inboxWire(user: string, query: InboxQuery): Promise<WirePage> {
-    const [where, args] = inboxFilter(user, query);
-    const { bounds, order, limit } = this.window(args, query);
-    const sql = `SELECT seq::text AS id, ${WIRE_JSON} AS json FROM messages WHERE ${where.join(' AND ')}${bounds} ` +
-      `ORDER BY seq ${order} LIMIT ${limit}`;
-    const rows = (await this.rows<{ id: string; json: string }>(sql, args)).map((r) => [r.id, r.json] as [string, string]);
-    const more = rows.length > query.limit;
-    if (more) rows.pop();
-    if (order === 'DESC') rows.reverse();
-    return { rows, more };
-  }
-
-  sent(user: string, query: PageQuery): Promise<StoredPage> {
-    return this.page(['from_user = $1'], [user], query);
-  }
-
-  async conversation(user: string, peer: string, query: PageQuery): Promise<StoredPage> {
-    if (user === peer) return this.page(['to_user = $1', 'from_user = $1'], [user], query);
-    // Each direction is a range of the (to_user, from_user, seq) index; merging the two
-    // bounded ranges keeps the cost at O(page) however long the history.
-    const args: unknown[] = [user, peer];
-    const { bounds, order, limit } = this.window(args, query);
-    const side = (to: string, from: string) =>
-      `(SELECT ${MESSAGE_COLUMNS} FROM messages WHERE to_user = ${to} AND from_user = ${from}${bounds} ORDER BY seq ${order} LIMIT ${limit})`;
-    const sql = `SELECT * FROM (${side('$1', '$2')} UNION ALL ${side('$2', '$1')}) AS both_ways ORDER BY seq ${order} LIMIT ${limit}`;
-    return this.finishPage(await this.rows<MessageRow>(sql, args), query);
-  }
-
-  async conversations(user: string, query: { before?: number; limit: number }): Promise<{ conversations: StoredConversation[]; more: boolean }> {
-    const rows = await this.rows<MessageRow & { peer: string; unread: number }>(
-      `SELECT c.peer, c.unread, m.seq, m.from_user, m.to_user, m.body, m.sent_at, m.read_at
-       FROM conversations c JOIN messages m ON m.seq = c.last_seq
-       WHERE c.owner = $1 AND c.last_seq < $2 ORDER BY c.last_seq DESC LIMIT $3`,
-      [user, query.before ?? Number.MAX_SAFE_INTEGER, query.limit + 1],
-    );
-    return {
-      conversations: rows.slice(0, query.limit).map((r) => ({ peer: r.peer, unread: r.unread, lastMessage: toMessage(r) })),
-      more: rows.length > query.limit,
-    };
-  }
-
-  markRead(user: string, which: ReadSelector): Promise<ReadOutcome> {
-    return this.write({ op: 'markRead', user, ...which });
-  }
-
-  createUser(id: string, tokenHash: string): Promise<boolean> {
-    return this.write({ op: 'createUser', id, tokenHash });
-  }
-
-  async listUsers(): Promise<StoredUser[]> {
-    const rows = await this.rows<{ id: string; created_at: number }>('SELECT id, created_at FROM users ORDER BY id', []);
-    return rows.map((u) => ({ id: u.id, createdAt: new Date(u.created_at).toISOString() }));
-  }
-
-  deleteUser(id: string): Promise<boolean> {
-    return this.write({ op: 'deleteUser', id });
-  }
-
-  addToken(user: string, tokenHash: string, scopes?: string): Promise<boolean> {
-    return this.write({ op: 'addToken', user, tokenHash, ...(scopes === undefined ? {} : { scopes }) });
-  }
-
-  revokeTokens(user: string): Promise<number> {
-    return this.write({ op: 'revokeTokens', user });
-  }
-
-  async userForToken(tokenHash: string): Promise<string | null> {
-    const rows = await this.rows<{ user_id: string }>('SELECT user_id FROM tokens WHERE hash = $1', [tokenHash]);
-    return rows[0]?.user_id ?? null;
-  }
-
-  async tokenOwner(tokenHash: string): Promise<TokenOwner | null> {
-    const rows = await this.rows<TokenOwner>('SELECT user_id AS user, scopes FROM tokens WHERE hash = $1', [tokenHash]);
-    return rows[0] ?? null;
-  }
-
-  async *exportAll(): AsyncIterable<ExportRecord> {
-    for (const u of await this.listUsers()) yield { type: 'user', ...u };
-    const tokens = await this.rows<{ hash: string; user_id: string; created_at: number; scopes: string }>(
-      'SELECT hash, user_id, created_at, scopes FROM tokens ORDER BY user_id, hash', [],
-    );
-    for (const t of tokens) {
-      yield { type: 'token', user: t.user_id, hash: t.hash, createdAt: new Date(t.created_at).toISOString(), ...(t.scopes === 'full' ? {} : { scopes: t.scopes }) };
-    }
-    let after = 0;
-    for (;;) {
-      const rows = await this.rows<MessageRow>(
-        `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE seq > $1 ORDER BY seq LIMIT $2`, [after, EXPORT_CHUNK],
-      );
-      for (const r of rows) yield { type: 'message', message: toMessage(r) };
-      if (rows.length < EXPORT_CHUNK) return;
-      after = rows[rows.length - 1]!.seq;
-    }
-  }
-
-  importAll(records: AsyncIterable<ExportRecord>): Promise<ImportCounts> {
-    return importInChunks(records, IMPORT_CHUNK, (chunk) => this.write({ op: 'import', records: chunk }));
-  }
-
-  async ping(): Promise<void> {
-    await this.rows('SELECT 1', []);
-  }
-
-  onEvents(listener: StoreListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
-  close(): Promise<void> {
-    this.closing ??= (async () => {
-      // Pending writes finish and are answered (which waits on the feed), then the feed
-      // stops (which waits on deliveries reading through the pool), then the pool.
-      await this.writer.close();
-      await this.feed.close();
-      await this.pool.end();
-    })();
-    return this.closing;
-  }
-
-  private write<K extends WriteOp['op']>(op: Extract<WriteOp, { op: K }>): Promise<WriteResults[K]> {
-    return this.writer.submit(op);
+  async close(): Promise<void> {
+    // The core has answered every writer (which waited on the feed); the feed stops (which
+    // waits on deliveries reading through the pool), then the pool.
+    await this.feed.close();
+    await this.pool.end();
   }
 
   /** One batch: apply, NOTIFY its events, commit; see write-ops.ts and change-feed.ts. */
-  private async runBatch(ops: readonly WriteOp[]): Promise<BatchResult> {
+  private async run(writes: readonly StoreWrite[]): Promise<BatchResult> {
     let client: pg.PoolClient;
     try {
       client = await this.pool.connect();
@@ -342,11 +240,11 @@ export class PostgresStorage implements Storage {
     let failure: Error | undefined;
     let echo: { heard: Promise<void>; cancel: () => void } | undefined;
     try {
-      const { replies, now } = await this.side.applyBatch(client, ops);
+      const { replies, now } = await this.side.applyBatch(client, writes);
       // Webhook deliveries commit with the changes they tell of, or not at all.
-      await writeOutbox(client, outboxEventsOf(ops, replies, now), now);
+      await writeOutbox(client, outboxEventsOf(writes, replies, now), now);
       const batch = this.feed.batchNumber();
-      const payloads = this.feed.encode(batch, eventsOf(ops, replies));
+      const payloads = this.feed.encode(batch, eventsOf(writes, replies));
       // Armed before COMMIT: the notification may be heard before COMMIT's answer is.
       if (payloads.length > 0) echo = this.feed.expectEcho(batch);
       for (const payload of payloads) {
@@ -354,7 +252,8 @@ export class PostgresStorage implements Storage {
       }
       await client.query('COMMIT');
       this.side.committed(now);
-      return { replies, told: echo?.heard ?? Promise.resolve() };
+      // Writers are answered once this instance's listeners heard the batch from the feed.
+      return echo ? { replies, settled: echo.heard } : { replies };
     } catch (err) {
       echo?.cancel();
       failure = err instanceof Error ? err : new Error(String(err));
@@ -366,14 +265,10 @@ export class PostgresStorage implements Storage {
     }
   }
 
-  /** Runs a read through the pool, as a named statement, with every failure a 503. */
-  private async rows<R extends object>(text: string, values: unknown[]): Promise<R[]> {
-    if (this.closing) throw unavailable('storage is closed');
-    try {
-      return (await this.pool.query<R>({ name: this.nameFor(text), text, values })).rows;
-    } catch (err) {
-      throw readFailure(err);
-    }
+  /** Runs a read through the pool as a named statement; `array` answers each row as an array of its columns. */
+  private async query<R>(text: string, values: unknown[], array = false): Promise<R[]> {
+    const config = { name: this.nameFor(text), text, values, ...(array ? { rowMode: 'array' as const } : {}) };
+    return (await this.pool.query(config)).rows as R[];
   }
 
   /**
@@ -390,39 +285,6 @@ export class PostgresStorage implements Storage {
     return name;
   }
 
-  private direction(query: PageQuery): 'ASC' | 'DESC' {
-    return query.after === undefined && query.before !== undefined ? 'DESC' : 'ASC';
-  }
-
-  /** The bounds, order and limit of a page over `seq`, one more row than the page to learn `more`. */
-  private window(args: unknown[], query: PageQuery): { bounds: string; order: 'ASC' | 'DESC'; limit: string } {
-    let bounds = '';
-    if (query.after !== undefined) {
-      args.push(query.after);
-      bounds += ` AND seq > $${args.length}`;
-    }
-    if (query.before !== undefined && query.before !== Infinity) {
-      args.push(query.before);
-      bounds += ` AND seq < $${args.length}`;
-    }
-    args.push(query.limit + 1);
-    return { bounds, order: this.direction(query), limit: `$${args.length}` };
-  }
-
-  private async page(where: string[], whereArgs: unknown[], query: PageQuery): Promise<StoredPage> {
-    const args = [...whereArgs];
-    const { bounds, order, limit } = this.window(args, query);
-    const sql = `SELECT ${MESSAGE_COLUMNS} FROM messages WHERE ${where.join(' AND ')}${bounds} ORDER BY seq ${order} LIMIT ${limit}`;
-    return this.finishPage(await this.rows<MessageRow>(sql, args), query);
-  }
-
-  private finishPage(rows: MessageRow[], query: PageQuery): StoredPage {
-    const more = rows.length > query.limit;
-    const kept = more ? rows.slice(0, query.limit) : rows;
-    if (this.direction(query) === 'DESC') kept.reverse();
-    return { messages: kept.map(toMessage), more };
-  }
-
   /** Message texts by id, for change notifications too large to carry them. */
   private async fetchBodies(seqs: number[]): Promise<Map<number, string>> {
     const result = await this.pool.query<{ seq: number; body: string }>({
@@ -430,25 +292,26 @@ export class PostgresStorage implements Storage {
     });
     return new Map(result.rows.map((r) => [r.seq, r.body]));
   }
+}
 
-  private emit(events: readonly StoreEvent[]): void {
-    for (const listener of this.listeners) {
-      try {
-        listener(events);
-      } catch (err) {
-        // One broken listener must not deafen the others or stall the feed.
-        this.logger?.error({ err }, 'a storage event listener failed');
-      }
-    }
+/** The WHERE of an inbox query, with its values ($1…). */
+function inboxFilter(user: string, query: InboxQuery): [string, unknown[]] {
+  let where = 'm.to_user = $1';
+  const args: unknown[] = [user];
+  if (query.from !== undefined) {
+    args.push(query.from);
+    where += ` AND m.from_user = $${args.length}`;
   }
+  if (query.unreadOnly) where += ' AND m.read_at IS NULL';
+  return [where, args];
 }
 
 /** The webhook events of a batch's operations that succeeded, in order. */
-function outboxEventsOf(ops: readonly WriteOp[], replies: readonly WriteReply[], now: number): OutboxEvent[] {
+function outboxEventsOf(writes: readonly StoreWrite[], replies: readonly WriteReply[], now: number): OutboxEvent[] {
   const events: OutboxEvent[] = [];
-  ops.forEach((op, i) => {
+  writes.forEach((write, i) => {
     const reply = replies[i];
-    const event = reply?.ok ? outboxEventOf(op, reply.value, now) : undefined;
+    const event = reply?.ok ? outboxEventOf(write, reply.value, now) : undefined;
     if (event) events.push(event);
   });
   return events;

@@ -1,5 +1,6 @@
 /**
- * How PostgreSQL rows map to the domain's shapes, shared by reads, writes and the change feed.
+ * How PostgreSQL rows map to the domain's shapes: the canonical wire JSON built in SQL for
+ * the reads, and a Message from columns for what the writes answer.
  */
 import pg from 'pg';
 import type { Message } from '../../protocol/types.js';
@@ -37,11 +38,20 @@ function isoSql(column: string): string {
 }
 
 /**
- * A message row as its wire JSON, built by the database, so that the hot read paths cost
- * this server no object per message (see Storage.inboxWire).
+ * A message row of `messages AS m` as its canonical wire JSON (protocol/wire.ts), built by the
+ * database so that a page costs this server no object per message. `row_to_json` over
+ * columns aliased in the wire's key order writes no spaces and escapes as `JSON.stringify`
+ * does (`json_build_object` would put spaces around every colon and comma).
  */
-export const WIRE_JSON = `json_build_object('id', seq::text, 'fromUser', from_user, 'toUser', to_user, 'message', body, ` +
-  `'sentAt', ${isoSql('sent_at')}, 'readAt', CASE WHEN read_at IS NULL THEN NULL ELSE ${isoSql('read_at')} END)::text`;
+export const WIRE_JSON = `(SELECT row_to_json(w)::text FROM (SELECT m.seq::text AS "id", m.from_user AS "fromUser", ` +
+  `m.to_user AS "toUser", m.body AS "message", ${isoSql('m.sent_at')} AS "sentAt", ` +
+  `CASE WHEN m.read_at IS NULL THEN NULL ELSE ${isoSql('m.read_at')} END AS "readAt") AS w)`;
+
+/**
+ * The columns of a page row of `messages AS m`, read in array mode: the row is the wire row.
+ * The id is aliased away from `seq` so that `ORDER BY seq` orders by the number, not the text.
+ */
+export const WIRE_COLUMNS = `m.seq::text AS id, ${WIRE_JSON} AS json`;
 
 const INT8_OID = 20;
 

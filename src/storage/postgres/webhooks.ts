@@ -1,7 +1,7 @@
 /**
- * Webhooks on PostgreSQL. Endpoint changes, leases and attempts go straight through the
- * pool: they touch no message and need not queue behind the write lock. The outbox rows of
- * a change are written by {@link writeOutbox} inside the change's own batch transaction.
+ * Webhooks in PostgreSQL's dialect. Webhook writes run in the store's batches like every
+ * other write; the outbox rows of a change are written by {@link writeOutbox} inside the
+ * change's own batch transaction, before its COMMIT.
  *
  * Several instances share the outbox: an endpoint is leased to one at a time, claimed with
  * `FOR UPDATE SKIP LOCKED`, so each attempt goes out once and an endpoint's deliveries stay
@@ -9,8 +9,7 @@
  */
 import type pg from 'pg';
 import type { WebhookEventType } from '../../protocol/webhooks.js';
-import type { AttemptRecord, OutboxEvent, StoredDelivery, StoredWebhook, WebhookPatch, WebhookStore } from '../webhooks.js';
-import { readFailure } from './failures.js';
+import type { OutboxEvent, StoredDelivery, StoredWebhook, WebhookReads, WebhookWrite } from '../webhooks.js';
 
 interface WebhookRow {
   id: string; url: string; events: string; description: string | null; secret: string; enabled: boolean;
@@ -60,114 +59,97 @@ export async function writeOutbox(client: pg.ClientBase, events: readonly Outbox
   });
 }
 
-/** See the module comment. */
-export class PgWebhookStore implements WebhookStore {
-  constructor(private readonly pool: pg.Pool) {}
-
-  private async rows<R extends object>(text: string, values: unknown[]): Promise<R[]> {
-    try {
-      return (await this.pool.query<R>(text, values)).rows;
-    } catch (err) {
-      throw readFailure(err);
+/** Applies webhook writes on a batch's connection, inside its transaction. */
+export async function applyWebhookWrite(client: pg.ClientBase, w: WebhookWrite): Promise<unknown> {
+  const rows = async <R extends object>(text: string, values: unknown[]) => (await client.query<R>(text, values)).rows;
+  switch (w.action) {
+    case 'create': {
+      const h = w.webhook;
+      await rows(`INSERT INTO webhooks (${WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, [
+        h.id, h.url, h.events.join(' '), h.description, h.secret, h.enabled, h.disabledReason, h.failingSince, h.createdAt,
+      ]);
+      return true;
     }
+    case 'update': {
+      const p = w.patch;
+      const sets: string[] = [];
+      const args: unknown[] = [w.id];
+      const set = (column: string, value: unknown) => {
+        args.push(value);
+        sets.push(`${column} = $${args.length}`);
+      };
+      if (p.url !== undefined) set('url', p.url);
+      if (p.events !== undefined) set('events', p.events.join(' '));
+      if (p.description !== undefined) set('description', p.description);
+      if (p.enabled !== undefined) set('enabled', p.enabled);
+      if (p.disabledReason !== undefined) set('disabled_reason', p.disabledReason);
+      if (p.failingSince !== undefined) set('failing_since', p.failingSince);
+      const sql = sets.length > 0
+        ? `UPDATE webhooks SET ${sets.join(', ')} WHERE id = $1 RETURNING ${WEBHOOK_COLUMNS}`
+        : `SELECT ${WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1`;
+      const row = (await rows<WebhookRow>(sql, args))[0];
+      return row ? toWebhook(row) : null;
+    }
+    case 'delete': return (await rows('DELETE FROM webhooks WHERE id = $1 RETURNING id', [w.id])).length > 0;
+    case 'retry': {
+      const row = (await rows<DeliveryRow>(
+        `UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1, finished_at = NULL
+         WHERE id = $2 AND webhook_id = $3 RETURNING ${DELIVERY_COLUMNS}`,
+        [w.now, w.deliveryId, w.webhookId],
+      ))[0];
+      return row ? toDelivery(row) : null;
+    }
+    case 'lease':
+      // SKIP LOCKED: an endpoint being leased elsewhere at this moment is passed over, not
+      // waited for; once that lease commits, it keeps the endpoint out of every later claim.
+      return (await rows<WebhookRow>(
+        `UPDATE webhooks SET lease_owner = $1, lease_until = $2::bigint + $3::bigint
+         WHERE id IN (
+           SELECT w.id FROM webhooks w
+           WHERE w.enabled AND (w.lease_until IS NULL OR w.lease_until <= $2)
+             AND (SELECT d.next_attempt_at FROM webhook_deliveries d
+                  WHERE d.webhook_id = w.id AND d.status = 'pending' ORDER BY d.id LIMIT 1) <= $2
+           ORDER BY w.id LIMIT $4
+           FOR UPDATE OF w SKIP LOCKED)
+         RETURNING ${WEBHOOK_COLUMNS}`,
+        [w.owner, w.now, w.leaseMs, w.limit],
+      )).map(toWebhook);
+    case 'record': {
+      const a = w.attempt;
+      await rows(
+        `UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, last_attempt_at = $2, last_status = $3,
+           last_error = $4, next_attempt_at = $5, finished_at = CASE WHEN $1 = 'pending' THEN NULL ELSE $2::bigint END
+         WHERE id = $6`,
+        [a.status, a.at, a.httpStatus, a.error, a.nextAttemptAt, w.deliveryId],
+      );
+      return true;
+    }
+    case 'release':
+      await rows('UPDATE webhooks SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2', [w.webhookId, w.owner]);
+      return true;
+    case 'prune':
+      return (await rows("DELETE FROM webhook_deliveries WHERE status = 'delivered' AND finished_at < $1 RETURNING id", [w.before])).length;
   }
+}
 
-  async createWebhook(h: StoredWebhook): Promise<void> {
-    await this.rows(`INSERT INTO webhooks (${WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, [
-      h.id, h.url, h.events.join(' '), h.description, h.secret, h.enabled, h.disabledReason, h.failingSince, h.createdAt,
-    ]);
-  }
-
-  async listWebhooks(): Promise<StoredWebhook[]> {
-    return (await this.rows<WebhookRow>(`SELECT ${WEBHOOK_COLUMNS} FROM webhooks ORDER BY created_at, id`, [])).map(toWebhook);
-  }
-
-  async getWebhook(id: string): Promise<StoredWebhook | null> {
-    const row = (await this.rows<WebhookRow>(`SELECT ${WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1`, [id]))[0];
-    return row ? toWebhook(row) : null;
-  }
-
-  async updateWebhook(id: string, p: WebhookPatch): Promise<StoredWebhook | null> {
-    const sets: string[] = [];
-    const args: unknown[] = [id];
-    const set = (column: string, value: unknown) => {
-      args.push(value);
-      sets.push(`${column} = $${args.length}`);
-    };
-    if (p.url !== undefined) set('url', p.url);
-    if (p.events !== undefined) set('events', p.events.join(' '));
-    if (p.description !== undefined) set('description', p.description);
-    if (p.enabled !== undefined) set('enabled', p.enabled);
-    if (p.disabledReason !== undefined) set('disabled_reason', p.disabledReason);
-    if (p.failingSince !== undefined) set('failing_since', p.failingSince);
-    const sql = sets.length > 0
-      ? `UPDATE webhooks SET ${sets.join(', ')} WHERE id = $1 RETURNING ${WEBHOOK_COLUMNS}`
-      : `SELECT ${WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1`;
-    const row = (await this.rows<WebhookRow>(sql, args))[0];
-    return row ? toWebhook(row) : null;
-  }
-
-  async deleteWebhook(id: string): Promise<boolean> {
-    return (await this.rows('DELETE FROM webhooks WHERE id = $1 RETURNING id', [id])).length > 0;
-  }
-
-  async listDeliveries(webhookId: string, query: { before?: number; limit: number }): Promise<{ deliveries: StoredDelivery[]; more: boolean }> {
-    const rows = await this.rows<DeliveryRow>(
+/** The reads, through the pool. */
+export function pgWebhookReads(query: <R>(text: string, values: unknown[]) => Promise<R[]>): WebhookReads {
+  return {
+    listWebhooks: async () => (await query<WebhookRow>(`SELECT ${WEBHOOK_COLUMNS} FROM webhooks ORDER BY created_at, id`, [])).map(toWebhook),
+    getWebhook: async (id) => {
+      const row = (await query<WebhookRow>(`SELECT ${WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1`, [id]))[0];
+      return row ? toWebhook(row) : null;
+    },
+    listDeliveries: async (webhookId, before, fetch) => (await query<DeliveryRow>(
       `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3`,
-      [webhookId, query.before ?? Number.MAX_SAFE_INTEGER, query.limit + 1],
-    );
-    return { deliveries: rows.slice(0, query.limit).map(toDelivery), more: rows.length > query.limit };
-  }
-
-  async retryDelivery(webhookId: string, deliveryId: number, now: number): Promise<StoredDelivery | null> {
-    const row = (await this.rows<DeliveryRow>(
-      `UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1, finished_at = NULL
-       WHERE id = $2 AND webhook_id = $3 RETURNING ${DELIVERY_COLUMNS}`,
-      [now, deliveryId, webhookId],
-    ))[0];
-    return row ? toDelivery(row) : null;
-  }
-
-  async leaseEndpoints(owner: string, now: number, leaseMs: number, limit: number): Promise<StoredWebhook[]> {
-    // SKIP LOCKED: an endpoint another instance is leasing at this moment is passed over,
-    // not waited for; its lease, once committed, keeps it out of every later claim.
-    const rows = await this.rows<WebhookRow>(
-      `UPDATE webhooks SET lease_owner = $1, lease_until = $2::bigint + $3::bigint
-       WHERE id IN (
-         SELECT w.id FROM webhooks w
-         WHERE w.enabled AND (w.lease_until IS NULL OR w.lease_until <= $2)
-           AND (SELECT d.next_attempt_at FROM webhook_deliveries d
-                WHERE d.webhook_id = w.id AND d.status = 'pending' ORDER BY d.id LIMIT 1) <= $2
-         ORDER BY w.id LIMIT $4
-         FOR UPDATE OF w SKIP LOCKED)
-       RETURNING ${WEBHOOK_COLUMNS}`,
-      [owner, now, leaseMs, limit],
-    );
-    return rows.map(toWebhook);
-  }
-
-  async headDelivery(webhookId: string): Promise<StoredDelivery | null> {
-    const row = (await this.rows<DeliveryRow>(
-      `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1 AND status = 'pending' ORDER BY id LIMIT 1`,
-      [webhookId],
-    ))[0];
-    return row ? toDelivery(row) : null;
-  }
-
-  async recordAttempt(deliveryId: number, a: AttemptRecord): Promise<void> {
-    await this.rows(
-      `UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, last_attempt_at = $2, last_status = $3,
-         last_error = $4, next_attempt_at = $5, finished_at = CASE WHEN $1 = 'pending' THEN NULL ELSE $2::bigint END
-       WHERE id = $6`,
-      [a.status, a.at, a.httpStatus, a.error, a.nextAttemptAt, deliveryId],
-    );
-  }
-
-  async releaseEndpoint(webhookId: string, owner: string): Promise<void> {
-    await this.rows('UPDATE webhooks SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2', [webhookId, owner]);
-  }
-
-  async pruneDelivered(before: number): Promise<number> {
-    return (await this.rows("DELETE FROM webhook_deliveries WHERE status = 'delivered' AND finished_at < $1 RETURNING id", [before])).length;
-  }
+      [webhookId, before, fetch],
+    )).map(toDelivery),
+    headDelivery: async (webhookId) => {
+      const row = (await query<DeliveryRow>(
+        `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1 AND status = 'pending' ORDER BY id LIMIT 1`,
+        [webhookId],
+      ))[0];
+      return row ? toDelivery(row) : null;
+    },
+  };
 }

@@ -13,22 +13,17 @@
  */
 import type pg from 'pg';
 import type { Message } from '../../protocol/types.js';
-import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome, StoreEvent } from '../storage.js';
-import { eventOf, IDEMPOTENCY_TTL_MS, type StoreWrite, type StoreWriteResults } from '../writes.js';
+import { messageJson } from '../../protocol/wire.js';
+import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome } from '../storage.js';
+import {
+  idempotencyOutcome, keyCutoff, repairConversation, repairNeedsNewest, sidesOf, WriteClock,
+} from '../write-decisions.js';
+import type { StoreWrite, StoreWriteResults, WriteReply } from '../writes.js';
 import { isTransient } from './failures.js';
 import { MESSAGE_COLUMNS, toMessage, type MessageRow } from './rows.js';
+import { applyWebhookWrite } from './webhooks.js';
 
-/** How often expired idempotency keys are swept, at most. */
-const PURGE_EVERY_MS = 60_000;
-
-/** One write, as the storage queues it for the next batch. */
-export type WriteOp = StoreWrite;
-
-/** The result type of each operation. */
-export type WriteResults = StoreWriteResults;
-
-/** One operation's answer: its value, or the error that failed it alone. */
-export type WriteReply = { ok: true; value: unknown } | { ok: false; error: unknown };
+type WriteOp = StoreWrite;
 
 /** A named statement: parsed once per connection, then only bound and executed. */
 function named(name: string, text: string): (values: unknown[]) => pg.QueryConfig {
@@ -146,8 +141,7 @@ const SQL = {
 
 /** Applies batches of {@link WriteOp}s, one transaction per batch, on connections it is lent. */
 export class WriteSide {
-  private lastTime = 0;
-  private lastPurge = 0;
+  private readonly clock = new WriteClock();
 
   /**
    * @param lockKey the store's write-lock key (see the module comment)
@@ -168,7 +162,7 @@ export class WriteSide {
 
   /** Notes that the batch applied with `now` committed. */
   committed(now: number): void {
-    this.lastTime = now;
+    this.clock.committed(now);
   }
 
   private async attempt(client: pg.ClientBase, ops: readonly WriteOp[], isolate: boolean): Promise<{ replies: WriteReply[]; now: number } | null> {
@@ -183,7 +177,7 @@ export class WriteSide {
     const newest = (await client.query<{ sent_at: number }>(SQL.newestSentAt([]))).rows[0]?.sent_at ?? 0;
     // Keep sentAt monotonic with the sequence even if this clock, or another instance's,
     // is behind.
-    const now = Math.max(Date.now(), this.lastTime, newest);
+    const now = this.clock.now(newest);
     const replies: WriteReply[] = [];
     for (let i = 0; i < ops.length; i++) {
       const run = isolate ? 0 : plainSends(ops, i);
@@ -214,10 +208,8 @@ export class WriteSide {
         replies.push({ ok: false, error: err });
       }
     }
-    if (now - this.lastPurge > PURGE_EVERY_MS) {
-      await client.query(SQL.purgeKeys([now - IDEMPOTENCY_TTL_MS]));
-      this.lastPurge = now;
-    }
+    const cutoff = this.clock.purgeCutoff(now);
+    if (cutoff !== undefined) await client.query(SQL.purgeKeys([cutoff]));
     return { replies, now };
   }
 
@@ -239,26 +231,25 @@ export class WriteSide {
       }
       case 'revokeTokens': return (await client.query(SQL.revokeTokens([op.user]))).rowCount ?? 0;
       case 'import': return this.import(client, op.records);
+      case 'ping': return true;
+      case 'webhook': return applyWebhookWrite(client, op.write);
     }
   }
 
   private async send(client: pg.ClientBase, m: NewMessage, now: number, key?: string, fingerprint?: string): Promise<SendOutcome> {
     if (key !== undefined && fingerprint !== undefined) {
       const seen = (await client.query<{ fingerprint: string; response: string }>(
-        SQL.byKey([m.fromUser, key, now - IDEMPOTENCY_TTL_MS]),
+        SQL.byKey([m.fromUser, key, keyCutoff(now)]),
       )).rows[0];
-      if (seen) {
-        return seen.fingerprint === fingerprint
-          ? { kind: 'replayed', message: JSON.parse(seen.response) as Message }
-          : { kind: 'mismatch' };
-      }
+      const decided = idempotencyOutcome(seen, fingerprint);
+      if (decided) return decided;
     }
     const seq = (await client.query<{ seq: number }>(SQL.insert([m.fromUser, m.toUser, m.message, now]))).rows[0]!.seq;
     const message = toMessage({
       seq, from_user: m.fromUser, to_user: m.toUser, body: m.message, sent_at: now, read_at: null,
     });
     if (key !== undefined && fingerprint !== undefined) {
-      await client.query(SQL.rememberKey([m.fromUser, key, fingerprint, JSON.stringify(message), now]));
+      await client.query(SQL.rememberKey([m.fromUser, key, fingerprint, messageJson(message), now]));
     }
     return { kind: 'stored', message };
   }
@@ -278,24 +269,16 @@ export class WriteSide {
   private async delete(client: pg.ClientBase, seq: number): Promise<Message | null> {
     const row = (await client.query<MessageRow>(SQL.deleteRow([seq]))).rows[0];
     if (!row) return null;
-    await this.afterDelete(client, row.to_user, row.from_user, seq, row.read_at === null ? 1 : 0);
-    if (row.from_user !== row.to_user) await this.afterDelete(client, row.from_user, row.to_user, seq, 0);
-    return toMessage(row);
-  }
-
-  private async afterDelete(client: pg.ClientBase, owner: string, peer: string, seq: number, unreadDrop: number): Promise<void> {
-    const conv = (await client.query<{ last_seq: number }>(SQL.conversation([owner, peer]))).rows[0];
-    if (!conv) return;
-    let last = conv.last_seq;
-    if (last === seq) {
-      const newest = (await client.query<{ seq: number | null }>(SQL.lastBetween([owner, peer]))).rows[0]?.seq ?? null;
-      if (newest === null) {
-        await client.query(SQL.dropConversation([owner, peer]));
-        return;
-      }
-      last = newest;
+    for (const { owner, peer, unreadDrop } of sidesOf({ seq, fromUser: row.from_user, toUser: row.to_user, unread: row.read_at === null })) {
+      const conv = (await client.query<{ last_seq: number }>(SQL.conversation([owner, peer]))).rows[0];
+      if (!conv) continue;
+      const newest = repairNeedsNewest(conv.last_seq, seq)
+        ? (await client.query<{ seq: number | null }>(SQL.lastBetween([owner, peer]))).rows[0]?.seq ?? null
+        : null;
+      const repair = repairConversation(conv.last_seq, seq, newest);
+      await client.query(repair.drop ? SQL.dropConversation([owner, peer]) : SQL.setConversation([repair.lastSeq, unreadDrop, owner, peer]));
     }
-    await client.query(SQL.setConversation([last, unreadDrop, owner, peer]));
+    return toMessage(row);
   }
 
   private async markRead(client: pg.ClientBase, user: string, now: number, upTo?: number, ids?: number[]): Promise<ReadOutcome> {
@@ -310,7 +293,7 @@ export class WriteSide {
    * Replays records in their order, a run of same-type records at a time, so that a token
    * may name a user from earlier in the same chunk exactly as on SQLite.
    */
-  private async import(client: pg.ClientBase, records: readonly ExportRecord[]): Promise<WriteResults['import']> {
+  private async import(client: pg.ClientBase, records: readonly ExportRecord[]): Promise<StoreWriteResults['import']> {
     const counts = { users: 0, tokens: 0, messages: 0 };
     let i = 0;
     while (i < records.length) {
@@ -352,15 +335,4 @@ function plainSends(ops: readonly WriteOp[], i: number): number {
     j++;
   }
   return j - i;
-}
-
-/** Turns a committed batch into the events listeners hear, in commit order. */
-export function eventsOf(ops: readonly WriteOp[], replies: readonly WriteReply[]): StoreEvent[] {
-  const events: StoreEvent[] = [];
-  ops.forEach((op, i) => {
-    const reply = replies[i];
-    const event = reply?.ok ? eventOf(op, reply.value) : undefined;
-    if (event) events.push(event);
-  });
-  return events;
 }

@@ -1,41 +1,13 @@
 /**
- * How a message row maps to the domain's Message, shared by the read side and the writer.
- *
- * A row keeps the message's wire JSON ready (see migrations.ts): an object is parsed from it,
- * and the JSON is made once, when the message is stored, with `"readAt":null` at its end.
+ * How SQLite keeps a message: its canonical wire JSON (protocol/wire.ts), made once when it
+ * is stored, with `"readAt":null` at its end until marking read rewrites that tail.
  */
-import type { Message } from '../../protocol/types.js';
+import { UNREAD_TAIL } from '../../protocol/wire.js';
 
-/** The columns of `messages` that {@link toMessage} reads. */
-export const MESSAGE_COLUMNS = 'seq, json';
+/** The columns of a page row: the id as text beside the JSON, so the driver's raw row is the wire row. */
+export const WIRE_COLUMNS = 'CAST(seq AS TEXT), json';
 
-/** A row of `messages`, as read for a Message. */
-export interface MessageRow {
-  seq: number;
-  json: string;
-}
-
-/** The end of the wire JSON of an unread message. */
-const UNREAD_TAIL = 'null}';
-
-/** A stored row as the wire shape. */
-export function toMessage(row: MessageRow): Message {
-  return JSON.parse(row.json) as Message;
-}
-
-/** The wire JSON of a message, as stored: key order is the contract's. */
-export function messageJson(m: Message): string {
-  return JSON.stringify({
-    id: m.id, fromUser: m.fromUser, toUser: m.toUser, message: m.message, sentAt: m.sentAt, readAt: m.readAt,
-  });
-}
-
-/** What marking read puts in place of the trailing `null}`: the time, quoted, and the brace. */
-export function readTail(readAt: string): string {
-  return `"${readAt}"}`;
-}
-
-/** The SQL that turns an unread message's stored JSON into its read form. */
+/** The SQL that turns an unread message's stored JSON into its read form (`?` is `readTail(readAt)`). */
 export const MARK_READ_JSON = `substr(json, 1, length(json) - ${UNREAD_TAIL.length}) || ?`;
 
 /**

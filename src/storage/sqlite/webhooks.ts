@@ -1,11 +1,12 @@
 /**
- * Webhooks on SQLite. Reads run on the main thread's connection; every write (endpoint
- * changes, leases, attempts, and the outbox rows of each change) runs on the writer thread,
- * the only write connection, the outbox inside the batch transaction of the change itself.
+ * Webhooks in SQLite's dialect. Reads run on the main thread's connection; every write
+ * (endpoint changes, leases, attempts, and the outbox rows of each change) runs on the
+ * writer thread, the only write connection, the outbox inside the batch transaction of the
+ * change itself.
  */
 import type Database from 'better-sqlite3';
 import type { WebhookEventType } from '../../protocol/webhooks.js';
-import type { AttemptRecord, OutboxEvent, StoredDelivery, StoredWebhook, WebhookPatch, WebhookStore } from '../webhooks.js';
+import type { OutboxEvent, StoredDelivery, StoredWebhook, WebhookReads, WebhookWrite } from '../webhooks.js';
 
 interface WebhookRow {
   id: string; url: string; events: string; description: string | null; secret: string; enabled: number;
@@ -34,17 +35,6 @@ function toDelivery(r: DeliveryRow): StoredDelivery {
 
 const WEBHOOK_COLUMNS = 'id, url, events, description, secret, enabled, disabled_reason, failing_since, created_at';
 const DELIVERY_COLUMNS = 'id, webhook_id, type, payload, status, attempts, created_at, next_attempt_at, last_attempt_at, last_status, last_error';
-
-/** A webhook write, as the main thread posts it to the writer. */
-export type WebhookWrite =
-  | { action: 'create'; webhook: StoredWebhook }
-  | { action: 'update'; id: string; patch: WebhookPatch }
-  | { action: 'delete'; id: string }
-  | { action: 'retry'; webhookId: string; deliveryId: number; now: number }
-  | { action: 'lease'; owner: string; now: number; leaseMs: number; limit: number }
-  | { action: 'record'; deliveryId: number; attempt: AttemptRecord }
-  | { action: 'release'; webhookId: string; owner: string }
-  | { action: 'prune'; before: number };
 
 /** The writer thread's side: applies {@link WebhookWrite}s and writes the outbox. */
 export class SqliteWebhookWrites {
@@ -77,10 +67,11 @@ export class SqliteWebhookWrites {
     };
   }
 
-  /** Writes the deliveries of a batch's events, inside the batch's transaction. */
-  outbox(events: readonly OutboxEvent[], now: number): void {
-    if (events.length === 0 || !this.stmt.any.get()) return;
-    for (const e of events) this.stmt.outbox.run({ type: e.type, payload: e.payload, now });
+  /** Writes the deliveries of a change's event, inside the change's transaction (or savepoint). */
+  outbox(event: OutboxEvent, now: number): void {
+    // Most stores have no webhook: one indexed probe instead of an INSERT … SELECT per change.
+    if (!this.stmt.any.get()) return;
+    this.stmt.outbox.run({ type: event.type, payload: event.payload, now });
   }
 
   /** Applies one write; answers what the store method answers. */
@@ -128,69 +119,22 @@ export class SqliteWebhookWrites {
   }
 }
 
-/** The main thread's side: reads here, writes through `write` (the writer thread). */
-export class SqliteWebhookStore implements WebhookStore {
-  constructor(
-    private readonly read: <T>(fn: (db: Database.Database) => T) => Promise<T>,
-    private readonly write: (w: WebhookWrite) => Promise<unknown>,
-  ) {}
-
-  async createWebhook(webhook: StoredWebhook): Promise<void> {
-    await this.write({ action: 'create', webhook });
-  }
-
-  listWebhooks(): Promise<StoredWebhook[]> {
-    return this.read((db) => (db.prepare(`SELECT ${WEBHOOK_COLUMNS} FROM webhooks ORDER BY created_at, id`).all() as WebhookRow[]).map(toWebhook));
-  }
-
-  getWebhook(id: string): Promise<StoredWebhook | null> {
-    return this.read((db) => {
-      const row = db.prepare(`SELECT ${WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?`).get(id) as WebhookRow | undefined;
+/** The reads, on the main thread's connection. */
+export function sqliteWebhookReads(db: Database.Database): WebhookReads {
+  const list = db.prepare(`SELECT ${WEBHOOK_COLUMNS} FROM webhooks ORDER BY created_at, id`);
+  const get = db.prepare(`SELECT ${WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?`);
+  const deliveries = db.prepare(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = ? AND id < ? ORDER BY id DESC LIMIT ?`);
+  const head = db.prepare(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = ? AND status = 'pending' ORDER BY id LIMIT 1`);
+  return {
+    listWebhooks: () => (list.all() as WebhookRow[]).map(toWebhook),
+    getWebhook: (id) => {
+      const row = get.get(id) as WebhookRow | undefined;
       return row ? toWebhook(row) : null;
-    });
-  }
-
-  updateWebhook(id: string, patch: WebhookPatch): Promise<StoredWebhook | null> {
-    return this.write({ action: 'update', id, patch }) as Promise<StoredWebhook | null>;
-  }
-
-  deleteWebhook(id: string): Promise<boolean> {
-    return this.write({ action: 'delete', id }) as Promise<boolean>;
-  }
-
-  listDeliveries(webhookId: string, query: { before?: number; limit: number }): Promise<{ deliveries: StoredDelivery[]; more: boolean }> {
-    return this.read((db) => {
-      const rows = db.prepare(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = ? AND id < ? ORDER BY id DESC LIMIT ?`)
-        .all(webhookId, query.before ?? Number.MAX_SAFE_INTEGER, query.limit + 1) as DeliveryRow[];
-      return { deliveries: rows.slice(0, query.limit).map(toDelivery), more: rows.length > query.limit };
-    });
-  }
-
-  retryDelivery(webhookId: string, deliveryId: number, now: number): Promise<StoredDelivery | null> {
-    return this.write({ action: 'retry', webhookId, deliveryId, now }) as Promise<StoredDelivery | null>;
-  }
-
-  leaseEndpoints(owner: string, now: number, leaseMs: number, limit: number): Promise<StoredWebhook[]> {
-    return this.write({ action: 'lease', owner, now, leaseMs, limit }) as Promise<StoredWebhook[]>;
-  }
-
-  headDelivery(webhookId: string): Promise<StoredDelivery | null> {
-    return this.read((db) => {
-      const row = db.prepare(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = ? AND status = 'pending' ORDER BY id LIMIT 1`)
-        .get(webhookId) as DeliveryRow | undefined;
+    },
+    listDeliveries: (webhookId, before, fetch) => (deliveries.all(webhookId, before, fetch) as DeliveryRow[]).map(toDelivery),
+    headDelivery: (webhookId) => {
+      const row = head.get(webhookId) as DeliveryRow | undefined;
       return row ? toDelivery(row) : null;
-    });
-  }
-
-  async recordAttempt(deliveryId: number, attempt: AttemptRecord): Promise<void> {
-    await this.write({ action: 'record', deliveryId, attempt });
-  }
-
-  async releaseEndpoint(webhookId: string, owner: string): Promise<void> {
-    await this.write({ action: 'release', webhookId, owner });
-  }
-
-  pruneDelivered(before: number): Promise<number> {
-    return this.write({ action: 'prune', before }) as Promise<number>;
-  }
+    },
+  };
 }

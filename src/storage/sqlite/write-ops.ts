@@ -9,23 +9,15 @@
  */
 import type Database from 'better-sqlite3';
 import type { Message } from '../../protocol/types.js';
+import { messageJson, readTail } from '../../protocol/wire.js';
 import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome } from '../storage.js';
-import { IDEMPOTENCY_TTL_MS, type StoreWrite, type StoreWriteResults } from '../writes.js';
-import { outboxEventOf, type OutboxEvent } from '../webhooks.js';
-import { MARK_READ_JSON, messageJson, readTail, toMessage } from './rows.js';
-import { SqliteWebhookWrites, type WebhookWrite } from './webhooks.js';
-
-/** One write, as the main thread posts it to the writer; `ping` proves the writer answers. */
-export type WriteOp = StoreWrite | { op: 'ping' } | { op: 'webhook'; write: WebhookWrite };
-
-/** The result type of each operation. */
-export interface WriteResults extends StoreWriteResults {
-  ping: true;
-  webhook: unknown;
-}
-
-/** One operation's answer: its value, or the message of the error that failed it alone. */
-export type WriteReply = { ok: true; value: unknown } | { ok: false; error: string };
+import {
+  idempotencyOutcome, keyCutoff, repairConversation, repairNeedsNewest, sidesOf, WriteClock,
+} from '../write-decisions.js';
+import type { StoreWrite, StoreWriteResults, WriteReply } from '../writes.js';
+import { outboxEventOf } from '../webhooks.js';
+import { MARK_READ_JSON } from './rows.js';
+import { SqliteWebhookWrites } from './webhooks.js';
 
 /** Thrown out of a plain batch when one of its operations fails: run it again, isolated. */
 class OperationFailed extends Error {}
@@ -69,11 +61,10 @@ export const WRITE_SQL = {
   newest: 'SELECT json FROM messages WHERE seq = (SELECT max(seq) FROM messages)',
 } as const;
 
-/** Applies batches of {@link WriteOp}s to one write connection. */
+/** Applies batches of writes to one write connection. */
 export class WriteSide {
   private readonly stmt;
-  private lastTime: number;
-  private lastPurge = 0;
+  private readonly clock: WriteClock;
   /**
    * The next message id, known before the insert so the stored JSON can carry it. Read
    * inside the batch's transaction, whose write lock keeps any other process out, and
@@ -81,13 +72,12 @@ export class WriteSide {
    */
   private nextSeq: number | undefined;
   /** One batch in one transaction (made once: a wrapper per call would cost every batch). */
-  private readonly batch: Database.Transaction<(ops: readonly WriteOp[], now: number, isolate: boolean) => WriteReply[]>;
+  private readonly batch: Database.Transaction<(ops: readonly StoreWrite[], now: number, isolate: boolean) => WriteReply[]>;
   /** One operation in a savepoint (a transaction nested in the batch's). */
-  private readonly isolated: Database.Transaction<(op: WriteOp, now: number) => unknown>;
+  private readonly isolated: Database.Transaction<(op: StoreWrite, now: number) => unknown>;
   private readonly webhooks: SqliteWebhookWrites;
 
   constructor(db: Database.Database) {
-    this.webhooks = new SqliteWebhookWrites(db);
     this.stmt = {
       lastSeq: db.prepare(WRITE_SQL.lastSeq).pluck(),
       setLastSeq: db.prepare(WRITE_SQL.setLastSeq),
@@ -115,16 +105,21 @@ export class WriteSide {
       revokeTokens: db.prepare(WRITE_SQL.revokeTokens),
       newest: db.prepare(WRITE_SQL.newest).pluck(),
     };
-    this.batch = db.transaction((ops: readonly WriteOp[], now: number, isolate: boolean) => this.runBatch(ops, now, isolate));
-    this.isolated = db.transaction((op: WriteOp, now: number) => this.apply(op, now));
-    // Keep sentAt monotonic with the sequence even if the wall clock steps back.
+    this.webhooks = new SqliteWebhookWrites(db);
+    this.batch = db.transaction((ops: readonly StoreWrite[], now: number, isolate: boolean) => this.runBatch(ops, now, isolate));
+    this.isolated = db.transaction((op: StoreWrite, now: number) => this.apply(op, now));
+    // sentAt stays monotonic with the sequence from the newest stored message on.
     const newest = this.stmt.newest.get() as string | undefined;
-    this.lastTime = newest ? Date.parse((JSON.parse(newest) as Message).sentAt) : 0;
+    this.clock = new WriteClock(newest ? Date.parse((JSON.parse(newest) as Message).sentAt) : 0);
   }
 
-  /** Applies a batch in one transaction; throws only if the batch as a whole cannot commit. */
-  applyBatch(ops: readonly WriteOp[]): WriteReply[] {
-    const now = Math.max(Date.now(), this.lastTime);
+  /**
+   * Applies a batch in one transaction; throws only if the batch as a whole cannot commit.
+   * Operations almost never fail, so the batch runs plain; if one throws, the transaction is
+   * rolled back and the batch run again with each operation in a savepoint, so it fails alone.
+   */
+  applyBatch(ops: readonly StoreWrite[]): WriteReply[] {
+    const now = this.clock.now();
     let replies: WriteReply[];
     try {
       replies = this.batch.immediate(ops, now, false);
@@ -132,12 +127,12 @@ export class WriteSide {
       if (!(err instanceof OperationFailed)) throw err;
       replies = this.batch.immediate(ops, now, true);
     }
-    this.lastTime = now;
+    this.clock.committed(now);
     return replies;
   }
 
   /** The body of a batch's transaction; `isolate` puts each operation in a savepoint. */
-  private runBatch(ops: readonly WriteOp[], now: number, isolate: boolean): WriteReply[] {
+  private runBatch(ops: readonly StoreWrite[], now: number, isolate: boolean): WriteReply[] {
     this.nextSeq = undefined;
     const replies = ops.map((op): WriteReply => {
       if (!isolate) {
@@ -154,23 +149,23 @@ export class WriteSide {
       }
     });
     if (this.nextSeq !== undefined) this.stmt.setLastSeq.run(this.nextSeq - 1);
-    // Webhook deliveries commit with the changes they tell of, or not at all.
-    const events: OutboxEvent[] = [];
-    replies.forEach((reply, i) => {
-      const op = ops[i]!;
-      if (!reply.ok || op.op === 'ping' || op.op === 'webhook') return;
-      const event = outboxEventOf(op, reply.value, now);
-      if (event) events.push(event);
-    });
-    this.webhooks.outbox(events, now);
-    if (now - this.lastPurge > 60_000) {
-      this.stmt.purgeKeys.run(now - IDEMPOTENCY_TTL_MS);
-      this.lastPurge = now;
-    }
+    const cutoff = this.clock.purgeCutoff(now);
+    if (cutoff !== undefined) this.stmt.purgeKeys.run(cutoff);
     return replies;
   }
 
-  private apply(op: WriteOp, now: number): unknown {
+  /**
+   * Applies one write, then writes the webhook deliveries it makes, if any, in the same
+   * transaction (or savepoint): they commit with it or not at all.
+   */
+  private apply(op: StoreWrite, now: number): unknown {
+    const value = this.applyOne(op, now);
+    const event = outboxEventOf(op, value, now);
+    if (event) this.webhooks.outbox(event, now);
+    return value;
+  }
+
+  private applyOne(op: StoreWrite, now: number): unknown {
     switch (op.op) {
       case 'send': return this.send(op.message, now, op.key, op.fingerprint);
       case 'delete': return this.delete(op.seq);
@@ -195,14 +190,9 @@ export class WriteSide {
 
   private send(m: NewMessage, now: number, key?: string, fingerprint?: string): SendOutcome {
     if (key !== undefined && fingerprint !== undefined) {
-      const seen = this.stmt.byKey.get(m.fromUser, key, now - IDEMPOTENCY_TTL_MS) as
-        | { fingerprint: string; response: string }
-        | undefined;
-      if (seen) {
-        return seen.fingerprint === fingerprint
-          ? { kind: 'replayed', message: JSON.parse(seen.response) as Message }
-          : { kind: 'mismatch' };
-      }
+      const seen = this.stmt.byKey.get(m.fromUser, key, keyCutoff(now)) as { fingerprint: string; response: string } | undefined;
+      const decided = idempotencyOutcome(seen, fingerprint);
+      if (decided) return decided;
     }
     this.nextSeq ??= ((this.stmt.lastSeq.get() as number | undefined) ?? 0) + 1;
     const seq = this.nextSeq++;
@@ -231,25 +221,16 @@ export class WriteSide {
       | undefined;
     if (!row) return null;
     this.stmt.deleteRow.run(seq);
-    const wasUnread = row.read_at === null ? 1 : 0;
-    this.afterDelete(row.to_user, row.from_user, seq, wasUnread);
-    if (row.from_user !== row.to_user) this.afterDelete(row.from_user, row.to_user, seq, 0);
-    return toMessage(row);
-  }
-
-  private afterDelete(owner: string, peer: string, seq: number, unreadDrop: number): void {
-    const conv = this.stmt.conversation.get(owner, peer) as { last_seq: number } | undefined;
-    if (!conv) return;
-    let last = conv.last_seq;
-    if (last === seq) {
-      const newest = this.stmt.lastBetween.get(owner, peer, peer, owner) as number | null;
-      if (newest === null) {
-        this.stmt.dropConversation.run(owner, peer);
-        return;
-      }
-      last = newest;
+    const sides = sidesOf({ seq, fromUser: row.from_user, toUser: row.to_user, unread: row.read_at === null });
+    for (const { owner, peer, unreadDrop } of sides) {
+      const conv = this.stmt.conversation.get(owner, peer) as { last_seq: number } | undefined;
+      if (!conv) continue;
+      const newest = repairNeedsNewest(conv.last_seq, seq) ? this.stmt.lastBetween.get(owner, peer, peer, owner) as number | null : null;
+      const repair = repairConversation(conv.last_seq, seq, newest);
+      if (repair.drop) this.stmt.dropConversation.run(owner, peer);
+      else this.stmt.setConversation.run(repair.lastSeq, unreadDrop, owner, peer);
     }
-    this.stmt.setConversation.run(last, unreadDrop, owner, peer);
+    return JSON.parse(row.json) as Message;
   }
 
   private markRead(user: string, now: number, upTo?: number, ids?: number[]): ReadOutcome {
@@ -269,7 +250,7 @@ export class WriteSide {
     };
   }
 
-  private import(records: readonly ExportRecord[]): WriteResults['import'] {
+  private import(records: readonly ExportRecord[]): StoreWriteResults['import'] {
     const counts = { users: 0, tokens: 0, messages: 0 };
     let highest = 0;
     for (const r of records) {

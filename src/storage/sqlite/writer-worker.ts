@@ -9,7 +9,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { CONNECTION_PRAGMAS } from './rows.js';
-import { WriteSide, type WriteOp } from './write-ops.js';
+import type { StoreWrite } from '../writes.js';
+import { WriteSide } from './write-ops.js';
 
 /** What the main thread passes when it starts the writer. */
 export interface WriterData {
@@ -20,7 +21,7 @@ export interface WriterData {
 /** A batch for the writer. */
 export interface BatchRequest {
   id: number;
-  ops: WriteOp[];
+  ops: StoreWrite[];
 }
 
 const port = parentPort;

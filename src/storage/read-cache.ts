@@ -1,5 +1,6 @@
 /**
- * Pages already read, kept until the database changes.
+ * Pages already read, kept until the database changes: the core's cache, for a dialect that
+ * can say cheaply whether anything committed since (SQLite's `PRAGMA data_version`).
  *
  * Clients poll: the seed's clients call `GET /get-messages/<user>` again and again, apps
  * refresh a conversation list, and most of those calls find things as they were. Reading the
@@ -13,7 +14,7 @@
  * it. Pages are kept up to a budget of stored text, the least recently used leaving first.
  * What it hands out is shared by every reader that asks: read-only.
  */
-import type { InboxQuery, StoredConversation, WirePage } from '../storage.js';
+import type { InboxQuery, StoredConversation, WirePage } from './storage.js';
 
 /** What the cache holds: the text of its pages, in UTF-16 code units (about bytes for ASCII). */
 export const READ_CACHE_BUDGET = 8 * 1024 * 1024;
@@ -63,6 +64,12 @@ export class ReadCache {
     this.size = 0;
   }
 
+  /** Whether the last version observed is `version`. */
+  isAt(version: number): boolean {
+    return this.version === version;
+  }
+
+  /** The value kept under `key`, if any. */
   get<T>(key: string): T | undefined {
     const entry = this.entries.get(key);
     if (entry === undefined) return undefined;

@@ -1,0 +1,120 @@
+/**
+ * The client's types: what each call takes and answers, and what a live stream reports.
+ * The wire shapes themselves come from `../protocol/`, re-exported here for callers.
+ */
+import type { Message, User } from '../protocol/types.js';
+
+export type {
+  Conversation, ConversationList, CreatedUser, Message, MessagePage, Problem, ProblemFieldError, ReadResult, SendMessage, User,
+} from '../protocol/types.js';
+
+/** Something a live stream said, or what became of its connection. */
+export type StreamEvent =
+  | { type: 'message'; message: Message }
+  /** A message to the user was deleted. */
+  | { type: 'deleted'; id: string }
+  /** Messages to the user were marked read (elsewhere, perhaps). */
+  | { type: 'read'; ids: string[]; readAt: string }
+  /** Messages the user sent were read by their recipient `by` (the sender's read receipt). */
+  | { type: 'receipt'; ids: string[]; readAt: string; by: string }
+  /** The server ended the stream for good (user removed, token revoked); no reconnect follows. */
+  | { type: 'end'; reason: string }
+  /** Connected (again). */
+  | { type: 'open' }
+  /** The connection dropped or was refused for now; a reconnect follows. */
+  | { type: 'disconnected'; error?: Error };
+
+/** Options of {@link PostboxClient.subscribe}. */
+export interface SubscribeOptions {
+  /** Resume after this message id (`"0"` replays the whole inbox). Default: from the next new message. */
+  after?: string;
+  /** Each message, once, in order. */
+  onMessage: (message: Message) => void;
+  /** Every event, messages included, and connection changes. */
+  onEvent?: (event: StreamEvent) => void;
+  /** Ends the subscription. */
+  signal?: AbortSignal;
+  /** Reconnection backoff: the first pause and the longest, in ms (defaults 500 and 30,000). */
+  reconnect?: { minMs?: number; maxMs?: number };
+}
+
+/** A live subscription. */
+export interface Subscription {
+  /** Resolves once it stops (closed, aborted, ended by the server); rejects with a refusal retrying cannot fix. */
+  closed: Promise<void>;
+  close(): void;
+  /** Cuts a reconnect wait short (the network came back, the tab became visible); no-op while connected. */
+  reconnect(): void;
+  /** The id of the last message delivered: where a resume would start. */
+  readonly lastEventId: string | undefined;
+}
+
+/** How a {@link PostboxClient} reaches its server. */
+export interface PostboxClientOptions {
+  /** Base URL of the server, e.g. `https://postbox.example.com`; a path prefix is kept. Default: `POSTBOX_URL` under Node, else {@link DEFAULT_URL}. */
+  url?: string;
+  /**
+   * Bearer token for token mode. Default: `POSTBOX_TOKEN` under Node. `null` sends no token
+   * even when `POSTBOX_TOKEN` is set, for a caller that has decided on its own settings.
+   */
+  token?: string | null;
+  /** A `fetch` to use instead of the global one (a proxy agent, a test double, an older runtime). */
+  fetch?: typeof fetch;
+}
+
+/** Options every call takes. */
+export interface CallOptions {
+  /** Cancels the call; the promise then rejects with the signal's reason, unwrapped. */
+  signal?: AbortSignal;
+}
+
+/** Paging parameters; see the contract's Paging section. */
+export interface PageQuery extends CallOptions {
+  /** Page forward from just after this message id. */
+  after?: string;
+  /** Page backward from just before this message id, or from the newest with `"latest"`. */
+  before?: string;
+  /** Page size, 1–500; the server's default is 50. */
+  limit?: number;
+}
+
+/** Inbox parameters: paging, filters and long-poll. */
+export interface InboxQuery extends PageQuery {
+  /** Only messages from this user. */
+  from?: string;
+  /** Only messages not yet read. */
+  unread?: boolean;
+  /** Long-poll: when the page would be empty, wait up to this many seconds (0–60) for a message. */
+  wait?: number;
+}
+
+/** Conversation list parameters. */
+export interface ConversationsQuery extends CallOptions {
+  /** The `next` of the previous list, or `"latest"`. */
+  before?: string;
+  limit?: number;
+}
+
+/** What to mark read: everything up to and including a message, or a list of ids. */
+export type ReadSelection = { upTo: string } | { ids: string[] };
+
+/** Options of {@link PostboxClient.send}. */
+export interface SendOptions extends CallOptions {
+  /** A repeat of the send with the same key (within 24 h) answers the first message and stores nothing new. */
+  idempotencyKey?: string;
+}
+
+/** The admin's list of users. */
+export interface UserList {
+  users: User[];
+}
+
+/** A newly issued token, shown only in this answer. */
+export interface IssuedToken {
+  token: string;
+}
+
+/** The answer of `/healthz` and `/readyz`. */
+export interface HealthStatus {
+  status: string;
+}

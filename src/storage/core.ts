@@ -1,0 +1,325 @@
+/**
+ * The storage core: the one implementation of {@link Storage}, over a {@link Dialect}.
+ *
+ * The core owns every algorithm a backend would otherwise repeat: group commit
+ * (group-commit.ts), paging (paging.ts), the write decisions (write-decisions.ts), events
+ * and their fan-out to listeners (writes.ts), export and import, the read cache
+ * (read-cache.ts), and the mapping of trouble to a 503 (failures.ts). A dialect owns only its
+ * SQL, its migrations, running a batch in one transaction, and what is truly its own
+ * (SQLite's writer thread and checkpointer; PostgreSQL's advisory lock and LISTEN/NOTIFY).
+ *
+ * How to add a write operation:
+ *   1. writes.ts: a member of `StoreWrite`, its result in `StoreWriteResults`, its event (if
+ *      listeners hear of it) in `eventOf`.
+ *   2. write-decisions.ts: any decision it makes (what to keep, what to refuse), as a pure
+ *      function of what the dialect read.
+ *   3. Each dialect's write-ops.ts: its SQL, in the `apply` switch. It runs inside the batch's
+ *      transaction, so a row that must commit with it (an outbox row) is written right there.
+ *   4. Here: a method of `Storage` that is `this.write({ op: … })`.
+ * How to add a read:
+ *   1. storage.ts: the method on `Storage`, returning what the domain needs.
+ *   2. `DialectReads` below: the primitive read (rows as the SQL gives them; paged reads
+ *      take a `PageWindow` and answer rows in its order, `fetch` of them at most).
+ *   3. Each dialect: the SQL. Here: the method, through `this.read` (503 mapping, closed
+ *      check) and, for a page, `finishPage`; through `this.cached` if it is worth keeping.
+ *   Message JSON on every read path is the canonical wire text (protocol/wire.ts).
+ */
+import type { Message } from '../protocol/types.js';
+import type { AppError } from '../errors.js';
+import { GroupCommit, type BatchRunner } from './group-commit.js';
+import { importInChunks, type ImportCounts } from './import-check.js';
+import { finishPage, isMiddlePage, pageWindow, type PageWindow } from './paging.js';
+import { conversationsKey, conversationsSize, inboxKey, ReadCache, wirePageSize } from './read-cache.js';
+import { readFailure, unavailable } from './failures.js';
+import type {
+  ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector, SendOutcome,
+  Storage, StorageLogger, StoredConversation, StoredUser, StoreEvent, StoreListener, TokenOwner, WirePage, WireRow,
+} from './storage.js';
+import { CoreWebhookStore, type WebhookReads, type WebhookStore } from './webhooks.js';
+import type { StoreWrite, StoreWriteResults } from './writes.js';
+
+/** A value now (SQLite reads synchronously) or later (PostgreSQL). */
+export type Awaitable<T> = T | Promise<T>;
+
+/** A conversation row as a dialect reads it: the last message as its wire JSON. */
+export interface ConversationRow {
+  peer: string;
+  unread: number;
+  json: string;
+}
+
+/** A token row, for export. */
+export interface TokenRow {
+  user: string;
+  hash: string;
+  createdAt: string;
+  /** Only for a token narrower than `full`. */
+  scopes?: string;
+}
+
+/**
+ * The reads a dialect answers, each one statement. Paged reads answer rows in the window's
+ * order, at most `window.fetch` of them; message JSON is the canonical wire text.
+ */
+export interface DialectReads {
+  message(seq: number): Awaitable<string | undefined>;
+  inbox(user: string, query: InboxQuery, window: PageWindow): Awaitable<WireRow[]>;
+  sent(user: string, window: PageWindow): Awaitable<WireRow[]>;
+  /** Both directions between two different users. */
+  conversation(user: string, peer: string, window: PageWindow): Awaitable<WireRow[]>;
+  /** Conversations whose last message is below `before`, most recent first, at most `fetch`. */
+  conversations(user: string, before: number, fetch: number): Awaitable<ConversationRow[]>;
+  users(): Awaitable<StoredUser[]>;
+  tokens(): Awaitable<TokenRow[]>;
+  /** Messages above `after`, oldest first, at most `limit`: the export's chunks. */
+  messagesAfter(after: number, limit: number): Awaitable<WireRow[]>;
+  userForToken(hash: string): Awaitable<string | null>;
+  tokenOwner(hash: string): Awaitable<TokenOwner | null>;
+  /** Any cheap statement: proves the database answers. */
+  ping(): Awaitable<unknown>;
+}
+
+/** What a backend supplies to the core. */
+export interface Dialect {
+  /** `sqlite` or `postgres`. */
+  readonly kind: string;
+  readonly reads: DialectReads;
+  readonly webhookReads: WebhookReads;
+  /** Commits a batch of writes in one transaction (see group-commit.ts). */
+  readonly runBatch: BatchRunner;
+  /**
+   * Whether the dialect tells listeners itself (PostgreSQL: every instance hears every
+   * commit through its change feed, its own included). Otherwise the core tells them.
+   */
+  readonly ownFeed: boolean;
+  /** Whether ping also sends a write through the writer (SQLite's writer is a thread that may have died). */
+  readonly pingWrites: boolean;
+  /**
+   * A number that changes whenever anything commits, by this process or any other, cheap
+   * enough to ask before every cached read; a dialect without one gets no read cache.
+   */
+  readonly commitVersion?: () => number;
+  /** How a failed read is described in its 503 (an outage or some other failure). */
+  describeReadFailure?(err: unknown): string;
+  /** Releases the dialect's resources, after the last batch was answered. */
+  close(): Promise<void>;
+}
+
+/** The listeners of one store, each told every batch of events; one that throws costs only itself. */
+export class Listeners {
+  private readonly set = new Set<StoreListener>();
+
+  constructor(private readonly logger?: StorageLogger) {}
+
+  /** Adds a listener; returns its removal. */
+  add(listener: StoreListener): () => void {
+    this.set.add(listener);
+    return () => this.set.delete(listener);
+  }
+
+  /** Tells every listener. */
+  emit(events: readonly StoreEvent[]): void {
+    for (const listener of this.set) {
+      try {
+        listener(events);
+      } catch (err) {
+        // This runs where a commit is being answered, or in the change feed: an error
+        // escaping would stall writers or deafen the feed. One broken listener must cost
+        // only its own events.
+        this.logger?.error({ err }, 'a storage event listener failed');
+      }
+    }
+  }
+}
+
+/** How many rows an export reads at a time. */
+const EXPORT_CHUNK = 1000;
+/** How many records an import commits at a time. */
+const IMPORT_CHUNK = 1000;
+
+/** See the module comment. */
+export class CoreStorage implements Storage {
+  readonly kind: string;
+  private readonly reads: DialectReads;
+  private readonly engine: GroupCommit;
+  private readonly cache: ReadCache | undefined;
+  private closing: Promise<void> | undefined;
+  /** Webhook endpoints and the delivery outbox: dialect reads, writes through the group commit. */
+  readonly webhooks: WebhookStore;
+
+  /**
+   * @param listeners shared with the dialect when it has its own feed ({@link Dialect.ownFeed})
+   */
+  constructor(private readonly dialect: Dialect, private readonly listeners: Listeners) {
+    this.kind = dialect.kind;
+    this.reads = dialect.reads;
+    this.engine = new GroupCommit({
+      run: dialect.runBatch,
+      ...(dialect.ownFeed ? {} : { publish: (events: readonly StoreEvent[]) => listeners.emit(events) }),
+    });
+    this.cache = dialect.commitVersion ? new ReadCache() : undefined;
+    this.webhooks = new CoreWebhookStore(dialect.webhookReads, (fn) => this.read(fn, (v) => v), (write) => this.write({ op: 'webhook', write }));
+  }
+
+  /** Writes waiting for the next batch, for metrics. */
+  get queuedWrites(): number {
+    return this.engine.queued;
+  }
+
+  send(message: NewMessage, idempotency?: IdempotencyClaim): Promise<SendOutcome> {
+    return this.write({ op: 'send', message, key: idempotency?.key, fingerprint: idempotency?.fingerprint });
+  }
+
+  getMessage(seq: number): Promise<Message | null> {
+    return this.read(() => this.reads.message(seq), (json) => (json === undefined ? null : JSON.parse(json) as Message));
+  }
+
+  deleteMessage(seq: number): Promise<Message | null> {
+    return this.write({ op: 'delete', seq });
+  }
+
+  inbox(user: string, query: InboxQuery): Promise<WirePage> {
+    const window = pageWindow(query);
+    return this.cached(inboxKey(user, query), (page) => (isMiddlePage(query, page.more) ? undefined : wirePageSize(page)),
+      () => this.read(() => this.reads.inbox(user, query, window), (rows) => finishPage(rows, query)));
+  }
+
+  sent(user: string, query: PageQuery): Promise<WirePage> {
+    const window = pageWindow(query);
+    return this.read(() => this.reads.sent(user, window), (rows) => finishPage(rows, query));
+  }
+
+  conversation(user: string, peer: string, query: PageQuery): Promise<WirePage> {
+    // With oneself, "both directions" is the inbox from oneself.
+    if (user === peer) return this.inbox(user, { ...query, from: user });
+    const window = pageWindow(query);
+    return this.read(() => this.reads.conversation(user, peer, window), (rows) => finishPage(rows, query));
+  }
+
+  conversations(user: string, query: { before?: number; limit: number }): Promise<{ conversations: StoredConversation[]; more: boolean }> {
+    return this.cached(conversationsKey(user, query), (page) => (isMiddlePage(query, page.more) ? undefined : conversationsSize(page.conversations)),
+      () => this.read(() => this.reads.conversations(user, query.before ?? Number.MAX_SAFE_INTEGER, query.limit + 1), (rows) => ({
+        conversations: rows.slice(0, query.limit).map((r) => ({ peer: r.peer, unread: r.unread, lastMessage: JSON.parse(r.json) as Message })),
+        more: rows.length > query.limit,
+      })));
+  }
+
+  markRead(user: string, which: ReadSelector): Promise<ReadOutcome> {
+    return this.write({ op: 'markRead', user, ...which });
+  }
+
+  createUser(id: string, tokenHash: string): Promise<boolean> {
+    return this.write({ op: 'createUser', id, tokenHash });
+  }
+
+  listUsers(): Promise<StoredUser[]> {
+    return this.read(() => this.reads.users(), (users) => users);
+  }
+
+  deleteUser(id: string): Promise<boolean> {
+    return this.write({ op: 'deleteUser', id });
+  }
+
+  addToken(user: string, tokenHash: string, scopes?: string): Promise<boolean> {
+    return this.write({ op: 'addToken', user, tokenHash, ...(scopes === undefined ? {} : { scopes }) });
+  }
+
+  revokeTokens(user: string): Promise<number> {
+    return this.write({ op: 'revokeTokens', user });
+  }
+
+  userForToken(tokenHash: string): Promise<string | null> {
+    return this.read(() => this.reads.userForToken(tokenHash), (user) => user);
+  }
+
+  tokenOwner(tokenHash: string): Promise<TokenOwner | null> {
+    return this.read(() => this.reads.tokenOwner(tokenHash), (owner) => owner);
+  }
+
+  async *exportAll(): AsyncIterable<ExportRecord> {
+    for (const u of await this.listUsers()) yield { type: 'user', ...u };
+    for (const t of await this.read(() => this.reads.tokens(), (tokens) => tokens)) yield { type: 'token', ...t };
+    let after = 0;
+    for (;;) {
+      const rows = await this.read(() => this.reads.messagesAfter(after, EXPORT_CHUNK), (r) => r);
+      for (const [, json] of rows) yield { type: 'message', message: JSON.parse(json) as Message };
+      if (rows.length < EXPORT_CHUNK) return;
+      after = Number(rows[rows.length - 1]![0]);
+    }
+  }
+
+  importAll(records: AsyncIterable<ExportRecord>): Promise<ImportCounts> {
+    return importInChunks(records, IMPORT_CHUNK, (chunk) => this.write({ op: 'import', records: chunk }));
+  }
+
+  async ping(): Promise<void> {
+    await this.read(() => this.reads.ping(), () => undefined);
+    if (this.dialect.pingWrites) await this.write({ op: 'ping' });
+  }
+
+  onEvents(listener: StoreListener): () => void {
+    return this.listeners.add(listener);
+  }
+
+  close(): Promise<void> {
+    // Pending writes finish and are answered, then the dialect lets go of its resources.
+    this.closing ??= (async () => {
+      await this.engine.close();
+      await this.dialect.close();
+    })();
+    return this.closing;
+  }
+
+  private write<K extends StoreWrite['op']>(write: Extract<StoreWrite, { op: K }>): Promise<StoreWriteResults[K]> {
+    return this.engine.submit(write);
+  }
+
+  /**
+   * Runs a dialect read and shapes its answer, turning any failure into a 503 rather than a
+   * leak of internals. A synchronous read stays synchronous up to the one promise it answers.
+   */
+  private read<R, T>(fn: () => Awaitable<R>, shape: (raw: R) => T): Promise<T> {
+    if (this.closing) return Promise.reject(unavailable('storage is closed'));
+    let raw: Awaitable<R>;
+    try {
+      raw = fn();
+      if (!(raw instanceof Promise)) return Promise.resolve(shape(raw));
+    } catch (err) {
+      return Promise.reject(this.failure(err));
+    }
+    return raw.then(shape, (err: unknown) => {
+      throw this.failure(err);
+    });
+  }
+
+  private failure(err: unknown): AppError {
+    return readFailure(err, this.dialect.describeReadFailure?.(err));
+  }
+
+  /**
+   * A read kept in the cache until the next commit by anyone (see read-cache.ts), for a
+   * dialect that offers a commit version; `sizeOf` answers the text a value holds, or
+   * undefined for one not worth keeping.
+   */
+  private cached<T>(key: string, sizeOf: (value: T) => number | undefined, fn: () => Promise<T>): Promise<T> {
+    const cache = this.cache;
+    const version = this.dialect.commitVersion;
+    if (!cache || !version || this.closing) return fn();
+    let seen: number;
+    try {
+      seen = version();
+    } catch (err) {
+      return Promise.reject(this.failure(err));
+    }
+    cache.observe(seen);
+    const kept = cache.get<T>(key);
+    if (kept !== undefined) return Promise.resolve(kept);
+    return fn().then((value) => {
+      const size = sizeOf(value);
+      // Kept only if no other read has seen a newer version meanwhile: this value was read
+      // at `seen`, and must not outlive it.
+      if (size !== undefined && cache.isAt(seen)) cache.set(key, value, size);
+      return value;
+    });
+  }
+}

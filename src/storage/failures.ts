@@ -1,0 +1,19 @@
+/**
+ * The one mapping of storage trouble to the catalog: a 503 with the `Retry-After` the
+ * contract promises, the cause kept for the log and never shown to the client.
+ */
+import { AppError } from '../errors.js';
+
+/** The 503 of the catalog, with the `Retry-After` the contract promises. */
+export function unavailable(detail: string, cause?: unknown): AppError {
+  return new AppError('storage_unavailable', detail, { headers: { 'Retry-After': '1' }, cause });
+}
+
+/**
+ * Any failure of a read as the catalog error: a read that cannot be answered is a 503, never
+ * the driver's own error. `detail` says which kind of trouble it was, if the dialect knows.
+ */
+export function readFailure(err: unknown, detail = 'storage could not be read'): AppError {
+  if (err instanceof AppError) return err;
+  return unavailable(detail, err);
+}
