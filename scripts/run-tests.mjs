@@ -1,6 +1,11 @@
 // Runs every test file under test/ with Node's test runner and tsx, one process per file.
 // Node 20's runner does not expand globs itself, so the files are found here.
 // Usage: node scripts/run-tests.mjs [path-substring ...]
+//
+// Time limits are per test, not per file: test/helpers/per-test-timeout.ts (preloaded here)
+// gives each test and hook 90 s unless it sets its own, since Node 20's --test-timeout would
+// cancel a whole file of passing tests once their sum passes it. The file limit below is only
+// a backstop against a process that hangs outside any test.
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -21,9 +26,10 @@ if (files.length === 0) {
 }
 const result = spawnSync(process.execPath, [
   '--import', 'tsx',
+  '--import', './test/helpers/per-test-timeout.ts',
   '--test',
   '--test-concurrency=2',
-  '--test-timeout=120000',
+  '--test-timeout=900000',
   ...files,
 ], { stdio: 'inherit' });
 process.exit(result.status ?? 1);

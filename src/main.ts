@@ -3,6 +3,7 @@
  * graceful close on SIGINT/SIGTERM. Importing this module does nothing; `postbox serve`
  * (what `npm start` runs) calls {@link runServer}.
  */
+import type { CliIO } from './cli/cli.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './logger.js';
 import { startServer, type RunningServer } from './server.js';
@@ -14,13 +15,17 @@ const CLOSE_GRACE_MS = 10_000;
  * `postbox serve`: reads settings, starts, and closes gracefully on SIGINT or SIGTERM
  * (a second signal exits at once). Resolves with the process exit code once closed.
  */
-export async function runServer(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Promise<number> {
+export async function runServer(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+  io: Pick<CliIO, 'stderr'> = { stderr: (t) => process.stderr.write(t) },
+): Promise<number> {
   let config: Config;
   try {
     config = loadConfig({ argv, env });
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`postbox: ${err.message}\n`);
+      io.stderr(`postbox: ${err.message}\n`);
       return 2;
     }
     throw err;

@@ -10,6 +10,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { ConfigError, loadStoreConfig, type StoreConfig } from '../config.js';
+import { STORE_HOLDER } from '../domain/access.js';
 import { readRecords, recordLine } from '../domain/transfer.js';
 import { UserService } from '../domain/users.js';
 import { AppError } from '../errors.js';
@@ -85,11 +86,11 @@ const users: Command = {
     const { config, flags, args: rest } = parse(args, ctx, { json: { type: 'boolean' } });
     const [sub, ...operands] = rest;
     await withStore(config, async (storage) => {
-      // The store itself: no actor, no mode; these commands are for whoever holds the store.
-      const service = new UserService(storage, { mode: 'token', adminToken: undefined });
+      // Whoever holds the store acts on its accounts as the admin would; no one is authenticated here.
+      const service = new UserService(storage);
       switch (sub) {
         case 'add': {
-          const created = await service.createDirect(one(operands, 'user id'));
+          const created = await service.create(STORE_HOLDER, one(operands, 'user id'));
           if (flags.json) ctx.io.stdout(`${JSON.stringify(created)}\n`);
           else {
             ctx.io.stdout(`${created.token}\n`);
@@ -107,7 +108,7 @@ const users: Command = {
         }
         case 'remove': {
           const id = one(operands, 'user id');
-          await service.removeDirect(id);
+          await service.remove(STORE_HOLDER, id);
           ctx.io.stderr(`removed user "${id}"\n`);
           return;
         }
@@ -121,8 +122,17 @@ const users: Command = {
 /** Writes and waits when the destination is full, so memory stays flat for any store size. */
 async function write(out: Writable, text: string): Promise<void> {
   if (!out.write(text)) await new Promise<void>((resolve, reject) => {
-    out.once('drain', resolve);
-    out.once('error', reject);
+    // Each wait takes its listeners away again: a long export waits thousands of times.
+    const drained = () => {
+      out.off('error', failed);
+      resolve();
+    };
+    const failed = (err: Error) => {
+      out.off('drain', drained);
+      reject(err);
+    };
+    out.once('drain', drained);
+    out.once('error', failed);
   });
 }
 
@@ -134,7 +144,7 @@ const exportCommand: Command = {
   run: (args, ctx) => guarded('export', ctx, async () => {
     const { config, flags, args: rest } = parse(args, ctx, { out: { type: 'string' } });
     if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
-    const out: Writable = flags.out ? createWriteStream(flags.out) : process.stdout;
+    const out: Writable = flags.out ? createWriteStream(flags.out) : ctx.io.output;
     const counts = { user: 0, token: 0, message: 0 };
     await withStore(config, async (storage) => {
       for await (const record of storage.exportAll()) {
@@ -156,7 +166,7 @@ const importCommand: Command = {
   run: (args, ctx) => guarded('import', ctx, async () => {
     const { config, args: rest } = parse(args, ctx, {});
     if (rest.length > 1) throw new UsageError('give at most one file');
-    const input: Readable = rest[0] === undefined || rest[0] === '-' ? process.stdin : createReadStream(rest[0]);
+    const input: Readable = rest[0] === undefined || rest[0] === '-' ? ctx.io.input : createReadStream(rest[0]);
     const counts = await withStore(config, (storage) =>
       // readline starts reading at once and drops lines nobody iterates yet: made only here,
       // where they are read, not before the store has opened.

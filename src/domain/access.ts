@@ -40,6 +40,13 @@ export type Actor =
 /** The actor of every call in open mode. */
 export const ANYONE: Actor = Object.freeze({ kind: 'anyone' });
 
+/**
+ * Whoever holds the store itself (the `postbox users` commands, which open the database
+ * directly): the admin's rights over accounts, and no more. An actor like any other, so
+ * those commands pass the same access checks as the HTTP routes.
+ */
+export const STORE_HOLDER: Actor = Object.freeze({ kind: 'admin' });
+
 function forbidden(detail: string): AppError {
   return new AppError('forbidden', detail);
 }

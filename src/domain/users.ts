@@ -35,11 +35,15 @@ function digest(value: string): Buffer {
 export class UserService {
   private readonly adminDigest: Buffer | undefined;
 
+  /**
+   * @param options how callers are told apart ({@link authenticate}); without them, as for
+   *   the `postbox users` commands that act as `STORE_HOLDER` (access.ts), no token authenticates.
+   */
   constructor(
     private readonly storage: Storage,
-    private readonly options: { mode: 'open' | 'token' | 'jwt'; adminToken: string | undefined; jwt?: JwtVerifier | undefined },
+    private readonly options?: { mode: 'open' | 'token' | 'jwt'; adminToken: string | undefined; jwt?: JwtVerifier | undefined },
   ) {
-    this.adminDigest = options.adminToken === undefined ? undefined : digest(options.adminToken);
+    this.adminDigest = options?.adminToken === undefined ? undefined : digest(options.adminToken);
   }
 
   /**
@@ -52,6 +56,7 @@ export class UserService {
     if (token !== undefined && this.adminDigest && timingSafeEqual(digest(token), this.adminDigest)) {
       return { kind: 'admin' };
     }
+    if (!this.options) return null;
     if (this.options.mode === 'open') return ANYONE;
     if (token === undefined) return null;
     if (token.startsWith(TOKEN_PREFIX)) {
@@ -65,11 +70,6 @@ export class UserService {
   /** Creates a user with a first token, shown only in this answer. */
   async create(actor: Actor, id: unknown): Promise<CreatedUser> {
     assertAdmin(actor);
-    return this.createDirect(toUserId(id, 'id'));
-  }
-
-  /** Creates a user without an actor: for `postbox users add`, which has the store itself. */
-  async createDirect(id: string): Promise<CreatedUser> {
     const user = toUserId(id, 'id');
     const token = newToken();
     if (!(await this.storage.createUser(user, hashToken(token)))) {
@@ -87,11 +87,6 @@ export class UserService {
   /** Removes a user: its tokens stop working and its streams end; its messages stay. */
   async remove(actor: Actor, id: string): Promise<void> {
     assertAdmin(actor);
-    await this.removeDirect(id);
-  }
-
-  /** Removes a user without an actor, for the command line. */
-  async removeDirect(id: string): Promise<void> {
     const user = toUserId(id, 'user');
     if (!(await this.storage.deleteUser(user))) throw new AppError('not_found', `no user "${user}"`);
   }

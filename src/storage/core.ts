@@ -26,7 +26,7 @@
  */
 import type { Message } from '../protocol/types.js';
 import type { AppError } from '../errors.js';
-import { GroupCommit, type BatchRunner } from './group-commit.js';
+import { GroupCommit, type BatchResult } from './group-commit.js';
 import { importInChunks, type ImportCounts } from './import-check.js';
 import { finishPage, isMiddlePage, pageWindow, type PageWindow } from './paging.js';
 import { conversationsKey, conversationsSize, inboxKey, ReadCache, wirePageSize } from './read-cache.js';
@@ -85,8 +85,8 @@ export interface Dialect {
   readonly kind: string;
   readonly reads: DialectReads;
   readonly webhookReads: WebhookReads;
-  /** Commits a batch of writes in one transaction (see group-commit.ts). */
-  readonly runBatch: BatchRunner;
+  /** Commits a batch of writes in one transaction (see group-commit.ts's `BatchRunner`). */
+  runBatch(writes: readonly StoreWrite[]): Promise<BatchResult>;
   /**
    * Whether the dialect tells listeners itself (PostgreSQL: every instance hears every
    * commit through its change feed, its own included). Otherwise the core tells them.
@@ -110,6 +110,11 @@ export class Listeners {
   private readonly set = new Set<StoreListener>();
 
   constructor(private readonly logger?: StorageLogger) {}
+
+  /** How many listen. */
+  get size(): number {
+    return this.set.size;
+  }
 
   /** Adds a listener; returns its removal. */
   add(listener: StoreListener): () => void {
@@ -154,8 +159,8 @@ export class CoreStorage implements Storage {
     this.kind = dialect.kind;
     this.reads = dialect.reads;
     this.engine = new GroupCommit({
-      run: dialect.runBatch,
-      ...(dialect.ownFeed ? {} : { publish: (events: readonly StoreEvent[]) => listeners.emit(events) }),
+      run: (writes) => dialect.runBatch(writes),
+      ...(dialect.ownFeed ? {} : { publish: listeners }),
     });
     this.cache = dialect.commitVersion ? new ReadCache() : undefined;
     this.webhooks = new CoreWebhookStore(dialect.webhookReads, (fn) => this.read(fn, (v) => v), (write) => this.write({ op: 'webhook', write }));
@@ -179,9 +184,8 @@ export class CoreStorage implements Storage {
   }
 
   inbox(user: string, query: InboxQuery): Promise<WirePage> {
-    const window = pageWindow(query);
     return this.cached(inboxKey(user, query), (page) => (isMiddlePage(query, page.more) ? undefined : wirePageSize(page)),
-      () => this.read(() => this.reads.inbox(user, query, window), (rows) => finishPage(rows, query)));
+      () => this.read(() => this.reads.inbox(user, query, pageWindow(query)), (rows) => finishPage(rows, query)));
   }
 
   sent(user: string, query: PageQuery): Promise<WirePage> {

@@ -51,7 +51,13 @@ export interface GroupCommitOptions {
    * that reads right after its answer finds every live view already told. Absent for a
    * dialect whose own change feed tells the listeners (PostgreSQL's LISTEN/NOTIFY).
    */
-  publish?: (events: readonly StoreEvent[]) => void;
+  publish?: EventSink;
+}
+
+/** Where committed events go; with no one listening, none are made. */
+export interface EventSink {
+  readonly size: number;
+  emit(events: readonly StoreEvent[]): void;
 }
 
 interface Pending {
@@ -176,9 +182,9 @@ export class GroupCommit {
 
   private answer(batch: Pending[], replies: readonly WriteReply[]): void {
     const publish = this.options.publish;
-    if (publish) {
+    if (publish && publish.size > 0) {
       const events = eventsOf(batch.map((p) => p.write), replies);
-      if (events.length > 0) publish(events);
+      if (events.length > 0) publish.emit(events);
     }
     for (let i = 0; i < batch.length; i++) {
       const reply = replies[i];

@@ -1,48 +1,27 @@
 /**
- * The client commands of `postbox` (send, inbox, sent, conversations, read, delete), run as
- * the real executable against a real server: output for a person and for scripts, errors
- * and exit codes.
+ * The client commands of `postbox` (send, inbox, sent, conversations, read, delete), run
+ * in-process (runCli, as the executable does) against a real listening server: output for a
+ * person and for scripts, errors and exit codes.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { PostboxClient } from '../../src/client/index.js';
-import { runCli } from '../../src/cli/cli.js';
 import type { ConversationList, Message, MessagePage, ReadResult } from '../../src/protocol/types.js';
+import { cli, type CliRun } from '../helpers/cli.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
-const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 const ADMIN_TOKEN = 'admin-token-for-cli-tests';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
+// The table shows local times: fix the zone so a test knows them (Node applies it at once).
+process.env.TZ = 'UTC';
+
+/** Runs the command line in this process with exactly `env`, as a pipe (no terminal) unless `columns` is given. */
+function postbox(args: string[], env: Record<string, string> = {}, columns?: number): Promise<CliRun> {
+  return cli(args, env, columns === undefined ? {} : { columns });
 }
 
-/**
- * Runs the real `postbox` executable (from source). The test's own POSTBOX_* variables are
- * dropped so only what a test passes counts; TZ=UTC makes the table's local times known.
- */
-function postbox(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('POSTBOX_')));
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', CLI, ...args], { env: { ...base, TZ: 'UTC', ...env } }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
-
-/** Runs the command line in this process, with a terminal of `columns` if given. */
-async function inProcess(args: string[], env: Record<string, string>, columns?: number): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(args, env, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), columns });
-  return { code, stdout, stderr };
-}
-
-/** The UTC minute of a timestamp as the table shows it (the runs above use TZ=UTC). */
+/** The UTC minute of a timestamp as the table shows it (TZ is UTC above). */
 function minute(iso: string): string {
   return iso.slice(0, 16).replace('T', ' ');
 }
@@ -68,7 +47,7 @@ describe('postbox client commands, open mode', () => {
 
   it('answers --help for every client command', async () => {
     for (const name of ['send', 'inbox', 'sent', 'conversations', 'read', 'delete']) {
-      const out = await inProcess([name, '--help'], {});
+      const out = await postbox([name, '--help'], {});
       assert.equal(out.code, 0, name);
       assert.match(out.stdout, new RegExp(`^Usage: postbox ${name} `), name);
       assert.match(out.stdout, /--url <url>/, name);
@@ -119,7 +98,7 @@ describe('postbox client commands, open mode', () => {
   it('fits the message column to the terminal width', async () => {
     const to = 'k-narrow';
     await client.send({ fromUser: 'k-n', toUser: to, message: 'y'.repeat(100) });
-    const out = await inProcess(['inbox', to], env, 50);
+    const out = await postbox(['inbox', to], env, 50);
     assert.equal(out.code, 0, out.stderr);
     const row = out.stdout.split('\n')[1]!;
     assert.equal([...row].length, 50);
@@ -242,7 +221,7 @@ describe('postbox client commands, open mode', () => {
       [['inbox', 'a', '--url', 'ftp://example.com'], /^postbox inbox: --url must be an http:\/\/ or https:\/\/ URL/],
     ];
     for (const [args, expected] of cases) {
-      const out = await inProcess(args, env);
+      const out = await postbox(args, env);
       assert.equal(out.code, 2, args.join(' '));
       assert.match(out.stderr, expected, args.join(' '));
       assert.ok(out.stderr.endsWith(`Run "postbox ${args[0]} --help" for its options.\n`), args.join(' '));

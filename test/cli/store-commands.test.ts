@@ -1,30 +1,24 @@
 /**
- * The store commands, run as the real `postbox` executable: users before any server
- * exists, a removal that ends a live stream on a running server, migrate, and moving a
- * store from SQLite to PostgreSQL and back without losing anything.
+ * The store commands, run in-process through runCli (as the executable does), each opening
+ * the store itself as a separate process would: users before any server exists, a removal
+ * that ends a live stream on a running server, migrate, and moving a store from SQLite to
+ * PostgreSQL and back without losing anything.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { Message } from '../../src/protocol/types.js';
 import { createSchema, describeWithPostgres } from '../helpers/pg.js';
-import { postJson, request } from '../helpers/http.js';
+import { request } from '../helpers/http.js';
+import { buildTestApp } from '../helpers/app.js';
+import { cli, type CliRun } from '../helpers/cli.js';
 import { startTestServer, tempDir } from '../helpers/server.js';
 import { openStream } from '../helpers/sse.js';
 
-const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
-
-interface Run { code: number; stdout: string; stderr: string }
-
-function postbox(args: string[], env: Record<string, string> = {}, input?: string): Promise<Run> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('POSTBOX_') && k !== 'DATABASE_URL'));
-  return new Promise((resolve) => {
-    const child = execFile(process.execPath, ['--import', 'tsx', CLI, ...args], { env: { ...base, ...env }, maxBuffer: 64 * 1024 * 1024 },
-      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
-    if (input !== undefined) child.stdin!.end(input);
-  });
+/** Runs the command line in this process with exactly `env`, `input` as its standard input. */
+function postbox(args: string[], env: Record<string, string> = {}, input?: string): Promise<CliRun> {
+  return cli(args, env, input === undefined ? {} : { input });
 }
 
 describe('postbox users', () => {
@@ -42,9 +36,9 @@ describe('postbox users', () => {
       const list = await postbox(['users', 'list', '--json', '--db', db]);
       assert.deepEqual((JSON.parse(list.stdout) as { users: { id: string }[] }).users.map((u) => u.id), ['alice', 'bob']);
 
-      const server = await startTestServer({ POSTBOX_AUTH: 'token' }, { dir });
+      const server = await buildTestApp({ POSTBOX_AUTH: 'token' }, { dir });
       try {
-        const sent = await postJson(server.url, '/v1/messages', { toUser: 'bob', message: 'hi' }, { authorization: `Bearer ${token}` });
+        const sent = await server.postJson('/v1/messages', { toUser: 'bob', message: 'hi' }, { authorization: `Bearer ${token}` });
         assert.equal(sent.status, 201, sent.text);
         assert.equal(sent.json<Message>().fromUser, 'alice');
       } finally {
@@ -67,7 +61,8 @@ describe('postbox users', () => {
         assert.equal(stream.status, 200);
         const removed = await postbox(['users', 'remove', 'carol', '--db', db]);
         assert.equal(removed.code, 0, removed.stderr);
-        // Another process changed the store: the stream learns at its next heartbeat.
+        // Another handle on the store (as another process has) changed it, unheard by the
+        // server's hub: the stream learns at its next heartbeat.
         const [end] = await stream.waitFor(1, 'end', 10_000);
         assert.deepEqual(JSON.parse(end!.data), { reason: 'the token was revoked' });
         await stream.ended;
@@ -151,17 +146,17 @@ await describeWithPostgres('moving house: SQLite to PostgreSQL and back', () => 
       // A store with users, tokens, read and unread messages across more than one export chunk.
       const token = (await postbox(['users', 'add', 'erin', '--db', first])).stdout.trim();
       await postbox(['users', 'add', 'frank', '--db', first]);
-      const server = await startTestServer({ DATABASE_URL: first, POSTBOX_RATE_LIMIT: '0' }, { dir });
+      const server = await buildTestApp({ DATABASE_URL: first, POSTBOX_RATE_LIMIT: '0' }, { dir });
       try {
         let i = 0;
         await Promise.all(Array.from({ length: 16 }, async () => {
           while (i < 2500) {
             const n = i++;
-            await postJson(server.url, '/v1/messages', { fromUser: n % 2 ? 'erin' : 'frank', toUser: n % 3 ? 'frank' : 'erin', message: `m${n} ✓` });
+            await server.postJson('/v1/messages', { fromUser: n % 2 ? 'erin' : 'frank', toUser: n % 3 ? 'frank' : 'erin', message: `m${n} ✓` });
           }
         }));
-        await postJson(server.url, '/v1/users/frank/read', { upTo: '1000' });
-        await request(server.url, '/v1/messages/7', { method: 'DELETE' });
+        await server.postJson('/v1/users/frank/read', { upTo: '1000' });
+        await server.request('/v1/messages/7', { method: 'DELETE' });
       } finally {
         await server.stop();
       }
@@ -180,11 +175,11 @@ await describeWithPostgres('moving house: SQLite to PostgreSQL and back', () => 
       assert.equal(final.stdout, await readFile(file, 'utf8'), 'the store came back exactly as it left');
 
       // And it works there: the token still acts as its user, read state and ids are kept.
-      const server2 = await startTestServer({ DATABASE_URL: schema.url(), POSTBOX_AUTH: 'token' }, { dir });
+      const server2 = await buildTestApp({ DATABASE_URL: schema.url(), POSTBOX_AUTH: 'token' }, { dir });
       try {
-        const inbox = await request(server2.url, '/v1/users/erin/messages?limit=500', { headers: { authorization: `Bearer ${token}` } });
+        const inbox = await server2.request('/v1/users/erin/messages?limit=500', { headers: { authorization: `Bearer ${token}` } });
         assert.equal(inbox.status, 200);
-        const fresh = await postJson(server2.url, '/v1/messages', { toUser: 'frank', message: 'after the move' }, { authorization: `Bearer ${token}` });
+        const fresh = await server2.postJson('/v1/messages', { toUser: 'frank', message: 'after the move' }, { authorization: `Bearer ${token}` });
         assert.ok(Number(fresh.json<Message>().id) > 2500, 'new ids continue past the imported ones');
       } finally {
         await server2.stop();

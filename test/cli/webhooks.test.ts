@@ -3,7 +3,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { runCli } from '../../src/cli/cli.js';
+import { cli, type CliRun } from '../helpers/cli.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { startReceiver, type Receiver } from '../webhooks/helpers.js';
 
@@ -11,13 +11,8 @@ const ADMIN = 'admin-token-for-the-cli-webhooks-0';
 let server: TestServer;
 let receiver: Receiver;
 
-async function postbox(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(args, { POSTBOX_URL: server.url, POSTBOX_TOKEN: ADMIN, TZ: 'UTC' }, {
-    stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), columns: 160,
-  });
-  return { code, stdout, stderr };
+function postbox(args: string[]): Promise<CliRun> {
+  return cli(args, { POSTBOX_URL: server.url, POSTBOX_TOKEN: ADMIN, TZ: 'UTC' }, { columns: 160 });
 }
 
 before(async () => {

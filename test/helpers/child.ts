@@ -17,12 +17,39 @@ export interface ChildServer {
 
 const CLI = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 
+const alive = new Set<ChildProcess>();
+let guarding = false;
+
+/**
+ * Makes `child` die with this test process: at its exit, and when the runner cancels the
+ * file (it sends SIGTERM, whose default action would skip exit handlers and leave the child,
+ * a listening server perhaps, running). Answers the child.
+ */
+export function dieWithTest<T extends ChildProcess>(child: T): T {
+  alive.add(child);
+  child.once('exit', () => alive.delete(child));
+  if (!guarding) {
+    guarding = true;
+    const killAll = () => {
+      for (const c of alive) c.kill('SIGKILL');
+    };
+    process.once('exit', killAll);
+    for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+      process.once(signal, () => {
+        killAll();
+        process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGHUP' ? 1 : 15));
+      });
+    }
+  }
+  return child;
+}
+
 /** Starts `postbox serve` with `env`, resolving once it says where it listens. */
 export async function spawnServer(env: Record<string, string>, args: string[] = []): Promise<ChildServer> {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'serve', ...args], {
+  const child = dieWithTest(spawn(process.execPath, ['--import', 'tsx', CLI, 'serve', ...args], {
     env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  }));
   const output: string[] = [];
   const exited = once(child, 'exit').then(([code, signal]) => ({
     code: code as number | null,

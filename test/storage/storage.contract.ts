@@ -9,7 +9,12 @@ import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { AppError } from '../../src/errors.js';
 import type { Message } from '../../src/protocol/types.js';
-import { messageJson, pageJson } from '../../src/protocol/wire.js';
+import { ANYONE } from '../../src/domain/access.js';
+import { MessageService } from '../../src/domain/messages.js';
+import { UserService } from '../../src/domain/users.js';
+import { joinedMessages, messageJson, pageJson } from '../../src/protocol/wire.js';
+import { Hub } from '../../src/realtime/hub.js';
+import { StreamRegistry } from '../../src/realtime/streams.js';
 import type { ExportRecord, Storage, StoreEvent, WirePage } from '../../src/storage/storage.js';
 
 /** A fresh store and how to dispose of it. */
@@ -139,10 +144,36 @@ export function storageContract(name: string, open: StoreFactory): void {
         assert.deepEqual(exported, [golden[7], golden[9], golden[12]]);
       }));
 
-      it('renders a page document around the stored bytes', () => withStore(open, async (s) => {
+      it('renders a page document and the legacy inbox around the stored bytes', () => withStore(open, async (s) => {
         await s.importAll(Readable.from(records) as AsyncIterable<ExportRecord>);
         const page = await s.inbox('bob', { limit: 1 });
         assert.equal(pageJson(page.rows, page.more ? page.rows[0]![0] : null), `{"messages":[${golden[7]}],"next":"7"}`);
+        const all = await s.inbox('bob', { limit: 10 });
+        assert.equal(`[${joinedMessages(all.rows)}]`, `[${golden[7]},${golden[12]}]`);
+      }));
+
+      it('streams the same bytes on replay and live', () => withStore(open, async (s) => {
+        await s.importAll(Readable.from(records) as AsyncIterable<ExportRecord>);
+        const hub = new Hub();
+        s.onEvents((events) => hub.publish(events));
+        const messages = new MessageService(s, hub, { maxMessageBytes: 100_000 });
+        const streams = new StreamRegistry(hub, { perUser: 2, total: 2, heartbeatMs: 60_000, bufferBytes: 1 << 20, retryMs: 1000 },
+          { warn: () => undefined, debug: () => undefined }, { messages, users: new UserService(s) });
+        const body = streams.start({ actor: ANYONE, user: 'bob', after: '0' });
+        let text = '';
+        body.setEncoding('utf8');
+        body.on('data', (chunk: string) => (text += chunk));
+        try {
+          const frame = (id: string, json: string) => `event: message\nid: ${id}\ndata: ${json}\n\n`;
+          const replayed = frame('7', golden[7]) + frame('12', golden[12]);
+          await waitFor(() => text.includes(replayed));
+          const out = await s.send({ fromUser: 'ann', toUser: 'bob', message: tricky });
+          assert.ok(out.kind === 'stored');
+          const [, stored] = (await s.inbox('bob', { after: 12, limit: 1 })).rows[0]!;
+          await waitFor(() => text.includes(frame(out.message.id, stored)));
+        } finally {
+          body.destroy();
+        }
       }));
 
       it('tells live listeners the very bytes a replay reads back, before and after marking read', () => withStore(open, async (s) => {

@@ -147,7 +147,6 @@ class PostgresDialect implements Dialect {
   readonly pingWrites = false;
   readonly reads: DialectReads;
   readonly webhookReads: WebhookReads;
-  readonly runBatch: Dialect['runBatch'];
   private readonly side: WriteSide;
   private readonly feed: ChangeFeed;
   private readonly channel: string;
@@ -161,7 +160,6 @@ class PostgresDialect implements Dialect {
   ) {
     this.channel = channelFor(facts.schema);
     this.side = new WriteSide((WRITE_LOCK_CLASS << 32n) | BigInt(facts.oid), options.durability);
-    this.runBatch = (writes) => this.run(writes);
     this.feed = new ChangeFeed({
       client: connectionConfig(options),
       channel: this.channel,
@@ -230,7 +228,7 @@ class PostgresDialect implements Dialect {
   }
 
   /** One batch: apply, NOTIFY its events, commit; see write-ops.ts and change-feed.ts. */
-  private async run(writes: readonly StoreWrite[]): Promise<BatchResult> {
+  async runBatch(writes: readonly StoreWrite[]): Promise<BatchResult> {
     let client: pg.PoolClient;
     try {
       client = await this.pool.connect();

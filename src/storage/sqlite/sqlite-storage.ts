@@ -8,9 +8,11 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { CoreStorage, Listeners, type ConversationRow, type Dialect, type DialectReads, type TokenRow } from '../core.js';
+import type { BatchResult } from '../group-commit.js';
 import { windowSql } from '../paging.js';
 import type { InboxQuery, StorageLogger, StoredUser, TokenOwner, WireRow } from '../storage.js';
 import type { WebhookReads } from '../webhooks.js';
+import type { StoreWrite } from '../writes.js';
 import { sqliteWebhookReads } from './webhooks.js';
 import { migrate } from './migrations.js';
 import { CONNECTION_PRAGMAS, WIRE_COLUMNS } from './rows.js';
@@ -72,7 +74,6 @@ class SqliteDialect implements Dialect {
   readonly pingWrites = true;
   readonly reads: DialectReads;
   readonly webhookReads: WebhookReads;
-  readonly runBatch: Dialect['runBatch'];
   readonly commitVersion: () => number;
   private readonly writer: WriterThread;
   private readonly statements = new Map<string, Database.Statement>();
@@ -80,7 +81,6 @@ class SqliteDialect implements Dialect {
   constructor(private readonly db: Database.Database, options: SqliteOptions) {
     this.webhookReads = sqliteWebhookReads(db);
     this.writer = new WriterThread({ path: options.path, synchronous: options.durability === 'fsync' ? 'FULL' : 'NORMAL' });
-    this.runBatch = (writes) => this.writer.run(writes);
     // SQLite's count of commits by other connections: the writer thread's and other processes'.
     const dataVersion = db.prepare('PRAGMA data_version').pluck();
     this.commitVersion = () => dataVersion.get() as number;
@@ -121,6 +121,10 @@ class SqliteDialect implements Dialect {
       tokenOwner: (hash) => (this.prepared('SELECT user_id AS user, scopes FROM tokens WHERE hash = ?').get(hash) as TokenOwner | undefined) ?? null,
       ping: () => this.prepared('SELECT 1').get(),
     };
+  }
+
+  runBatch(writes: readonly StoreWrite[]): Promise<BatchResult> {
+    return this.writer.run(writes);
   }
 
   async close(): Promise<void> {
