@@ -22,12 +22,15 @@ import { metricsRoutes } from './http/metrics.js';
 import { streamRoutes } from './http/stream.js';
 import { userRoutes } from './http/users.js';
 import { webhookRoutes } from './http/webhooks.js';
-import { problemRoutes, registerProblemHandlers, sendProblem } from './http/problems.js';
-import { registerProtection } from './http/protection.js';
-import { addMethodNotAllowed, recordRoutes, type RouteEntry } from './http/route-table.js';
+import { clientErrorHandler, problemRoutes, registerNotFound, registerProblemHandlers, sendProblem } from './http/problems.js';
+import { registerCrossSiteGuard, registerFirstHooks, registerProtection } from './http/protection.js';
+import { sessionRoutes } from './http/session.js';
+import { addMethodNotAllowed, recordRoutes, supportAllMethods, type RouteEntry } from './http/route-table.js';
 import { validatorCompiler } from './http/validation.js';
+import { webAppRoutes } from './http/webapp.js';
 import type { Hub } from './realtime/hub.js';
 import { StreamRegistry } from './realtime/streams.js';
+import type { Retention } from './storage/retention.js';
 import type { Storage } from './storage/storage.js';
 import { packageVersion } from './version.js';
 
@@ -37,6 +40,8 @@ export interface AppDeps {
   storage: Storage;
   hub: Hub;
   logger: Logger;
+  /** Background pruning, whose runs `/metrics` reports; absent when retention is off. */
+  retention?: Retention | undefined;
   /** The clock JWT expiry and webhook retries are judged by, in epoch ms; tests move it. Default Date.now. */
   clock?: () => number;
 }
@@ -87,6 +92,20 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
     loggerInstance,
     logController: new AccessLog(),
     bodyLimit,
+    // Every phase of a request has a deadline, so a client that stalls (slow headers, a body
+    // that never finishes) cannot hold a connection and its memory for good: Node answers
+    // 408 through clientErrorHandler and closes. Streams and long-polls are answers, not
+    // requests, and are not cut by these.
+    requestTimeout: config.requestTimeoutSeconds * 1000,
+    keepAliveTimeout: config.keepAliveTimeoutSeconds * 1000,
+    http: {
+      headersTimeout: config.headersTimeoutSeconds * 1000,
+      // How often Node looks for requests past those deadlines (its default is 30 s).
+      connectionsCheckingInterval: 1000,
+    },
+    clientErrorHandler,
+    // A graceful stop answers with the contract's 503 (see registerFirstHooks), not Fastify's.
+    return503OnClosing: false,
     requestIdHeader: false,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
@@ -101,13 +120,20 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // The docs UI and the CORS preflight route (`OPTIONS *`) come from plugins.
+  supportAllMethods(app);
   const routeTable = recordRoutes(app, { publicPrefixes: ['/docs', '*'] });
   app.setValidatorCompiler(validatorCompiler());
   registerBodyParser(app, bodyLimit);
   registerProblemHandlers(app, bodyLimit);
+  app.server.maxConnections = config.maxConnections;
+  registerFirstHooks(app);
+  // A bearer token is not ambient authority; only open mode can be driven by a foreign page.
+  if (config.auth === 'open') {
+    registerCrossSiteGuard(app, { host: config.host, allowedHosts: config.allowedHosts, corsOrigins: config.corsOrigins });
+  }
 
   // The document generator must be in place before the routes it describes.
-  await docsRoutes(app, { version: packageVersion() });
+  await docsRoutes(app, { version: packageVersion(), mode: config.auth === 'jwt' ? 'token' : config.auth });
   const jwt = config.auth === 'jwt'
     ? await loadJwtVerifier({
       secret: config.jwtSecret, publicKey: config.jwtPublicKey, jwksFile: config.jwksFile,
@@ -117,6 +143,7 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   const users = new UserService(storage, { mode: config.auth, adminToken: config.adminToken, jwt });
   const messages = new MessageService(storage, hub, {
     maxMessageBytes: config.maxMessageBytes,
+    knownRecipientsOnly: config.auth === 'token',
     onStored: () => metrics.messagesStored.inc(),
   });
   const streams = new StreamRegistry(hub, {
@@ -126,7 +153,7 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
     bufferBytes: config.streamBufferBytes,
     retryMs: 2000,
   }, logger, { messages, users });
-  const metrics = metricsRoutes(app, { openStreams: () => streams.open });
+  const metrics = metricsRoutes(app, { openStreams: () => streams.open, storage, retention: deps.retention });
   // Streams and long-polls would hold a graceful close open: end them first. A request that
   // finishes during the close leaves its keep-alive socket idle after Node's one sweep of
   // idle sockets, and the close would wait out the keep-alive timeout: keep sweeping.
@@ -144,7 +171,8 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   });
 
   registerAuth(app, users, config.auth);
-  await registerProtection(app, { perMinute: config.rateLimit, corsOrigins: config.corsOrigins });
+  const protection = await registerProtection(app, { perMinute: config.rateLimit, corsOrigins: config.corsOrigins });
+  registerNotFound(app, protection.limit);
   healthRoutes(app, storage);
   problemRoutes(app);
   legacyRoutes(app, messages);
@@ -152,6 +180,8 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   userRoutes(app, users);
   streamRoutes(app, streams);
   webhookRoutes(app, new WebhookService(storage.webhooks, { allowPrivate: config.webhookAllowPrivate, clock: deps.clock }));
+  sessionRoutes(app, { auth: config.auth === 'jwt' ? 'token' : config.auth, maxMessageBytes: config.maxMessageBytes, version: packageVersion() });
+  webAppRoutes(app);
 
   // Last, once every route (plugins' included) is known.
   void app.register((instance, _options, done) => {

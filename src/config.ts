@@ -46,6 +46,22 @@ export interface Config {
   readonly streamBufferBytes: number;
   readonly corsOrigins: readonly string[];
   readonly trustProxy: boolean | number | readonly string[];
+  /** Messages older than this many milliseconds are pruned; undefined keeps them for ever. */
+  readonly retentionMs: number | undefined;
+  /** Each inbox keeps only its newest this-many messages; undefined keeps them all. */
+  readonly inboxLimit: number | undefined;
+  /** Seconds a client may take to send a request's headers. */
+  readonly headersTimeoutSeconds: number;
+  /** Seconds a client may take to send a whole request, headers and body. */
+  readonly requestTimeoutSeconds: number;
+  /** Seconds an idle keep-alive connection is kept open between requests. */
+  readonly keepAliveTimeoutSeconds: number;
+  /** Connections held open at once (streams included); more are refused. */
+  readonly maxConnections: number;
+  /** Seconds a graceful stop waits for in-flight requests before it cuts them off. */
+  readonly shutdownGraceSeconds: number;
+  /** Host names (besides loopback names and `host`) that open mode answers to. */
+  readonly allowedHosts: readonly string[];
 }
 
 /** pino's level names. */
@@ -91,6 +107,22 @@ function oneOf<T extends string>(values: readonly T[]) {
     }
     return v as T;
   };
+}
+
+const DURATION_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/**
+ * Parses a duration such as `30d`, `12h`, `90s` (also `m` minutes, `w` weeks) into
+ * milliseconds; empty or `off` is undefined (no limit).
+ */
+export function parseDuration(raw: string, source: string): number | undefined {
+  const v = raw.trim().toLowerCase();
+  if (v === '' || v === 'off') return undefined;
+  const m = /^(\d+)\s*([smhdw])$/.exec(v);
+  if (!m) throw new ConfigError(`${source} must be a duration such as 30d, 12h, 90s (or off), got "${raw}"`);
+  const ms = Number(m[1]) * DURATION_UNITS[m[2]!]!;
+  if (ms < 1000 || !Number.isSafeInteger(ms)) throw new ConfigError(`${source} must be between 1s and a few thousand years, got "${raw}"`);
+  return ms;
 }
 
 /** Parses `sqlite:<path>` or `postgres://…` into a {@link StorageLocation}. */
@@ -269,6 +301,56 @@ const SETTINGS: { [K in keyof Config]: Setting<K> } = {
       return v.split(',').map((a) => a.trim()).filter(Boolean);
     },
   },
+  retentionMs: {
+    key: 'retentionMs', env: 'POSTBOX_RETENTION', default: 'off',
+    help: 'remove messages older than this (30d, 12h, 90s; off keeps them for ever), in the background',
+    parse: parseDuration,
+  },
+  inboxLimit: {
+    key: 'inboxLimit', env: 'POSTBOX_INBOX_LIMIT', default: 'off',
+    help: 'keep only the newest this-many messages of each inbox (off keeps them all), in the background',
+    parse: (raw, source) => {
+      const v = raw.trim().toLowerCase();
+      return v === '' || v === 'off' ? undefined : integer(1, 1_000_000_000)(v, source);
+    },
+  },
+  headersTimeoutSeconds: {
+    key: 'headersTimeoutSeconds', env: 'POSTBOX_HEADERS_TIMEOUT_SECONDS', default: '10',
+    help: 'seconds a client may take to send a request\'s headers before it is answered 408 and closed',
+    parse: integer(1, 3600),
+  },
+  requestTimeoutSeconds: {
+    key: 'requestTimeoutSeconds', env: 'POSTBOX_REQUEST_TIMEOUT_SECONDS', default: '30',
+    help: 'seconds a client may take to send a whole request (headers and body) before it is answered 408 and closed',
+    parse: integer(1, 3600),
+  },
+  keepAliveTimeoutSeconds: {
+    key: 'keepAliveTimeoutSeconds', env: 'POSTBOX_KEEPALIVE_TIMEOUT_SECONDS', default: '5',
+    help: 'seconds an idle keep-alive connection stays open waiting for the next request',
+    parse: integer(1, 3600),
+  },
+  maxConnections: {
+    key: 'maxConnections', env: 'POSTBOX_MAX_CONNECTIONS', default: '25000',
+    help: 'connections held open at once, live streams included; further connections are refused',
+    parse: integer(1, 10_000_000),
+  },
+  shutdownGraceSeconds: {
+    key: 'shutdownGraceSeconds', env: 'POSTBOX_SHUTDOWN_GRACE_SECONDS', default: '10',
+    help: 'on SIGTERM/SIGINT, seconds to let in-flight requests finish before cutting them off (storage is closed either way)',
+    parse: integer(1, 3600),
+  },
+  allowedHosts: {
+    key: 'allowedHosts', env: 'POSTBOX_ALLOWED_HOSTS', default: '',
+    help: 'open mode: host names, comma-separated, that requests may address besides loopback names and HOST ' +
+      '(a Host header naming anything else is refused, against DNS rebinding)',
+    parse: (raw, source) => {
+      const hosts = raw.split(',').map((h) => h.trim().toLowerCase()).filter(Boolean);
+      for (const h of hosts) {
+        if (/[\s/@]/.test(h)) throw new ConfigError(`${source} has "${h}", which is not a host name`);
+      }
+      return hosts;
+    },
+  },
   allowOpenNetwork: {
     key: 'allowOpenNetwork', flag: 'allow-open-network', default: 'false', boolean: true,
     help: 'let open mode listen on a non-loopback address (anyone who can reach it can read every inbox)',
@@ -293,6 +375,9 @@ export function loadConfig(source: ConfigSource = {}): Config {
   const config = values as unknown as Config;
   checkOpenExposure(config);
   checkJwt(config);
+  if (config.headersTimeoutSeconds > config.requestTimeoutSeconds) {
+    throw new ConfigError('POSTBOX_HEADERS_TIMEOUT_SECONDS must not be longer than POSTBOX_REQUEST_TIMEOUT_SECONDS');
+  }
   return Object.freeze(config);
 }
 

@@ -7,9 +7,13 @@ import type { CliIO } from './cli/cli.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './logger.js';
 import { startServer, type RunningServer } from './server.js';
+import { StoreInUseError } from './storage/sqlite/serve-lock.js';
 
-/** How long a graceful close may take before the process exits anyway. */
-const CLOSE_GRACE_MS = 10_000;
+/**
+ * How long past the grace period a close may still take (storage finishing its last
+ * writes) before the process exits anyway.
+ */
+const CLOSE_MARGIN_MS = 5_000;
 
 /**
  * `postbox serve`: reads settings, starts, and closes gracefully on SIGINT or SIGTERM
@@ -35,6 +39,12 @@ export async function runServer(
   try {
     server = await startServer(config, logger);
   } catch (err) {
+    if (err instanceof StoreInUseError) {
+      // A setup mistake, not a crash: one sentence, no stack.
+      logger.fatal(err.message);
+      process.stderr.write(`postbox: ${err.message}\n`);
+      return 1;
+    }
     logger.fatal({ err }, 'could not start');
     return 1;
   }
@@ -50,7 +60,7 @@ export async function runServer(
       const timer = setTimeout(() => {
         logger.error('graceful close took too long; exiting');
         process.exit(1);
-      }, CLOSE_GRACE_MS);
+      }, config.shutdownGraceSeconds * 1000 + CLOSE_MARGIN_MS);
       timer.unref();
       server.close().then(
         () => {

@@ -6,9 +6,12 @@
 import type { Logger } from 'pino';
 import { buildApp, type PostboxApp } from './app.js';
 import type { Config } from './config.js';
+import { nonconformingIds } from './domain/users.js';
 import { Hub } from './realtime/hub.js';
-import { openStorage } from './storage/open.js';
 import { WebhookDispatcher } from './webhooks/dispatcher.js';
+import { openStorage } from './storage/open.js';
+import { Retention, retentionEnabled } from './storage/retention.js';
+import { acquireServeLock, type ServeLock } from './storage/sqlite/serve-lock.js';
 import type { Storage } from './storage/storage.js';
 
 /** A server's parts, wired together but not listening. */
@@ -16,9 +19,15 @@ export interface PostboxServer {
   app: PostboxApp;
   storage: Storage;
   hub: Hub;
+  /** Background pruning, when POSTBOX_RETENTION or POSTBOX_INBOX_LIMIT is set. */
+  retention: Retention | undefined;
   /** Delivers webhooks from the outbox; {@link startServer} starts it. */
   webhooks: WebhookDispatcher;
-  /** Closes the app (ending streams, letting in-flight requests finish), then storage. Idempotent. */
+  /**
+   * Closes the app (ending streams, letting in-flight requests finish for up to
+   * `shutdownGraceSeconds`, then cutting off whatever connections remain: a client stalled
+   * mid-body), then storage, in every case. Idempotent.
+   */
   close(): Promise<void>;
 }
 
@@ -33,9 +42,17 @@ export interface RunningServer extends PostboxServer {
  * without listening: what `app.inject()` needs, and the first half of {@link startServer}.
  */
 export async function buildServer(config: Config, logger: Logger): Promise<PostboxServer> {
-  const storage = await openStorage(config.database, {
-    durability: config.durability, poolSize: config.pgPoolSize, logger: logger.child({ component: 'storage' }),
-  });
+  // One server per SQLite file (serve-lock.ts): refused before anything is opened.
+  const lock: ServeLock | undefined = config.database.kind === 'sqlite' ? acquireServeLock(config.database.path) : undefined;
+  let storage: Storage;
+  try {
+    storage = await openStorage(config.database, {
+      durability: config.durability, poolSize: config.pgPoolSize, logger: logger.child({ component: 'storage' }),
+    });
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
   const hub = new Hub(logger);
   const webhooks = new WebhookDispatcher(storage.webhooks, {
     allowPrivate: config.webhookAllowPrivate,
@@ -47,25 +64,59 @@ export async function buildServer(config: Config, logger: Logger): Promise<Postb
     // A change may have written deliveries: look now rather than at the next poll.
     webhooks.wake();
   });
+  const policy = { maxAgeMs: config.retentionMs, inboxLimit: config.inboxLimit };
+  const retention = retentionEnabled(policy)
+    ? new Retention(storage, policy, { logger: logger.child({ component: 'retention' }) })
+    : undefined;
   let app: PostboxApp;
   try {
-    app = await buildApp({ config, storage, hub, logger });
+    app = await buildApp({ config, storage, hub, logger, retention });
   } catch (err) {
+    await retention?.stop();
     await storage.close();
+    lock?.release();
     throw err;
   }
+  retention?.start();
   let closing: Promise<void> | undefined;
   return {
-    app, storage, hub, webhooks,
+    app, storage, hub, retention, webhooks,
     close: () => (closing ??= (async () => {
+      const cutOff = setTimeout(() => {
+        logger.warn({ graceSeconds: config.shutdownGraceSeconds }, 'closing: grace period over; cutting off the remaining connections');
+        app.server.closeAllConnections();
+      }, config.shutdownGraceSeconds * 1000);
       try {
+        await retention?.stop();
         await app.close();
         await webhooks.close();
       } finally {
-        await storage.close();
+        clearTimeout(cutOff);
+        try {
+          await storage.close();
+        } finally {
+          lock?.release();
+        }
       }
     })()),
   };
+}
+
+/**
+ * Logs the stored user ids that today's id rule refuses (created under an older one), so an
+ * operator learns of them; they are not changed or deleted. Users only, which is cheap at
+ * every start; `postbox check` also looks at every message's ids.
+ */
+async function reportNonconformingUsers(storage: Storage, logger: Logger): Promise<void> {
+  try {
+    const odd = await nonconformingIds((await storage.listUsers()).map((u) => u.id));
+    if (odd.length > 0) {
+      logger.warn({ ids: odd }, `${odd.length} stored user id(s) would be refused by the current id rule; ` +
+        'they keep working as they are (run postbox check for ids in messages too)');
+    }
+  } catch (err) {
+    logger.warn({ err }, 'could not list users to check their ids');
+  }
 }
 
 /** Builds a server for `config` and listens on its host and port; resolves once it listens. */
@@ -74,6 +125,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   try {
     const url = await server.app.listen({ port: config.port, host: config.host });
     logger.info({ url, storage: server.storage.kind, auth: config.auth, durability: config.durability }, `Postbox listening on ${url}`);
+    void reportNonconformingUsers(server.storage, logger);
     server.webhooks.start();
     return { ...server, url };
   } catch (err) {

@@ -46,6 +46,10 @@ describe('config', () => {
       [{ POSTBOX_PG_POOL_SIZE: '0' }, [], /POSTBOX_PG_POOL_SIZE must be between 1 and 1000/],
       [{ POSTBOX_PG_POOL_SIZE: 'lots' }, [], /POSTBOX_PG_POOL_SIZE must be a whole number/],
       [{}, ['--no-such-flag'], /Unknown option '--no-such-flag'/],
+      [{ POSTBOX_RETENTION: '30 days' }, [], /POSTBOX_RETENTION must be a duration such as 30d, 12h, 90s/],
+      [{ POSTBOX_RETENTION: '0s' }, [], /POSTBOX_RETENTION must be between 1s/],
+      [{ POSTBOX_INBOX_LIMIT: '0' }, [], /POSTBOX_INBOX_LIMIT must be between 1 and/],
+      [{ POSTBOX_INBOX_LIMIT: 'ten' }, [], /POSTBOX_INBOX_LIMIT must be a whole number/],
     ];
     for (const [env, argv, message] of bad) {
       assert.throws(() => loadConfig({ env, argv }), (err: unknown) => err instanceof ConfigError && message.test(err.message));
@@ -58,6 +62,17 @@ describe('config', () => {
     assert.equal(loadConfig({ env: { HOST: '0.0.0.0', POSTBOX_AUTH: 'token' } }).auth, 'token');
     for (const h of ['localhost', '127.0.0.1', '127.8.9.10', '::1', '[::1]']) assert.ok(isLoopback(h), h);
     for (const h of ['0.0.0.0', '::', '192.168.1.2', 'example.com']) assert.ok(!isLoopback(h), h);
+  });
+
+  it('keeps every message by default, and reads retention as a duration and the inbox limit as a count', () => {
+    assert.equal(loadConfig({}).retentionMs, undefined);
+    assert.equal(loadConfig({}).inboxLimit, undefined);
+    assert.equal(loadConfig({ env: { POSTBOX_RETENTION: 'off', POSTBOX_INBOX_LIMIT: 'off' } }).retentionMs, undefined);
+    assert.equal(loadConfig({ env: { POSTBOX_RETENTION: '30d' } }).retentionMs, 30 * 86_400_000);
+    assert.equal(loadConfig({ env: { POSTBOX_RETENTION: '12h' } }).retentionMs, 12 * 3_600_000);
+    assert.equal(loadConfig({ env: { POSTBOX_RETENTION: '90s' } }).retentionMs, 90_000);
+    assert.equal(loadConfig({ env: { POSTBOX_RETENTION: '2W' } }).retentionMs, 14 * 86_400_000);
+    assert.equal(loadConfig({ env: { POSTBOX_INBOX_LIMIT: '500' } }).inboxLimit, 500);
   });
 
   it('parses the database URL spellings', () => {

@@ -1,21 +1,29 @@
 /**
  * The commands that work on the store itself, no server needed: `users add|list|remove`
  * (so the first user of a token-mode server can be made before it starts), `export` and
- * `import` (JSON Lines, to move a store between SQLite and PostgreSQL), and `migrate`.
+ * `import` (JSON Lines, to move a store between SQLite and PostgreSQL), `backup` and
+ * `restore` (a SQLite store, online), and `migrate`.
  *
- * They read the same storage settings as the server (`--db`/`DATABASE_URL`, …).
+ * They read the same storage settings as the server (`--db`/`DATABASE_URL`, …), and open
+ * the store by the rules of store-open.ts: only a command meant to create a store creates one.
  * Exit codes: 0 done, 1 the store refused or could not be reached, 2 the command line is wrong.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Readable, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { ConfigError, loadStoreConfig, type StoreConfig } from '../config.js';
+import { hasConflicts, NAMED_CONFLICTS, planImport, recordsToImport, type ConflictPolicy, type ImportPlan } from '../domain/import-plan.js';
 import { STORE_HOLDER } from '../domain/access.js';
 import { readRecords, recordLine } from '../domain/transfer.js';
-import { UserService } from '../domain/users.js';
+import { idsOf, nonconformingIds, UserService } from '../domain/users.js';
 import { AppError } from '../errors.js';
-import type { Storage } from '../storage/storage.js';
+import type { ExportRecord, Storage } from '../storage/storage.js';
 import type { CliContext, Command } from './cli.js';
+import { checkStoreExists, explainOpenFailure, StoreOpenError, type OpenIntent } from './store-open.js';
 
 type Flags = Record<string, { type: 'string' | 'boolean' }>;
 
@@ -36,14 +44,50 @@ function parse<F extends Flags>(args: string[], ctx: CliContext, flags: F) {
 /** The storage modules, loaded only by the commands that use them (they bring native drivers). */
 const backends = () => import('../storage/open.js');
 
-async function withStore<T>(config: StoreConfig, fn: (storage: Storage) => Promise<T>): Promise<T> {
+/** Where the store setting came from, to name it when the store is not there. */
+function storeSource(ctx: CliContext, args: string[]): string {
+  return args.some((a) => a === '--db' || a.startsWith('--db=')) ? '--db' : ctx.env.DATABASE_URL ? 'DATABASE_URL' : 'the default';
+}
+
+/**
+ * Opens the configured store for `fn` and closes it after. With intent `existing`, a SQLite
+ * file that is not there is refused rather than created (store-open.ts); a store that
+ * cannot be opened is explained in a sentence.
+ */
+export async function withStore<T>(
+  config: StoreConfig,
+  intent: OpenIntent,
+  source: string,
+  fn: (storage: Storage) => Promise<T>,
+): Promise<T> {
+  checkStoreExists(config.database, intent, source);
   const { openStorage } = await backends();
-  const storage = await openStorage(config.database, { durability: config.durability, poolSize: Math.min(config.pgPoolSize, 2) });
+  let storage: Storage;
+  try {
+    storage = await openStorage(config.database, { durability: config.durability, poolSize: Math.min(config.pgPoolSize, 2) });
+  } catch (err) {
+    throw explained(config, err);
+  }
   try {
     return await fn(storage);
   } finally {
     await storage.close();
   }
+}
+
+/** A failure to open the store, as a sentence when a person can act on it. */
+function explained(config: StoreConfig, err: unknown): unknown {
+  const why = explainOpenFailure(config.database, err);
+  return why === undefined ? err : new StoreOpenError(why, { cause: err });
+}
+
+/** Failures a person fixes by setup: said in one sentence, exit code 1. */
+async function isSetupError(err: unknown): Promise<boolean> {
+  if (err instanceof StoreOpenError || err instanceof AppError) return true;
+  const [{ BackupError }, { StoreInUseError }] = await Promise.all([
+    import('../storage/sqlite/backup.js'), import('../storage/sqlite/serve-lock.js'),
+  ]);
+  return err instanceof BackupError || err instanceof StoreInUseError;
 }
 
 /** Runs a store command, turning failures into a message for a person and an exit code. */
@@ -56,8 +100,8 @@ async function guarded(name: string, ctx: CliContext, body: () => Promise<void>)
       ctx.io.stderr(`postbox ${name}: ${err.message}\nRun "postbox ${name} --help" for its options.\n`);
       return 2;
     }
-    if (err instanceof AppError) {
-      ctx.io.stderr(`postbox ${name}: ${err.message}\n`);
+    if (await isSetupError(err)) {
+      ctx.io.stderr(`postbox ${name}: ${(err as Error).message}\n`);
       return 1;
     }
     throw err;
@@ -85,7 +129,11 @@ const users: Command = {
   run: (args, ctx) => guarded('users', ctx, async () => {
     const { config, flags, args: rest } = parse(args, ctx, { json: { type: 'boolean' } });
     const [sub, ...operands] = rest;
-    await withStore(config, async (storage) => {
+    if (sub !== 'add' && sub !== 'list' && sub !== 'remove') {
+      throw new UsageError(sub === undefined ? 'give a subcommand: add, list or remove' : `unknown subcommand "${sub}"`);
+    }
+    // Making the first user is how a store begins; listing or removing needs one that exists.
+    await withStore(config, sub === 'add' ? 'create' : 'existing', storeSource(ctx, args), async (storage) => {
       // Whoever holds the store acts on its accounts as the admin would; no one is authenticated here.
       const service = new UserService(storage);
       switch (sub) {
@@ -112,8 +160,6 @@ const users: Command = {
           ctx.io.stderr(`removed user "${id}"\n`);
           return;
         }
-        default:
-          throw new UsageError(sub === undefined ? 'give a subcommand: add, list or remove' : `unknown subcommand "${sub}"`);
       }
     });
   }),
@@ -144,34 +190,171 @@ const exportCommand: Command = {
   run: (args, ctx) => guarded('export', ctx, async () => {
     const { config, flags, args: rest } = parse(args, ctx, { out: { type: 'string' } });
     if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
-    const out: Writable = flags.out ? createWriteStream(flags.out) : ctx.io.output;
     const counts = { user: 0, token: 0, message: 0 };
-    await withStore(config, async (storage) => {
+    let out: Writable | undefined;
+    await withStore(config, 'existing', storeSource(ctx, args), async (storage) => {
+      // Opened only once the store has: a store that is not there leaves no empty file behind.
+      const target = (out = flags.out ? createWriteStream(flags.out) : ctx.io.output);
       for await (const record of storage.exportAll()) {
         counts[record.type]++;
-        await write(out, recordLine(record));
+        await write(target, recordLine(record));
       }
     });
-    if (flags.out) await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    const opened = out;
+    if (flags.out && opened) await new Promise<void>((resolve, reject) => opened.end((err?: Error | null) => (err ? reject(err) : resolve())));
     ctx.io.stderr(`exported ${counts.user} users, ${counts.token} tokens, ${counts.message} messages\n`);
   }),
 };
 
+/** "2 users, 1 token, 0 messages". */
+function tally(c: { users: number; tokens: number; messages: number }): string {
+  const n = (k: number, one: string) => `${k} ${one}${k === 1 ? '' : 's'}`;
+  return `${n(c.users, 'user')}, ${n(c.tokens, 'token')}, ${n(c.messages, 'message')}`;
+}
+
+/** The records of an export file, read afresh (an import reads its file twice). */
+async function* fileRecords(path: string): AsyncGenerator<ExportRecord> {
+  // readline starts reading at once and drops lines nobody iterates yet: made only when
+  // the first record is asked for, never while the reader is still awaiting something else.
+  yield* readRecords(createInterface({ input: createReadStream(path), crlfDelay: Infinity }));
+}
+
+/** Names the conflicts of a plan, for a person. */
+function describeConflicts(plan: ImportPlan): string {
+  const c = plan.conflicting;
+  const total = c.users + c.tokens + c.messages;
+  const lines = plan.conflicts.map((x) => `  ${x.kind} ${x.id}: ${x.why}`);
+  if (total > plan.conflicts.length) lines.push(`  … and ${total - plan.conflicts.length} more (the first ${NAMED_CONFLICTS} are named)`);
+  return `${total} record${total === 1 ? '' : 's'} of the file conflict with the store (${tally(c)}):\n${lines.join('\n')}\n`;
+}
+
 const importCommand: Command = {
   summary: 'read JSON Lines written by postbox export into the store, keeping ids',
-  usage: 'postbox import [<file>] [--db <url>]',
-  help: () => ['Reads the file, or standard input without one.', '', 'Options:', ...STORE_HELP, '',
-    'Every record is checked first; a bad one stops the import naming its line (the records before it',
-    'are stored). Records already in the store are skipped, so an import can be run again.'].join('\n'),
+  usage: 'postbox import [<file>] [--on-conflict fail|skip] [--db <url>]',
+  help: () => ['Reads the file, or standard input without one.', '', 'Options:',
+    '  --on-conflict fail   (default) refuse the whole import if any record conflicts with the store, naming them',
+    '  --on-conflict skip   keep what the store holds and import the rest, naming what was skipped',
+    ...STORE_HELP, '',
+    'The whole file is checked before anything is written: a bad line stops the import naming it, and so does',
+    'a conflict (a message id the store holds with other content, a user id it holds with another creation time,',
+    'a token that would be added to a user the store already holds). Records the store already holds unchanged',
+    'are skipped, so an import can be run again. It prints what it imported and what it skipped.'].join('\n'),
   run: (args, ctx) => guarded('import', ctx, async () => {
-    const { config, args: rest } = parse(args, ctx, {});
+    const { config, flags, args: rest } = parse(args, ctx, { 'on-conflict': { type: 'string' } });
     if (rest.length > 1) throw new UsageError('give at most one file');
-    const input: Readable = rest[0] === undefined || rest[0] === '-' ? ctx.io.input : createReadStream(rest[0]);
-    const counts = await withStore(config, (storage) =>
-      // readline starts reading at once and drops lines nobody iterates yet: made only here,
-      // where they are read, not before the store has opened.
-      storage.importAll(readRecords(createInterface({ input, crlfDelay: Infinity }))));
-    ctx.io.stdout(`imported ${counts.users} users, ${counts.tokens} tokens, ${counts.messages} messages\n`);
+    const given = flags['on-conflict'] ?? 'fail';
+    if (given !== 'fail' && given !== 'skip') throw new UsageError(`--on-conflict must be fail or skip, got "${given}"`);
+    const policy: ConflictPolicy = given;
+    let spool: string | undefined;
+    let path = rest[0];
+    try {
+      if (path === undefined || path === '-') {
+        // The file is read twice (checked, then imported): standard input is kept aside first.
+        spool = await mkdtemp(join(tmpdir(), 'postbox-import-'));
+        path = join(spool, 'stdin.jsonl');
+        await pipeline(ctx.io.input, createWriteStream(path));
+      }
+      const file = path;
+      await withStore(config, 'create', storeSource(ctx, args), async (storage) => {
+        const plan = await planImport(storage, fileRecords(file));
+        if (hasConflicts(plan) && policy === 'fail') {
+          ctx.io.stderr(describeConflicts(plan));
+          throw new StoreOpenError('nothing was imported. Resolve the conflicts in the file, or run again with ' +
+            '--on-conflict skip to keep what the store holds and import the rest.');
+        }
+        const imported = await storage.importAll(recordsToImport(fileRecords(file), plan));
+        ctx.io.stdout(`imported ${tally(imported)}; skipped ${tally(plan.same)} already in the store` +
+          (hasConflicts(plan) ? `, and ${tally(plan.conflicting)} that conflict with it (the store's kept)` : '') + '\n');
+        if (hasConflicts(plan)) ctx.io.stderr(describeConflicts(plan));
+      });
+    } finally {
+      if (spool) await rm(spool, { recursive: true, force: true });
+    }
+  }),
+};
+
+const backup: Command = {
+  summary: 'copy a SQLite store to a file while the server keeps serving, and verify the copy',
+  usage: 'postbox backup --out <file> [--force] [--db <url>]',
+  help: () => ['Options:', '  --out <file>    where the backup goes (a SQLite file)',
+    '  --force         replace the file if it exists', ...STORE_HELP, '',
+    'Uses SQLite\'s online backup: the copy is one consistent moment of the store, taken while the server',
+    'writes; it is checked (integrity check, counts) before it is put in place. Restore with postbox restore.',
+    'On PostgreSQL, use pg_dump (or postbox export, which any backend can import).'].join('\n'),
+  run: (args, ctx) => guarded('backup', ctx, async () => {
+    const { config, flags, args: rest } = parse(args, ctx, { out: { type: 'string' }, force: { type: 'boolean' } });
+    if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
+    if (config.database.kind !== 'sqlite') {
+      throw new StoreOpenError('backup copies a SQLite store. For PostgreSQL use its own tools, e.g. ' +
+        'pg_dump -Fc -f postbox.dump <database>, or postbox export --out store.jsonl (which any backend can import).');
+    }
+    if (!flags.out) throw new UsageError('give --out <file>');
+    checkStoreExists(config.database, 'existing', storeSource(ctx, args));
+    const { backupSqlite } = await import('../storage/sqlite/backup.js');
+    const report = await backupSqlite(config.database.path, flags.out, { replace: flags.force === true });
+    ctx.io.stdout(`wrote ${report.path}: ${report.bytes} bytes, ${tally(report)}` +
+      `${report.lastId === null ? '' : `, last message id ${report.lastId}`}; integrity check ok\n`);
+  }),
+};
+
+/** Whether a store holds nothing at all. */
+async function isEmpty(storage: Storage): Promise<boolean> {
+  for await (const record of storage.exportAll()) {
+    void record;
+    return false;
+  }
+  return true;
+}
+
+const restore: Command = {
+  summary: 'fill an empty store from a file written by postbox backup',
+  usage: 'postbox restore <file> [--force] [--db <url>]',
+  help: () => ['Options:', '  --force         replace a SQLite store that is not empty (everything in it is lost)', ...STORE_HELP, '',
+    'Refuses a store that holds anything unless --force, and a SQLite store a server is serving. The restored',
+    'store keeps every message id. Into PostgreSQL, the backup\'s users, tokens and messages are imported.'].join('\n'),
+  run: (args, ctx) => guarded('restore', ctx, async () => {
+    const { config, flags, args: rest } = parse(args, ctx, { force: { type: 'boolean' } });
+    const file = one(rest, 'backup file');
+    const { restoreSqlite, verifyStoreFile } = await import('../storage/sqlite/backup.js');
+    const source = verifyStoreFile(file);
+    if (config.database.kind === 'sqlite') {
+      const target = config.database.path;
+      const { acquireServeLock } = await import('../storage/sqlite/serve-lock.js');
+      // Held for the restore: no server may start on the store while it is being replaced.
+      const lock = acquireServeLock(target);
+      try {
+        if (existsSync(target) && !flags.force) {
+          const empty = await withStore(config, 'existing', storeSource(ctx, args), isEmpty);
+          if (!empty) throw new StoreOpenError(`${target} is not empty; restore fills an empty store (--force replaces this one and everything in it)`);
+        }
+        const report = await restoreSqlite(file, target);
+        ctx.io.stdout(`restored ${report.path} from ${source.path}: ${tally(report)}` +
+          `${report.lastId === null ? '' : `, last message id ${report.lastId}`}; integrity check ok\n`);
+      } finally {
+        lock.release();
+      }
+      return;
+    }
+    if (flags.force) throw new StoreOpenError('--force works on SQLite only; restore into an empty PostgreSQL database or schema');
+    const { openStorage } = await backends();
+    // The backup is read through a copy: opening a store migrates it, and the backup stays as it was.
+    const work = await mkdtemp(join(tmpdir(), 'postbox-restore-'));
+    try {
+      const copy = join(work, 'backup.db');
+      await restoreSqlite(file, copy);
+      const from = await openStorage({ kind: 'sqlite', path: copy }, { durability: 'relaxed' });
+      try {
+        const counts = await withStore(config, 'create', storeSource(ctx, args), async (storage) => {
+          if (!(await isEmpty(storage))) throw new StoreOpenError('the PostgreSQL store is not empty; restore fills an empty store');
+          return storage.importAll(from.exportAll());
+        });
+        ctx.io.stdout(`restored from ${source.path}: ${tally(counts)}\n`);
+      } finally {
+        await from.close();
+      }
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
   }),
 };
 
@@ -182,12 +365,40 @@ const migrate: Command = {
   run: (args, ctx) => guarded('migrate', ctx, async () => {
     const { config, args: rest } = parse(args, ctx, {});
     if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
-    const applied = await (await backends()).migrateStore(config.database);
+    let applied: number[];
+    try {
+      applied = await (await backends()).migrateStore(config.database);
+    } catch (err) {
+      throw explained(config, err);
+    }
     ctx.io.stdout(applied.length === 0 ? 'the schema is up to date\n' : `applied migrations ${applied.join(', ')}\n`);
+  }),
+};
+
+const check: Command = {
+  summary: 'check that the store is whole (SQLite integrity check; PostgreSQL schema and a read of each table)',
+  usage: 'postbox check [--db <url>]',
+  help: () => ['Changes nothing. Exits 1 if the store is damaged or its schema is not this version\'s, listing',
+    'each problem. Also lists stored user ids that today\'s rule would refuse (never changed or deleted).',
+    '', 'Options:', ...STORE_HELP].join('\n'),
+  run: (args, ctx) => guarded('check', ctx, async () => {
+    const { config, args: rest } = parse(args, ctx, {});
+    if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
+    checkStoreExists(config.database, 'existing', storeSource(ctx, args));
+    const { checkStore } = await import('../storage/check.js');
+    const report = await checkStore(config.database);
+    if (report.problems.length > 0) {
+      for (const p of report.problems) ctx.io.stdout(`problem: ${p}\n`);
+      throw new AppError('internal', `the store has ${report.problems.length} problem(s)`);
+    }
+    // Only a store at this version is opened, so that a check never migrates anything.
+    const odd = await withStore(config, 'existing', storeSource(ctx, args), async (storage) => nonconformingIds(idsOf(storage.exportAll())));
+    for (const o of odd) ctx.io.stdout(`note: stored user id ${JSON.stringify(o.id)} ${o.problem}\n`);
+    ctx.io.stdout(`the store is whole (schema version ${report.schemaVersion})\n`);
   }),
 };
 
 /** The store commands, for the command table. */
 export function storeCommands(): Record<string, Command> {
-  return { users, export: exportCommand, import: importCommand, migrate };
+  return { users, export: exportCommand, import: importCommand, backup, restore, migrate, check };
 }

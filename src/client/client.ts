@@ -2,11 +2,11 @@
  * The Postbox client class: every v1 call as one method over `fetch`.
  */
 import type {
-  ConversationList, CreatedUser, Message, MessagePage, ReadResult, SendMessage,
+  ConversationList, CreatedUser, Identity, Message, MessagePage, ReadResult, SendMessage, ServerInfo,
 } from '../protocol/types.js';
 import type { CreatedWebhook, Webhook, WebhookDelivery } from '../protocol/webhooks.js';
 import { PostboxConnectionError, problemError } from './errors.js';
-import { follow, type FollowState, type StreamSource } from './stream.js';
+import { follow, reconnectNow, type FollowState, type StreamSource } from './stream.js';
 import type {
   CallOptions, ConversationsQuery, CreateTokenOptions, HealthStatus, InboxQuery, IssuedToken, NewWebhook, PageQuery,
   PostboxClientOptions, ReadSelection, SendOptions, Subscription, SubscribeOptions, TokenProvider, UserList, WebhookChange,
@@ -248,6 +248,16 @@ export class PostboxClient {
 
   // ---- operations -----------------------------------------------------------------------
 
+  /** How the server runs: open or token mode, and its message size limit (no token needed). */
+  serverInfo(options: CallOptions = {}): Promise<ServerInfo> {
+    return this.call<ServerInfo>({ method: 'GET', path: '/v1/server', signal: options.signal });
+  }
+
+  /** Who this client's token is: a user, or the admin; in token mode a bad token rejects with a 401. */
+  me(options: CallOptions = {}): Promise<Identity> {
+    return this.call<Identity>({ method: 'GET', path: '/v1/me', signal: options.signal });
+  }
+
   /** Liveness: resolves while the server answers HTTP at all. */
   health(options: CallOptions = {}): Promise<HealthStatus> {
     return this.call<HealthStatus>({ method: 'GET', path: '/healthz', signal: options.signal });
@@ -299,7 +309,7 @@ export class PostboxClient {
     return {
       closed,
       close: () => controller.abort(),
-      reconnect: () => state.wake?.(),
+      reconnect: () => reconnectNow(state),
       get lastEventId() {
         return state.lastId;
       },

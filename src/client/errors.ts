@@ -19,13 +19,16 @@ export class PostboxError extends Error {
   readonly method: string;
   /** The full URL of the request that failed. */
   readonly url: string;
+  /** The answer's `Retry-After`, in seconds, when it gave one (rate limited, storage or server busy). */
+  readonly retryAfter: number | undefined;
 
-  constructor(problem: Problem, request: { method: string; url: string }) {
+  constructor(problem: Problem, request: { method: string; url: string; retryAfter?: number }) {
     super(`${problem.detail || problem.title} (HTTP ${problem.status})`);
     this.status = problem.status;
     this.problem = problem;
     this.method = request.method;
     this.url = request.url;
+    this.retryAfter = request.retryAfter;
   }
 
   /** The problem type, e.g. `/problems/not_found`: stable, so match on it rather than on the text. */
@@ -95,7 +98,8 @@ export async function problemError(response: Response, method: string, url: stri
     detail: typeof given.detail === 'string' ? given.detail : `${method} ${url} answered ${response.status} ${title}`,
     errors: Array.isArray(given.errors) ? given.errors.filter(isFieldError) : [],
   };
-  return new PostboxError(problem, { method, url });
+  const retryAfter = Number(response.headers.get('retry-after'));
+  return new PostboxError(problem, { method, url, ...(Number.isFinite(retryAfter) && retryAfter > 0 ? { retryAfter } : {}) });
 }
 
 function isFieldError(value: unknown): value is ProblemFieldError {

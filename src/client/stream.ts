@@ -7,6 +7,7 @@
  * (WHATWG streams), the tests and the benchmarks (node:http) all share it. Like the rest of
  * the client it imports nothing but `../protocol/` and runs in browsers as well as Node.
  */
+import type { StreamEventData, StreamEventName } from '../protocol/events.js';
 import type { Message } from '../protocol/types.js';
 import { PostboxConnectionError, PostboxError } from './errors.js';
 import type { StreamEvent, SubscribeOptions } from './types.js';
@@ -92,13 +93,20 @@ export function toStreamEvent(raw: SseEvent): StreamEvent | undefined {
   } catch {
     return undefined;
   }
-  const p = parsed as Record<string, unknown>;
-  switch (raw.event) {
+  // The shapes are the protocol's; a field missing from a newer or older server reads as empty.
+  const data = <K extends StreamEventName>(_name: K) => parsed as Partial<StreamEventData[K]>;
+  switch (raw.event as StreamEventName) {
     case 'message': return { type: 'message', message: parsed as Message };
-    case 'deleted': return { type: 'deleted', id: String(p.id) };
-    case 'read': return { type: 'read', ids: (p.ids as string[]) ?? [], readAt: String(p.readAt) };
-    case 'receipt': return { type: 'receipt', ids: (p.ids as string[]) ?? [], readAt: String(p.readAt), by: String(p.by) };
-    case 'end': return { type: 'end', reason: String(p.reason) };
+    case 'deleted': return { type: 'deleted', id: String(data('deleted').id) };
+    case 'read': {
+      const d = data('read');
+      return { type: 'read', ids: d.ids ?? [], readAt: String(d.readAt) };
+    }
+    case 'receipt': {
+      const d = data('receipt');
+      return { type: 'receipt', ids: d.ids ?? [], readAt: String(d.readAt), by: String(d.by) };
+    }
+    case 'end': return { type: 'end', reason: String(data('end').reason) };
     default: return undefined;
   }
 }
@@ -113,7 +121,9 @@ export async function readEvents(
   on: (event: StreamEvent) => void,
 ): Promise<'ended' | 'dropped'> {
   if (!body) return 'dropped';
-  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  const reader = body.getReader();
+  // Streaming decode keeps a character split across chunks whole.
+  const decoder = new TextDecoder();
   const cancel = () => void reader.cancel().catch(() => undefined);
   signal.addEventListener('abort', cancel, { once: true });
   let ended = false;
@@ -133,7 +143,7 @@ export async function readEvents(
         return 'dropped';
       }
       if (chunk.done) return 'dropped';
-      parser.push(chunk.value);
+      parser.push(decoder.decode(chunk.value, { stream: true }));
     }
     return 'ended';
   } finally {
@@ -156,11 +166,19 @@ export interface StreamSource {
   refresh?(): Promise<void>;
 }
 
-/** Where a subscription is: what `lastEventId` reads, and how to cut a wait short. */
+/** Where a subscription is: what `lastEventId` reads, and how to reconnect at once. */
 export interface FollowState {
   lastId: string | undefined;
   /** Set while waiting to reconnect: ends the wait at once. */
   wake?: () => void;
+  /** Set while connecting or connected: drops this connection, to reconnect at once. */
+  drop?: () => void;
+}
+
+/** Asks a follow loop to reconnect now, whether it is connected or waiting. */
+export function reconnectNow(state: FollowState): void {
+  if (state.drop) state.drop();
+  else state.wake?.();
 }
 
 /**
@@ -176,11 +194,20 @@ export async function follow(source: StreamSource, options: SubscribeOptions, si
   let refreshed = false;
   while (!signal.aborted) {
     let wait: number;
+    // This connection's own signal: the subscription's, or a drop asked for by reconnect().
+    const attempt = new AbortController();
+    const stopAttempt = () => attempt.abort();
+    signal.addEventListener('abort', stopAttempt, { once: true });
+    let dropped = false;
+    state.drop = () => {
+      dropped = true;
+      attempt.abort();
+    };
     try {
-      if (state.lastId === undefined) state.lastId = await source.newestId(signal);
+      if (state.lastId === undefined) state.lastId = await source.newestId(attempt.signal);
       let response: Response;
       try {
-        response = await source.open(state.lastId, signal);
+        response = await source.open(state.lastId, attempt.signal);
       } catch (err) {
         if (signal.aborted) return;
         throw new PostboxConnectionError(source.url, err);
@@ -201,7 +228,7 @@ export async function follow(source: StreamSource, options: SubscribeOptions, si
         refreshed = false;
         let sawMessage = false;
         let endReason: string | undefined;
-        const outcome = await readEvents(response.body, signal, (event) => {
+        const outcome = await readEvents(response.body, attempt.signal, (event) => {
           if (event.type === 'end') endReason = event.reason;
           if (event.type === 'message') {
             state.lastId = event.message.id;
@@ -228,7 +255,12 @@ export async function follow(source: StreamSource, options: SubscribeOptions, si
       if (err instanceof PostboxError && err.status !== 429 && err.status !== 503) throw err;
       emit({ type: 'disconnected', error: err as Error });
       wait = delay;
+    } finally {
+      signal.removeEventListener('abort', stopAttempt);
+      state.drop = undefined;
     }
+    // Dropped on purpose: the network changed, so try again at once.
+    if (dropped) wait = 0;
     delay = Math.min(maxDelay, delay * 2);
     // Jitter, so a server's many clients do not all come back in the same instant.
     await sleep(wait * (0.5 + Math.random() / 2), signal, state);

@@ -7,7 +7,8 @@ export type { CreatedWebhook, Webhook, WebhookDelivery, WebhookEvent, WebhookEve
 import type { WebhookDelivery, WebhookEventType } from '../protocol/webhooks.js';
 
 export type {
-  Conversation, ConversationList, CreatedUser, Message, MessagePage, Problem, ProblemFieldError, ReadResult, SendMessage, User,
+  Conversation, ConversationList, CreatedUser, Identity, Message, MessagePage, Problem, ProblemFieldError, ReadResult,
+  SendMessage, ServerInfo, User,
 } from '../protocol/types.js';
 
 /** Something a live stream said, or what became of its connection. */
@@ -45,7 +46,11 @@ export interface Subscription {
   /** Resolves once it stops (closed, aborted, ended by the server); rejects with a refusal retrying cannot fix. */
   closed: Promise<void>;
   close(): void;
-  /** Cuts a reconnect wait short (the network came back, the tab became visible); no-op while connected. */
+  /**
+   * Connects again now, resuming after the last message delivered: cuts a reconnect wait
+   * short, or drops the current connection first. For when the network changed (a browser's
+   * `online` and `offline` events), since a connection may die without a sign for minutes.
+   */
   reconnect(): void;
   /** The id of the last message delivered: where a resume would start. */
   readonly lastEventId: string | undefined;

@@ -71,13 +71,19 @@ export function senderOf(actor: Actor, fromUser: unknown): string {
   return from;
 }
 
-/** Allows `actor` to see or delete `message`: its sender or its recipient. */
+/**
+ * Allows `actor` to see or delete `message`: its sender or its recipient. Anyone else gets
+ * the very 404 of a message that does not exist, so that probing ids reveals nothing.
+ */
 export function assertParty(actor: Actor, message: Message): void {
   if (actor.kind === 'anyone') return;
   if (actor.kind === 'user' && (actor.id === message.fromUser || actor.id === message.toUser)) return;
-  throw forbidden(actor.kind === 'admin'
-    ? 'the admin token manages users; it does not read messages'
-    : 'only the sender or the recipient may see or delete this message');
+  throw noSuchMessage(message.id);
+}
+
+/** The answer for a message id that does not exist, or that the caller may not see. */
+export function noSuchMessage(id: string): AppError {
+  return new AppError('not_found', `no message with id "${id}"`);
 }
 
 /** Allows only the admin. */
@@ -90,7 +96,7 @@ export function assertAdminOrSelf(actor: Actor, user: string): void {
   if (actor.kind === 'admin') return;
   if (actor.kind === 'user' && actor.id === user) return;
   throw forbidden(actor.kind === 'anyone'
-    ? 'tokens are managed with the admin token or one of the user\'s own tokens'
+    ? 'in open mode a user\'s tokens are managed only with the admin token (Authorization: Bearer <POSTBOX_ADMIN_TOKEN>)'
     : `this token acts as "${actor.id}", not "${user}"`);
 }
 

@@ -9,7 +9,7 @@ import { AppError, invalid } from '../errors.js';
 import type { ConversationList, Message, ReadResult } from '../protocol/types.js';
 import { nextCursor } from '../storage/paging.js';
 import type { PageQuery, ReadSelector, Storage, WirePage, WireRow } from '../storage/storage.js';
-import { assertActsAs, assertParty, senderOf, type Actor } from './access.js';
+import { assertActsAs, assertParty, noSuchMessage, senderOf, type Actor } from './access.js';
 import {
   DEFAULT_PAGE, MAX_PAGE, MAX_WAIT_SECONDS, messageSeq, toCursor, toIdempotencyKey, toMessageText, toUserId,
 } from './rules.js';
@@ -80,6 +80,8 @@ export class MessageService {
     private readonly waiter: InboxWaiter,
     private readonly options: {
       maxMessageBytes: number;
+      /** Token mode: a send to an id that is not a user is a 404 (`unknown_recipient`), not stored. */
+      knownRecipientsOnly?: boolean;
       /** Told of each message stored (not of replays), for metrics. */
       onStored?: () => void;
     },
@@ -90,6 +92,11 @@ export class MessageService {
     const fromUser = senderOf(actor, input.fromUser);
     const toUser = toUserId(input.toUser, 'toUser');
     const message = toMessageText(input.message, this.options.maxMessageBytes);
+    if (this.options.knownRecipientsOnly && !(await this.storage.userExists(toUser))) {
+      throw new AppError('unknown_recipient', `there is no user "${toUser}" to send to`, {
+        errors: [{ field: 'toUser', message: 'is not a user of this server' }],
+      });
+    }
     const claim = idempotencyKey === undefined
       ? undefined
       : { key: toIdempotencyKey(idempotencyKey), fingerprint: fingerprint(toUser, message) };
@@ -224,7 +231,7 @@ export class MessageService {
   private async find(id: string): Promise<Message> {
     const seq = messageSeq(id);
     const message = seq === null ? null : await this.storage.getMessage(seq);
-    if (!message) throw new AppError('not_found', `no message with id "${id}"`);
+    if (!message) throw noSuchMessage(id);
     return message;
   }
 }

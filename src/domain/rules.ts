@@ -9,9 +9,16 @@ import { AppError, invalid } from '../errors.js';
 /** Longest user id, in characters (Unicode code points). */
 export const USER_ID_MAX = 128;
 
-/** A user id: 1–128 characters, none of them a control character or `/`. */
-export const USER_ID_PATTERN = '^[^/\\u0000-\\u001F\\u007F-\\u009F]{1,128}$';
+/**
+ * A user id: 1–128 characters, not only dots (`.` and `..` are path steps to every URL
+ * library), none of them `/`, a control or format character (Unicode Cc, Cf: zero-width
+ * and bidi controls), a line or paragraph separator (Zl, Zp), or a space other than
+ * U+0020 (NBSP and the other Zs): each would make two ids that look the same, or an id no
+ * URL can reach. An ECMAScript pattern with the `u` flag, as JSON Schema (and Ajv) read it.
+ */
+export const USER_ID_PATTERN = '^(?!\\.+$)(?:[^/\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}\\p{Zs}]| ){1,128}$';
 const USER_ID_RE = new RegExp(USER_ID_PATTERN, 'u');
+const FORBIDDEN_CHAR_RE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Zs}]/u;
 
 /** A message id: the decimal form of a positive sequence number, at most 15 digits (below 2^53). */
 export const MESSAGE_ID_PATTERN = '^[1-9][0-9]{0,14}$';
@@ -32,14 +39,37 @@ export const DEFAULT_PAGE = 50;
 /** Longest long-poll, in seconds. */
 export const MAX_WAIT_SECONDS = 60;
 
-/** Why a user id is unusable, or null if it is fine. */
+/**
+ * Why a user id (already NFC) is unusable, or null if it is fine. The one statement of the
+ * rule, with {@link USER_ID_PATTERN}; also used to report stored ids an older rule let in.
+ */
 export function userIdProblem(id: string): string | null {
   if (id.length === 0) return 'must not be empty';
   if (!id.isWellFormed()) return 'must be valid Unicode text';
   if ([...id].length > USER_ID_MAX) return `must be at most ${USER_ID_MAX} characters`;
   if (id.includes('/')) return 'must not contain "/"';
-  if (!USER_ID_RE.test(id)) return 'must not contain control characters';
+  if (/^\.+$/.test(id)) return 'must not be only dots ("." and ".." are not reachable in a URL)';
+  const bad = FORBIDDEN_CHAR_RE.exec(id.replaceAll(' ', ''));
+  if (bad) {
+    const code = `U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+    return `must not contain invisible, control, format, separator or non-ASCII space characters (found ${code})`;
+  }
+  if (!USER_ID_RE.test(id)) return 'is not a valid user id';
   return null;
+}
+
+/**
+ * Why an id found in a store (put there under an older rule) would not be accepted today,
+ * or null. Such ids are reported, never changed or deleted: they name someone's messages.
+ */
+export function storedIdProblem(id: string): string | null {
+  if (id.isWellFormed() && id !== id.normalize('NFC')) return 'is not in Unicode NFC (a look-alike of the composed form)';
+  return userIdProblem(id);
+}
+
+/** A user id in its one stored form: Unicode NFC, so `café` typed either way is one user. */
+export function normalizeUserId(id: string): string {
+  return id.isWellFormed() ? id.normalize('NFC') : id;
 }
 
 /**
@@ -52,6 +82,7 @@ export function toUserId(value: unknown, field: string): string {
   else if (typeof value === 'number' && Number.isFinite(value)) id = String(value);
   else if (value === undefined || value === null) throw invalid(field, 'is required');
   else throw invalid(field, 'must be a string or a number');
+  id = normalizeUserId(id);
   const problem = userIdProblem(id);
   if (problem) throw invalid(field, problem);
   return id;

@@ -9,10 +9,10 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { AppError } from '../errors.js';
 import type { CreatedUser, User } from '../protocol/types.js';
-import type { Storage } from '../storage/storage.js';
+import type { ExportRecord, Storage } from '../storage/storage.js';
 import { ANYONE, assertAdmin, assertAdminOrSelf, SCOPES, toScopes, type Actor, type Scope } from './access.js';
 import { JwtVerifier } from './jwt.js';
-import { toUserId } from './rules.js';
+import { storedIdProblem, toUserId } from './rules.js';
 
 /** The recognisable start of every Postbox token. */
 export const TOKEN_PREFIX = 'pbx_';
@@ -47,10 +47,8 @@ export class UserService {
   }
 
   /**
-   * Who a bearer token makes the caller: the admin, a user (a Postbox token in token or jwt
-   * mode, or the application's JWT in jwt mode), or in open mode anyone. Answers null for a
-   * token that is missing or unknown where one is needed; a JWT that is refused throws the
-   * 401 that says why (expired, wrong issuer…), so a client knows to fetch a fresh one.
+   * Who a bearer token makes the caller: the admin, a user (token mode), or in open mode
+   * anyone. Answers null for a token that is missing or unknown where one is needed.
    */
   async authenticate(token: string | undefined): Promise<Actor | null> {
     if (token !== undefined && this.adminDigest && timingSafeEqual(digest(token), this.adminDigest)) {
@@ -63,6 +61,7 @@ export class UserService {
       const owner = await this.storage.tokenOwner(hashToken(token));
       return owner === null ? null : { kind: 'user', id: owner.user, scopes: owner.scopes.split(' ') as Scope[] };
     }
+    // The application's own JWT (jwt mode); a refused one throws the 401 that says why.
     if (this.options.jwt && JwtVerifier.looksLikeJwt(token)) return this.options.jwt.verify(token);
     return null;
   }
@@ -73,7 +72,10 @@ export class UserService {
     const user = toUserId(id, 'id');
     const token = newToken();
     if (!(await this.storage.createUser(user, hashToken(token)))) {
-      throw new AppError('user_exists', `user "${user}" already exists`, { errors: [{ field: 'id', message: 'is taken' }] });
+      throw new AppError('user_exists',
+        `user "${user}" already exists, or was removed: a removed user's id stays reserved so that no one inherits ` +
+        'its messages (remove it with ?purge=true to delete them and free the id)',
+        { errors: [{ field: 'id', message: 'is taken or reserved' }] });
     }
     return { id: user, token };
   }
@@ -84,17 +86,18 @@ export class UserService {
     return this.storage.listUsers();
   }
 
-  /** Removes a user: its tokens stop working and its streams end; its messages stay. */
-  async remove(actor: Actor, id: string): Promise<void> {
+  /**
+   * Removes a user: its tokens stop working and its streams end. Its messages stay and its
+   * id stays reserved (no one inherits them); with `purge` its messages, sent and received,
+   * are deleted and the id is free again.
+   */
+  async remove(actor: Actor, id: string, options: { purge?: boolean } = {}): Promise<void> {
     assertAdmin(actor);
     const user = toUserId(id, 'user');
-    if (!(await this.storage.deleteUser(user))) throw new AppError('not_found', `no user "${user}"`);
+    if (!(await this.storage.deleteUser(user, options))) throw new AppError('not_found', `no user "${user}"`);
   }
 
-  /**
-   * Issues another token for a user, with the scopes asked for (`full` when none are): a
-   * `send` token for a bot or a device, a `read` token for a dashboard.
-   */
+  /** Issues another token for a user. */
   async addToken(actor: Actor, id: string, scopes?: unknown): Promise<{ token: string; scopes: Scope[] }> {
     const user = toUserId(id, 'user');
     assertAdminOrSelf(actor, user);
@@ -111,5 +114,40 @@ export class UserService {
     const user = toUserId(id, 'user');
     assertAdminOrSelf(actor, user);
     await this.storage.revokeTokens(user);
+  }
+}
+
+/** A stored id that today's rule refuses, and why. */
+export interface NonconformingId {
+  id: string;
+  problem: string;
+}
+
+/**
+ * The ids in `ids` that today's rule refuses (see docs/API.md, "User id"), at most `limit`
+ * of them, each once. For reports only: such ids are never changed or deleted.
+ */
+export async function nonconformingIds(ids: AsyncIterable<string> | Iterable<string>, limit = 1000): Promise<NonconformingId[]> {
+  const seen = new Set<string>();
+  const found: NonconformingId[] = [];
+  for await (const id of ids) {
+    if (seen.has(id)) continue;
+    seen.add(id);
+    const problem = storedIdProblem(id);
+    if (problem !== null) found.push({ id, problem });
+    if (found.length >= limit) break;
+  }
+  return found;
+}
+
+/** Every user id a store's export names: users, token owners, senders and recipients. */
+export async function* idsOf(records: AsyncIterable<ExportRecord>): AsyncGenerator<string> {
+  for await (const r of records) {
+    if (r.type === 'user') yield r.id;
+    else if (r.type === 'token') yield r.user;
+    else {
+      yield r.message.fromUser;
+      yield r.message.toUser;
+    }
   }
 }

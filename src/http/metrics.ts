@@ -1,10 +1,15 @@
 /**
  * `GET /metrics` in the Prometheus text format: requests by route and status with latency
- * histograms, messages stored, open streams, and the process's own metrics.
+ * histograms, messages stored, open streams, and the process's own metrics; and what an
+ * operator watches of the store: messages it holds, its size and its WAL's, the age of its
+ * oldest message, the last checkpoint and retention run, writes waiting for a commit, and
+ * the size and duration of each group commit.
  *
  * Each app has its own registry, so several apps in one process (tests) do not collide.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Retention } from '../storage/retention.js';
+import type { Storage, StoreStats } from '../storage/storage.js';
 import type { App } from './app-types.js';
 
 /** The metrics an app keeps, for the parts that feed them. */
@@ -13,9 +18,73 @@ export interface AppMetrics {
   messagesStored: Counter;
 }
 
-/** Registers the metrics hooks and route; `openStreams` reports live streams at scrape time. */
-export function metricsRoutes(app: App, options: { openStreams: () => number }): AppMetrics {
+/** What the metrics read at scrape time. */
+export interface MetricsSources {
+  openStreams: () => number;
+  storage?: Storage;
+  retention?: Retention | undefined;
+}
+
+/** A gauge whose value is read from the store's statistics at scrape time (null: 0, not applicable). */
+function storeGauge(registry: Registry, storage: Storage, name: string, help: string, read: (s: StoreStats) => number | null): void {
+  new Gauge({
+    name, help, registers: [registry],
+    async collect() {
+      this.set(read(await storage.stats()) ?? 0);
+    },
+  });
+}
+
+/** The store's figures (see the module comment). */
+function storeMetrics(registry: Registry, storage: Storage, retention: Retention | undefined): void {
+  storeGauge(registry, storage, 'postbox_store_messages', 'Messages the store holds (counted at most every 2 s)', (s) => s.messages);
+  storeGauge(registry, storage, 'postbox_store_bytes', 'Bytes the store takes (SQLite: the database file; PostgreSQL: its tables and indexes)', (s) => s.storeBytes);
+  storeGauge(registry, storage, 'postbox_store_wal_bytes', 'Bytes of the SQLite write-ahead log (0 on PostgreSQL, whose WAL is the server\'s)', (s) => s.walBytes);
+  storeGauge(registry, storage, 'postbox_store_oldest_message_age_seconds', 'Age of the oldest message the store holds (0 when empty)',
+    (s) => (s.oldestSentAt === null ? 0 : Math.max(0, (Date.now() - Date.parse(s.oldestSentAt)) / 1000)));
+  storeGauge(registry, storage, 'postbox_store_last_checkpoint_timestamp_seconds',
+    'When the SQLite WAL was last folded back into the database (0 before the first, and on PostgreSQL)',
+    (s) => (s.lastCheckpointAt === null ? null : s.lastCheckpointAt / 1000));
+  new Gauge({
+    name: 'postbox_writes_pending', help: 'Writes queued or being committed, not yet answered', registers: [registry],
+    collect() {
+      this.set(storage.pendingWrites);
+    },
+  });
+  const size = new Histogram({
+    name: 'postbox_commit_batch_size', help: 'Writes committed together in one group commit',
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], registers: [registry],
+  });
+  const seconds = new Histogram({
+    name: 'postbox_commit_duration_seconds', help: 'Time to commit one group of writes, its fsync included',
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [registry],
+  });
+  storage.onCommit((n, s) => {
+    size.observe(n);
+    seconds.observe(s);
+  });
+  const lastRun = (name: string, help: string, read: (at: number, removed: number, ms: number) => number) => new Gauge({
+    name, help, registers: [registry],
+    collect() {
+      const run = retention?.last;
+      this.set(run ? read(run.at, run.removed, run.durationMs) : 0);
+    },
+  });
+  lastRun('postbox_retention_last_run_timestamp_seconds', 'When this instance last ran retention (0 before its first run, and with retention off)', (at) => at / 1000);
+  lastRun('postbox_retention_last_run_removed', 'Messages the last retention run of this instance removed', (_at, removed) => removed);
+  lastRun('postbox_retention_last_run_duration_seconds', 'How long the last retention run of this instance took', (_at, _r, ms) => ms / 1000);
+  new Gauge({
+    name: 'postbox_retention_removed', help: 'Messages retention removed on this instance since it started', registers: [registry],
+    collect() {
+      this.set(retention?.removed ?? 0);
+    },
+  });
+}
+
+/** Registers the metrics hooks and route; the sources are read at scrape time. */
+export function metricsRoutes(app: App, options: MetricsSources): AppMetrics {
   const registry = new Registry();
+  if (options.storage) storeMetrics(registry, options.storage, options.retention);
   collectDefaultMetrics({ register: registry });
   const duration = new Histogram({
     name: 'postbox_http_request_duration_seconds',

@@ -5,6 +5,7 @@
  * bad URLs) are mapped onto the same catalog; anything else is a 500 whose body reveals
  * nothing and whose cause is logged once, with the request id.
  */
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ERROR_CATALOG, problemType, type ErrorCode, type FieldError } from '../errors.js';
 import type { Problem } from '../protocol/types.js';
@@ -62,7 +63,41 @@ export function toAppError(error: unknown, bodyLimit: number): AppError | undefi
   return undefined;
 }
 
-/** Installs the error handler, the 404 handler and Fastify's framework-error hooks. */
+/** Headers every answer carries, the ones written straight to a socket included. */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  // API answers are data, never pages to sniff or to frame.
+  'X-Content-Type-Options': 'nosniff',
+  'X-Frame-Options': 'DENY',
+});
+
+/**
+ * Node's `clientError` handler: a request that broke before a route could see it (headers or
+ * body too slow, a header too large, bytes that are not HTTP) is answered with a problem
+ * document written straight to the socket, which is then closed. A stalled body is a 408.
+ */
+export function clientErrorHandler(error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  let err: AppError;
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    err = new AppError('request_timeout', 'the request was not received in time; it was dropped');
+  } else if (error.code === 'HPE_HEADER_OVERFLOW') {
+    err = new AppError('header_too_large', 'the request headers are too large');
+  } else {
+    err = new AppError('validation', 'the request is not valid HTTP/1.1');
+  }
+  // A response already begun on this socket must not be corrupted by a second one.
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (socket.writable && !inFlight?.headersSent) {
+    const body = JSON.stringify({
+      type: problemType(err.code), title: err.title, status: err.status, detail: err.message, errors: err.errors,
+    } satisfies Problem);
+    const headers = { 'Content-Type': PROBLEM_TYPE, 'Content-Length': String(Buffer.byteLength(body)), Connection: 'close', ...SECURITY_HEADERS };
+    socket.write(`HTTP/1.1 ${err.status} ${err.title}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n${body}`);
+  }
+  socket.destroy();
+}
+
+/** Installs the error handler. */
 export function registerProblemHandlers(app: FastifyInstance, bodyLimit: number): void {
   app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const known = toAppError(error, bodyLimit);
@@ -70,6 +105,12 @@ export function registerProblemHandlers(app: FastifyInstance, bodyLimit: number)
       if (known.status < 500) return sendProblem(reply, known);
       // A 5xx is our trouble, not the client's: the id lets an operator find the logged cause
       // from what the client holds, whether or not the catalog knows the failure.
+      if (known.status === 500) {
+        // A known internal failure (a damaged database): logged as an error under its own
+        // name, answered like any other 500 so the body reveals nothing.
+        request.log.error({ err: error }, known.message);
+        return sendProblem(reply, new AppError('internal', 'something went wrong on our side; the request id helps us find it'), { requestId: request.id });
+      }
       request.log.warn({ err: error }, known.message);
       return sendProblem(reply, known, { requestId: request.id });
     }
@@ -78,7 +119,14 @@ export function registerProblemHandlers(app: FastifyInstance, bodyLimit: number)
     return sendProblem(reply, internal, { requestId: request.id });
   });
 
-  app.setNotFoundHandler((request, reply) =>
+}
+
+/**
+ * Installs the 404 handler for unknown routes; `limit` (the rate limiter) counts them, so
+ * their answers carry the RateLimit headers like any other.
+ */
+export function registerNotFound(app: FastifyInstance, limit?: (request: FastifyRequest, reply: FastifyReply) => Promise<void>): void {
+  app.setNotFoundHandler(limit ? { preHandler: limit } : {}, (request, reply) =>
     sendProblem(reply, new AppError('not_found', `no route for ${request.method} ${request.url.split('?')[0]}`)));
 }
 

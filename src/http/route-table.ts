@@ -2,6 +2,7 @@
  * The registered route table, and what it makes possible: 405 answers with `Allow` for a
  * known path with the wrong method, and a list of routes for the OpenAPI and access tests.
  */
+import http from 'node:http';
 import type { FastifyInstance, RouteOptions } from 'fastify';
 import type { Scope } from '../domain/access.js';
 import { AppError } from '../errors.js';
@@ -36,7 +37,22 @@ declare module 'fastify' {
   }
 }
 
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+/**
+ * Methods a known path answers 405 for when it lacks them: every method Node parses as a
+ * request (CONNECT is a tunnel, not a request; OPTIONS is answered on its own).
+ */
+const FILLER_METHODS = http.METHODS.filter((m) => m !== 'CONNECT' && m !== 'OPTIONS');
+
+/**
+ * Makes every method of {@link FILLER_METHODS} routable, so that an unusual one (TRACE,
+ * QUERY, PROPFIND) on a known path is a 405 with `Allow` rather than a 404 or a 400.
+ * Call before any route is registered.
+ */
+export function supportAllMethods(app: FastifyInstance): void {
+  for (const m of FILLER_METHODS) {
+    if (!app.supportedMethods.includes(m)) app.addHttpMethod(m, { hasBody: true });
+  }
+}
 
 /**
  * Starts recording routes; call before any route is registered. Routes under
@@ -78,7 +94,7 @@ export function addMethodNotAllowed(app: FastifyInstance, table: readonly RouteE
     byUrl.set(r.url, set);
   }
   for (const [url, allowed] of byUrl) {
-    const missing = METHODS.filter((m) => !allowed.has(m));
+    const missing = FILLER_METHODS.filter((m) => !allowed.has(m));
     const allow = [...allowed].sort().join(', ');
     if (options.answerOptions && !allowed.has('OPTIONS')) {
       app.route({
@@ -90,16 +106,19 @@ export function addMethodNotAllowed(app: FastifyInstance, table: readonly RouteE
       });
     }
     if (missing.length === 0) continue;
+    const refuse = (method: string) => new AppError('method_not_allowed', `${method} is not allowed here; use ${allow}`, {
+      headers: { Allow: allow },
+    });
     app.route({
       method: missing,
       url,
       exposeHeadRoute: false,
       schema: { hide: true },
       config: { methodFiller: true, access: 'public' },
-      handler: (request, reply) =>
-        sendProblem(reply, new AppError('method_not_allowed', `${request.method} is not allowed here; use ${allow}`, {
-          headers: { Allow: allow },
-        })),
+      // Answered before the body is read: a QUERY without Content-Type, or any body at all,
+      // must not turn the 405 into a 400.
+      onRequest: async (request, reply) => sendProblem(reply, refuse(request.method)),
+      handler: (request, reply) => sendProblem(reply, refuse(request.method)),
     });
   }
 }

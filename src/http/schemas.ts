@@ -8,12 +8,15 @@ import {
 } from '../domain/rules.js';
 import type * as Protocol from '../protocol/types.js';
 
-const USER_ID_ERROR = 'must be 1 to 128 characters, none of them "/" or a control character';
+const USER_ID_ERROR = 'must be 1 to 128 characters, not only dots, none of them "/", a control, format or separator ' +
+  'character, or a space other than U+0020';
+const USER_ID_RULE = 'A user id: 1–128 characters (stored in Unicode NFC), not only dots, none of them "/", a control ' +
+  'or format character (Cc, Cf), a line or paragraph separator (Zl, Zp), or a space other than U+0020 (Zs).';
 
 /** A user id in a path or query. */
 export const UserId = Type.String({
   pattern: USER_ID_PATTERN,
-  description: 'A user id: 1–128 characters, no control characters, no "/".',
+  description: USER_ID_RULE,
   'x-error': USER_ID_ERROR,
   examples: ['Val'],
 });
@@ -22,13 +25,20 @@ export const UserId = Type.String({
 export const UserIdInput = Type.Unsafe<string | number>({
   type: ['string', 'number'],
   pattern: USER_ID_PATTERN,
-  description: 'A user id: 1–128 characters, no control characters, no "/". A JSON number is stored as its decimal string.',
+  description: `${USER_ID_RULE} A JSON number is stored as its decimal string.`,
   'x-error': USER_ID_ERROR,
   examples: ['Steve'],
 });
 
 /** A message id as a path parameter. */
-export const MessageIdParam = Type.String({ description: 'A message id.', minLength: 1, maxLength: 32 });
+export const MessageIdParam = Type.String({ description: 'A message id (any other text is a 404: no such message).', minLength: 1, maxLength: 32 });
+
+/** The `Last-Event-ID` header an EventSource sends on reconnect: a message id (or 0). */
+export const LastEventId = Type.String({
+  pattern: '^(?:0|[1-9][0-9]{0,14})?$',
+  description: 'Sent by EventSource on reconnect: the id of the last message seen (or 0); wins over after=. Empty is no id.',
+  'x-error': 'must be a message id (or 0 for the very start)',
+});
 
 /** A message id as a cursor. */
 export const Cursor = Type.String({
@@ -53,12 +63,26 @@ export const MessagePageSchema = Type.Object({
   next: Type.Union([Type.String(), Type.Null()], { description: 'Cursor for the following page in the same direction; null when there is nothing further now.' }),
 }, { title: 'MessagePage' });
 
+/**
+ * Message text: no U+0000 (PostgreSQL cannot store it) and no lone surrogate (not Unicode).
+ * With the `u` flag a surrogate pair is one code point outside D800–DFFF, so only a lone
+ * half matches the range.
+ */
+export const MESSAGE_TEXT_PATTERN = '^[^\\u0000\\uD800-\\uDFFF]*$';
+
 /** What a client sends to create a message. */
 export const SendBody = Type.Object({
   fromUser: Type.Optional(UserIdInput),
   toUser: UserIdInput,
-  message: Type.String({ description: 'At most POSTBOX_MAX_MESSAGE_BYTES UTF-8 bytes; may be empty.' }),
+  message: Type.String({
+    description: 'At most POSTBOX_MAX_MESSAGE_BYTES UTF-8 bytes (413 past it); may be empty; no U+0000, no lone surrogate.',
+    pattern: MESSAGE_TEXT_PATTERN,
+    'x-error': 'must be valid Unicode text without the NUL character (U+0000)',
+  }),
 }, { title: 'SendMessage', description: 'fromUser may be omitted in token mode: it is taken from the token.' });
+
+/** The title of {@link SendBody}, by which the document marks fromUser required in open mode. */
+export const SEND_BODY_TITLE = 'SendMessage';
 
 /** The optional idempotency header of a send. */
 export const IdempotencyHeaders = Type.Object({
@@ -92,7 +116,8 @@ export const InboxQuerySchema = Type.Object({
   unread: Type.Optional(Type.Boolean({ description: 'Only unread messages.' })),
   wait: Type.Optional(Type.Number({
     minimum: 0, maximum: MAX_WAIT_SECONDS,
-    description: `Long-poll: if the page would be empty, wait up to this many seconds (0–${MAX_WAIT_SECONDS}) for a message.`,
+    description: `Long-poll: if the page would be empty, wait up to this many seconds (0–${MAX_WAIT_SECONDS}) for a message. ` +
+      'Forward paging only: wait above 0 with before= and no after= is a 400.',
   })),
 });
 
@@ -121,11 +146,19 @@ export const ConversationsQuerySchema = Type.Object({
   limit: Type.Optional(Limit),
 });
 
-/** Marking messages read. */
-export const ReadBody = Type.Object({
-  upTo: Type.Optional(Cursor),
-  ids: Type.Optional(Type.Array(Cursor, { maxItems: 1000 })),
-}, { title: 'ReadRequest', description: 'Either upTo (every message up to and including it) or ids.' });
+/** Marking messages read: exactly one of upTo and ids. */
+export const ReadBody = Type.Unsafe<{ upTo?: string; ids?: string[] }>({
+  title: 'ReadRequest',
+  description: 'Exactly one of upTo (every message up to and including it) or ids.',
+  'x-error': 'must give exactly one of upTo (a message id) or ids (a list of message ids)',
+  oneOf: [
+    { type: 'object', title: 'ReadUpTo', required: ['upTo'], additionalProperties: false, properties: { upTo: Cursor } },
+    {
+      type: 'object', title: 'ReadIds', required: ['ids'], additionalProperties: false,
+      properties: { ids: Type.Array(Cursor, { maxItems: 1000 }) },
+    },
+  ],
+});
 
 /** Answer to marking read. */
 export const ReadResultSchema = Type.Object({

@@ -7,7 +7,7 @@ import { EVENT_STREAM_TYPE } from '../protocol/events.js';
 import type { StreamRegistry } from '../realtime/streams.js';
 import type { App } from './app-types.js';
 import { bearerToken } from './auth.js';
-import { Cursor, UserParams } from './schemas.js';
+import { Cursor, LastEventId, UserParams } from './schemas.js';
 
 /** Headers of a stream beside those every answer gets: no caching, no buffering on the way. */
 const EVENT_STREAM_HEADERS = {
@@ -27,13 +27,14 @@ export function streamRoutes(app: App, streams: StreamRegistry): void {
       summary: 'The inbox as a live event stream',
       description: 'text/event-stream. Each new message is an event `message` whose id is the message id and whose ' +
         'data is the Message. Resuming (after= or Last-Event-ID) first replays what was missed, then goes live, with ' +
-        'no gap and no duplicate. `deleted` ({id}) and `read` ({ids, readAt}) keep a screen consistent; `end` ' +
+        'no gap and no duplicate. `deleted` ({id}), `read` ({ids, readAt}) and `receipt` ({ids, readAt, by}: the ' +
+        'messages the user sent that `by` has read) keep a screen consistent; `end` ' +
         '({reason}) says the stream will not resume (user removed, token revoked). Comment heartbeats keep idle ' +
         'connections open. A client that stops reading is disconnected and resumes by id.',
       params: UserParams,
       querystring: Type.Object({ after: Type.Optional(Cursor) }),
       headers: Type.Object({
-        'last-event-id': Type.Optional(Type.String({ description: 'Sent by EventSource on reconnect; wins over after=.' })),
+        'last-event-id': Type.Optional(LastEventId),
       }),
       response: {
         200: {

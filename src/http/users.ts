@@ -40,12 +40,17 @@ export function userRoutes(app: App, users: UserService): void {
     config: { access: 'admin' },
     schema: {
       tags: ['users'],
-      summary: 'Remove a user: its tokens stop working and its streams end; its messages stay (admin)',
+      summary: 'Remove a user: its tokens stop working and its streams end (admin)',
+      description: 'Without purge the user\'s messages stay and its id stays reserved: creating it again is a 409, ' +
+        'so no one inherits them. With purge=true every message to or from the user is deleted and the id is free.',
       params: UserParams,
+      querystring: Type.Object({
+        purge: Type.Optional(Type.Boolean({ description: 'Also delete every message to or from the user, and free the id.' })),
+      }),
       response: { 204: NoContent('Removed.') },
     },
   }, async (request, reply) => {
-    await users.remove(request.actor, request.params.user);
+    await users.remove(request.actor, request.params.user, { purge: request.query.purge === true });
     return reply.code(204).send();
   });
 

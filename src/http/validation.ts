@@ -72,6 +72,16 @@ function describe(e: ErrorObject): string {
  * wrote it (`toUser`, `limit`, `ids/2`), or by `context` when the whole input is wrong.
  */
 export function fieldErrors(errors: readonly ErrorObject[], context: string): FieldError[] {
+  // A oneOf with a message of its own (`x-error`): when no branch failed on a field's value,
+  // only on which fields are there, that message says it better than every branch's.
+  const choice = errors.find((e) => e.keyword === 'oneOf' && typeof e.parentSchema?.['x-error'] === 'string');
+  if (choice) {
+    const specific = errors.filter((e) => !['oneOf', 'required', 'additionalProperties'].includes(e.keyword));
+    if (specific.length === 0) {
+      return [{ field: choice.instancePath.replace(/^\//, '') || context, message: choice.parentSchema!['x-error'] as string }];
+    }
+    errors = specific;
+  }
   const out = new Map<string, string>();
   for (const e of errors) {
     // anyOf reports each branch, then its own summary; the branches say it better.

@@ -15,6 +15,8 @@ export interface StreamEventData {
   deleted: { id: string };
   /** Messages to the user were marked read. */
   read: { ids: string[]; readAt: string };
+  /** Messages the user sent were read by their recipient `by`: a read receipt (not replayed on resume). */
+  receipt: { ids: string[]; readAt: string; by: string };
   /** The stream ends for good (user removed, token revoked): the client must not reconnect. */
   end: { reason: string };
 }
@@ -23,7 +25,7 @@ export interface StreamEventData {
 export type StreamEventName = keyof StreamEventData;
 
 /** Every event name the server sends, for a reader that wants to recognise them. */
-export const STREAM_EVENT_NAMES: readonly StreamEventName[] = Object.freeze(['message', 'deleted', 'read', 'end']);
+export const STREAM_EVENT_NAMES: readonly StreamEventName[] = Object.freeze(['message', 'deleted', 'read', 'receipt', 'end']);
 
 /** The text of the comment the server sends as a heartbeat (`: keep-alive`); readers ignore it. */
 export const HEARTBEAT_COMMENT = 'keep-alive';

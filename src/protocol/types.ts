@@ -84,3 +84,21 @@ export interface User {
   id: string;
   createdAt: string;
 }
+
+/** What a server says about itself before anyone signs in (`GET /v1/server`). */
+export interface ServerInfo {
+  /** `open`: anyone acts as any user, no token; `token`: every call needs a bearer token. */
+  auth: 'open' | 'token';
+  /** The largest message text accepted, in UTF-8 bytes. */
+  maxMessageBytes: number;
+  /** The server's version. */
+  version: string;
+}
+
+/** Who the caller's credentials make it (`GET /v1/me`). */
+export interface Identity {
+  /** The user a token acts as; null for the admin token, and in open mode without a token. */
+  user: string | null;
+  /** True for the admin token. */
+  admin: boolean;
+}

@@ -18,7 +18,8 @@ function audience(event: StoreEvent): string[] | null {
     case 'resync': return null;
     case 'message': return [event.message.toUser];
     case 'deleted': return event.fromUser === event.toUser ? [event.toUser] : [event.toUser, event.fromUser];
-    case 'read': return [event.user];
+    // The reader, and the senders for their read receipts.
+    case 'read': return [...new Set([event.user, ...event.senders])];
     case 'user-removed':
     case 'tokens-revoked': return [event.user];
   }

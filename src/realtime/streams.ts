@@ -293,9 +293,13 @@ class LiveStream {
       case 'deleted':
         if (event.toUser === this.user) this.write(frameEvent('deleted', JSON.stringify({ id: event.id })));
         return;
-      case 'read':
-        this.write(frameEvent('read', JSON.stringify({ ids: event.ids, readAt: event.readAt })));
+      case 'read': {
+        if (event.user === this.user) this.write(frameEvent('read', JSON.stringify({ ids: event.ids, readAt: event.readAt })));
+        // A read receipt: which of this user's sent messages the reader has now read.
+        const mine = event.ids.filter((_id, i) => event.senders[i] === this.user);
+        if (mine.length > 0) this.write(frameEvent('receipt', JSON.stringify({ ids: mine, readAt: event.readAt, by: event.user })));
         return;
+      }
       default:
         return;
     }

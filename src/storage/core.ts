@@ -30,10 +30,11 @@ import { GroupCommit, type BatchResult } from './group-commit.js';
 import { importInChunks, type ImportCounts } from './import-check.js';
 import { finishPage, isMiddlePage, pageWindow, type PageWindow } from './paging.js';
 import { conversationsKey, conversationsSize, inboxKey, ReadCache, wirePageSize } from './read-cache.js';
-import { readFailure, unavailable } from './failures.js';
+import { readFailure, StorageDamaged, unavailable } from './failures.js';
 import type {
   ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector, SendOutcome,
-  Storage, StorageLogger, StoredConversation, StoredUser, StoreEvent, StoreListener, TokenOwner, WirePage, WireRow,
+  CommitObserver, PruneSelector, Storage, StorageLogger, StoredConversation, StoredUser, StoreEvent, StoreListener,
+  StoreStats, TokenOwner, WirePage, WireRow,
 } from './storage.js';
 import { CoreWebhookStore, type WebhookReads, type WebhookStore } from './webhooks.js';
 import type { StoreWrite, StoreWriteResults } from './writes.js';
@@ -75,6 +76,14 @@ export interface DialectReads {
   messagesAfter(after: number, limit: number): Awaitable<WireRow[]>;
   userForToken(hash: string): Awaitable<string | null>;
   tokenOwner(hash: string): Awaitable<TokenOwner | null>;
+  /** The first recipient above `after` with messages (one index probe), or null. */
+  nextInbox(after: string): Awaitable<string | null>;
+  /** The id `keep` places below the newest of `user`'s inbox, or null. */
+  inboxCutoff(user: string, keep: number): Awaitable<number | null>;
+  /** What `/metrics` shows of the store (counted, so the core keeps it a few seconds). */
+  stats(): Awaitable<StoreStats>;
+  /** True if `id` is a user now (not removed). */
+  userExists(id: string): Awaitable<boolean>;
   /** Any cheap statement: proves the database answers. */
   ping(): Awaitable<unknown>;
 }
@@ -101,6 +110,15 @@ export interface Dialect {
   readonly commitVersion?: () => number;
   /** How a failed read is described in its 503 (an outage or some other failure). */
   describeReadFailure?(err: unknown): string;
+  /** True for a failure that means the store is damaged: a 500 logged as such, not a retryable 503. */
+  isDamage?(err: unknown): boolean;
+  /**
+   * Why every write must be refused now (the store's file was deleted or replaced under
+   * us), or null. Asked before every write, so cheap: the answer is kept, not looked up.
+   */
+  writesRefused?(): string | null;
+  /** Why a write could not commit now (file gone, read-only, disk full), or null; asked by ping. */
+  writeProblem?(): Promise<string | null>;
   /** Releases the dialect's resources, after the last batch was answered. */
   close(): Promise<void>;
 }
@@ -137,6 +155,9 @@ export class Listeners {
   }
 }
 
+/** How long store statistics are kept: two scrapers, or a scraper and a person, need not count a large table twice. */
+const STATS_TTL_MS = 2_000;
+
 /** How many rows an export reads at a time. */
 const EXPORT_CHUNK = 1000;
 /** How many records an import commits at a time. */
@@ -151,6 +172,8 @@ export class CoreStorage implements Storage {
   private closing: Promise<void> | undefined;
   /** Webhook endpoints and the delivery outbox: dialect reads, writes through the group commit. */
   readonly webhooks: WebhookStore;
+  private readonly observers = new Set<CommitObserver>();
+  private statsKept: { at: number; value: Promise<StoreStats> } | undefined;
 
   /**
    * @param listeners shared with the dialect when it has its own feed ({@link Dialect.ownFeed})
@@ -161,6 +184,9 @@ export class CoreStorage implements Storage {
     this.engine = new GroupCommit({
       run: (writes) => dialect.runBatch(writes),
       ...(dialect.ownFeed ? {} : { publish: listeners }),
+      observe: (size, seconds) => {
+        for (const o of this.observers) o(size, seconds);
+      },
     });
     this.cache = dialect.commitVersion ? new ReadCache() : undefined;
     this.webhooks = new CoreWebhookStore(dialect.webhookReads, (fn) => this.read(fn, (v) => v), (write) => this.write({ op: 'webhook', write }));
@@ -220,8 +246,12 @@ export class CoreStorage implements Storage {
     return this.read(() => this.reads.users(), (users) => users);
   }
 
-  deleteUser(id: string): Promise<boolean> {
-    return this.write({ op: 'deleteUser', id });
+  deleteUser(id: string, options: { purge?: boolean } = {}): Promise<boolean> {
+    return this.write({ op: 'deleteUser', id, purge: options.purge === true });
+  }
+
+  userExists(id: string): Promise<boolean> {
+    return this.read(() => this.reads.userExists(id), (exists) => exists);
   }
 
   addToken(user: string, tokenHash: string, scopes?: string): Promise<boolean> {
@@ -256,8 +286,49 @@ export class CoreStorage implements Storage {
     return importInChunks(records, IMPORT_CHUNK, (chunk) => this.write({ op: 'import', records: chunk }));
   }
 
+  prune(which: PruneSelector): Promise<{ removed: number; more: boolean }> {
+    return 'inbox' in which
+      ? this.write({ op: 'prune', limit: which.limit, inbox: which.inbox, upTo: which.upTo })
+      : this.write({ op: 'prune', limit: which.limit, before: which.before });
+  }
+
+  nextInbox(after: string): Promise<string | null> {
+    return this.read(() => this.reads.nextInbox(after), (user) => user);
+  }
+
+  inboxCutoff(user: string, keep: number): Promise<number | null> {
+    return this.read(() => this.reads.inboxCutoff(user, keep), (seq) => seq);
+  }
+
+  claimTask(task: string, everyMs: number): Promise<boolean> {
+    return this.write({ op: 'claim', task, everyMs });
+  }
+
+  stats(): Promise<StoreStats> {
+    const now = Date.now();
+    if (this.statsKept && now - this.statsKept.at < STATS_TTL_MS) return this.statsKept.value;
+    const value = this.read(() => this.reads.stats(), (stats) => stats);
+    this.statsKept = { at: now, value };
+    // A failed count is not kept: the next scrape asks again.
+    value.catch(() => (this.statsKept = undefined));
+    return value;
+  }
+
+  onCommit(observer: CommitObserver): () => void {
+    this.observers.add(observer);
+    return () => this.observers.delete(observer);
+  }
+
+  get pendingWrites(): number {
+    return this.engine.pending;
+  }
+
+  /** Resolves only if a read works and a write could commit now. */
   async ping(): Promise<void> {
     await this.read(() => this.reads.ping(), () => undefined);
+    const probe = this.dialect.writeProblem?.bind(this.dialect);
+    const problem = probe ? await this.read(probe, (p) => p) : null;
+    if (problem) throw unavailable(`storage cannot take writes: ${problem}`);
     if (this.dialect.pingWrites) await this.write({ op: 'ping' });
   }
 
@@ -275,6 +346,9 @@ export class CoreStorage implements Storage {
   }
 
   private write<K extends StoreWrite['op']>(write: Extract<StoreWrite, { op: K }>): Promise<StoreWriteResults[K]> {
+    const refused = this.dialect.writesRefused?.();
+    // Taken and then lost with the file would be worse than refused: the client can retry elsewhere.
+    if (refused) return Promise.reject(unavailable(`storage cannot take writes: ${refused}`));
     return this.engine.submit(write);
   }
 
@@ -297,6 +371,7 @@ export class CoreStorage implements Storage {
   }
 
   private failure(err: unknown): AppError {
+    if (this.dialect.isDamage?.(err)) return new StorageDamaged(err);
     return readFailure(err, this.dialect.describeReadFailure?.(err));
   }
 

@@ -17,3 +17,13 @@ export function readFailure(err: unknown, detail = 'storage could not be read'):
   if (err instanceof AppError) return err;
   return unavailable(detail, err);
 }
+
+/**
+ * A read that hit a damaged database: an internal error (500), not a retryable 503; the
+ * error handler logs it as an error under this message, and the body reveals nothing.
+ */
+export class StorageDamaged extends AppError {
+  constructor(cause: unknown) {
+    super('internal', 'the database is damaged: a read hit a corrupt page (run postbox check)', { cause });
+  }
+}

@@ -52,6 +52,8 @@ export interface GroupCommitOptions {
    * dialect whose own change feed tells the listeners (PostgreSQL's LISTEN/NOTIFY).
    */
   publish?: EventSink;
+  /** Told of each committed batch: its size and how long the runner took to commit it. */
+  observe?: (size: number, seconds: number) => void;
 }
 
 /** Where committed events go; with no one listening, none are made. */
@@ -79,6 +81,8 @@ export class GroupCommit {
   /** How many writes the next batch waits for (see the module comment). */
   private target = 1;
   private gather: NodeJS.Timeout | undefined;
+  /** Writes in the batch being committed. */
+  private inFlight = 0;
   private closing: Promise<void> | undefined;
   private idle: (() => void) | undefined;
 
@@ -96,6 +100,11 @@ export class GroupCommit {
   /** Writes waiting for the next batch, for metrics. */
   get queued(): number {
     return this.queue.length;
+  }
+
+  /** Writes not answered yet: queued, or in the batch being committed. */
+  get pending(): number {
+    return this.queue.length + this.inFlight;
   }
 
   /** Commits what is queued and answers every writer, then resolves. */
@@ -134,6 +143,8 @@ export class GroupCommit {
     const batch = this.queue;
     this.queue = [];
     this.busy = true;
+    this.inFlight = batch.length;
+    const started = performance.now();
     let running: Promise<BatchResult>;
     try {
       running = this.options.run(batch.map((p) => p.write));
@@ -142,13 +153,17 @@ export class GroupCommit {
       return;
     }
     running.then(
-      (result) => this.committed(batch, result),
+      (result) => {
+        this.options.observe?.(batch.length, (performance.now() - started) / 1000);
+        this.committed(batch, result);
+      },
       (err: unknown) => this.failed(batch, err),
     );
   }
 
   private committed(batch: Pending[], { replies, settled }: BatchResult): void {
     this.busy = false;
+    this.inFlight = 0;
     this.target = batch.length + this.queue.length;
     if (settled === undefined && this.answering === 0) {
       this.answer(batch, replies);
@@ -175,6 +190,7 @@ export class GroupCommit {
 
   private failed(batch: Pending[], err: unknown): void {
     this.busy = false;
+    this.inFlight = 0;
     this.target = batch.length + this.queue.length;
     this.reject(batch, err);
     this.next();

@@ -87,6 +87,8 @@ export interface ReadOutcome {
   unread: number;
   /** The messages this call changed, with the time it set. */
   ids: string[];
+  /** The sender of each of `ids`, index by index: who gets a read receipt. */
+  senders: string[];
   readAt: string;
 }
 
@@ -101,7 +103,8 @@ export interface ReadOutcome {
 export type StoreEvent =
   | { type: 'message'; message: Message }
   | { type: 'deleted'; id: string; fromUser: string; toUser: string }
-  | { type: 'read'; user: string; ids: string[]; readAt: string }
+  /** `senders[i]` sent `ids[i]`; they hear of it as a read receipt. */
+  | { type: 'read'; user: string; ids: string[]; senders: string[]; readAt: string }
   | { type: 'user-removed'; user: string }
   | { type: 'tokens-revoked'; user: string }
   | { type: 'resync' };
@@ -136,6 +139,30 @@ export interface StorageLogger {
   error(obj: object, msg: string): void;
 }
 
+/** Which messages one prune write removes (at most `limit` of them, the oldest first). */
+export type PruneSelector =
+  /** Messages sent before this time (ms since the epoch). */
+  | { before: number; limit: number }
+  /** Messages to `inbox` whose id is at most `upTo`. */
+  | { inbox: string; upTo: number; limit: number };
+
+/** What an operator watches about a store (`/metrics`). */
+export interface StoreStats {
+  /** Messages stored. */
+  messages: number;
+  /** When the oldest stored message was sent (ISO 8601), or null without messages. */
+  oldestSentAt: string | null;
+  /** Bytes the store takes: the database file (SQLite) or the tables and indexes (PostgreSQL). */
+  storeBytes: number;
+  /** Bytes of SQLite's write-ahead log; null for PostgreSQL, whose WAL is the server's. */
+  walBytes: number | null;
+  /** When the WAL was last folded back into the database (SQLite, ms), or null. */
+  lastCheckpointAt: number | null;
+}
+
+/** Told of each committed batch of writes: how many, and how long its commit took (fsync included). */
+export type CommitObserver = (size: number, seconds: number) => void;
+
 /** The storage contract. */
 export interface Storage {
   /** `sqlite` or `postgres`, for logs and metrics. */
@@ -161,7 +188,7 @@ export interface Storage {
   /** Marks messages to `user` read. Messages not to `user`, or already read, are left alone. */
   markRead(user: string, which: ReadSelector): Promise<ReadOutcome>;
 
-  /** Creates a user with its first token hash; false if the id is taken. */
+  /** Creates a user with its first token hash; false if the id is taken or reserved. */
   createUser(id: string, tokenHash: string): Promise<boolean>;
   /** All users, by id. */
   listUsers(): Promise<StoredUser[]>;
@@ -169,6 +196,17 @@ export interface Storage {
   deleteUser(id: string): Promise<boolean>;
   /** Adds a token hash to an existing user, with its scopes (`full` if not given); false if there is no such user. */
   addToken(user: string, tokenHash: string, scopes?: string): Promise<boolean>;
+  /**
+   * Removes a user and its tokens; false if there was none. The id stays reserved (no
+   * {@link createUser} takes it) so that no one inherits the messages, which stay. With
+   * `purge`, every message to or from the user goes too and the id is free again; a purge
+   * also frees the id of a user removed earlier without one.
+   */
+  deleteUser(id: string, options?: { purge?: boolean }): Promise<boolean>;
+  /** True if `id` is a user now (not removed). */
+  userExists(id: string): Promise<boolean>;
+  /** Adds a token hash to an existing user; false if there is no such user. */
+  addToken(user: string, tokenHash: string): Promise<boolean>;
   /** Removes every token of a user; answers how many. */
   revokeTokens(user: string): Promise<number>;
   /** The user a token hash belongs to, or null. */
@@ -180,6 +218,24 @@ export interface Storage {
   exportAll(): AsyncIterable<ExportRecord>;
   /** Replays exported records, keeping ids; answers how many of each it stored. */
   importAll(records: AsyncIterable<ExportRecord>): Promise<{ users: number; tokens: number; messages: number }>;
+
+  /**
+   * Retention: removes the messages `which` selects, in one short write; conversation rows
+   * and unread counts follow. Listeners hear nothing of it.
+   */
+  prune(which: PruneSelector): Promise<{ removed: number; more: boolean }>;
+  /** The first recipient id above `after` that has messages, or null: walks every inbox, one at a time. */
+  nextInbox(after: string): Promise<string | null>;
+  /** The id of the newest message of `user`'s inbox beyond its newest `keep`, or null if it holds no more than `keep`. */
+  inboxCutoff(user: string, keep: number): Promise<number | null>;
+  /** Claims maintenance task `task` if no instance of this store ran it in the last `everyMs`. */
+  claimTask(task: string, everyMs: number): Promise<boolean>;
+  /** Figures for an operator; may be a few seconds old. */
+  stats(): Promise<StoreStats>;
+  /** Registers an observer of committed batches; returns its removal. */
+  onCommit(observer: CommitObserver): () => void;
+  /** Writes queued or being committed, not yet answered. */
+  readonly pendingWrites: number;
 
   /** Resolves when storage answers; rejects with `storage_unavailable` otherwise. */
   ping(): Promise<void>;

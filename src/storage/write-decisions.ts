@@ -108,3 +108,11 @@ export class WriteClock {
     return keyCutoff(now);
   }
 }
+
+/**
+ * Whether a maintenance task last run at `ranAt` (ms, or undefined if never) is due again
+ * at `now` for a task that runs every `everyMs`: a claim made then wins the period.
+ */
+export function claimDue(ranAt: number | undefined, now: number, everyMs: number): boolean {
+  return ranAt === undefined || now - ranAt >= everyMs || ranAt > now;
+}

@@ -26,12 +26,23 @@ export type StoreWrite =
   | { op: 'delete'; seq: number }
   | { op: 'markRead'; user: string; upTo?: number; ids?: number[] }
   | { op: 'createUser'; id: string; tokenHash: string }
-  | { op: 'deleteUser'; id: string }
+  | { op: 'deleteUser'; id: string; purge?: boolean }
   | { op: 'addToken'; user: string; tokenHash: string; scopes?: string }
   | { op: 'revokeTokens'; user: string }
   | { op: 'import'; records: ExportRecord[] }
   /** A change to webhook endpoints or deliveries (see webhooks.ts). */
-  | { op: 'webhook'; write: WebhookWrite };
+  | { op: 'webhook'; write: WebhookWrite }
+  /**
+   * Retention (retention.ts): removes at most `limit` messages, the oldest first, that were
+   * sent before `before` (ms), or that lie at or below `upTo` in `inbox`. Conversation rows
+   * and unread counts follow, as for a delete; no event (pruned history simply is gone).
+   */
+  | { op: 'prune'; limit: number; before?: number; inbox?: string; upTo?: number }
+  /**
+   * Claims the maintenance task `task` for this instance if no instance ran it in the last
+   * `everyMs`: one claim wins per period across every instance of a store.
+   */
+  | { op: 'claim'; task: string; everyMs: number };
 
 /** The result type of each write. */
 export interface StoreWriteResults {
@@ -45,6 +56,14 @@ export interface StoreWriteResults {
   revokeTokens: number;
   import: { users: number; tokens: number; messages: number };
   webhook: unknown;
+  prune: PruneResult;
+  claim: boolean;
+}
+
+/** What one prune write removed, and whether more of the same remains. */
+export interface PruneResult {
+  removed: number;
+  more: boolean;
 }
 
 /** One operation's answer from a batch: its value, or the error that failed it alone. */
@@ -63,7 +82,7 @@ export function eventOf(write: StoreWrite, value: unknown): StoreEvent | undefin
     }
     case 'markRead': {
       const r = value as ReadOutcome;
-      return r.ids.length > 0 ? { type: 'read', user: write.user, ids: r.ids, readAt: r.readAt } : undefined;
+      return r.ids.length > 0 ? { type: 'read', user: write.user, ids: r.ids, senders: r.senders, readAt: r.readAt } : undefined;
     }
     case 'deleteUser':
       return value === true ? { type: 'user-removed', user: write.id } : undefined;

@@ -14,6 +14,7 @@ import type { Message } from '../../src/protocol/types.js';
 import type { RawResponse } from '../helpers/http.js';
 import { buildTestApp, type TestApp } from '../helpers/app.js';
 import { openStream } from '../helpers/sse.js';
+import { ensureWebBuilt } from '../helpers/web-build.js';
 
 const ADMIN = 'admin-token-for-the-matrix-0123456789';
 const SECRET = 'the-matrix-jwt-secret-of-32-characters-or-more';
@@ -41,6 +42,8 @@ interface Row {
 const PUBLIC = { none: 200, bad: 200, owner: 200, other: 200, admin: 200 };
 const OWNER_ONLY = (ok: number) => ({ none: 401, bad: 401, owner: ok, other: 403, admin: 403 });
 const OWNER_OR_ADMIN = (ok: number) => ({ none: 401, bad: 401, owner: ok, other: 403, admin: ok });
+/** A message that is not the caller's is a 404, the same as one that does not exist. */
+const PARTY_ONLY = (ok: number) => ({ none: 401, bad: 401, owner: ok, other: 404, admin: 404 });
 const ADMIN_ONLY = (ok: number) => ({ none: 401, bad: 401, owner: 403, other: 403, admin: ok });
 
 let server: TestApp;
@@ -89,6 +92,13 @@ const ROWS: Record<string, Row> = {
   },
   'GET /docs/static/swagger-initializer.js': { call: () => ({ path: '/docs/static/swagger-initializer.js' }), expect: PUBLIC },
   'GET /docs/static/*': { call: () => ({ path: '/docs/static/swagger-ui.css' }), expect: PUBLIC },
+  // The web app's files need no token: signing in happens inside the app.
+  'GET /': { call: () => ({ path: '/' }), expect: PUBLIC },
+  'GET /app/:name': {
+    call: () => ({ path: '/app/not-part-of-the-build.js' }),
+    expect: { none: 404, bad: 404, owner: 404, other: 404, admin: 404 },
+  },
+  'GET /v1/server': { call: () => ({ path: '/v1/server' }), expect: PUBLIC },
 
   'POST /post-message': {
     call: async (owner) => ({ path: '/post-message', body: { fromUser: owner, toUser: await makeUser(), message: 'm' } }),
@@ -99,8 +109,8 @@ const ROWS: Record<string, Row> = {
     call: async (owner) => ({ path: '/v1/messages', body: { fromUser: owner, toUser: await makeUser(), message: 'm' } }),
     expect: OWNER_ONLY(201),
   },
-  'GET /v1/messages/:id': { call: async (owner) => ({ path: `/v1/messages/${(await messageFrom(owner)).id}` }), expect: OWNER_ONLY(200) },
-  'DELETE /v1/messages/:id': { call: async (owner) => ({ path: `/v1/messages/${(await messageFrom(owner)).id}` }), expect: OWNER_ONLY(204) },
+  'GET /v1/messages/:id': { call: async (owner) => ({ path: `/v1/messages/${(await messageFrom(owner)).id}` }), expect: PARTY_ONLY(200) },
+  'DELETE /v1/messages/:id': { call: async (owner) => ({ path: `/v1/messages/${(await messageFrom(owner)).id}` }), expect: PARTY_ONLY(204) },
   'GET /v1/users/:user/messages': { call: (owner) => ({ path: `/v1/users/${owner}/messages` }), expect: OWNER_ONLY(200) },
   'GET /v1/users/:user/sent': { call: (owner) => ({ path: `/v1/users/${owner}/sent` }), expect: OWNER_ONLY(200) },
   'GET /v1/users/:user/conversations': { call: (owner) => ({ path: `/v1/users/${owner}/conversations` }), expect: OWNER_ONLY(200) },
@@ -114,6 +124,8 @@ const ROWS: Record<string, Row> = {
   'DELETE /v1/users/:user/tokens': { call: (owner) => ({ path: `/v1/users/${owner}/tokens` }), expect: OWNER_OR_ADMIN(204) },
   'POST /v1/users': { call: () => ({ path: '/v1/users', body: { id: `new${++counter}` } }), expect: ADMIN_ONLY(201) },
   'GET /v1/users': { call: () => ({ path: '/v1/users' }), expect: ADMIN_ONLY(200) },
+  // Anyone with a valid token may ask who it is.
+  'GET /v1/me': { call: () => ({ path: '/v1/me' }), expect: { none: 401, bad: 401, owner: 200, other: 200, admin: 200 } },
   'DELETE /v1/users/:user': { call: async () => ({ path: `/v1/users/${await makeUser()}` }), expect: ADMIN_ONLY(204) },
 
   'POST /v1/webhooks': { call: () => ({ path: '/v1/webhooks', body: WEBHOOK }), expect: ADMIN_ONLY(201) },
@@ -212,6 +224,11 @@ describe(`authorization matrix (${mode} mode)`, () => {
     });
   });
   after(() => server.stop());
+before(async () => {
+  ensureWebBuilt();
+  server = await buildTestApp({ POSTBOX_AUTH: 'token', POSTBOX_ADMIN_TOKEN: ADMIN, POSTBOX_RATE_LIMIT: '0' });
+});
+after(() => server.stop());
 
   it('has a row for every registered route', () => {
     const registered = new Set(server.app.routeTable.filter((r) => r.method !== 'HEAD').map((r) => `${r.method} ${r.url}`));

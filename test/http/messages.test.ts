@@ -1,26 +1,27 @@
 /**
- * The v1 message API over real HTTP: send, read, delete, paging, filters, the sent box,
- * conversations, read state, idempotent sends and long-poll.
+ * The v1 message API through the app (inject): send, read, delete, paging, filters, the sent
+ * box, conversations, read state, idempotent sends and long-poll (over a socket where the
+ * client going away is the point).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ConversationList, Message, MessagePage, Problem, ReadResult } from '../../src/protocol/types.js';
-import { postJson, request } from '../helpers/http.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { buildTestApp, type TestApp } from '../helpers/app.js';
+import { until } from '../helpers/wait.js';
 
-let server: TestServer;
+let server: TestApp;
 let counter = 0;
 /** A user id no other test uses: each test makes its own data. */
 const fresh = (name: string) => `${name}-${++counter}`;
 
 async function send(from: string, to: string, message: string, headers: Record<string, string> = {}): Promise<Message> {
-  const res = await postJson(server.url, '/v1/messages', { fromUser: from, toUser: to, message }, headers);
+  const res = await server.postJson('/v1/messages', { fromUser: from, toUser: to, message }, headers);
   assert.equal(res.status, 201, res.text);
   return res.json<Message>();
 }
 
 async function get<T>(path: string): Promise<T> {
-  const res = await request(server.url, path);
+  const res = await server.request(path);
   assert.equal(res.status, 200, `${path}: ${res.text}`);
   return res.json<T>();
 }
@@ -28,13 +29,13 @@ async function get<T>(path: string): Promise<T> {
 const ids = (page: { messages: Message[] }) => page.messages.map((m) => m.id);
 
 before(async () => {
-  server = await startTestServer();
+  server = await buildTestApp();
 });
 after(() => server.stop());
 
 describe('v1 messages', () => {
   it('sends with 201, Location and the Message; reads it back by id', async () => {
-    const res = await postJson(server.url, '/v1/messages', { fromUser: 'Val', toUser: 7, message: 'hi' });
+    const res = await server.postJson('/v1/messages', { fromUser: 'Val', toUser: 7, message: 'hi' });
     assert.equal(res.status, 201);
     const m = res.json<Message>();
     assert.equal(res.headers.location, `/v1/messages/${m.id}`);
@@ -45,7 +46,7 @@ describe('v1 messages', () => {
 
   it('answers 404 for an unknown or malformed message id', async () => {
     for (const id of ['999999999', 'abc', '0', '01']) {
-      const res = await request(server.url, `/v1/messages/${id}`);
+      const res = await server.request(`/v1/messages/${id}`);
       assert.equal(res.status, 404, id);
       assert.equal(res.json<Problem>().type, '/problems/not_found');
     }
@@ -55,17 +56,17 @@ describe('v1 messages', () => {
     const [a, b] = [fresh('a'), fresh('b')];
     const keep = await send(a, b, 'keep');
     const gone = await send(a, b, 'gone');
-    const del = await request(server.url, `/v1/messages/${gone.id}`, { method: 'DELETE' });
+    const del = await server.request(`/v1/messages/${gone.id}`, { method: 'DELETE' });
     assert.equal(del.status, 204);
     assert.equal(del.text, '');
-    assert.equal((await request(server.url, `/v1/messages/${gone.id}`)).status, 404);
+    assert.equal((await server.request(`/v1/messages/${gone.id}`)).status, 404);
     assert.deepEqual((await get<Message[]>(`/get-messages/${b}`)).map((m) => m.id), [keep.id]);
     assert.deepEqual(ids(await get<MessagePage>(`/v1/users/${b}/messages`)), [keep.id]);
     assert.deepEqual(ids(await get<MessagePage>(`/v1/users/${a}/sent`)), [keep.id]);
     assert.deepEqual(ids(await get<MessagePage>(`/v1/users/${a}/conversations/${b}`)), [keep.id]);
     const list = await get<ConversationList>(`/v1/users/${b}/conversations`);
     assert.equal(list.conversations[0]!.lastMessage.id, keep.id);
-    assert.equal((await request(server.url, `/v1/messages/${gone.id}`, { method: 'DELETE' })).status, 404);
+    assert.equal((await server.request(`/v1/messages/${gone.id}`, { method: 'DELETE' })).status, 404);
   });
 });
 
@@ -110,6 +111,9 @@ describe('paging', () => {
     const seen: string[] = [];
     let cursor: string | undefined;
     for (;;) {
+      // inject answers a cached page without leaving the microtask queue: give the event
+      // loop a turn, or the writers' commits (and every timer) would wait on this loop forever.
+      await new Promise((r) => setImmediate(r));
       const done = finished;
       const page = await get<MessagePage>(`/v1/users/${reader}/messages?limit=9${cursor ? `&after=${cursor}` : ''}`);
       seen.push(...ids(page));
@@ -131,7 +135,7 @@ describe('filters, sent box and conversations', () => {
     const y1 = await send(y, me, 'y1');
     const x2 = await send(x, me, 'x2');
     assert.deepEqual(ids(await get<MessagePage>(`/v1/users/${me}/messages?from=${x}`)), [x1.id, x2.id]);
-    await postJson(server.url, `/v1/users/${me}/read`, { ids: [x1.id] });
+    await server.postJson(`/v1/users/${me}/read`, { ids: [x1.id] });
     assert.deepEqual(ids(await get<MessagePage>(`/v1/users/${me}/messages?unread=true`)), [y1.id, x2.id]);
     assert.deepEqual(ids(await get<MessagePage>(`/v1/users/${me}/messages?unread=true&from=${x}`)), [x2.id]);
   });
@@ -172,13 +176,13 @@ describe('read state', () => {
     const [a, me] = [fresh('a'), fresh('me')];
     const ms: Message[] = [];
     for (let i = 0; i < 5; i++) ms.push(await send(a, me, `m${i}`));
-    const r1 = await postJson(server.url, `/v1/users/${me}/read`, { upTo: ms[2]!.id });
+    const r1 = await server.postJson(`/v1/users/${me}/read`, { upTo: ms[2]!.id });
     assert.equal(r1.status, 200);
     assert.deepEqual(r1.json<ReadResult>(), { unread: 2, marked: 3 });
     const read = await get<Message>(`/v1/messages/${ms[0]!.id}`);
     assert.ok(read.readAt !== null && Date.parse(read.readAt) > 0);
     assert.equal((await get<Message>(`/v1/messages/${ms[3]!.id}`)).readAt, null);
-    const r2 = await postJson(server.url, `/v1/users/${me}/read`, { ids: [ms[4]!.id, ms[0]!.id] });
+    const r2 = await server.postJson(`/v1/users/${me}/read`, { ids: [ms[4]!.id, ms[0]!.id] });
     assert.deepEqual(r2.json<ReadResult>(), { unread: 1, marked: 1 });
     const legacy = await get<Message[]>(`/get-messages/${me}`);
     assert.deepEqual(legacy.map((m) => m.readAt !== null), [true, true, true, false, true]);
@@ -187,7 +191,7 @@ describe('read state', () => {
   it('rejects a read request that gives neither or both selectors', async () => {
     const me = fresh('me');
     for (const body of [{}, { upTo: '1', ids: ['1'] }, { upTo: 'x' }, { ids: ['1', 'two'] }]) {
-      const res = await postJson(server.url, `/v1/users/${me}/read`, body);
+      const res = await server.postJson(`/v1/users/${me}/read`, body);
       assert.equal(res.status, 400, JSON.stringify(body));
     }
   });
@@ -197,8 +201,8 @@ describe('idempotent sends', () => {
   it('answers a repeat with the first result and stores nothing new', async () => {
     const [a, b] = [fresh('a'), fresh('b')];
     const key = { 'idempotency-key': `order-${counter}` };
-    const first = await postJson(server.url, '/v1/messages', { fromUser: a, toUser: b, message: 'once' }, key);
-    const again = await postJson(server.url, '/v1/messages', { fromUser: a, toUser: b, message: 'once' }, key);
+    const first = await server.postJson('/v1/messages', { fromUser: a, toUser: b, message: 'once' }, key);
+    const again = await server.postJson('/v1/messages', { fromUser: a, toUser: b, message: 'once' }, key);
     assert.equal(first.status, 201);
     assert.equal(again.status, 201);
     assert.equal(again.text, first.text);
@@ -211,7 +215,7 @@ describe('idempotent sends', () => {
     const [a, b] = [fresh('a'), fresh('b')];
     const key = { 'idempotency-key': 'burst' };
     const answers = await Promise.all(Array.from({ length: 25 }, () =>
-      postJson(server.url, '/v1/messages', { fromUser: a, toUser: b, message: 'burst' }, key)));
+      server.postJson('/v1/messages', { fromUser: a, toUser: b, message: 'burst' }, key)));
     assert.ok(answers.every((r) => r.status === 201));
     assert.equal(new Set(answers.map((r) => r.json<Message>().id)).size, 1);
     assert.equal((await get<MessagePage>(`/v1/users/${b}/messages`)).messages.length, 1);
@@ -220,8 +224,8 @@ describe('idempotent sends', () => {
   it('answers 422 for the same key with a different body', async () => {
     const [a, b] = [fresh('a'), fresh('b')];
     const key = { 'idempotency-key': 'reused' };
-    await postJson(server.url, '/v1/messages', { fromUser: a, toUser: b, message: 'first' }, key);
-    const res = await postJson(server.url, '/v1/messages', { fromUser: a, toUser: b, message: 'second' }, key);
+    await server.postJson('/v1/messages', { fromUser: a, toUser: b, message: 'first' }, key);
+    const res = await server.postJson('/v1/messages', { fromUser: a, toUser: b, message: 'second' }, key);
     assert.equal(res.status, 422);
     const p = res.json<Problem>();
     assert.equal(p.type, '/problems/idempotency_mismatch');
@@ -232,8 +236,8 @@ describe('idempotent sends', () => {
   it('works on the legacy send too', async () => {
     const [a, b] = [fresh('a'), fresh('b')];
     const opts = { method: 'POST', headers: { 'idempotency-key': 'legacy-1' }, body: JSON.stringify({ fromUser: a, toUser: b, message: 'm' }) };
-    const first = await request(server.url, '/post-message', opts);
-    const again = await request(server.url, '/post-message', opts);
+    const first = await server.request('/post-message', opts);
+    const again = await server.request('/post-message', opts);
     assert.equal(first.status, 202);
     assert.equal(again.headers.location, first.headers.location);
     assert.equal((await get<Message[]>(`/get-messages/${b}`)).length, 1);
@@ -241,7 +245,7 @@ describe('idempotent sends', () => {
 
   it('rejects a key that is not 1 to 255 printable characters', async () => {
     for (const key of ['x'.repeat(256), 'tab\there']) {
-      const res = await postJson(server.url, '/v1/messages', { fromUser: 'a', toUser: 'b', message: 'm' }, { 'idempotency-key': key });
+      const res = await server.postJson('/v1/messages', { fromUser: 'a', toUser: 'b', message: 'm' }, { 'idempotency-key': key });
       assert.equal(res.status, 400, key);
     }
   });
@@ -254,7 +258,7 @@ describe('long-poll', () => {
     const started = Date.now();
     const polling = get<MessagePage>(`/v1/users/${me}/messages?after=${old.id}&wait=30`);
     // Once the poll is registered, send the message it waits for.
-    while (server.hub.listeners === 0) await new Promise((r) => setImmediate(r));
+    await until(() => server.hub.listeners > 0, 'the poll to watch');
     const fresh1 = await send(a, me, 'new');
     const page = await polling;
     assert.deepEqual(ids(page), [fresh1.id]);
@@ -273,17 +277,16 @@ describe('long-poll', () => {
   it('releases its watch when the client goes away', async () => {
     const me = fresh('me');
     const controller = new AbortController();
-    const polling = fetch(`${server.url}/v1/users/${me}/messages?wait=30`, { signal: controller.signal }).catch((e: unknown) => e);
-    while (server.hub.listeners === 0) await new Promise((r) => setImmediate(r));
+    const url = await server.listen();
+    const polling = fetch(`${url}/v1/users/${me}/messages?wait=30`, { signal: controller.signal }).catch((e: unknown) => e);
+    await until(() => server.hub.listeners > 0, 'the poll to watch');
     controller.abort();
-    await polling;
-    const deadline = Date.now() + 5000;
-    while (server.hub.listeners !== 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    assert.equal(server.hub.listeners, 0);
+    assert.equal((await polling as Error).name, 'AbortError');
+    await until(() => server.hub.listeners === 0, 'the watch to be released', 5000);
   });
 
   it('rejects wait with backward paging', async () => {
-    const res = await request(server.url, `/v1/users/${fresh('me')}/messages?before=latest&wait=5`);
+    const res = await server.request(`/v1/users/${fresh('me')}/messages?before=latest&wait=5`);
     assert.equal(res.status, 400);
     assert.equal(res.json<Problem>().errors[0]!.field, 'wait');
   });

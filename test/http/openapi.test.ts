@@ -7,8 +7,8 @@ import { after, before, describe, it } from 'node:test';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { buildTestApp, type TestApp } from '../helpers/app.js';
 
-/** Routes that are not API operations: the document itself, its UI, problem pages. */
-const NOT_OPERATIONS = [/^\/openapi\.json$/, /^\/docs/, /^\/problems\//];
+/** Routes that are not API operations: the document itself, its UI, problem pages, the web app. */
+const NOT_OPERATIONS = [/^\/openapi\.json$/, /^\/docs/, /^\/problems\//, /^\/$/, /^\/app\//];
 
 describe('OpenAPI document', () => {
   let server: TestApp;
@@ -44,8 +44,10 @@ describe('OpenAPI document', () => {
 
   it('documents the problem answers and the bearer scheme', () => {
     const send = doc.paths['/v1/messages']!.post as { responses: Record<string, unknown>; security?: unknown };
-    for (const status of ['201', '400', '401', '403', '429', '503']) assert.ok(status in send.responses, status);
-    assert.deepEqual(send.security, [{ bearer: [] }]);
+    for (const status of ['201', '400', '403', '404', '413', '415', '422', '429', '500', '503']) assert.ok(status in send.responses, status);
+    assert.ok(!('401' in send.responses), 'open mode never answers a send with 401');
+    // Open mode (this server): anonymous calls are allowed, a token is accepted.
+    assert.deepEqual(send.security, [{}, { bearer: [] }]);
   });
 
   it('serves a docs page', async () => {

@@ -117,8 +117,10 @@ describe('security headers and CORS', () => {
       assert.equal(allowed.headers['ratelimit-limit'], '50');
       assert.equal(allowed.headers['cache-control'], 'no-cache, no-transform');
       await until(() => allowed.raw().startsWith('retry: '), 'the retry hint');
-      assert.equal(refused.status, 200, 'CORS is the browser\'s to enforce');
+      // Open mode refuses a page from a foreign origin outright (a stream is ambient data).
+      assert.equal(refused.status, 403, 'open mode refuses cross-site use');
       assert.equal(refused.headers['access-control-allow-origin'], undefined);
+      assert.equal(refused.headers['x-frame-options'], 'DENY');
     } finally {
       allowed.close();
       refused.close();

@@ -383,6 +383,7 @@ export function storageContract(name: string, open: StoreFactory): void {
         const out = await s.markRead('me', { upTo: seqOf(ids[2]!) });
         assert.deepEqual(out.ids, ids.slice(0, 3));
         assert.equal(out.unread, 2);
+        assert.deepEqual(out.senders, ['a', 'a', 'a'], 'each id with its sender, for read receipts');
         const m = await s.getMessage(seqOf(ids[0]!));
         assert.equal(m?.readAt, out.readAt);
         assert.equal((await s.getMessage(seqOf(ids[3]!)))?.readAt, null);
@@ -398,6 +399,7 @@ export function storageContract(name: string, open: StoreFactory): void {
         const theirs = await sendMany(s, 1, 'me', 'a');
         const out = await s.markRead('me', { ids: [seqOf(mine[1]!), seqOf(theirs[0]!), 999_999] });
         assert.deepEqual(out.ids, [mine[1]]);
+        assert.deepEqual(out.senders, ['a']);
         assert.equal(out.unread, 2);
         assert.equal((await s.getMessage(seqOf(theirs[0]!)))?.readAt, null);
       }));

@@ -50,8 +50,6 @@ interface Envelope {
 const PAYLOAD_BUDGET = 7000;
 /** The largest single event put into a payload; anything larger is referenced or split. */
 const EVENT_BUDGET = 6000;
-/** Ids per `read` event part when a large mark-read has to be split across notifications. */
-const READ_IDS_PER_PART = 250;
 
 /** Settings of a {@link ChangeFeed}. */
 export interface ChangeFeedOptions {
@@ -143,10 +141,25 @@ export class ChangeFeed {
         const { message: _text, ...rest } = event.message;
         add({ type: 'message-ref', message: rest });
       } else if (event.type === 'read') {
-        // Several read events with the same time say the same as one.
-        for (let i = 0; i < event.ids.length; i += READ_IDS_PER_PART) {
-          add({ ...event, ids: event.ids.slice(i, i + READ_IDS_PER_PART) });
-        }
+        // Several read events with the same time say the same as one. Cut by size, not by
+        // count: each id comes with its sender, and user ids vary in length.
+        const empty = () => ({ ...event, ids: [] as string[], senders: [] as string[] });
+        const base = Buffer.byteLength(JSON.stringify(empty()));
+        let part = empty();
+        let partBytes = base;
+        event.ids.forEach((id, i) => {
+          const sender = event.senders[i] ?? '';
+          const more = Buffer.byteLength(JSON.stringify(id)) + Buffer.byteLength(JSON.stringify(sender)) + 2;
+          if (part.ids.length > 0 && partBytes + more > EVENT_BUDGET) {
+            add(part);
+            part = empty();
+            partBytes = base;
+          }
+          part.ids.push(id);
+          part.senders.push(sender);
+          partBytes += more;
+        });
+        if (part.ids.length > 0) add(part);
       } else {
         add(event); // user ids are bounded: never near the limit, but a clear error if so
       }

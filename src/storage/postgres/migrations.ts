@@ -70,6 +70,18 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 2,
+    name: 'ids of removed users stay reserved',
+    sql: `
+      -- A removed user's messages stay, so its id must not go to someone new, who would
+      -- inherit them; a purge removes the messages and this row.
+      CREATE TABLE removed_users (
+        id         text COLLATE "C" PRIMARY KEY,
+        removed_at bigint NOT NULL
+      );
+    `,
+  },
+  {
     version: 3,
     name: 'token scopes; webhooks and their delivery outbox',
     sql: `
@@ -108,6 +120,22 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries (webhook_id, id);
       CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (webhook_id, id) WHERE status = 'pending';
       CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (finished_at) WHERE status = 'delivered';
+    `,
+  },
+  {
+    version: 4,
+    name: 'retention: messages by age, and maintenance claims',
+    sql: `
+      -- Retention removes the oldest messages first by the time they were sent, which an
+      -- import can make differ from id order.
+      CREATE INDEX messages_age ON messages (sent_at);
+
+      -- When a maintenance task (retention) last ran, so that it runs once per period for
+      -- the whole cluster, whichever instance claims it.
+      CREATE TABLE maintenance (
+        task   text COLLATE "C" PRIMARY KEY,
+        ran_at bigint NOT NULL
+      );
     `,
   },
 ];

@@ -207,6 +207,25 @@ class PostgresDialect implements Dialect {
       messagesAfter: (after, limit) => rows(`SELECT ${WIRE_COLUMNS} FROM messages m WHERE m.seq > $1 ORDER BY m.seq LIMIT $2`, [after, limit]),
       userForToken: async (hash) => (await this.query<{ user_id: string }>('SELECT user_id FROM tokens WHERE hash = $1', [hash]))[0]?.user_id ?? null,
       tokenOwner: async (hash) => (await this.query<TokenOwner>('SELECT user_id AS user, scopes FROM tokens WHERE hash = $1', [hash]))[0] ?? null,
+      nextInbox: async (after) => (await this.query<{ to_user: string }>(
+        'SELECT to_user FROM messages WHERE to_user > $1 ORDER BY to_user LIMIT 1', [after]))[0]?.to_user ?? null,
+      inboxCutoff: async (user, keep) => (await this.query<{ seq: number }>(
+        'SELECT seq FROM messages WHERE to_user = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2', [user, keep]))[0]?.seq ?? null,
+      stats: async () => {
+        // The tables and indexes of this store's schema; the WAL and checkpoints are the server's own.
+        const [row] = await this.query<{ messages: number; oldest: number | null; bytes: number }>(
+          `SELECT (SELECT count(*) FROM messages)::bigint AS messages, (SELECT min(sent_at) FROM messages) AS oldest,
+             (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = current_schema() AND c.relkind = 'r')::bigint AS bytes`, []);
+        return {
+          messages: Number(row?.messages ?? 0),
+          oldestSentAt: row?.oldest == null ? null : new Date(Number(row.oldest)).toISOString(),
+          storeBytes: Number(row?.bytes ?? 0),
+          walBytes: null,
+          lastCheckpointAt: null,
+        };
+      },
+      userExists: async (id) => (await this.query('SELECT 1 FROM users WHERE id = $1', [id])).length > 0,
       ping: () => this.query('SELECT 1', []),
     };
   }
@@ -218,6 +237,15 @@ class PostgresDialect implements Dialect {
 
   describeReadFailure(err: unknown): string {
     return describeReadFailure(err);
+  }
+
+  /** A server in recovery (a standby) or set read-only answers reads but commits no write. */
+  async writeProblem(): Promise<string | null> {
+    const [row] = await this.query<{ ro: string; standby: boolean }>(
+      "SELECT current_setting('transaction_read_only') AS ro, pg_is_in_recovery() AS standby", []);
+    if (row?.standby) return 'PostgreSQL is a standby in recovery: it takes no writes';
+    if (row?.ro === 'on') return 'PostgreSQL sessions are read-only (default_transaction_read_only)';
+    return null;
   }
 
   async close(): Promise<void> {

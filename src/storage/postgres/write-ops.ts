@@ -16,9 +16,9 @@ import type { Message } from '../../protocol/types.js';
 import { messageJson } from '../../protocol/wire.js';
 import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome } from '../storage.js';
 import {
-  idempotencyOutcome, keyCutoff, repairConversation, repairNeedsNewest, sidesOf, WriteClock,
+  claimDue, idempotencyOutcome, keyCutoff, repairConversation, repairNeedsNewest, sidesOf, WriteClock,
 } from '../write-decisions.js';
-import type { StoreWrite, StoreWriteResults, WriteReply } from '../writes.js';
+import type { PruneResult, StoreWrite, StoreWriteResults, WriteReply } from '../writes.js';
 import { isTransient } from './failures.js';
 import { MESSAGE_COLUMNS, toMessage, type MessageRow } from './rows.js';
 import { applyWebhookWrite } from './webhooks.js';
@@ -92,7 +92,7 @@ const SQL = {
     ), lowered AS (
       UPDATE conversations c SET unread = greatest(c.unread - p.n, 0) FROM per_peer p WHERE c.owner = $2 AND c.peer = p.peer
     )
-    SELECT seq FROM changed ORDER BY seq`),
+    SELECT seq, from_user FROM changed ORDER BY seq`),
   readIds: named('read_ids', `
     WITH changed AS (
       UPDATE messages SET read_at = $1 WHERE to_user = $2 AND read_at IS NULL AND seq = ANY($3::bigint[]) RETURNING seq, from_user
@@ -101,13 +101,45 @@ const SQL = {
     ), lowered AS (
       UPDATE conversations c SET unread = greatest(c.unread - p.n, 0) FROM per_peer p WHERE c.owner = $2 AND c.peer = p.peer
     )
-    SELECT seq FROM changed ORDER BY seq`),
+    SELECT seq, from_user FROM changed ORDER BY seq`),
   unreadTotal: named('unread_total', 'SELECT coalesce(sum(unread), 0)::int AS n FROM conversations WHERE owner = $1'),
   createUser: named('create_user', 'INSERT INTO users (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING'),
   deleteUser: named('delete_user', 'DELETE FROM users WHERE id = $1'),
   userExists: named('user_exists', 'SELECT 1 FROM users WHERE id = $1'),
   addToken: named('add_token', "INSERT INTO tokens (hash, user_id, created_at, scopes) VALUES ($1, $2, $3, coalesce($4, 'full')) ON CONFLICT DO NOTHING"),
+  isReserved: named('is_reserved', 'SELECT 1 FROM removed_users WHERE id = $1'),
+  reserve: named('reserve', 'INSERT INTO removed_users (id, removed_at) VALUES ($1, $2) ON CONFLICT DO NOTHING'),
+  unreserve: named('unreserve', 'DELETE FROM removed_users WHERE id = $1'),
+  purgeMessages: named('purge_messages', 'DELETE FROM messages WHERE to_user = $1 OR from_user = $1'),
+  purgeConversations: named('purge_conversations', 'DELETE FROM conversations WHERE owner = $1 OR peer = $1'),
+  purgeKeysOf: named('purge_keys_of', 'DELETE FROM idempotency_keys WHERE sender = $1'),
   revokeTokens: named('revoke_tokens', 'DELETE FROM tokens WHERE user_id = $1'),
+  // Retention: a bounded set of the oldest, deleted in one statement that answers what went.
+  pruneOld: named('prune_old', `
+    WITH doomed AS (SELECT seq FROM messages WHERE sent_at < $1 ORDER BY sent_at LIMIT $2)
+    DELETE FROM messages m USING doomed d WHERE m.seq = d.seq RETURNING m.seq, m.from_user, m.to_user, m.read_at`),
+  pruneInbox: named('prune_inbox', `
+    WITH doomed AS (SELECT seq FROM messages WHERE to_user = $1 AND seq <= $2 ORDER BY seq LIMIT $3)
+    DELETE FROM messages m USING doomed d WHERE m.seq = d.seq RETURNING m.seq, m.from_user, m.to_user, m.read_at`),
+  // The conversation rows the pruned messages were counted in, set-wise: unread counts lowered
+  // (answering each row's last message), then the rows whose last message went repaired.
+  lowerUnreadMany: named('lower_unread_many', `
+    UPDATE conversations c SET unread = greatest(c.unread - p.d, 0)
+    FROM unnest($1::text[], $2::text[], $3::int[]) AS p(o, q, d) WHERE c.owner = p.o AND c.peer = p.q
+    RETURNING c.owner, c.peer, c.last_seq`),
+  newestBetweenMany: named('newest_between_many', `
+    SELECT p.o AS owner, p.q AS peer, greatest(
+      (SELECT max(seq) FROM messages WHERE to_user = p.o AND from_user = p.q),
+      (SELECT max(seq) FROM messages WHERE to_user = p.q AND from_user = p.o)) AS seq
+    FROM unnest($1::text[], $2::text[]) AS p(o, q)`),
+  setLastSeqMany: named('set_last_seq_many', `
+    UPDATE conversations c SET last_seq = p.s
+    FROM unnest($1::text[], $2::text[], $3::bigint[]) AS p(o, q, s) WHERE c.owner = p.o AND c.peer = p.q`),
+  dropConversationMany: named('drop_conversation_many', `
+    DELETE FROM conversations c USING unnest($1::text[], $2::text[]) AS p(o, q) WHERE c.owner = p.o AND c.peer = p.q`),
+  claimRead: named('claim_read', 'SELECT ran_at FROM maintenance WHERE task = $1'),
+  claimWrite: named('claim_write', `
+    INSERT INTO maintenance (task, ran_at) VALUES ($1, $2) ON CONFLICT (task) DO UPDATE SET ran_at = excluded.ran_at`),
   importUsers: named('import_users', `
     INSERT INTO users (id, created_at) SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING`),
   importTokens: named('import_tokens', `
@@ -219,11 +251,23 @@ export class WriteSide {
       case 'delete': return this.delete(client, op.seq);
       case 'markRead': return this.markRead(client, op.user, now, op.upTo, op.ids);
       case 'createUser': {
+        if ((await client.query(SQL.isReserved([op.id]))).rowCount !== 0) return false;
         if ((await client.query(SQL.createUser([op.id, now]))).rowCount === 0) return false;
         await client.query(SQL.addToken([op.tokenHash, op.id, now, null]));
         return true;
       }
-      case 'deleteUser': return ((await client.query(SQL.deleteUser([op.id]))).rowCount ?? 0) > 0;
+      case 'deleteUser': {
+        const existed = ((await client.query(SQL.deleteUser([op.id]))).rowCount ?? 0) > 0;
+        if (!op.purge) {
+          if (existed) await client.query(SQL.reserve([op.id, now]));
+          return existed;
+        }
+        const reserved = ((await client.query(SQL.unreserve([op.id]))).rowCount ?? 0) > 0;
+        await client.query(SQL.purgeMessages([op.id]));
+        await client.query(SQL.purgeConversations([op.id]));
+        await client.query(SQL.purgeKeysOf([op.id]));
+        return existed || reserved;
+      }
       case 'addToken': {
         if ((await client.query(SQL.userExists([op.user]))).rowCount === 0) return false;
         await client.query(SQL.addToken([op.tokenHash, op.user, now, op.scopes ?? null]));
@@ -231,6 +275,13 @@ export class WriteSide {
       }
       case 'revokeTokens': return (await client.query(SQL.revokeTokens([op.user]))).rowCount ?? 0;
       case 'import': return this.import(client, op.records);
+      case 'prune': return this.prune(client, op);
+      case 'claim': {
+        const ranAt = (await client.query<{ ran_at: number }>(SQL.claimRead([op.task]))).rows[0]?.ran_at;
+        if (!claimDue(ranAt, now, op.everyMs)) return false;
+        await client.query(SQL.claimWrite([op.task, now]));
+        return true;
+      }
       case 'ping': return true;
       case 'webhook': return applyWebhookWrite(client, op.write);
     }
@@ -281,12 +332,57 @@ export class WriteSide {
     return toMessage(row);
   }
 
+  /**
+   * Removes what a prune selects in a fixed number of statements however many messages it
+   * takes (the write lock is held meanwhile), with the same repairs a delete makes.
+   */
+  private async prune(client: pg.ClientBase, op: Extract<WriteOp, { op: 'prune' }>): Promise<PruneResult> {
+    const gone = (await client.query<{ seq: number; from_user: string; to_user: string; read_at: number | null }>(
+      op.inbox !== undefined ? SQL.pruneInbox([op.inbox, op.upTo ?? 0, op.limit]) : SQL.pruneOld([op.before ?? 0, op.limit]),
+    )).rows;
+    if (gone.length === 0) return { removed: 0, more: false };
+    const drops = new Map<string, { owner: string; peer: string; drop: number }>();
+    for (const r of gone) {
+      for (const side of sidesOf({ seq: r.seq, fromUser: r.from_user, toUser: r.to_user, unread: r.read_at === null })) {
+        const key = JSON.stringify([side.owner, side.peer]);
+        const d = drops.get(key) ?? { owner: side.owner, peer: side.peer, drop: 0 };
+        d.drop += side.unreadDrop;
+        drops.set(key, d);
+      }
+    }
+    const rows = [...drops.values()];
+    const lowered = (await client.query<{ owner: string; peer: string; last_seq: number }>(
+      SQL.lowerUnreadMany([rows.map((r) => r.owner), rows.map((r) => r.peer), rows.map((r) => r.drop)]),
+    )).rows;
+    const removed = new Set(gone.map((r) => r.seq));
+    // A row needs the newest message left between its two users when its last one went.
+    const stale = lowered.filter((c) => removed.has(c.last_seq));
+    if (stale.length > 0) {
+      const newest = (await client.query<{ owner: string; peer: string; seq: number | null }>(
+        SQL.newestBetweenMany([stale.map((c) => c.owner), stale.map((c) => c.peer)]),
+      )).rows;
+      const set: { owner: string; peer: string; seq: number }[] = [];
+      const drop: { owner: string; peer: string }[] = [];
+      for (const n of newest) {
+        // Its last message was deleted: the repair is the delete's, with the newest left.
+        const repair = repairConversation(0, 0, n.seq);
+        if (repair.drop) drop.push(n);
+        else set.push({ owner: n.owner, peer: n.peer, seq: repair.lastSeq });
+      }
+      if (set.length > 0) await client.query(SQL.setLastSeqMany([set.map((r) => r.owner), set.map((r) => r.peer), set.map((r) => r.seq)]));
+      if (drop.length > 0) await client.query(SQL.dropConversationMany([drop.map((r) => r.owner), drop.map((r) => r.peer)]));
+    }
+    return { removed: gone.length, more: gone.length === op.limit };
+  }
+
   private async markRead(client: pg.ClientBase, user: string, now: number, upTo?: number, ids?: number[]): Promise<ReadOutcome> {
-    const changed = (await client.query<{ seq: number }>(
+    const changed = (await client.query<{ seq: number; from_user: string }>(
       upTo !== undefined ? SQL.readUpTo([now, user, upTo]) : SQL.readIds([now, user, ids ?? []]),
     )).rows;
     const unread = (await client.query<{ n: number }>(SQL.unreadTotal([user]))).rows[0]!.n;
-    return { unread, ids: changed.map((c) => String(c.seq)), readAt: new Date(now).toISOString() };
+    return {
+      unread, ids: changed.map((c) => String(c.seq)), senders: changed.map((c) => c.from_user), readAt: new Date(now).toISOString(),
+    };
   }
 
   /**

@@ -12,7 +12,8 @@
  * RESTART checkpoint instead, which waits for the writer to finish its batch, copies the
  * rest, and lets the next batch write the log from its start again.
  *
- * Protocol, over the worker port: in `{ close: true }`, which ends the thread.
+ * Protocol, over the worker port: in `{ close: true }`, which ends the thread; out
+ * `{ checkpointAt }` (ms) after each round that folded pages back, for `/metrics`.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -43,6 +44,7 @@ if (port) {
     try {
       const [result] = db.pragma(`wal_checkpoint(${restart ? 'RESTART' : 'PASSIVE'})`) as { log: number; checkpointed: number }[];
       restart = (result?.log ?? 0) > RESTART_FRAMES;
+      if ((result?.checkpointed ?? 0) > 0) port.postMessage({ checkpointAt: Date.now() });
     } catch {
       // Busy or briefly failing: the next round tries again; nothing depends on this one.
     }

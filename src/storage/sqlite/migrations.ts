@@ -74,6 +74,18 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 2,
+    name: 'ids of removed users stay reserved',
+    sql: `
+      -- A removed user's messages stay, so its id must not go to someone new, who would
+      -- inherit them; a purge removes the messages and this row.
+      CREATE TABLE removed_users (
+        id         TEXT    PRIMARY KEY,
+        removed_at INTEGER NOT NULL
+      );
+    `,
+  },
+  {
     version: 3,
     name: 'token scopes; webhooks and their delivery outbox',
     sql: `
@@ -115,6 +127,23 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries (webhook_id, id);
       CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (webhook_id, id) WHERE status = 'pending';
       CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (finished_at) WHERE status = 'delivered';
+    `,
+  },
+  {
+    version: 4,
+    name: 'retention: messages by age, and maintenance claims',
+    sql: `
+      -- Retention removes the oldest messages first by the time they were sent, which an
+      -- import can make differ from id order: an index on the sentAt the wire JSON carries
+      -- (canonical ISO 8601 UTC, so text order is time order). Queries must spell the
+      -- expression exactly so for SQLite to use it.
+      CREATE INDEX messages_age ON messages (json_extract(json, '$.sentAt'));
+
+      -- When a maintenance task (retention) last ran, so it runs once per period for the store.
+      CREATE TABLE maintenance (
+        task   TEXT    PRIMARY KEY,
+        ran_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
     `,
   },
 ];

@@ -16,3 +16,9 @@ export const MARK_READ_JSON = `substr(json, 1, length(json) - ${UNREAD_TAIL.leng
  * millions of messages, at a bounded cost.
  */
 export const CONNECTION_PRAGMAS = ['busy_timeout = 5000', 'foreign_keys = ON', 'cache_size = -32768'] as const;
+
+/**
+ * A message's sentAt as SQL, spelled exactly as migration 4's `messages_age` index spells it,
+ * so that SQLite answers age queries from that index.
+ */
+export const SENT_AT = "json_extract(json, '$.sentAt')";

@@ -4,18 +4,19 @@
  * (writer-thread.ts). WAL mode lets the two work at once. Everything else is the core's
  * (../core.ts).
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { CoreStorage, Listeners, type ConversationRow, type Dialect, type DialectReads, type TokenRow } from '../core.js';
 import type { BatchResult } from '../group-commit.js';
 import { windowSql } from '../paging.js';
-import type { InboxQuery, StorageLogger, StoredUser, TokenOwner, WireRow } from '../storage.js';
+import type { InboxQuery, StorageLogger, StoredUser, StoreStats, TokenOwner, WireRow } from '../storage.js';
 import type { WebhookReads } from '../webhooks.js';
 import type { StoreWrite } from '../writes.js';
 import { sqliteWebhookReads } from './webhooks.js';
+import { FileGuard } from './file-guard.js';
 import { migrate } from './migrations.js';
-import { CONNECTION_PRAGMAS, WIRE_COLUMNS } from './rows.js';
+import { CONNECTION_PRAGMAS, SENT_AT, WIRE_COLUMNS } from './rows.js';
 import { WriterThread } from './writer-thread.js';
 
 /** Options for {@link openSqliteStorage}. */
@@ -28,6 +29,12 @@ export interface SqliteOptions {
   onQuery?: (sql: string) => void;
   /** Where a listener that throws is reported. */
   logger?: StorageLogger;
+}
+
+/** True for SQLite's errors that mean the database file is damaged. */
+export function isCorruption(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || (typeof code === 'string' && code.startsWith('SQLITE_CORRUPT_'));
 }
 
 /** A SQLite store: the core over this dialect. */
@@ -77,10 +84,16 @@ class SqliteDialect implements Dialect {
   readonly commitVersion: () => number;
   private readonly writer: WriterThread;
   private readonly statements = new Map<string, Database.Statement>();
+  /** Watches the file for being deleted or replaced under us (none for `:memory:`). */
+  private readonly guard: FileGuard | undefined;
 
   constructor(private readonly db: Database.Database, options: SqliteOptions) {
     this.webhookReads = sqliteWebhookReads(db);
     this.writer = new WriterThread({ path: options.path, synchronous: options.durability === 'fsync' ? 'FULL' : 'NORMAL' });
+    if (options.path !== ':memory:' && options.path !== '') {
+      this.guard = new FileGuard(options.path, options.logger);
+      this.guard.start();
+    }
     // SQLite's count of commits by other connections: the writer thread's and other processes'.
     const dataVersion = db.prepare('PRAGMA data_version').pluck();
     this.commitVersion = () => dataVersion.get() as number;
@@ -119,7 +132,31 @@ class SqliteDialect implements Dialect {
       messagesAfter: (after, limit) => rows(`SELECT ${WIRE_COLUMNS} FROM messages WHERE seq > ? ORDER BY seq LIMIT ?`, [after, limit]),
       userForToken: (hash) => (this.prepared('SELECT user_id FROM tokens WHERE hash = ?').pluck().get(hash) as string | undefined) ?? null,
       tokenOwner: (hash) => (this.prepared('SELECT user_id AS user, scopes FROM tokens WHERE hash = ?').get(hash) as TokenOwner | undefined) ?? null,
+      nextInbox: (after) => (this.prepared('SELECT to_user FROM messages WHERE to_user > ? ORDER BY to_user LIMIT 1').pluck().get(after) as string | undefined) ?? null,
+      inboxCutoff: (user, keep) => (this.prepared('SELECT seq FROM messages WHERE to_user = ? ORDER BY seq DESC LIMIT 1 OFFSET ?').pluck()
+        .get(user, keep) as number | undefined) ?? null,
+      stats: () => this.stats(options.path),
+      userExists: (id) => this.prepared('SELECT 1 FROM users WHERE id = ?').get(id) !== undefined,
       ping: () => this.prepared('SELECT 1').get(),
+    };
+  }
+
+  /** Counts over the smallest index, the oldest time from the age index, sizes from the files. */
+  private stats(path: string): StoreStats {
+    const size = (file: string) => {
+      try {
+        return statSync(file).size;
+      } catch {
+        return 0;
+      }
+    };
+    const oldest = this.prepared(`SELECT min(${SENT_AT}) FROM messages`).pluck().get() as string | null;
+    return {
+      messages: this.prepared('SELECT count(*) FROM messages INDEXED BY messages_seq').pluck().get() as number,
+      oldestSentAt: oldest,
+      storeBytes: path === ':memory:' ? 0 : size(path),
+      walBytes: path === ':memory:' ? 0 : size(`${path}-wal`),
+      lastCheckpointAt: this.writer.lastCheckpointAt,
     };
   }
 
@@ -127,7 +164,20 @@ class SqliteDialect implements Dialect {
     return this.writer.run(writes);
   }
 
+  isDamage(err: unknown): boolean {
+    return isCorruption(err);
+  }
+
+  writesRefused(): string | null {
+    return this.guard?.lost ?? null;
+  }
+
+  async writeProblem(): Promise<string | null> {
+    return (await this.guard?.writeProblem()) ?? null;
+  }
+
   async close(): Promise<void> {
+    this.guard?.stop();
     await this.writer.close();
     this.db.close();
   }

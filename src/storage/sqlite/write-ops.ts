@@ -12,12 +12,12 @@ import type { Message } from '../../protocol/types.js';
 import { messageJson, readTail } from '../../protocol/wire.js';
 import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome } from '../storage.js';
 import {
-  idempotencyOutcome, keyCutoff, repairConversation, repairNeedsNewest, sidesOf, WriteClock,
+  claimDue, idempotencyOutcome, keyCutoff, repairConversation, repairNeedsNewest, sidesOf, WriteClock,
 } from '../write-decisions.js';
-import type { StoreWrite, StoreWriteResults, WriteReply } from '../writes.js';
 import { outboxEventOf } from '../webhooks.js';
-import { MARK_READ_JSON } from './rows.js';
 import { SqliteWebhookWrites } from './webhooks.js';
+import type { PruneResult, StoreWrite, StoreWriteResults, WriteReply } from '../writes.js';
+import { MARK_READ_JSON, SENT_AT } from './rows.js';
 
 /** Thrown out of a plain batch when one of its operations fails: run it again, isolated. */
 class OperationFailed extends Error {}
@@ -57,8 +57,20 @@ export const WRITE_SQL = {
   deleteUser: 'DELETE FROM users WHERE id = ?',
   userExists: 'SELECT 1 FROM users WHERE id = ?',
   addToken: "INSERT OR IGNORE INTO tokens (hash, user_id, created_at, scopes) VALUES (?, ?, ?, coalesce(?, 'full'))",
+  isReserved: 'SELECT 1 FROM removed_users WHERE id = ?',
+  reserve: 'INSERT OR IGNORE INTO removed_users (id, removed_at) VALUES (?, ?)',
+  unreserve: 'DELETE FROM removed_users WHERE id = ?',
+  purgeReceived: 'DELETE FROM messages WHERE to_user = ?',
+  purgeSent: 'DELETE FROM messages WHERE from_user = ?',
+  purgeConversations: 'DELETE FROM conversations WHERE owner = ? OR peer = ?',
+  purgeKeysOf: 'DELETE FROM idempotency_keys WHERE sender = ?',
   revokeTokens: 'DELETE FROM tokens WHERE user_id = ?',
   newest: 'SELECT json FROM messages WHERE seq = (SELECT max(seq) FROM messages)',
+  pruneOld: `SELECT seq FROM messages WHERE ${SENT_AT} < ? ORDER BY ${SENT_AT} LIMIT ?`,
+  pruneInbox: 'SELECT seq FROM messages WHERE to_user = ? AND seq <= ? ORDER BY seq LIMIT ?',
+  claimRead: 'SELECT ran_at FROM maintenance WHERE task = ?',
+  claimWrite: `INSERT INTO maintenance (task, ran_at) VALUES (?, ?)
+         ON CONFLICT (task) DO UPDATE SET ran_at = excluded.ran_at`,
 } as const;
 
 /** Applies batches of writes to one write connection. */
@@ -101,9 +113,20 @@ export class WriteSide {
       importUser: db.prepare(WRITE_SQL.importUser),
       deleteUser: db.prepare(WRITE_SQL.deleteUser),
       userExists: db.prepare(WRITE_SQL.userExists).pluck(),
+      isReserved: db.prepare(WRITE_SQL.isReserved).pluck(),
+      reserve: db.prepare(WRITE_SQL.reserve),
+      unreserve: db.prepare(WRITE_SQL.unreserve),
+      purgeReceived: db.prepare(WRITE_SQL.purgeReceived),
+      purgeSent: db.prepare(WRITE_SQL.purgeSent),
+      purgeConversations: db.prepare(WRITE_SQL.purgeConversations),
+      purgeKeysOf: db.prepare(WRITE_SQL.purgeKeysOf),
       addToken: db.prepare(WRITE_SQL.addToken),
       revokeTokens: db.prepare(WRITE_SQL.revokeTokens),
       newest: db.prepare(WRITE_SQL.newest).pluck(),
+      pruneOld: db.prepare(WRITE_SQL.pruneOld).pluck(),
+      pruneInbox: db.prepare(WRITE_SQL.pruneInbox).pluck(),
+      claimRead: db.prepare(WRITE_SQL.claimRead).pluck(),
+      claimWrite: db.prepare(WRITE_SQL.claimWrite),
     };
     this.webhooks = new SqliteWebhookWrites(db);
     this.batch = db.transaction((ops: readonly StoreWrite[], now: number, isolate: boolean) => this.runBatch(ops, now, isolate));
@@ -171,11 +194,24 @@ export class WriteSide {
       case 'delete': return this.delete(op.seq);
       case 'markRead': return this.markRead(op.user, now, op.upTo, op.ids);
       case 'createUser': {
+        if (this.stmt.isReserved.get(op.id)) return false;
         if (this.stmt.createUser.run(op.id, now).changes === 0) return false;
         this.stmt.addToken.run(op.tokenHash, op.id, now, null);
         return true;
       }
-      case 'deleteUser': return this.stmt.deleteUser.run(op.id).changes > 0;
+      case 'deleteUser': {
+        const existed = this.stmt.deleteUser.run(op.id).changes > 0;
+        if (!op.purge) {
+          if (existed) this.stmt.reserve.run(op.id, now);
+          return existed;
+        }
+        const reserved = this.stmt.unreserve.run(op.id).changes > 0;
+        this.stmt.purgeReceived.run(op.id);
+        this.stmt.purgeSent.run(op.id);
+        this.stmt.purgeConversations.run(op.id, op.id);
+        this.stmt.purgeKeysOf.run(op.id);
+        return existed || reserved;
+      }
       case 'addToken': {
         if (!this.stmt.userExists.get(op.user)) return false;
         this.stmt.addToken.run(op.tokenHash, op.user, now, op.scopes ?? null);
@@ -183,6 +219,12 @@ export class WriteSide {
       }
       case 'revokeTokens': return this.stmt.revokeTokens.run(op.user).changes;
       case 'import': return this.import(op.records);
+      case 'prune': return this.prune(op);
+      case 'claim': {
+        if (!claimDue(this.stmt.claimRead.get(op.task) as number | undefined, now, op.everyMs)) return false;
+        this.stmt.claimWrite.run(op.task, now);
+        return true;
+      }
       case 'ping': return true;
       case 'webhook': return this.webhooks.apply(op.write);
     }
@@ -233,6 +275,15 @@ export class WriteSide {
     return JSON.parse(row.json) as Message;
   }
 
+  /** Removes what a prune selects, one message at a time as a delete does (in-process, microseconds each). */
+  private prune(op: Extract<StoreWrite, { op: 'prune' }>): PruneResult {
+    const seqs = (op.inbox !== undefined
+      ? this.stmt.pruneInbox.all(op.inbox, op.upTo ?? 0, op.limit)
+      : this.stmt.pruneOld.all(new Date(op.before ?? 0).toISOString(), op.limit)) as number[];
+    for (const seq of seqs) this.delete(seq);
+    return { removed: seqs.length, more: seqs.length === op.limit };
+  }
+
   private markRead(user: string, now: number, upTo?: number, ids?: number[]): ReadOutcome {
     const readAt = new Date(now).toISOString();
     const tail = readTail(readAt);
@@ -246,6 +297,7 @@ export class WriteSide {
     return {
       unread: this.stmt.unreadTotal.get(user) as number,
       ids: changed.map((c) => String(c.seq)),
+      senders: changed.map((c) => c.from_user),
       readAt,
     };
   }

@@ -34,6 +34,8 @@ export class WriterThread {
   private checkpointer: Worker | undefined;
   private inFlight: { id: number; resolve: (r: BatchResult) => void; reject: (err: Error) => void } | undefined;
   private nextId = 1;
+  /** When the checkpointer last folded the WAL back (ms), for metrics. */
+  lastCheckpointAt: number | null = null;
 
   constructor(private readonly data: WriterData) {}
 
@@ -69,9 +71,13 @@ export class WriterThread {
     const worker = startWorker(WRITER, this.data);
     if (!this.checkpointer) {
       this.checkpointer = startWorker(CHECKPOINTER, this.data);
-      // Its work is never owed to anyone: it must not keep a finished process alive.
-      this.checkpointer.unref();
       this.checkpointer.on('error', () => (this.checkpointer = undefined));
+      this.checkpointer.on('message', (m: { checkpointAt?: number }) => {
+        if (typeof m.checkpointAt === 'number') this.lastCheckpointAt = m.checkpointAt;
+      });
+      // Its work is never owed to anyone: it must not keep a finished process alive. (After
+      // the listener: adding a message listener refs the worker again.)
+      this.checkpointer.unref();
     }
     worker.on('message', (answer: BatchAnswer) => this.settle(answer));
     worker.on('error', (err) => this.fail(worker, err));

@@ -1,0 +1,103 @@
+/**
+ * `postbox check`: is the store whole? SQLite runs its own integrity check over every page;
+ * PostgreSQL (which keeps its pages itself) is asked for the schema version and a full
+ * read of each table. Neither changes anything; neither migrates.
+ */
+import { existsSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import type { StorageLocation } from '../config.js';
+import { MIGRATIONS as PG_MIGRATIONS } from './postgres/migrations.js';
+import { MIGRATIONS as SQLITE_MIGRATIONS } from './sqlite/migrations.js';
+
+/** The tables of the schema, each read whole by a check. */
+const TABLES = ['messages', 'counters', 'conversations', 'idempotency_keys', 'users', 'tokens', 'removed_users', 'schema_migrations'];
+
+/** What a check found: nothing wrong when `problems` is empty. */
+export interface CheckReport {
+  /** The newest schema version the store has applied, or null if it has none. */
+  schemaVersion: number | null;
+  /** The newest version this Postbox knows. */
+  expectedVersion: number;
+  /** Each problem, for a person. */
+  problems: string[];
+}
+
+/** Checks the store at `location` without changing it. */
+export function checkStore(location: StorageLocation): Promise<CheckReport> {
+  return location.kind === 'sqlite' ? Promise.resolve(checkSqlite(location.path)) : checkPostgres(location.url);
+}
+
+function versionProblems(version: number | null, expected: number): string[] {
+  if (version === null) return ['the store has no schema (not a Postbox store, or never migrated)'];
+  if (version > expected) return [`the store's schema (version ${version}) is newer than this Postbox knows (${expected}): upgrade Postbox`];
+  if (version < expected) return [`the store's schema is at version ${version}; run postbox migrate to reach ${expected}`];
+  return [];
+}
+
+function checkSqlite(path: string): CheckReport {
+  const expectedVersion = Math.max(...SQLITE_MIGRATIONS.map((m) => m.version));
+  if (!existsSync(path)) return { schemaVersion: null, expectedVersion, problems: [`there is no database file at ${path}`] };
+  let db: Database.Database;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true });
+  } catch (err) {
+    return { schemaVersion: null, expectedVersion, problems: [`the database cannot be opened: ${(err as Error).message}`] };
+  }
+  const problems: string[] = [];
+  let schemaVersion: number | null = null;
+  try {
+    try {
+      const rows = db.pragma('integrity_check') as { integrity_check: string }[];
+      const found = rows.map((r) => r.integrity_check).filter((r) => r !== 'ok');
+      problems.push(...found.map((f) => `integrity: ${f}`));
+      const fk = db.pragma('foreign_key_check') as unknown[];
+      if (fk.length > 0) problems.push(`integrity: ${fk.length} rows refer to rows that do not exist`);
+    } catch (err) {
+      problems.push(`integrity: the check could not run: ${(err as Error).message}`);
+    }
+    try {
+      schemaVersion = (db.prepare('SELECT max(version) FROM schema_migrations').pluck().get() as number | null) ?? null;
+    } catch {
+      schemaVersion = null;
+    }
+    problems.push(...versionProblems(schemaVersion, expectedVersion));
+  } finally {
+    db.close();
+  }
+  return { schemaVersion, expectedVersion, problems };
+}
+
+async function checkPostgres(url: string): Promise<CheckReport> {
+  const expectedVersion = Math.max(...PG_MIGRATIONS.map((m) => m.version));
+  const client = new pg.Client({ connectionString: url, application_name: 'postbox check', connectionTimeoutMillis: 5000 });
+  const problems: string[] = [];
+  let schemaVersion: number | null = null;
+  try {
+    await client.connect();
+  } catch (err) {
+    return { schemaVersion, expectedVersion, problems: [`PostgreSQL cannot be reached: ${(err as Error).message}`] };
+  }
+  try {
+    try {
+      schemaVersion = (await client.query<{ v: number | null }>('SELECT max(version) AS v FROM schema_migrations')).rows[0]?.v ?? null;
+    } catch {
+      schemaVersion = null;
+    }
+    problems.push(...versionProblems(schemaVersion, expectedVersion));
+    if (schemaVersion !== null) {
+      for (const table of TABLES) {
+        if (table === 'removed_users' && schemaVersion < 2) continue;
+        try {
+          // A full read: a damaged page or a missing table fails here.
+          await client.query(`SELECT count(*) FROM (SELECT * FROM ${table}) AS t`);
+        } catch (err) {
+          problems.push(`table ${table} cannot be read: ${(err as Error).message}`);
+        }
+      }
+    }
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+  return { schemaVersion, expectedVersion, problems };
+}

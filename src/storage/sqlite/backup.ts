@@ -1,0 +1,155 @@
+/**
+ * Online backup and restore of a SQLite store, through SQLite's backup API rather than a
+ * copy of the file: a file copied while the server writes can catch the database half
+ * folded back from its WAL, and restores as a corrupt store.
+ *
+ * The backup reads one consistent snapshot while the server keeps serving and writing (in
+ * WAL mode a reader never blocks the writer, nor the writer a reader), so the copy holds
+ * every message committed before it began. It is written beside its destination under a
+ * temporary name, checked (`PRAGMA integrity_check`, counts), made a self-contained file
+ * (no WAL beside it) and only then renamed into place: a file at the destination is always
+ * a whole, verified backup.
+ */
+import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { CONNECTION_PRAGMAS } from './rows.js';
+
+/** What a store file holds, as a backup or a restore reports it. */
+export interface StoreFileReport {
+  path: string;
+  bytes: number;
+  users: number;
+  tokens: number;
+  messages: number;
+  /** The highest message id in the file, or null without messages. */
+  lastId: string | null;
+}
+
+/** Raised for a file that cannot be used as asked; its message is meant for a person. */
+export class BackupError extends Error {
+  override name = 'BackupError';
+}
+
+/**
+ * Pages copied per step of the backup. SQLite restarts a backup whose source another
+ * connection changed between two steps, so under steady writes small steps could restart
+ * for ever; the first step is SQLite's default and every later one copies the rest at once,
+ * inside one read snapshot.
+ */
+function pagesPerStep({ totalPages }: { totalPages: number; remainingPages: number }): number {
+  return Math.max(totalPages, 100);
+}
+
+/**
+ * Checks a store file and counts what it holds; throws {@link BackupError} if SQLite finds
+ * it damaged or it is not a Postbox store.
+ */
+export function verifyStoreFile(path: string): StoreFileReport {
+  if (!existsSync(path)) throw new BackupError(`${path} does not exist`);
+  let db: Database.Database;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true });
+  } catch (err) {
+    throw new BackupError(`${path} cannot be opened as SQLite: ${(err as Error).message}`);
+  }
+  try {
+    let problems: string[];
+    try {
+      problems = (db.pragma('integrity_check') as { integrity_check: string }[]).map((r) => r.integrity_check);
+    } catch (err) {
+      throw new BackupError(`${path} is not a SQLite database: ${(err as Error).message}`);
+    }
+    if (problems.length !== 1 || problems[0] !== 'ok') {
+      throw new BackupError(`${path} failed SQLite's integrity check: ${problems.slice(0, 5).join('; ')}`);
+    }
+    const tables = new Set(db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").pluck().all() as string[]);
+    for (const t of ['messages', 'users', 'tokens', 'schema_migrations']) {
+      if (!tables.has(t)) throw new BackupError(`${path} is not a Postbox store (it has no ${t} table)`);
+    }
+    const count = (table: string) => db.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number;
+    const last = db.prepare('SELECT max(seq) FROM messages').pluck().get() as number | null;
+    return {
+      path, bytes: statSync(path).size,
+      users: count('users'), tokens: count('tokens'), messages: count('messages'), lastId: last === null ? null : String(last),
+    };
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * Copies the store at `source` to `out` while it may be in use, and verifies the copy.
+ * Refuses to overwrite an existing `out` unless `replace`.
+ */
+export async function backupSqlite(source: string, out: string, options: { replace?: boolean } = {}): Promise<StoreFileReport> {
+  if (existsSync(out) && !options.replace) throw new BackupError(`${out} already exists; give another file, or --force to replace it`);
+  const partial = `${out}.partial-${process.pid}`;
+  const db = new Database(source, { fileMustExist: true });
+  try {
+    for (const p of CONNECTION_PRAGMAS) db.pragma(p);
+    await db.backup(partial, { progress: pagesPerStep });
+  } catch (err) {
+    removeStoreFiles(partial);
+    throw err;
+  } finally {
+    db.close();
+  }
+  try {
+    selfContained(partial);
+    const report = verifyStoreFile(partial);
+    renameSync(partial, out);
+    return { ...report, path: out };
+  } catch (err) {
+    removeStoreFiles(partial);
+    throw err;
+  }
+}
+
+/**
+ * Fills the SQLite store at `target` from the backup at `backup`, page for page (the last
+ * id handed out and idempotency keys included). The caller makes sure no server uses
+ * `target` and decides whether a non-empty one may be replaced.
+ */
+export async function restoreSqlite(backup: string, target: string): Promise<StoreFileReport> {
+  verifyStoreFile(backup);
+  // Built beside the target and renamed over it only once whole: a restore that fails
+  // halfway leaves the store it was replacing as it was.
+  const partial = `${target}.restoring-${process.pid}`;
+  const src = new Database(backup, { readonly: true, fileMustExist: true });
+  try {
+    await src.backup(partial, { progress: pagesPerStep });
+    const db = new Database(partial);
+    try {
+      for (const p of CONNECTION_PRAGMAS) db.pragma(p);
+      // The server's mode: readers beside the writer.
+      db.pragma('journal_mode = WAL');
+    } finally {
+      db.close();
+    }
+    verifyStoreFile(partial);
+  } catch (err) {
+    removeStoreFiles(partial);
+    throw err;
+  } finally {
+    src.close();
+  }
+  // The replaced store's log and shared memory must not be read against the new file.
+  removeStoreFiles(target);
+  renameSync(partial, target);
+  return verifyStoreFile(target);
+}
+
+/** Folds a fresh copy's log into the file, so the backup is one file a person can move. */
+function selfContained(path: string): void {
+  const db = new Database(path);
+  try {
+    db.pragma('journal_mode = DELETE');
+  } finally {
+    db.close();
+  }
+}
+
+/** Removes a store file and SQLite's files beside it. */
+export function removeStoreFiles(path: string): void {
+  for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(`${path}${suffix}`, { force: true });
+}

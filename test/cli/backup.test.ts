@@ -1,0 +1,182 @@
+/**
+ * `postbox backup` and `postbox restore`, through the real command table (`runCli`, in
+ * process, beside a server that keeps serving): a backup taken while six clients write holds
+ * every message acknowledged before it began and passes SQLite's integrity check; a restore
+ * into a fresh store serves those messages under the same ids; restore refuses a store that
+ * is not empty (unless --force) and one a server is serving; PostgreSQL is pointed to pg_dump.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import type { Message } from '../../src/protocol/types.js';
+import { postJson, request } from '../helpers/http.js';
+import { createSchema, describeWithPostgres } from '../helpers/pg.js';
+import { cli, type CliRun } from '../helpers/cli.js';
+import { startTestServer, tempDir } from '../helpers/server.js';
+import { Tally } from '../helpers/wait.js';
+
+/** Runs one `postbox` command line in this process, its output captured. */
+const postbox = (args: string[], env: Record<string, string> = {}) => cli(args, env);
+
+describe('postbox backup and restore (SQLite)', () => {
+  it('backs up under six concurrent writers, and a restore serves every message acknowledged before it, same ids', async () => {
+    const dir = await tempDir();
+    const db = `sqlite:${join(dir, 'postbox.db')}`;
+    const copy = join(dir, 'backup.db');
+    const server = await startTestServer({ DATABASE_URL: db, POSTBOX_RATE_LIMIT: '0' }, { dir });
+    const acked = new Tally();
+    let writing = true;
+    let failures = 0;
+    const writers = Array.from({ length: 6 }, async (_, w) => {
+      for (let n = 0; writing; n++) {
+        const sent = await postJson(server.url, '/v1/messages', { fromUser: `w${w}`, toUser: `r${n % 3}`, message: `writer ${w} #${n}` });
+        if (sent.status === 201) acked.add(sent.json<Message>().id);
+        else failures++;
+      }
+    });
+    let before: string[];
+    let report: CliRun;
+    try {
+      await acked.reached(120);
+      before = [...acked.ids];
+      report = await postbox(['backup', '--out', copy, '--db', db]);
+      // The writers kept going while it ran; they stop only now.
+      await acked.reached(before.length + 12);
+    } finally {
+      writing = false;
+      await Promise.all(writers);
+    }
+    let originals: Map<string, string>;
+    try {
+      assert.equal(failures, 0, 'every send was answered 201');
+      assert.equal(report.code, 0, report.stderr);
+      assert.match(report.stdout, /^wrote .*backup\.db: \d+ bytes, 0 users, 0 tokens, \d+ messages, last message id \d+; integrity check ok\n$/);
+
+      // The copy, read as a plain SQLite file: whole, and holding everything acknowledged before.
+      const file = new Database(copy, { readonly: true });
+      try {
+        assert.deepEqual(file.pragma('integrity_check'), [{ integrity_check: 'ok' }]);
+        assert.equal(file.pragma('journal_mode', { simple: true }), 'delete', 'a self-contained file');
+        const held = new Set((file.prepare('SELECT seq FROM messages').pluck().all() as number[]).map(String));
+        const missing = before.filter((id) => !held.has(id));
+        assert.deepEqual(missing, [], 'every message acknowledged before the backup is in it');
+        const count = /(\d+) messages?/.exec(report.stdout)![1];
+        assert.equal(Number(count), held.size, 'the printed count is what the file holds');
+      } finally {
+        file.close();
+      }
+      originals = new Map();
+      for (const id of before) originals.set(id, (await request(server.url, `/v1/messages/${id}`)).text);
+    } finally {
+      await server.stop();
+    }
+
+    const fresh = join(dir, 'restored', 'postbox.db');
+    try {
+      const restored = await postbox(['restore', copy, '--db', `sqlite:${fresh}`]);
+      assert.equal(restored.code, 0, restored.stderr);
+      assert.match(restored.stdout, /^restored .*postbox\.db from .*backup\.db: .*integrity check ok\n$/);
+
+      const again = await startTestServer({ DATABASE_URL: `sqlite:${fresh}` }, { dir: join(dir, 'restored') });
+      try {
+        for (const [id, text] of originals) {
+          const got = await request(again.url, `/v1/messages/${id}`);
+          assert.equal(got.status, 200, `message ${id} is served`);
+          assert.equal(got.text, text, `message ${id} is the same`);
+        }
+        const next = await postJson(again.url, '/v1/messages', { fromUser: 'after', toUser: 'restore', message: 'new' });
+        assert.ok(Number(next.json<Message>().id) > Math.max(...before.map(Number)), 'new ids go on past the restored ones');
+
+        // A served store is never replaced under its server.
+        const served = await postbox(['restore', copy, '--force', '--db', `sqlite:${fresh}`]);
+        assert.equal(served.code, 1);
+        assert.match(served.stderr, /another postbox server is already serving/);
+      } finally {
+        await again.stop();
+      }
+
+      // Not empty: refused unless told; --force replaces it.
+      const refused = await postbox(['restore', copy, '--db', `sqlite:${fresh}`]);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /is not empty; restore fills an empty store \(--force replaces/);
+      const forced = await postbox(['restore', copy, '--force', '--db', `sqlite:${fresh}`]);
+      assert.equal(forced.code, 0, forced.stderr);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses to overwrite a file, to back up a store that is not there, and to restore what is not a backup', async () => {
+    const dir = await tempDir();
+    try {
+      const db = `sqlite:${join(dir, 'postbox.db')}`;
+      assert.equal((await postbox(['users', 'add', 'alice', '--db', db])).code, 0);
+      const out = join(dir, 'taken.db');
+      await writeFile(out, 'something precious');
+      const over = await postbox(['backup', '--out', out, '--db', db]);
+      assert.equal(over.code, 1);
+      assert.match(over.stderr, /already exists; give another file, or --force/);
+      const forced = await postbox(['backup', '--out', out, '--force', '--db', db]);
+      assert.equal(forced.code, 0, forced.stderr);
+      assert.match(forced.stdout, /1 user, 1 token, 0 messages; integrity check ok/);
+
+      const nothing = await postbox(['backup', '--out', join(dir, 'x.db'), '--db', `sqlite:${join(dir, 'nope.db')}`]);
+      assert.equal(nothing.code, 1);
+      assert.match(nothing.stderr, /there is no SQLite store at/);
+      assert.ok(!existsSync(join(dir, 'x.db')));
+
+      const junk = join(dir, 'junk.db');
+      await writeFile(junk, 'not a database at all, just text that is long enough to look like a header...');
+      const bad = await postbox(['restore', junk, '--db', `sqlite:${join(dir, 'target.db')}`]);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /junk\.db (is not a SQLite database|cannot be opened)/);
+      assert.equal((await postbox(['backup', '--db', db])).code, 2, 'no --out is a usage error');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+await describeWithPostgres('postbox backup and restore on PostgreSQL', () => {
+  it('points backup to pg_dump, and restores a SQLite backup into an empty database with the same ids', async () => {
+    const dir = await tempDir();
+    const schema = await createSchema();
+    try {
+      const pgDump = await postbox(['backup', '--out', join(dir, 'x.db'), '--db', schema.url()]);
+      assert.equal(pgDump.code, 1);
+      assert.match(pgDump.stderr, /pg_dump .*postbox export/);
+
+      const db = `sqlite:${join(dir, 'postbox.db')}`;
+      const server = await startTestServer({ DATABASE_URL: db }, { dir });
+      const ids: string[] = [];
+      try {
+        for (let i = 0; i < 5; i++) ids.push((await postJson(server.url, '/v1/messages', { fromUser: 'a', toUser: 'b', message: `m${i}` })).json<Message>().id);
+        await request(server.url, `/v1/messages/${ids[1]}`, { method: 'DELETE' });
+      } finally {
+        await server.stop();
+      }
+      const copy = join(dir, 'backup.db');
+      assert.equal((await postbox(['backup', '--out', copy, '--db', db])).code, 0);
+      const restored = await postbox(['restore', copy, '--db', schema.url()]);
+      assert.equal(restored.code, 0, restored.stderr);
+      assert.match(restored.stdout, /restored from .*backup\.db: 0 users, 0 tokens, 4 messages/);
+      const again = await postbox(['restore', copy, '--db', schema.url()]);
+      assert.equal(again.code, 1);
+      assert.match(again.stderr, /not empty/);
+
+      const pgServer = await startTestServer({ DATABASE_URL: schema.url() }, { dir });
+      try {
+        const inbox = await request(pgServer.url, '/v1/users/b/messages');
+        assert.deepEqual(inbox.json<{ messages: Message[] }>().messages.map((m) => m.id), ids.filter((_, i) => i !== 1));
+      } finally {
+        await pgServer.stop();
+      }
+    } finally {
+      await schema.drop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

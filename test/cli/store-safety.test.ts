@@ -1,0 +1,241 @@
+/**
+ * Store commands that never lose or invent data, tried as a new user would, through the
+ * real command table (`runCli`, in process): an import that meets ids the store already
+ * holds refuses naming them (on both backends; tokens are never merged into an existing
+ * user), a PostgreSQL database that does not exist is one clear sentence, a mistyped SQLite
+ * path for a read-only command creates nothing, and a second server on one SQLite file is
+ * refused (that one as a real process).
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import pg from 'pg';
+import { spawnServer } from '../helpers/child.js';
+import { createSchema, describeWithPostgres, TEST_PG_URL } from '../helpers/pg.js';
+import { cli } from '../helpers/cli.js';
+import { startTestServer, tempDir } from '../helpers/server.js';
+
+/** Runs one `postbox` command line in this process, its output captured. */
+const postbox = (args: string[], env: Record<string, string> = {}) => cli(args, env);
+
+const HASH_A = 'a'.repeat(64);
+const HASH_B = 'b'.repeat(64);
+const HASH_C = 'c'.repeat(64);
+
+function user(id: string, createdAt = '2026-01-01T00:00:00.000Z'): string {
+  return JSON.stringify({ type: 'user', id, createdAt });
+}
+function token(u: string, hash: string): string {
+  return JSON.stringify({ type: 'token', user: u, hash, createdAt: '2026-01-01T00:00:00.000Z' });
+}
+function message(id: number, text: string, from = 'alice', to = 'bob'): string {
+  return JSON.stringify({
+    type: 'message',
+    message: { id: String(id), fromUser: from, toUser: to, message: text, sentAt: '2026-01-02T00:00:00.000Z', readAt: null },
+  });
+}
+
+/** The conflict cases, run against one backend's store. */
+function importConflicts(store: () => Promise<{ db: string; dir: string; done: () => Promise<void> }>): void {
+  it('refuses an import whose ids the store holds with other content, naming them, and changes nothing', async () => {
+    const { db, dir, done } = await store();
+    try {
+      const original = join(dir, 'original.jsonl');
+      await writeFile(original, [user('alice'), user('bob'), token('alice', HASH_A), message(1, 'one'), message(2, 'two')].join('\n') + '\n');
+      const first = await postbox(['import', original, '--db', db]);
+      assert.equal(first.code, 0, first.stderr);
+      assert.equal(first.stdout, 'imported 2 users, 1 token, 2 messages; skipped 0 users, 0 tokens, 0 messages already in the store\n');
+
+      // The same file again: nothing conflicts, everything is skipped, and it says so.
+      const again = await postbox(['import', original, '--db', db]);
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(again.stdout, 'imported 0 users, 0 tokens, 0 messages; skipped 2 users, 1 token, 2 messages already in the store\n');
+
+      // Another store's records under the same ids: a different alice with her own token,
+      // a token that would be merged into the existing bob, a different message 2.
+      const other = join(dir, 'other.jsonl');
+      await writeFile(other, [
+        user('alice', '2026-05-05T00:00:00.000Z'), user('bob'), user('carol'),
+        token('alice', HASH_B), token('bob', HASH_C),
+        message(1, 'one'), message(2, 'not two'), message(3, 'three', 'carol', 'bob'),
+      ].join('\n') + '\n');
+      const before = await postbox(['export', '--db', db, '--out', join(dir, 'before.jsonl')]);
+      assert.equal(before.code, 0, before.stderr);
+      const refused = await postbox(['import', other, '--db', db]);
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.match(refused.stderr, /4 records of the file conflict with the store \(1 user, 2 tokens, 1 message\)/);
+      assert.match(refused.stderr, /user alice: the store holds another user "alice"/);
+      assert.match(refused.stderr, /token bbbbbbbbbbbb…/);
+      assert.match(refused.stderr, /token cccccccccccc…: importing it would add a token to "bob".*never merged/);
+      assert.match(refused.stderr, /message 2: the store holds a different message 2/);
+      assert.match(refused.stderr, /nothing was imported.*--on-conflict skip/);
+      assert.doesNotMatch(refused.stderr, /\n\s+at /, 'no stack trace');
+      const after = await postbox(['export', '--db', db, '--out', join(dir, 'after.jsonl')]);
+      assert.equal(after.code, 0, after.stderr);
+      assert.equal(readFileSync(join(dir, 'after.jsonl'), 'utf8'), readFileSync(join(dir, 'before.jsonl'), 'utf8'), 'the store is unchanged');
+
+      // Told how to resolve: the store's records stay, the rest comes in, and it says what it skipped.
+      const skipped = await postbox(['import', other, '--on-conflict', 'skip', '--db', db]);
+      assert.equal(skipped.code, 0, skipped.stderr);
+      assert.equal(skipped.stdout, 'imported 1 user, 0 tokens, 1 message; skipped 1 user, 0 tokens, 1 message already in the store, ' +
+        'and 1 user, 2 tokens, 1 message that conflict with it (the store\'s kept)\n');
+      const final = await postbox(['export', '--db', db, '--out', join(dir, 'final.jsonl')]);
+      assert.equal(final.code, 0, final.stderr);
+      const text = readFileSync(join(dir, 'final.jsonl'), 'utf8');
+      assert.ok(text.includes(HASH_A));
+      assert.ok(!text.includes(HASH_B) && !text.includes(HASH_C), 'no token was merged into an existing user');
+      assert.match(text, /"message":"two"/);
+      assert.doesNotMatch(text, /not two/);
+      assert.match(text, /"message":"three"/);
+      assert.match(text, /"id":"carol"/);
+
+      const bad = await postbox(['import', other, '--on-conflict', 'merge', '--db', db]);
+      assert.equal(bad.code, 2);
+      assert.match(bad.stderr, /--on-conflict must be fail or skip/);
+    } finally {
+      await done();
+    }
+  });
+}
+
+describe('postbox import on SQLite', () => {
+  importConflicts(async () => {
+    const dir = await tempDir();
+    return { db: `sqlite:${join(dir, 'store.db')}`, dir, done: () => rm(dir, { recursive: true, force: true }) };
+  });
+});
+
+await describeWithPostgres('postbox import on PostgreSQL', () => {
+  importConflicts(async () => {
+    const dir = await tempDir();
+    const schema = await createSchema();
+    return {
+      db: schema.url(), dir,
+      done: async () => {
+        await schema.drop();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  });
+});
+
+/** A PostgreSQL URL naming a database that does not exist. */
+function missingDatabase(): { url: string; name: string } {
+  const name = `pbx_missing_${randomBytes(4).toString('hex')}`;
+  const u = new URL(TEST_PG_URL);
+  u.pathname = `/${name}`;
+  return { url: u.toString(), name };
+}
+
+async function admin(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: TEST_PG_URL });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+await describeWithPostgres('a PostgreSQL database that does not exist', () => {
+  it('is one sentence saying how to create it, for users, export, import and migrate', async () => {
+    const dir = await tempDir();
+    const { url, name } = missingDatabase();
+    try {
+      const file = join(dir, 'store.jsonl');
+      await writeFile(file, `${user('alice')}\n`);
+      for (const args of [['users', 'list'], ['users', 'add', 'alice'], ['export'], ['import', file], ['migrate']]) {
+        const run = await postbox([...args, '--db', url]);
+        assert.equal(run.code, 1, `${args.join(' ')}: ${run.stderr}`);
+        assert.match(run.stderr, new RegExp(`^postbox ${args[0]}: the PostgreSQL database "${name}" does not exist on .*createdb .* ${name}`));
+        assert.doesNotMatch(run.stderr, /\n\s+at /, 'no stack trace');
+        assert.equal(run.stderr.trim().split('\n').length, 1);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the README\'s import example works as written, database made first as it says', async () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const createLine = /^createdb (.+?) postbox\s*(#.*)?$/m.exec(readme);
+    const importLine = /^npx postbox import store\.jsonl --db (postgres:\/\/\S+)\/postbox\s*$/m.exec(readme);
+    assert.ok(createLine && importLine, 'the README shows createdb before the import');
+    assert.ok(readme.indexOf(createLine[0]) < readme.indexOf(importLine[0]));
+    // Run as written, with this test's own database name in place of "postbox".
+    const name = `pbx_readme_${randomBytes(4).toString('hex')}`;
+    const dir = await tempDir();
+    try {
+      const created = await new Promise<{ code: number; stderr: string }>((resolve) => {
+        execFile('createdb', [...createLine[1]!.split(/\s+/), name], (err, _out, stderr) => resolve({ code: err ? 1 : 0, stderr }));
+      });
+      assert.equal(created.code, 0, created.stderr);
+      const file = join(dir, 'store.jsonl');
+      await writeFile(file, [user('alice'), user('bob'), message(1, 'hello')].join('\n') + '\n');
+      const run = await postbox(['import', file, '--db', `${importLine[1]}/${name}`]);
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stdout, /^imported 2 users, 0 tokens, 1 message;/);
+    } finally {
+      await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a mistyped SQLite path', () => {
+  it('is refused by the commands that only read a store, and no file is created', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir, 'typo', 'postbx.db');
+      const out = join(dir, 'out.jsonl');
+      for (const args of [['users', 'list'], ['users', 'remove', 'alice'], ['export', '--out', out], ['backup', '--out', join(dir, 'b.db')]]) {
+        const run = await postbox([...args, '--db', `sqlite:${path}`]);
+        assert.equal(run.code, 1, `${args.join(' ')}: ${run.stderr}`);
+        assert.match(run.stderr, new RegExp(`^postbox ${args[0]}: there is no SQLite store at ${path} \\(from --db\\)`));
+      }
+      const fromEnv = await postbox(['users', 'list'], { DATABASE_URL: `sqlite:${path}` });
+      assert.match(fromEnv.stderr, /\(from DATABASE_URL\)/);
+      assert.ok(!existsSync(path) && !existsSync(join(dir, 'typo')) && !existsSync(out), 'nothing was created');
+
+      // The commands that mean to create a store still do.
+      const added = await postbox(['users', 'add', 'alice', '--db', `sqlite:${path}`]);
+      assert.equal(added.code, 0, added.stderr);
+      const listed = await postbox(['users', 'list', '--db', `sqlite:${path}`]);
+      assert.match(listed.stdout, /^alice\t/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a second server on one SQLite file', () => {
+  it('is refused with a clear error, and starts once the first has stopped', async () => {
+    const dir = await tempDir();
+    const db = `sqlite:${join(dir, 'postbox.db')}`;
+    const first = await startTestServer({ DATABASE_URL: db }, { dir });
+    try {
+      const second = await new Promise<{ code: number; stderr: string }>((resolve) => {
+        const cli = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+        execFile(process.execPath, ['--import', 'tsx', cli, 'serve', '--port', '0', '--host', '127.0.0.1', '--db', db],
+          { env: { ...process.env, LOG_LEVEL: 'silent' }, timeout: 30_000 },
+          (err, _stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stderr }));
+      });
+      assert.equal(second.code, 1, second.stderr);
+      assert.match(second.stderr, /another postbox server is already serving .*postbox\.db.*use PostgreSQL/);
+      assert.doesNotMatch(second.stderr, /\n\s+at /, 'no stack trace');
+    } finally {
+      await first.stop();
+    }
+    try {
+      const again = await spawnServer({ DATABASE_URL: db });
+      again.process.kill('SIGTERM');
+      assert.equal((await again.exited).code, 0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

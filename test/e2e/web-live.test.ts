@@ -1,0 +1,164 @@
+/**
+ * The web app's stream and sends when things go wrong, in real Chromium against a real
+ * server: the network drops, the server restarts mid-conversation (same SQLite file, same
+ * port), and a send whose answer is lost is retried with its Idempotency-Key. Nothing is
+ * lost, nothing is shown or stored twice, and the connection state says what is going on.
+ */
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { after, before, it } from 'node:test';
+import type { Browser, Page } from 'playwright-core';
+import type { Message, MessagePage } from '../../src/protocol/types.js';
+import { postJson, request } from '../helpers/http.js';
+import { describeWithChromium, launchBrowser, person } from '../helpers/browser.js';
+import { startTestServer, tempDir, type TestServer } from '../helpers/server.js';
+import { ensureWebBuilt } from '../helpers/web-build.js';
+
+let dir: string;
+let server: TestServer;
+let browser: Browser;
+
+async function send(from: string, to: string, message: string): Promise<Message> {
+  const res = await postJson(server.url, '/v1/messages', { fromUser: from, toUser: to, message });
+  assert.equal(res.status, 201, res.text);
+  return res.json<Message>();
+}
+
+/** The texts of the open conversation with `peer`, in the order shown. */
+async function shown(page: Page, peer: string): Promise<string[]> {
+  return page.getByRole('list', { name: `Messages with ${peer}` }).locator('.text').allInnerTexts();
+}
+
+const connection = (page: Page, state: string) => page.getByRole('status').filter({ hasText: state });
+
+async function signInTo(page: Page, user: string, peer: string): Promise<void> {
+  await page.goto(server.url);
+  await page.getByLabel('User').fill(user);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await connection(page, 'Live').waitFor();
+  await page.goto(`${server.url}/#/c/${peer}`);
+}
+
+describeWithChromium('web app, live through failures', () => {
+  before(async () => {
+    ensureWebBuilt();
+    dir = await tempDir();
+    [server, browser] = await Promise.all([startTestServer({}, { dir }), launchBrowser()]);
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('resumes after the network drops, missing nothing', async () => {
+    const ann = await person(browser);
+    try {
+      await signInTo(ann.page, 'Ann', 'Bob');
+      await send('Bob', 'Ann', 'before the drop');
+      await ann.page.getByText('before the drop', { exact: true }).first().waitFor();
+      await ann.context.setOffline(true);
+      await connection(ann.page, 'Reconnecting').waitFor();
+      await send('Bob', 'Ann', 'while offline');
+      await ann.context.setOffline(false);
+      await connection(ann.page, 'Live').waitFor();
+      await ann.page.getByRole('list', { name: 'Messages with Bob' }).getByText('while offline').waitFor();
+      assert.deepEqual(await shown(ann.page, 'Bob'), ['before the drop', 'while offline']);
+    } finally {
+      await ann.context.close();
+    }
+  });
+
+  it('rides out a server restart mid-conversation: nothing lost, nothing doubled', async () => {
+    const cy = await person(browser);
+    const dee = await person(browser);
+    try {
+      await signInTo(cy.page, 'Cy', 'Dee');
+      await signInTo(dee.page, 'Dee', 'Cy');
+      const cyBox = cy.page.getByRole('textbox', { name: 'Message', exact: true });
+      for (const text of ['one', 'two']) {
+        await cyBox.fill(text);
+        await cyBox.press('Enter');
+      }
+      await dee.page.getByRole('list', { name: 'Messages with Cy' }).getByText('two').waitFor();
+
+      const port = new URL(server.url).port;
+      await server.stop();
+      await connection(cy.page, 'Reconnecting').waitFor();
+      await connection(dee.page, 'Reconnecting').waitFor();
+      server = await startTestServer({ PORT: port }, { dir });
+      // Sent at once, likely before the tabs are back: they must catch up by their last ids.
+      await send('Cy', 'Dee', 'three');
+      await send('Dee', 'Cy', 'four');
+      await connection(cy.page, 'Live').waitFor();
+      await connection(dee.page, 'Live').waitFor();
+      await dee.page.getByRole('list', { name: 'Messages with Cy' }).getByText('three').waitFor();
+      await cy.page.getByRole('list', { name: 'Messages with Dee' }).getByText('four').waitFor();
+      // And the conversation goes on over the new server.
+      await cyBox.fill('five');
+      await cyBox.press('Enter');
+      await dee.page.getByRole('list', { name: 'Messages with Cy' }).getByText('five').waitFor();
+      // Each sees what the other sent exactly once, in order. ('three' and 'four' went out
+      // from elsewhere, as from a phone: the sender's own tab shows them on its next reload.)
+      const deeSees = await shown(dee.page, 'Cy');
+      const cySees = await shown(cy.page, 'Dee');
+      assert.equal(new Set(deeSees).size, deeSees.length, `no doubles: ${deeSees.join()}`);
+      assert.equal(new Set(cySees).size, cySees.length, `no doubles: ${cySees.join()}`);
+      assert.deepEqual(deeSees.filter((t) => t !== 'four'), ['one', 'two', 'three', 'five']);
+      assert.deepEqual(cySees.filter((t) => t !== 'three'), ['one', 'two', 'four', 'five']);
+      for (const [page, peer] of [[cy.page, 'Dee'], [dee.page, 'Cy']] as const) {
+        await page.reload();
+        await page.getByRole('list', { name: `Messages with ${peer}` }).getByText('five').waitFor();
+        assert.deepEqual(await shown(page, peer), ['one', 'two', 'three', 'four', 'five']);
+      }
+      const stored = (await request(server.url, '/v1/users/Dee/conversations/Cy?limit=50')).json<MessagePage>();
+      assert.deepEqual(stored.messages.map((m) => m.message), ['one', 'two', 'three', 'four', 'five']);
+    } finally {
+      await cy.context.close();
+      await dee.context.close();
+    }
+  });
+
+  it('keeps a failed send with its reason, and its retry reuses the Idempotency-Key: stored once', async () => {
+    const eve = await person(browser);
+    try {
+      const { page } = eve;
+      await signInTo(page, 'Eve', 'Fay');
+      const keys: string[] = [];
+      let first = true;
+      await page.route('**/v1/messages', async (route) => {
+        keys.push(route.request().headers()['idempotency-key'] ?? '');
+        if (!first) return route.continue();
+        first = false;
+        // The server stores it and answers, but the answer never reaches the browser.
+        await route.fetch();
+        await route.abort('connectionreset');
+      });
+      const box = page.getByRole('textbox', { name: 'Message', exact: true });
+      await box.fill('exactly once');
+      await box.press('Enter');
+      const failed = page.getByRole('list', { name: 'Messages with Fay' }).getByRole('listitem').filter({ hasText: 'exactly once' });
+      await failed.getByText(/Not sent\. The server cannot be reached/).waitFor();
+      await failed.getByRole('button', { name: 'Retry' }).click();
+      await failed.getByText('Sent', { exact: true }).waitFor();
+      assert.equal(keys.length, 2);
+      assert.match(keys[0]!, /^web-[0-9a-f]{32}$/);
+      assert.equal(keys[1], keys[0], 'the retry sent the same key');
+      assert.deepEqual(await shown(page, 'Fay'), ['exactly once']);
+      const stored = (await request(server.url, '/v1/users/Fay/messages')).json<MessagePage>();
+      assert.deepEqual(stored.messages.map((m) => m.message), ['exactly once'], 'stored once');
+
+      // A failure the person chooses to edit gives the text back to the field.
+      await page.unroute('**/v1/messages');
+      await page.route('**/v1/messages', (route) => route.abort('connectionrefused'));
+      await box.fill('edit me');
+      await box.press('Enter');
+      const again = page.getByRole('listitem').filter({ hasText: 'edit me' });
+      await again.getByRole('button', { name: 'Edit' }).click();
+      assert.equal(await box.inputValue(), 'edit me');
+      await again.waitFor({ state: 'detached' });
+    } finally {
+      await eve.context.close();
+    }
+  });
+});

@@ -1,0 +1,98 @@
+/**
+ * Real Chromium for the web app's end-to-end tests: Debian's `chromium` driven through
+ * playwright-core (no browser download), one browser per test file, axe-core injected into
+ * a page to scan it.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { describe, it } from 'node:test';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+
+/** Where Debian installs Chromium (`apt-get install chromium`); `.ci/run` installs it when missing. */
+export const CHROMIUM = '/usr/bin/chromium';
+
+/** How long any one wait for the page may take. */
+export const WAIT_MS = 15_000;
+
+/**
+ * Declares a suite that needs Chromium. Without it the suite is skipped, saying why; under
+ * CI (CI=true) it fails instead, so a missing browser never passes as green.
+ */
+export function describeWithChromium(title: string, body: () => void): void {
+  if (existsSync(CHROMIUM)) {
+    describe(title, body);
+    return;
+  }
+  const reason = `${CHROMIUM} is not installed (apt-get install chromium)`;
+  describe(title, () => {
+    if (process.env.CI === 'true') {
+      it('needs Chromium, which CI must provide', () => {
+        throw new Error(`${reason}; .ci/run installs it`);
+      });
+    } else {
+      it(`skipped: ${reason}`, { skip: reason }, () => undefined);
+    }
+  });
+}
+
+/** Launches the file's one browser. */
+export function launchBrowser(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    timeout: 60_000,
+  });
+}
+
+/** A fresh person: a context of their own (separate storage), and a page that records CSP refusals and errors. */
+export async function person(browser: Browser, options: { width?: number; height?: number } = {}): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {
+  const context = await browser.newContext({
+    viewport: { width: options.width ?? 1100, height: options.height ?? 760 },
+    reducedMotion: 'reduce',
+  });
+  context.setDefaultTimeout(WAIT_MS);
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('console', (m) => {
+    // The app logs nothing; a CSP refusal or an uncaught error shows up here.
+    if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push(m.text());
+  });
+  page.on('pageerror', (e) => problems.push(e.message));
+  return { context, page, problems };
+}
+
+let axeSource: string | undefined;
+
+/** A violation axe-core found. */
+export interface AxeViolation {
+  id: string;
+  impact: string | null;
+  help: string;
+  nodes: { target: string[] }[];
+}
+
+/**
+ * Runs axe-core in the page and answers its serious and critical violations. The script is
+ * evaluated through the DevTools protocol, which the app's CSP (rightly) does not allow a
+ * page script to do.
+ */
+export async function seriousViolations(page: Page): Promise<AxeViolation[]> {
+  axeSource ??= readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+  if (!(await page.evaluate('typeof window.axe !== "undefined"'))) await page.evaluate(axeSource);
+  // A string, not a function: this file compiles without the DOM's types.
+  const result = await page.evaluate<AxeViolation[]>(
+    'window.axe.run(document, { resultTypes: ["violations"] }).then((r) => r.violations)',
+  );
+  return result
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => ({ target: n.target })) }));
+}
+
+/** Resolves once `check` answers true, asking again every 50 ms; rejects past the deadline. */
+export async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = WAIT_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,0 +1,227 @@
+/**
+ * The store watches its own file, readiness says whether a write could commit, damage is a
+ * 500 (not a retryable 503), and `postbox check` finds it. SQLite files, real and damaged.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { copyFile, open, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { storeCommands } from '../../src/cli/store-commands.js';
+import type { Problem } from '../../src/protocol/types.js';
+import { startTestServer, tempDir, type TestServer } from '../helpers/server.js';
+import { until } from '../helpers/wait.js';
+
+async function status(server: TestServer, url: string): Promise<number> {
+  return (await server.app.inject({ method: 'GET', url })).statusCode;
+}
+
+async function send(server: TestServer, message = 'hi') {
+  return server.app.inject({ method: 'POST', url: '/v1/messages', payload: { fromUser: 'a', toUser: 'b', message } });
+}
+
+/** Waits until /readyz gives `want`, polling with a deadline. */
+async function readyBecomes(server: TestServer, want: number): Promise<void> {
+  let last = 0;
+  const deadline = Date.now() + 20_000;
+  while ((last = await status(server, '/readyz')) !== want) {
+    if (Date.now() > deadline) throw new Error(`/readyz stayed ${last}, wanted ${want}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Runs `postbox check` in-process; answers its exit code and output. */
+async function check(db: string): Promise<{ code: number; out: string }> {
+  let out = '';
+  const io = {
+    stdout: (t: string) => (out += t), stderr: (t: string) => (out += t),
+    output: new PassThrough(), input: Readable.from([]),
+  };
+  const code = await storeCommands().check!.run(['--db', db], { env: {}, io });
+  return { code, out };
+}
+
+describe('the store watches its own file', () => {
+  it('refuses writes, fails readiness and logs one error once the file is deleted', async () => {
+    const server = await startTestServer();
+    try {
+      assert.equal((await send(server)).statusCode, 201);
+      await readyBecomes(server, 200);
+      await rm(server.dir, { recursive: true, force: true });
+      await readyBecomes(server, 503);
+      const res = await send(server, 'into the void');
+      assert.equal(res.statusCode, 503);
+      const problem = res.json<Problem>();
+      assert.equal(problem.type, '/problems/storage_unavailable');
+      assert.match(problem.detail, /deleted/);
+      assert.ok(Number(res.headers['retry-after']) >= 1);
+      // Several more probes and writes, still one error in the log.
+      await send(server);
+      await status(server, '/readyz');
+      await until(() => server.logs.some((l) => l.level === 50 && /deleted/.test(String(l.msg))), 'the error in the log');
+      assert.equal(server.logs.filter((l) => l.level === 50 && /deleted/.test(String(l.msg))).length, 1, 'one error, not one per request');
+    } finally {
+      await server.close().catch(() => undefined);
+      await rm(server.dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses writes once the file is replaced by another', async () => {
+    const server = await startTestServer();
+    try {
+      assert.equal((await send(server)).statusCode, 201);
+      const path = join(server.dir, 'postbox.db');
+      await copyFile(path, `${path}.copy`);
+      await rename(`${path}.copy`, path);
+      await readyBecomes(server, 503);
+      const res = await send(server);
+      assert.equal(res.statusCode, 503);
+      assert.match(res.json<Problem>().detail, /replaced/);
+    } finally {
+      await server.stop().catch(() => undefined);
+    }
+  });
+});
+
+describe('readiness', () => {
+  it('answers 503 within its budget while another process holds the write lock, and 200 once it lets go', async () => {
+    const server = await startTestServer();
+    const other = new Database(join(server.dir, 'postbox.db'));
+    try {
+      await readyBecomes(server, 200);
+      other.exec('BEGIN IMMEDIATE');
+      const res = await server.app.inject({ method: 'GET', url: '/readyz' });
+      assert.equal(res.statusCode, 503);
+      assert.match(res.json<Problem>().detail, /did not answer|locked/);
+      other.exec('ROLLBACK');
+      await readyBecomes(server, 200);
+    } finally {
+      other.close();
+      await server.stop();
+    }
+  });
+});
+
+describe('a damaged database', () => {
+  it('answers a read that hits the damage with a 500 logged as damage, and postbox check exits 1', async () => {
+    const dir = await tempDir();
+    const db = `sqlite:${join(dir, 'postbox.db')}`;
+    try {
+      const first = await startTestServer({}, { dir });
+      for (let i = 0; i < 200; i++) {
+        const res = await first.app.inject({ method: 'POST', url: '/v1/messages', payload: { fromUser: 'a', toUser: 'b', message: `${i} ${'x'.repeat(2000)}` } });
+        assert.equal(res.statusCode, 201);
+      }
+      await first.stop();
+      assert.equal((await check(db)).code, 0, 'whole before the damage');
+
+      // Overwrite a few of the messages table's leaf pages in the middle of its range (not
+      // the header, the schema, or the newest message, which start-up reads).
+      const path = join(dir, 'postbox.db');
+      const probe = new Database(path, { readonly: true });
+      const pageSize = probe.pragma('page_size', { simple: true }) as number;
+      const leaves = probe.prepare("SELECT pageno FROM dbstat WHERE name = 'messages' AND pagetype = 'leaf' ORDER BY pageno")
+        .pluck().all() as number[];
+      probe.close();
+      assert.ok(leaves.length > 10, `the messages span many pages (${leaves.length})`);
+      const file = await open(path, 'r+');
+      for (const page of leaves.slice(Math.floor(leaves.length / 2), Math.floor(leaves.length / 2) + 3)) {
+        await file.write(randomBytes(pageSize), 0, pageSize, (page - 1) * pageSize);
+      }
+      await file.close();
+
+      const checked = await check(db);
+      assert.equal(checked.code, 1, checked.out);
+      assert.match(checked.out, /problem: integrity/);
+
+      const server = await startTestServer({}, { dir });
+      try {
+        const res = await server.app.inject({ method: 'GET', url: '/get-messages/b' });
+        const v1 = await server.app.inject({ method: 'GET', url: '/v1/users/b/messages?limit=500' });
+        const damaged = [res, v1].filter((r) => r.statusCode >= 500);
+        assert.ok(damaged.length > 0, 'a read over the damaged pages fails');
+        for (const r of damaged) {
+          // The legacy inbox streams: damage found mid-stream can only cut the answer short.
+          if (r.headers['content-type']?.toString().includes('problem')) {
+            assert.equal(r.statusCode, 500);
+            assert.equal(r.json<Problem>().type, '/problems/internal');
+            assert.equal(r.headers['retry-after'], undefined, 'not a retryable outage');
+          }
+        }
+        assert.ok(v1.statusCode === 500, `the v1 page is a 500, got ${v1.statusCode}`);
+        assert.ok(server.logs.some((l) => l.level === 50 && /damaged/.test(String(l.msg))), 'logged as damage');
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('postbox check reports a store whose schema is behind, and one that is missing', async () => {
+    const dir = await tempDir();
+    try {
+      const missing = await check(`sqlite:${join(dir, 'nothing.db')}`);
+      assert.equal(missing.code, 1);
+      const raw = new Database(join(dir, 'empty.db'));
+      raw.exec('CREATE TABLE t (x)');
+      raw.close();
+      const foreign = await check(`sqlite:${join(dir, 'empty.db')}`);
+      assert.equal(foreign.code, 1);
+      assert.match(foreign.out, /no schema/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** Mounts a small tmpfs at `dir`, or answers why it cannot (not root, no mount). */
+function mountSmallDisk(dir: string, size: string): string | null {
+  const result = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { encoding: 'utf8' });
+  if (result.error) return result.error.message;
+  return result.status === 0 ? null : (result.stderr || `mount exited ${result.status}`).trim();
+}
+
+describe('readiness on a full disk', () => {
+  it('answers 503 saying the disk is full, refuses the send with a 503, and recovers once there is room', async (t) => {
+    const dir = await tempDir();
+    const why = mountSmallDisk(dir, '16m');
+    if (why !== null) {
+      t.skip(`needs a small disk of its own: mounting a tmpfs failed (${why}); run as root to include it`);
+      await rm(dir, { recursive: true, force: true });
+      return;
+    }
+    try {
+      const server = await startTestServer({}, { dir });
+      try {
+        await readyBecomes(server, 200);
+        const filler = join(dir, 'filler');
+        // Fill the disk: write until the file system refuses.
+        const file = await open(filler, 'w');
+        try {
+          for (;;) await file.write(Buffer.alloc(256 * 1024));
+        } catch (err) {
+          assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+        } finally {
+          await file.close();
+        }
+        const res = await server.app.inject({ method: 'GET', url: '/readyz' });
+        assert.equal(res.statusCode, 503);
+        assert.match(res.json<Problem>().detail, /full/);
+        const sent = await send(server, 'x'.repeat(60_000));
+        assert.ok(sent.statusCode === 503 || sent.statusCode === 201, `a send on a full disk is refused or fits: ${sent.statusCode} ${sent.body}`);
+        assert.notEqual(sent.statusCode, 500);
+        await rm(filler);
+        await readyBecomes(server, 200);
+      } finally {
+        await server.close().catch(() => undefined);
+      }
+    } finally {
+      spawnSync('umount', [dir]);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,57 @@
+/**
+ * The web app's words for problems: every problem document the server can answer becomes a
+ * sentence a person understands, saying what to do (when to retry, what the limit is).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { PostboxConnectionError, PostboxError } from '../../src/client/index.js';
+import type { Problem } from '../../src/protocol/types.js';
+import { byteLength, sentence, userIdProblem } from '../../web/src/words.js';
+
+function problem(code: string, status: number, detail: string, extra: Partial<Problem> = {}, retryAfter?: number): PostboxError {
+  return new PostboxError(
+    { type: `/problems/${code}`, title: code, status, detail, errors: [], ...extra },
+    { method: 'POST', url: 'http://x/v1/messages', ...(retryAfter === undefined ? {} : { retryAfter }) },
+  );
+}
+
+describe('web app words', () => {
+  it('says when to retry after a rate limit', () => {
+    assert.equal(sentence(problem('rate_limited', 429, 'rate limit of 10 requests a minute reached', {}, 30)),
+      'Too many requests in a short time. Try again in 30 seconds.');
+    assert.equal(sentence(problem('rate_limited', 429, 'x', {}, 120)), 'Too many requests in a short time. Try again in 2 minutes.');
+  });
+
+  it('gives the limit of a message too long', () => {
+    assert.equal(sentence(problem('payload_too_large', 413, 'message is 70000 bytes; the limit is 65536')),
+      'This message is too long: the limit is 65,536 bytes. Shorten it and send again.');
+  });
+
+  it('says storage unavailable means try again shortly, and nothing was lost', () => {
+    assert.equal(sentence(problem('storage_unavailable', 503, 'the database is not answering')),
+      'The server cannot reach its storage right now. Nothing was lost; try again shortly.');
+  });
+
+  it('words the other problems for a person, never as raw JSON', () => {
+    const cases: [PostboxError | Error, RegExp][] = [
+      [problem('unauthorized', 401, 'the bearer token is not valid'), /^Your token is not valid: .*Sign in again\.$/],
+      [problem('forbidden', 403, 'this token acts as "a", not "b"'), /^That is not allowed with this sign-in: this token acts as "a", not "b"\.$/],
+      [problem('not_found', 404, 'no message 9'), /no longer there/],
+      [problem('user_exists', 409, 'taken'), /already exists/],
+      [problem('server_busy', 503, 'busy', {}, 5), /busy\. Try again in 5 seconds\./],
+      [problem('validation', 400, 'toUser must not contain "/"', { errors: [{ field: 'toUser', message: 'must not contain "/"' }] }),
+        /^That was not accepted: the user id must not contain "\/"\.$/],
+      [problem('internal', 500, 'internal error', { requestId: 'r42' }), /reference r42/],
+      [new PostboxConnectionError('http://x', new Error('ECONNREFUSED')), /^The server cannot be reached\./],
+    ];
+    for (const [err, expected] of cases) assert.match(sentence(err), expected);
+  });
+
+  it('counts bytes as the server does, and checks user ids as it does', () => {
+    assert.equal(byteLength('aé🐙'), 1 + 2 + 4);
+    assert.equal(userIdProblem('Val'), undefined);
+    assert.match(userIdProblem('a/b')!, /"\/"/);
+    assert.match(userIdProblem('')!, /Type a user id/);
+    assert.match(userIdProblem('x'.repeat(129))!, /128/);
+  });
+});
