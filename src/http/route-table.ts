@@ -69,7 +69,7 @@ export function recordRoutes(app: FastifyInstance, options: { publicPrefixes: st
     const access = route.config?.access;
     if (!access) throw new Error(`route ${String(route.method)} ${route.url} declares no access rule`);
     const scope = route.config?.scope;
-    if (access === 'user' && !scope) throw new Error(`route ${String(route.method)} ${route.url} declares no token scope`);
+    // A user route without a scope (`GET /v1/me`) is open to a token of any scope.
     // Probes, scrapes and docs are not rate-limited: a limit there only breaks monitoring.
     if (access === 'public' && route.config?.rateLimit === undefined) route.config = { ...route.config, rateLimit: false };
     const methods = Array.isArray(route.method) ? route.method : [route.method];
