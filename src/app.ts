@@ -7,7 +7,9 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { MessageService } from './domain/messages.js';
+import { loadJwtVerifier } from './domain/jwt.js';
 import { UserService } from './domain/users.js';
+import { WebhookService } from './domain/webhooks.js';
 import { AppError } from './errors.js';
 import type { App } from './http/app-types.js';
 import { registerAuth } from './http/auth.js';
@@ -19,6 +21,7 @@ import { messageRoutes } from './http/messages.js';
 import { metricsRoutes } from './http/metrics.js';
 import { streamRoutes } from './http/stream.js';
 import { userRoutes } from './http/users.js';
+import { webhookRoutes } from './http/webhooks.js';
 import { clientErrorHandler, problemRoutes, registerNotFound, registerProblemHandlers, sendProblem } from './http/problems.js';
 import { registerCrossSiteGuard, registerFirstHooks, registerProtection } from './http/protection.js';
 import { sessionRoutes } from './http/session.js';
@@ -39,6 +42,8 @@ export interface AppDeps {
   logger: Logger;
   /** Background pruning, whose runs `/metrics` reports; absent when retention is off. */
   retention?: Retention | undefined;
+  /** The clock JWT expiry and webhook retries are judged by, in epoch ms; tests move it. Default Date.now. */
+  clock?: () => number;
 }
 
 /** The built app, with its route table for the docs and the access tests. */
@@ -128,8 +133,14 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   }
 
   // The document generator must be in place before the routes it describes.
-  await docsRoutes(app, { version: packageVersion(), mode: config.auth });
-  const users = new UserService(storage, { mode: config.auth, adminToken: config.adminToken });
+  await docsRoutes(app, { version: packageVersion(), mode: config.auth === 'jwt' ? 'token' : config.auth });
+  const jwt = config.auth === 'jwt'
+    ? await loadJwtVerifier({
+      secret: config.jwtSecret, publicKey: config.jwtPublicKey, jwksFile: config.jwksFile,
+      issuer: config.jwtIssuer, audience: config.jwtAudience, leewaySeconds: config.jwtLeewaySeconds, now: deps.clock,
+    })
+    : undefined;
+  const users = new UserService(storage, { mode: config.auth, adminToken: config.adminToken, jwt });
   const messages = new MessageService(storage, hub, {
     maxMessageBytes: config.maxMessageBytes,
     knownRecipientsOnly: config.auth === 'token',
@@ -168,7 +179,8 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   messageRoutes(app, messages);
   userRoutes(app, users);
   streamRoutes(app, streams);
-  sessionRoutes(app, { auth: config.auth, maxMessageBytes: config.maxMessageBytes, version: packageVersion() });
+  webhookRoutes(app, new WebhookService(storage.webhooks, { allowPrivate: config.webhookAllowPrivate, clock: deps.clock }));
+  sessionRoutes(app, { auth: config.auth === 'jwt' ? 'token' : config.auth, maxMessageBytes: config.maxMessageBytes, version: packageVersion() });
   webAppRoutes(app);
 
   // Last, once every route (plugins' included) is known.

@@ -17,8 +17,22 @@ export interface Config {
   readonly port: number;
   readonly host: string;
   readonly database: StorageLocation;
-  readonly auth: 'open' | 'token';
+  readonly auth: 'open' | 'token' | 'jwt';
   readonly adminToken: string | undefined;
+  /** JWT mode: the HMAC secret (HS256/384/512). */
+  readonly jwtSecret: string | undefined;
+  /** JWT mode: a PEM public key (RS256, ES256 or EdDSA, by the key's type), or a path to one. */
+  readonly jwtPublicKey: string | undefined;
+  /** JWT mode: a JSON Web Key Set file of public keys. */
+  readonly jwksFile: string | undefined;
+  readonly jwtIssuer: string | undefined;
+  readonly jwtAudience: string | undefined;
+  /** Clock skew allowed on `exp`, `nbf` and `iat`. */
+  readonly jwtLeewaySeconds: number;
+  /** Let webhooks call loopback, private and link-local addresses. */
+  readonly webhookAllowPrivate: boolean;
+  /** How long delivered webhook deliveries are kept before they are pruned. */
+  readonly webhookRetentionHours: number;
   readonly maxMessageBytes: number;
   readonly rateLimit: number;
   readonly durability: 'fsync' | 'relaxed';
@@ -78,6 +92,11 @@ function integer(min: number, max: number) {
     if (n < min || n > max) throw new ConfigError(`${source} must be between ${min} and ${max}, got ${n}`);
     return n;
   };
+}
+
+function optionalText(raw: string): string | undefined {
+  const v = raw.trim();
+  return v === '' ? undefined : v;
 }
 
 function oneOf<T extends string>(values: readonly T[]) {
@@ -151,8 +170,8 @@ const SETTINGS: { [K in keyof Config]: Setting<K> } = {
   },
   auth: {
     key: 'auth', env: 'POSTBOX_AUTH', flag: 'auth', default: 'open',
-    help: 'access mode: open (anyone acts as anyone, the seed\'s behaviour) or token',
-    parse: oneOf(['open', 'token'] as const),
+    help: 'access mode: open (anyone acts as anyone, the seed\'s behaviour), token, or jwt (the app\'s own JWTs, and tokens)',
+    parse: oneOf(['open', 'token', 'jwt'] as const),
   },
   adminToken: {
     key: 'adminToken', env: 'POSTBOX_ADMIN_TOKEN', default: '',
@@ -162,6 +181,50 @@ const SETTINGS: { [K in keyof Config]: Setting<K> } = {
       if (raw.length < 16) throw new ConfigError(`${source} must be at least 16 characters`);
       return raw;
     },
+  },
+  jwtSecret: {
+    key: 'jwtSecret', env: 'POSTBOX_JWT_SECRET', default: '',
+    help: 'jwt mode: the shared secret of HS256/HS384/HS512 tokens (at least 32 characters)',
+    parse: (raw, source) => {
+      if (raw === '') return undefined;
+      if (raw.length < 32) throw new ConfigError(`${source} must be at least 32 characters (256 bits for HS256)`);
+      return raw;
+    },
+  },
+  jwtPublicKey: {
+    key: 'jwtPublicKey', env: 'POSTBOX_JWT_PUBLIC_KEY', default: '',
+    help: 'jwt mode: the PEM public key (RSA: RS256, P-256: ES256, Ed25519: EdDSA), as text or a path to a .pem file',
+    parse: optionalText,
+  },
+  jwksFile: {
+    key: 'jwksFile', env: 'POSTBOX_JWKS_FILE', default: '',
+    help: 'jwt mode: a JSON Web Key Set file of public keys (RS256, ES256, EdDSA), chosen by the token\'s kid',
+    parse: optionalText,
+  },
+  jwtIssuer: {
+    key: 'jwtIssuer', env: 'POSTBOX_JWT_ISSUER', default: '',
+    help: 'jwt mode: the iss a token must carry; empty is not checked',
+    parse: optionalText,
+  },
+  jwtAudience: {
+    key: 'jwtAudience', env: 'POSTBOX_JWT_AUDIENCE', default: '',
+    help: 'jwt mode: the aud a token must carry; empty is not checked',
+    parse: optionalText,
+  },
+  jwtLeewaySeconds: {
+    key: 'jwtLeewaySeconds', env: 'POSTBOX_JWT_LEEWAY_SECONDS', default: '30',
+    help: 'jwt mode: clock skew allowed on exp, nbf and iat, in seconds',
+    parse: integer(0, 3600),
+  },
+  webhookAllowPrivate: {
+    key: 'webhookAllowPrivate', env: 'POSTBOX_WEBHOOK_ALLOW_PRIVATE', default: 'false',
+    help: 'let webhooks call loopback, private and link-local addresses (checked after DNS resolution)',
+    parse: (raw, source) => oneOf(['true', 'false'] as const)(raw, source) === 'true',
+  },
+  webhookRetentionHours: {
+    key: 'webhookRetentionHours', env: 'POSTBOX_WEBHOOK_RETENTION_HOURS', default: '168',
+    help: 'hours a delivered webhook delivery is kept (for GET /v1/webhooks/{id}/deliveries) before it is pruned',
+    parse: integer(1, 24 * 365),
   },
   maxMessageBytes: {
     key: 'maxMessageBytes', env: 'POSTBOX_MAX_MESSAGE_BYTES', default: '65536',
@@ -311,6 +374,7 @@ export function loadConfig(source: ConfigSource = {}): Config {
   const { values } = readSettings(ORDER, source, false);
   const config = values as unknown as Config;
   checkOpenExposure(config);
+  checkJwt(config);
   if (config.headersTimeoutSeconds > config.requestTimeoutSeconds) {
     throw new ConfigError('POSTBOX_HEADERS_TIMEOUT_SECONDS must not be longer than POSTBOX_REQUEST_TIMEOUT_SECONDS');
   }
@@ -390,6 +454,20 @@ function checkOpenExposure(config: Config): void {
         'Use POSTBOX_AUTH=token, listen on localhost, or pass --allow-open-network if you really mean it.',
     );
   }
+}
+
+/** JWT mode needs exactly one source of keys; the JWT settings mean nothing elsewhere. */
+function checkJwt(config: Config): void {
+  const sources = [config.jwtSecret && 'POSTBOX_JWT_SECRET', config.jwtPublicKey && 'POSTBOX_JWT_PUBLIC_KEY', config.jwksFile && 'POSTBOX_JWKS_FILE']
+    .filter(Boolean);
+  if (config.auth !== 'jwt') {
+    if (sources.length > 0) throw new ConfigError(`${sources[0]} is set but POSTBOX_AUTH is ${config.auth}: set POSTBOX_AUTH=jwt to use it`);
+    return;
+  }
+  if (sources.length === 0) {
+    throw new ConfigError('POSTBOX_AUTH=jwt needs a key: POSTBOX_JWT_SECRET, POSTBOX_JWT_PUBLIC_KEY or POSTBOX_JWKS_FILE');
+  }
+  if (sources.length > 1) throw new ConfigError(`POSTBOX_AUTH=jwt takes one key source, got ${sources.join(' and ')}`);
 }
 
 /** The settings table for `postbox serve --help`. */

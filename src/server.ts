@@ -8,6 +8,7 @@ import { buildApp, type PostboxApp } from './app.js';
 import type { Config } from './config.js';
 import { nonconformingIds } from './domain/users.js';
 import { Hub } from './realtime/hub.js';
+import { WebhookDispatcher } from './webhooks/dispatcher.js';
 import { openStorage } from './storage/open.js';
 import { Retention, retentionEnabled } from './storage/retention.js';
 import { acquireServeLock, type ServeLock } from './storage/sqlite/serve-lock.js';
@@ -20,6 +21,8 @@ export interface PostboxServer {
   hub: Hub;
   /** Background pruning, when POSTBOX_RETENTION or POSTBOX_INBOX_LIMIT is set. */
   retention: Retention | undefined;
+  /** Delivers webhooks from the outbox; {@link startServer} starts it. */
+  webhooks: WebhookDispatcher;
   /**
    * Closes the app (ending streams, letting in-flight requests finish for up to
    * `shutdownGraceSeconds`, then cutting off whatever connections remain: a client stalled
@@ -51,7 +54,16 @@ export async function buildServer(config: Config, logger: Logger): Promise<Postb
     throw err;
   }
   const hub = new Hub(logger);
-  storage.onEvents((events) => hub.publish(events));
+  const webhooks = new WebhookDispatcher(storage.webhooks, {
+    allowPrivate: config.webhookAllowPrivate,
+    retentionMs: config.webhookRetentionHours * 3600_000,
+    logger: logger.child({ component: 'webhooks' }),
+  });
+  storage.onEvents((events) => {
+    hub.publish(events);
+    // A change may have written deliveries: look now rather than at the next poll.
+    webhooks.wake();
+  });
   const policy = { maxAgeMs: config.retentionMs, inboxLimit: config.inboxLimit };
   const retention = retentionEnabled(policy)
     ? new Retention(storage, policy, { logger: logger.child({ component: 'retention' }) })
@@ -68,7 +80,7 @@ export async function buildServer(config: Config, logger: Logger): Promise<Postb
   retention?.start();
   let closing: Promise<void> | undefined;
   return {
-    app, storage, hub, retention,
+    app, storage, hub, retention, webhooks,
     close: () => (closing ??= (async () => {
       const cutOff = setTimeout(() => {
         logger.warn({ graceSeconds: config.shutdownGraceSeconds }, 'closing: grace period over; cutting off the remaining connections');
@@ -77,6 +89,7 @@ export async function buildServer(config: Config, logger: Logger): Promise<Postb
       try {
         await retention?.stop();
         await app.close();
+        await webhooks.close();
       } finally {
         clearTimeout(cutOff);
         try {
@@ -113,6 +126,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const url = await server.app.listen({ port: config.port, host: config.host });
     logger.info({ url, storage: server.storage.kind, auth: config.auth, durability: config.durability }, `Postbox listening on ${url}`);
     void reportNonconformingUsers(server.storage, logger);
+    server.webhooks.start();
     return { ...server, url };
   } catch (err) {
     await server.close().catch(() => undefined);

@@ -11,6 +11,7 @@ import {
   PostboxClient, PostboxConnectionError, PostboxError, type Message, type MessagePage,
 } from '../client/index.js';
 import { clientSettings, ConfigError } from '../config.js';
+import { WEBHOOK_EVENTS, type WebhookEventType } from '../protocol/webhooks.js';
 import type { CliContext, CliIO, Command } from './cli.js';
 
 /** A mistake in the command line: reported with a pointer to `--help`, exit code 2. */
@@ -461,7 +462,76 @@ const remove = clientCommand({
   },
 });
 
+const webhooks = clientCommand({
+  name: 'webhooks',
+  summary: 'manage webhook endpoints (admin token): add, list, remove, deliveries',
+  usage: 'postbox webhooks add <url> --events <e,e,...> [--description <text>] | list | remove <id> | deliveries <id> [--limit <n>] [--before <id>]  [--json]',
+  options: {
+    events: { type: 'string' },
+    description: { type: 'string' },
+    limit: { type: 'string' },
+    before: { type: 'string' },
+    json: { type: 'boolean' },
+  },
+  optionHelp: [
+    opt('--events <list>', `add: the events to send, separated by commas (${WEBHOOK_EVENTS.join(', ')})`),
+    opt('--description <text>', 'add: a note for people'),
+    opt('--limit <n>', 'deliveries: how many (1-500, default 50)'),
+    opt('--before <id>', 'deliveries: older than this delivery id'),
+    JSON_HELP,
+  ],
+  notes: ['The signing secret is printed once, by add: keep it where the receiver can use it (verifyWebhook in postbox/client).'],
+  run: async ({ values, positionals, client, io }) => {
+    const [action, ...rest] = positionals;
+    const arg = (what: string) => onePositional(rest, what);
+    switch (action) {
+      case 'add': {
+        const events = required(values.events, '--events').split(',').map((e) => e.trim()).filter(Boolean);
+        const created = await client.createWebhook({
+          url: arg('URL to send events to'), events: events as WebhookEventType[],
+          ...(values.description === undefined ? {} : { description: values.description }),
+        });
+        if (values.json) printJson(io, created);
+        else io.stdout(`added ${created.id} for ${created.events.join(', ')}\nsigning secret (shown only now): ${created.secret}\n`);
+        return;
+      }
+      case 'list': {
+        if (rest.length > 0) throw new UsageError('list takes no arguments');
+        const list = await client.listWebhooks();
+        if (values.json) return printJson(io, { webhooks: list });
+        if (list.length === 0) return void io.stdout('(no webhooks)\n');
+        const rows = list.map((w) => [w.id, w.enabled ? 'yes' : 'NO', w.events.join(','), w.url, w.disabledReason ?? w.description ?? '']);
+        io.stdout(renderTable(['ID', 'ENABLED', 'EVENTS', 'URL', 'NOTE'], rows, terminalWidth(io), []));
+        return;
+      }
+      case 'remove': {
+        const id = arg('id of the webhook to remove');
+        await client.deleteWebhook(id);
+        io.stdout(`removed ${id}\n`);
+        return;
+      }
+      case 'deliveries': {
+        const limit = wholeNumber(values.limit, '--limit');
+        const page = await client.webhookDeliveries(arg('id of the webhook'), {
+          ...(limit === undefined ? {} : { limit }), ...(values.before === undefined ? {} : { before: values.before }),
+        });
+        if (values.json) return printJson(io, page);
+        if (page.deliveries.length === 0) return void io.stdout('(no deliveries)\n');
+        const rows = page.deliveries.map((d) => [
+          d.id, d.type, d.status, String(d.attempts), d.lastAttemptAt ? localTime(d.lastAttemptAt) : '-',
+          d.lastError ?? (d.lastStatus === null ? '' : `HTTP ${d.lastStatus}`),
+        ]);
+        io.stdout(renderTable(['ID', 'EVENT', 'STATUS', 'TRIES', 'LAST TRY', 'RESULT'], rows, terminalWidth(io), []));
+        if (page.next !== null) io.stdout(`(more: --before ${page.next})\n`);
+        return;
+      }
+      default:
+        throw new UsageError(action === undefined ? 'give add, list, remove or deliveries' : `unknown webhooks action "${action}": use add, list, remove or deliveries`);
+    }
+  },
+});
+
 /** The client commands, in the order `postbox --help` lists them. */
 export function clientCommands(): Record<string, Command> {
-  return { send, inbox, sent, conversations, read, delete: remove };
+  return { send, inbox, sent, conversations, read, delete: remove, webhooks };
 }

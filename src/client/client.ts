@@ -4,11 +4,13 @@
 import type {
   ConversationList, CreatedUser, Identity, Message, MessagePage, ReadResult, SendMessage, ServerInfo,
 } from '../protocol/types.js';
+import type { CreatedWebhook, Webhook, WebhookDelivery } from '../protocol/webhooks.js';
 import { PostboxConnectionError, problemError } from './errors.js';
 import { follow, reconnectNow, type FollowState, type StreamSource } from './stream.js';
 import type {
-  CallOptions, ConversationsQuery, HealthStatus, InboxQuery, IssuedToken, PageQuery, PostboxClientOptions, ReadSelection,
-  SendOptions, Subscription, SubscribeOptions, UserList,
+  CallOptions, ConversationsQuery, CreateTokenOptions, HealthStatus, InboxQuery, IssuedToken, NewWebhook, PageQuery,
+  PostboxClientOptions, ReadSelection, SendOptions, Subscription, SubscribeOptions, TokenProvider, UserList, WebhookChange,
+  WebhookDeliveryPage,
 } from './types.js';
 
 /** Where the server is when neither the options nor `POSTBOX_URL` say. */
@@ -32,7 +34,7 @@ function environmentDefaults(): { url?: string; token?: string } {
 type QueryValue = string | number | boolean | undefined;
 
 interface RequestSpec {
-  method: 'GET' | 'POST' | 'DELETE';
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
   path: string;
   query?: Record<string, QueryValue>;
   body?: unknown;
@@ -56,7 +58,9 @@ const seg = encodeURIComponent;
 export class PostboxClient {
   /** The base URL every path is resolved against, without a trailing slash. */
   readonly url: string;
-  private readonly token: string | undefined;
+  private token: string | undefined;
+  private readonly provider: TokenProvider | undefined;
+  private refreshing: Promise<void> | undefined;
   private readonly fetchImpl: typeof fetch;
 
   constructor(options: PostboxClientOptions = {}) {
@@ -73,7 +77,8 @@ export class PostboxClient {
     }
     // Joined by string, not `new URL(path, base)`, so a base with a path prefix keeps it.
     this.url = `${parsed.origin}${parsed.pathname.replace(/\/+$/, '')}`;
-    this.token = options.token === null ? undefined : (options.token ?? defaults.token);
+    if (typeof options.token === 'function') this.provider = options.token;
+    else this.token = options.token === null ? undefined : (options.token ?? defaults.token);
     // Bound, since a bare reference to the global fetch throws "Illegal invocation" in browsers.
     this.fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
   }
@@ -188,14 +193,57 @@ export class PostboxClient {
     await this.call({ method: 'DELETE', path: `/v1/users/${seg(id)}`, signal: options.signal });
   }
 
-  /** Issues another token for a user (that user's token or the admin token). */
-  createToken(user: string, options: CallOptions = {}): Promise<IssuedToken> {
-    return this.call<IssuedToken>({ method: 'POST', path: `/v1/users/${seg(user)}/tokens`, signal: options.signal });
+  /** Issues another token for a user (that user's token or the admin token), optionally narrowed to `scopes`. */
+  createToken(user: string, options: CreateTokenOptions = {}): Promise<IssuedToken> {
+    return this.call<IssuedToken>({
+      method: 'POST', path: `/v1/users/${seg(user)}/tokens`, signal: options.signal,
+      ...(options.scopes === undefined ? {} : { body: { scopes: options.scopes } }),
+    });
   }
 
   /** Revokes every token of a user, including the one making this call if it is theirs. */
   async revokeTokens(user: string, options: CallOptions = {}): Promise<void> {
     await this.call({ method: 'DELETE', path: `/v1/users/${seg(user)}/tokens`, signal: options.signal });
+  }
+
+  // ---- webhooks (admin token) -----------------------------------------------------------
+
+  /** Creates a webhook endpoint; its signing secret is in this answer only. */
+  createWebhook(webhook: NewWebhook, options: CallOptions = {}): Promise<CreatedWebhook> {
+    return this.call<CreatedWebhook>({ method: 'POST', path: '/v1/webhooks', body: webhook, signal: options.signal });
+  }
+
+  /** Every webhook endpoint. */
+  async listWebhooks(options: CallOptions = {}): Promise<Webhook[]> {
+    return (await this.call<{ webhooks: Webhook[] }>({ method: 'GET', path: '/v1/webhooks', signal: options.signal })).webhooks;
+  }
+
+  /** One webhook endpoint, with whether it is enabled and why not. */
+  getWebhook(id: string, options: CallOptions = {}): Promise<Webhook> {
+    return this.call<Webhook>({ method: 'GET', path: `/v1/webhooks/${seg(id)}`, signal: options.signal });
+  }
+
+  /** Changes a webhook endpoint; `{ enabled: true }` turns a disabled one back on. */
+  updateWebhook(id: string, change: WebhookChange, options: CallOptions = {}): Promise<Webhook> {
+    return this.call<Webhook>({ method: 'PATCH', path: `/v1/webhooks/${seg(id)}`, body: change, signal: options.signal });
+  }
+
+  /** Removes a webhook endpoint and its deliveries. */
+  async deleteWebhook(id: string, options: CallOptions = {}): Promise<void> {
+    await this.call({ method: 'DELETE', path: `/v1/webhooks/${seg(id)}`, signal: options.signal });
+  }
+
+  /** An endpoint's deliveries, newest first, each with its latest attempt. */
+  webhookDeliveries(id: string, query: { before?: string; limit?: number } & CallOptions = {}): Promise<WebhookDeliveryPage> {
+    const { before, limit, signal } = query;
+    return this.call<WebhookDeliveryPage>({ method: 'GET', path: `/v1/webhooks/${seg(id)}/deliveries`, query: { before, limit }, signal });
+  }
+
+  /** Delivers one again, now. */
+  retryWebhookDelivery(id: string, deliveryId: string, options: CallOptions = {}): Promise<WebhookDelivery> {
+    return this.call<WebhookDelivery>({
+      method: 'POST', path: `/v1/webhooks/${seg(id)}/deliveries/${seg(deliveryId)}/retry`, signal: options.signal,
+    });
   }
 
   // ---- operations -----------------------------------------------------------------------
@@ -247,10 +295,11 @@ export class PostboxClient {
     const source: StreamSource = {
       url,
       newestId: async (signal) => (await this.inbox(user, { before: 'latest', limit: 1, signal })).messages[0]?.id ?? '0',
-      open: (lastId, signal) => this.fetchImpl(url, {
-        headers: this.headers({ accept: 'text/event-stream', 'last-event-id': lastId }),
+      open: async (lastId, signal) => this.fetchImpl(url, {
+        headers: await this.headers({ accept: 'text/event-stream', 'last-event-id': lastId }),
         signal,
       }),
+      ...(this.provider ? { refresh: () => this.refreshToken() } : {}),
       failure: (response) => problemError(response, 'GET', url),
     };
     const closed = follow(source, options, controller.signal, state)
@@ -279,8 +328,23 @@ export class PostboxClient {
     return `${this.url}${path}${search ? `?${search}` : ''}`;
   }
 
+  /** Asks the provider for a fresh token; concurrent askers share one call. */
+  private refreshToken(): Promise<void> {
+    const provider = this.provider;
+    if (!provider) return Promise.resolve();
+    this.refreshing ??= (async () => {
+      try {
+        this.token = await provider();
+      } finally {
+        this.refreshing = undefined;
+      }
+    })();
+    return this.refreshing;
+  }
+
   /** Headers every request carries. */
-  private headers(extra: Record<string, string> = {}): Record<string, string> {
+  private async headers(extra: Record<string, string> = {}): Promise<Record<string, string>> {
+    if (this.provider && this.token === undefined) await this.refreshToken();
     return {
       accept: 'application/json, application/problem+json',
       ...(this.token === undefined ? {} : { authorization: `Bearer ${this.token}` }),
@@ -289,11 +353,11 @@ export class PostboxClient {
   }
 
   /** One request: the parsed JSON answer, `undefined` for an answer with no body, or a thrown error. */
-  private async call<T = undefined>(spec: RequestSpec): Promise<T> {
+  private async call<T = undefined>(spec: RequestSpec, refreshed = false): Promise<T> {
     const url = this.endpoint(spec.path, spec.query);
     const init: RequestInit = {
       method: spec.method,
-      headers: this.headers(spec.body === undefined ? spec.headers : { 'content-type': 'application/json', ...spec.headers }),
+      headers: await this.headers(spec.body === undefined ? spec.headers : { 'content-type': 'application/json', ...spec.headers }),
     };
     if (spec.body !== undefined) init.body = JSON.stringify(spec.body);
     if (spec.signal) init.signal = spec.signal;
@@ -304,6 +368,12 @@ export class PostboxClient {
       // A cancelled call is the caller's doing, not a connection problem: hand back their reason.
       if (spec.signal?.aborted) throw err;
       throw new PostboxConnectionError(url, err);
+    }
+    // An expired (or otherwise refused) token from a provider: ask it once for a fresh one.
+    if (response.status === 401 && this.provider && !refreshed) {
+      await response.body?.cancel();
+      await this.refreshToken();
+      return this.call<T>(spec, true);
     }
     if (!response.ok) throw await problemError(response, spec.method, url);
     const text = await response.text();

@@ -10,3 +10,4 @@ export * from './types.js';
 export { PostboxConnectionError, PostboxError } from './errors.js';
 export { DEFAULT_URL, PostboxClient } from './client.js';
 export { SseParser, type SseEvent } from './stream.js';
+export { verifyWebhook, WebhookVerificationError, WEBHOOK_EVENTS } from '../protocol/webhooks.js';

@@ -162,6 +162,8 @@ export interface StreamSource {
   open(lastId: string, signal: AbortSignal): Promise<Response>;
   /** The error for a refused stream request. */
   failure(response: Response): Promise<PostboxError>;
+  /** Fetches a fresh token (a client with a token provider): the stream then reconnects with it. */
+  refresh?(): Promise<void>;
 }
 
 /** Where a subscription is: what `lastEventId` reads, and how to reconnect at once. */
@@ -188,6 +190,8 @@ export async function follow(source: StreamSource, options: SubscribeOptions, si
   const maxDelay = options.reconnect?.maxMs ?? 30_000;
   let delay = minDelay;
   const emit = (event: StreamEvent) => options.onEvent?.(event);
+  // Set after a fresh token was fetched, so a refusal right after it is final.
+  let refreshed = false;
   while (!signal.aborted) {
     let wait: number;
     // This connection's own signal: the subscription's, or a drop asked for by reconnect().
@@ -208,6 +212,12 @@ export async function follow(source: StreamSource, options: SubscribeOptions, si
         if (signal.aborted) return;
         throw new PostboxConnectionError(source.url, err);
       }
+      if (response.status === 401 && source.refresh && !refreshed) {
+        await response.body?.cancel();
+        await source.refresh();
+        refreshed = true;
+        continue;
+      }
       if (!response.ok) {
         const error = await source.failure(response);
         if (response.status !== 429 && response.status !== 503) throw error;
@@ -215,8 +225,11 @@ export async function follow(source: StreamSource, options: SubscribeOptions, si
         wait = Math.max(delay, retryAfterMs(response) ?? 0);
       } else {
         emit({ type: 'open' });
+        refreshed = false;
         let sawMessage = false;
+        let endReason: string | undefined;
         const outcome = await readEvents(response.body, attempt.signal, (event) => {
+          if (event.type === 'end') endReason = event.reason;
           if (event.type === 'message') {
             state.lastId = event.message.id;
             sawMessage = true;
@@ -224,7 +237,14 @@ export async function follow(source: StreamSource, options: SubscribeOptions, si
           }
           emit(event);
         });
-        if (outcome === 'ended' || signal.aborted) return;
+        if (signal.aborted) return;
+        // A JWT ran out: with a provider, reconnect at once with a fresh one, where it left off.
+        if (outcome === 'ended' && endReason === 'token expired' && source.refresh) {
+          await source.refresh();
+          refreshed = true;
+          continue;
+        }
+        if (outcome === 'ended') return;
         // A stream that delivered something was healthy: start the backoff over.
         if (sawMessage) delay = minDelay;
         emit({ type: 'disconnected' });

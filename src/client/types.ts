@@ -3,6 +3,8 @@
  * The wire shapes themselves come from `../protocol/`, re-exported here for callers.
  */
 import type { Message, User } from '../protocol/types.js';
+export type { CreatedWebhook, Webhook, WebhookDelivery, WebhookEvent, WebhookEventType } from '../protocol/webhooks.js';
+import type { WebhookDelivery, WebhookEventType } from '../protocol/webhooks.js';
 
 export type {
   Conversation, ConversationList, CreatedUser, Identity, Message, MessagePage, Problem, ProblemFieldError, ReadResult,
@@ -18,7 +20,7 @@ export type StreamEvent =
   | { type: 'read'; ids: string[]; readAt: string }
   /** Messages the user sent were read by their recipient `by` (the sender's read receipt). */
   | { type: 'receipt'; ids: string[]; readAt: string; by: string }
-  /** The server ended the stream for good (user removed, token revoked); no reconnect follows. */
+  /** The server ended the stream (user removed, token revoked, token expired); no reconnect follows, except after "token expired" with a token provider. */
   | { type: 'end'; reason: string }
   /** Connected (again). */
   | { type: 'open' }
@@ -61,8 +63,12 @@ export interface PostboxClientOptions {
   /**
    * Bearer token for token mode. Default: `POSTBOX_TOKEN` under Node. `null` sends no token
    * even when `POSTBOX_TOKEN` is set, for a caller that has decided on its own settings.
+   *
+   * Or a token provider (jwt mode): a function answering a token, called for the first call
+   * and again whenever the server says the token expired (a 401, or a stream's `end`
+   * {"reason":"token expired"}); the call or the stream then goes on with the fresh token.
    */
-  token?: string | null;
+  token?: string | null | TokenProvider;
   /** A `fetch` to use instead of the global one (a proxy agent, a test double, an older runtime). */
   fetch?: typeof fetch;
 }
@@ -114,9 +120,46 @@ export interface UserList {
   users: User[];
 }
 
+/** Answers a (fresh) bearer token, e.g. the app's JWT for the signed-in user. */
+export type TokenProvider = () => string | Promise<string>;
+
 /** A newly issued token, shown only in this answer. */
 export interface IssuedToken {
   token: string;
+  /** What it may do: `full`, or some of `send` and `read`. */
+  scopes: TokenScope[];
+}
+
+/** A token scope: `send` (send as the user only), `read` (inbox, stream, mark read), `full` (everything). */
+export type TokenScope = 'full' | 'send' | 'read';
+
+/** Options of {@link PostboxClient.createToken}. */
+export interface CreateTokenOptions extends CallOptions {
+  /** Narrows the token; default full. */
+  scopes?: TokenScope[];
+}
+
+/** A new webhook endpoint. */
+export interface NewWebhook {
+  url: string;
+  events: WebhookEventType[];
+  description?: string | null;
+}
+
+/** A change to a webhook endpoint; absent fields stay. */
+export interface WebhookChange {
+  url?: string;
+  events?: WebhookEventType[];
+  description?: string | null;
+  /** `true` turns a disabled endpoint back on. */
+  enabled?: boolean;
+}
+
+/** A page of an endpoint's deliveries, newest first. */
+export interface WebhookDeliveryPage {
+  deliveries: WebhookDelivery[];
+  /** Pass as `before` for older deliveries; null at the oldest. */
+  next: string | null;
 }
 
 /** The answer of `/healthz` and `/readyz`. */

@@ -4,16 +4,36 @@
  * The HTTP layer only works out who is calling; every decision about whose data that
  * caller may touch is made here, so the same rules hold for every route and every client.
  */
-import { AppError } from '../errors.js';
+import { AppError, invalid } from '../errors.js';
 import type { Message } from '../protocol/types.js';
 import { toUserId } from './rules.js';
+
+/**
+ * What a token may do. `send`: send as its user and nothing else (a bot, a device); `read`:
+ * the inbox, conversations, the stream, marking read (a dashboard); `full`: everything a
+ * user may do, the default.
+ */
+export type Scope = 'full' | 'send' | 'read';
+
+/** Every scope, widest first. */
+export const SCOPES: readonly Scope[] = ['full', 'send', 'read'];
+
+/** A token (or JWT) acting as one user, with what it may do. */
+export interface UserActor {
+  kind: 'user';
+  id: string;
+  /** Never empty for a Postbox token; empty for a JWT whose `scope` names none of ours. */
+  scopes: readonly Scope[];
+  /** A JWT's `exp`, in epoch milliseconds; undefined for a Postbox token, which does not expire. */
+  expiresAt?: number;
+}
 
 /** Who is making a call. */
 export type Actor =
   /** Open mode: anyone may act as anyone, as in the seed. */
   | { kind: 'anyone' }
-  /** Token mode: a bearer token that acts as exactly one user. */
-  | { kind: 'user'; id: string }
+  /** Token or JWT mode: a bearer token that acts as exactly one user. */
+  | UserActor
   /** The holder of `POSTBOX_ADMIN_TOKEN`: manages users, reads no one's messages. */
   | { kind: 'admin' };
 
@@ -78,4 +98,35 @@ export function assertAdminOrSelf(actor: Actor, user: string): void {
   throw forbidden(actor.kind === 'anyone'
     ? 'in open mode a user\'s tokens are managed only with the admin token (Authorization: Bearer <POSTBOX_ADMIN_TOKEN>)'
     : `this token acts as "${actor.id}", not "${user}"`);
+}
+
+/**
+ * Scopes from a request (`{"scopes": [...]}`) or a JWT `scope` claim (space-separated, or an
+ * array). A request must name only known scopes, at least one; a JWT may carry other
+ * applications' scopes too, which are ignored. Answers them deduplicated, widest first.
+ */
+export function toScopes(value: unknown, field: string, strict: boolean): Scope[] {
+  const list = typeof value === 'string' && !strict ? value.split(' ').filter(Boolean) : value;
+  if (!Array.isArray(list) || list.some((v) => typeof v !== 'string')) {
+    throw invalid(field, strict ? 'must be a list of scopes (full, send, read)' : 'must be a space-separated string or a list of strings');
+  }
+  const known = SCOPES.filter((s) => (list as string[]).includes(s));
+  if (strict) {
+    const unknown = (list as string[]).filter((s) => !(SCOPES as readonly string[]).includes(s));
+    if (unknown.length > 0) throw invalid(field, `has "${unknown[0]}", which is not a scope (full, send, read)`);
+    if (known.length === 0) throw invalid(field, 'must name at least one scope (full, send, read)');
+  }
+  return known;
+}
+
+/** Whether a token with `scopes` may make a call that needs `need`. */
+export function allows(scopes: readonly Scope[], need: Scope): boolean {
+  return scopes.includes('full') || scopes.includes(need);
+}
+
+/** Allows a call needing `need` for every actor but a user token whose scopes lack it. */
+export function assertScope(actor: Actor, need: Scope): void {
+  if (actor.kind !== 'user' || allows(actor.scopes, need)) return;
+  const has = actor.scopes.length === 0 ? 'no Postbox scope' : `scope ${actor.scopes.join(' ')}`;
+  throw forbidden(`this token has ${has}; this call needs ${need === 'full' ? 'a full token' : `scope ${need}`}`);
 }

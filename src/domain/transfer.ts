@@ -49,7 +49,13 @@ export function parseRecord(text: string, line: number): ExportRecord | null {
       return { type: 'user', id: userId(r.id, line, 'id'), createdAt: time(r.createdAt, line, 'createdAt') };
     case 'token':
       if (typeof r.hash !== 'string' || !/^[0-9a-f]{64}$/.test(r.hash)) throw bad(line, 'hash', 'must be a SHA-256 in hex');
-      return { type: 'token', user: userId(r.user, line, 'user'), hash: r.hash, createdAt: time(r.createdAt, line, 'createdAt') };
+      if (r.scopes !== undefined && (typeof r.scopes !== 'string' || !/^(?:full|send|read)(?: (?:full|send|read))*$/.test(r.scopes))) {
+        throw bad(line, 'scopes', 'must be space-separated scopes (full, send, read)');
+      }
+      return {
+        type: 'token', user: userId(r.user, line, 'user'), hash: r.hash, createdAt: time(r.createdAt, line, 'createdAt'),
+        ...(r.scopes === undefined ? {} : { scopes: r.scopes }),
+      };
     case 'message': {
       const m = r.message as Record<string, unknown> | null;
       if (typeof m !== 'object' || m === null) throw bad(line, 'message', 'must be a JSON object');

@@ -10,7 +10,8 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { AppError } from '../errors.js';
 import type { CreatedUser, User } from '../protocol/types.js';
 import type { ExportRecord, Storage } from '../storage/storage.js';
-import { ANYONE, assertAdmin, assertAdminOrSelf, type Actor } from './access.js';
+import { ANYONE, assertAdmin, assertAdminOrSelf, SCOPES, toScopes, type Actor, type Scope } from './access.js';
+import { JwtVerifier } from './jwt.js';
 import { storedIdProblem, toUserId } from './rules.js';
 
 /** The recognisable start of every Postbox token. */
@@ -40,7 +41,7 @@ export class UserService {
    */
   constructor(
     private readonly storage: Storage,
-    private readonly options?: { mode: 'open' | 'token'; adminToken: string | undefined },
+    private readonly options?: { mode: 'open' | 'token' | 'jwt'; adminToken: string | undefined; jwt?: JwtVerifier | undefined },
   ) {
     this.adminDigest = options?.adminToken === undefined ? undefined : digest(options.adminToken);
   }
@@ -55,9 +56,14 @@ export class UserService {
     }
     if (!this.options) return null;
     if (this.options.mode === 'open') return ANYONE;
-    if (token === undefined || !token.startsWith(TOKEN_PREFIX)) return null;
-    const user = await this.storage.userForToken(hashToken(token));
-    return user === null ? null : { kind: 'user', id: user };
+    if (token === undefined) return null;
+    if (token.startsWith(TOKEN_PREFIX)) {
+      const owner = await this.storage.tokenOwner(hashToken(token));
+      return owner === null ? null : { kind: 'user', id: owner.user, scopes: owner.scopes.split(' ') as Scope[] };
+    }
+    // The application's own JWT (jwt mode); a refused one throws the 401 that says why.
+    if (this.options.jwt && JwtVerifier.looksLikeJwt(token)) return this.options.jwt.verify(token);
+    return null;
   }
 
   /** Creates a user with a first token, shown only in this answer. */
@@ -92,12 +98,15 @@ export class UserService {
   }
 
   /** Issues another token for a user. */
-  async addToken(actor: Actor, id: string): Promise<{ token: string }> {
+  async addToken(actor: Actor, id: string, scopes?: unknown): Promise<{ token: string; scopes: Scope[] }> {
     const user = toUserId(id, 'user');
     assertAdminOrSelf(actor, user);
+    const granted = scopes === undefined ? ['full' as const] : toScopes(scopes, 'scopes', true);
+    // `full` already holds the others; keeping only it makes the stored form canonical.
+    const stored = granted.includes('full') ? ['full' as const] : SCOPES.filter((s) => granted.includes(s));
     const token = newToken();
-    if (!(await this.storage.addToken(user, hashToken(token)))) throw new AppError('not_found', `no user "${user}"`);
-    return { token };
+    if (!(await this.storage.addToken(user, hashToken(token), stored.join(' ')))) throw new AppError('not_found', `no user "${user}"`);
+    return { token, scopes: stored };
   }
 
   /** Revokes every token of a user; their streams end. */

@@ -4,7 +4,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Access } from './route-table.js';
-import { ANYONE, type Actor } from '../domain/access.js';
+import { ANYONE, assertScope, type Actor } from '../domain/access.js';
 import type { UserService } from '../domain/users.js';
 import { AppError } from '../errors.js';
 
@@ -28,7 +28,7 @@ function unauthorized(detail: string): AppError {
 }
 
 /** Registers the hook that sets `request.actor` and applies route access rules. */
-export function registerAuth(app: FastifyInstance, users: UserService, mode: 'open' | 'token'): void {
+export function registerAuth(app: FastifyInstance, users: UserService, mode: 'open' | 'token' | 'jwt'): void {
   app.decorateRequest<Actor | null>('actor', null);
   // A callback hook, not an async one: the common cases (public routes, open mode) settle at
   // once, and only a token that must be looked up waits for storage.
@@ -59,5 +59,7 @@ async function identify(users: UserService, request: FastifyRequest, access: Acc
     if (token === undefined || token === '') throw unauthorized('this call needs the admin token: send Authorization: Bearer <POSTBOX_ADMIN_TOKEN>');
     throw new AppError('forbidden', 'only the admin token may manage users');
   }
+  const scope = request.routeOptions.config.scope;
+  if (scope) assertScope(actor, scope);
   request.actor = actor;
 }

@@ -15,7 +15,7 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 /** Registers `POST /post-message` and `GET /get-messages/{user}`. */
 export function legacyRoutes(app: App, messages: MessageService): void {
   app.post('/post-message', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'send' },
     schema: {
       tags: ['seed'],
       summary: 'Send a message (seed-compatible)',
@@ -31,7 +31,7 @@ export function legacyRoutes(app: App, messages: MessageService): void {
   });
 
   app.get('/get-messages/:user', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'read' },
     schema: {
       tags: ['seed'],
       summary: 'All messages to a user, oldest first (seed-compatible)',

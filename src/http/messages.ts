@@ -34,7 +34,7 @@ function clientGone(reply: FastifyReply): AbortSignal {
 /** Registers the v1 message routes. */
 export function messageRoutes(app: App, messages: MessageService): void {
   app.post('/v1/messages', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'send' },
     schema: {
       tags: ['messages'],
       summary: 'Send a message',
@@ -49,7 +49,7 @@ export function messageRoutes(app: App, messages: MessageService): void {
   });
 
   app.get('/v1/messages/:id', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'read' },
     schema: {
       tags: ['messages'],
       summary: 'One message, to its sender or recipient',
@@ -59,7 +59,7 @@ export function messageRoutes(app: App, messages: MessageService): void {
   }, (request) => messages.get(request.actor, request.params.id));
 
   app.delete('/v1/messages/:id', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'full' },
     schema: {
       tags: ['messages'],
       summary: 'Delete a message for sender and recipient',
@@ -72,7 +72,7 @@ export function messageRoutes(app: App, messages: MessageService): void {
   });
 
   app.get('/v1/users/:user/messages', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'read' },
     schema: {
       tags: ['messages'],
       summary: 'A page of the inbox',
@@ -89,7 +89,7 @@ export function messageRoutes(app: App, messages: MessageService): void {
   });
 
   app.get('/v1/users/:user/sent', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'read' },
     schema: {
       tags: ['messages'],
       summary: 'A page of the messages a user sent',
@@ -100,7 +100,7 @@ export function messageRoutes(app: App, messages: MessageService): void {
   }, async (request, reply) => sendPage(reply as FastifyReply, await messages.sent(request.actor, request.params.user, request.query)));
 
   app.get('/v1/users/:user/conversations', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'read' },
     schema: {
       tags: ['conversations'],
       summary: 'A user\'s conversations, most recent first',
@@ -111,7 +111,7 @@ export function messageRoutes(app: App, messages: MessageService): void {
   }, (request) => messages.conversations(request.actor, request.params.user, request.query));
 
   app.get('/v1/users/:user/conversations/:peer', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'read' },
     schema: {
       tags: ['conversations'],
       summary: 'Messages between a user and a peer, both directions, chronological',
@@ -123,7 +123,7 @@ export function messageRoutes(app: App, messages: MessageService): void {
     await messages.conversation(request.actor, request.params.user, request.params.peer, request.query)));
 
   app.post('/v1/users/:user/read', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'read' },
     schema: {
       tags: ['messages'],
       summary: 'Mark messages to the user read',

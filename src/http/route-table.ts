@@ -4,6 +4,7 @@
  */
 import http from 'node:http';
 import type { FastifyInstance, RouteOptions } from 'fastify';
+import type { Scope } from '../domain/access.js';
 import { AppError } from '../errors.js';
 import { sendProblem } from './problems.js';
 
@@ -21,12 +22,16 @@ export interface RouteEntry {
   method: string;
   url: string;
   access: Access;
+  /** For a `user` route, what a scoped token needs to call it. */
+  scope?: Scope;
 }
 
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** Every route declares who may call it; a route without it fails at start. */
     access?: Access;
+    /** For a `user` route: the token scope it needs (`send`, `read`, or `full`); required there. */
+    scope?: Scope;
     /** Set on the generated 405 routes, which are not part of the API. */
     methodFiller?: boolean;
   }
@@ -63,10 +68,12 @@ export function recordRoutes(app: FastifyInstance, options: { publicPrefixes: st
     }
     const access = route.config?.access;
     if (!access) throw new Error(`route ${String(route.method)} ${route.url} declares no access rule`);
+    const scope = route.config?.scope;
+    // A user route without a scope (`GET /v1/me`) is open to a token of any scope.
     // Probes, scrapes and docs are not rate-limited: a limit there only breaks monitoring.
     if (access === 'public' && route.config?.rateLimit === undefined) route.config = { ...route.config, rateLimit: false };
     const methods = Array.isArray(route.method) ? route.method : [route.method];
-    for (const method of methods) table.push({ method, url: route.url, access });
+    for (const method of methods) table.push({ method, url: route.url, access, ...(scope ? { scope } : {}) });
   });
   return table;
 }

@@ -21,7 +21,7 @@ const EVENT_STREAM_HEADERS = {
 /** Registers the stream route. */
 export function streamRoutes(app: App, streams: StreamRegistry): void {
   app.get('/v1/users/:user/stream', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'read' },
     schema: {
       tags: ['stream'],
       summary: 'The inbox as a live event stream',

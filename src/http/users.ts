@@ -55,17 +55,32 @@ export function userRoutes(app: App, users: UserService): void {
   });
 
   app.post('/v1/users/:user/tokens', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'full' },
     schema: {
       tags: ['users'],
-      summary: 'Issue another token for a user (that user or the admin)',
+      summary: 'Issue another token for a user (that user or the admin), optionally narrowed to scopes',
+      description: 'Scopes: `send` (send as the user, nothing else: a bot or a device), `read` (inbox, sent, ' +
+        'conversations, stream, mark read: a dashboard), `full` (everything the user may do; the default).',
       params: UserParams,
-      response: { 201: Type.Object({ token: Type.String() }, { title: 'NewToken' }) },
+      body: Type.Object({
+        scopes: Type.Optional(Type.Array(Type.String({ enum: ['full', 'send', 'read'] }), { minItems: 1 })),
+      }, { title: 'NewTokenRequest', description: 'Optional: no body is a full token.' }),
+      response: {
+        201: Type.Object({
+          token: Type.String({ description: 'The bearer token, shown only in this answer.' }),
+          scopes: Type.Array(Type.String()),
+        }, { title: 'NewToken' }),
+      },
     },
-  }, async (request, reply) => reply.code(201).send(await users.addToken(request.actor, request.params.user)));
+    // No body at all (as before scopes existed) asks for a full token.
+    preValidation: (request, _reply, done) => {
+      request.body ??= {};
+      done();
+    },
+  }, async (request, reply) => reply.code(201).send(await users.addToken(request.actor, request.params.user, request.body.scopes)));
 
   app.delete('/v1/users/:user/tokens', {
-    config: { access: 'user' },
+    config: { access: 'user', scope: 'full' },
     schema: {
       tags: ['users'],
       summary: 'Revoke every token of a user; their streams end (that user or the admin)',

@@ -70,6 +70,8 @@ interface StreamOptions {
    * heard by no hub; this catches it within a heartbeat.
    */
   stillAuthorized?: () => Promise<boolean>;
+  /** When the caller's credential (a JWT) expires, in epoch ms: the stream ends then. */
+  endsAt?: number;
 }
 
 /** Messages read per page while replaying. */
@@ -126,9 +128,12 @@ export class StreamRegistry {
       actor,
       after: after === undefined ? undefined : String(after),
       readPage: (params) => messages.inbox(actor, user, params),
-      ...(actor.kind === 'user' && token !== undefined
+      // A Postbox token can be revoked, so each heartbeat asks again; a JWT cannot, but
+      // expires: the stream ends then with `end` {"reason":"token expired"}.
+      ...(actor.kind === 'user' && token !== undefined && actor.expiresAt === undefined
         ? { stillAuthorized: async () => (await users.authenticate(token))?.kind === 'user' }
         : {}),
+      ...(actor.kind === 'user' && actor.expiresAt !== undefined ? { endsAt: actor.expiresAt } : {}),
     }).body;
   }
 
@@ -173,6 +178,7 @@ class LiveStream {
   private overflowed = false;
   private unsubscribe: () => void = () => undefined;
   private heartbeat: NodeJS.Timeout | undefined;
+  private expiry: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly options: StreamOptions,
@@ -202,6 +208,7 @@ class LiveStream {
     this.write(frameRetry(this.limits.retryMs));
     this.heartbeat = setInterval(() => this.beat(), this.limits.heartbeatMs);
     this.heartbeat.unref();
+    if (this.options.endsAt !== undefined) this.expireAt(this.options.endsAt);
     void this.run();
   }
 
@@ -211,6 +218,7 @@ class LiveStream {
     this.mode = 'closed';
     this.unsubscribe();
     clearInterval(this.heartbeat);
+    clearTimeout(this.expiry);
     this.buffered = [];
     this.wanted?.();
     if (abort) this.body.destroy();
@@ -342,6 +350,14 @@ class LiveStream {
       // Storage away: say nothing now; the next heartbeat asks again.
       () => undefined,
     ).finally(() => (this.checking = false));
+  }
+
+  /** Ends the stream when its credential expires; a timer can wait at most ~24.8 days, so it re-arms. */
+  private expireAt(endsAt: number): void {
+    const wait = endsAt - Date.now();
+    if (wait <= 0) return this.end('token expired');
+    this.expiry = setTimeout(() => this.expireAt(endsAt), Math.min(wait, 2 ** 31 - 1));
+    this.expiry.unref();
   }
 
   /** Tells the client why the stream ends, so it does not simply reconnect, then ends it. */

@@ -34,8 +34,9 @@ import { readFailure, StorageDamaged, unavailable } from './failures.js';
 import type {
   ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector, SendOutcome,
   CommitObserver, PruneSelector, Storage, StorageLogger, StoredConversation, StoredUser, StoreEvent, StoreListener,
-  StoreStats, WirePage, WireRow,
+  StoreStats, TokenOwner, WirePage, WireRow,
 } from './storage.js';
+import { CoreWebhookStore, type WebhookReads, type WebhookStore } from './webhooks.js';
 import type { StoreWrite, StoreWriteResults } from './writes.js';
 
 /** A value now (SQLite reads synchronously) or later (PostgreSQL). */
@@ -53,6 +54,8 @@ export interface TokenRow {
   user: string;
   hash: string;
   createdAt: string;
+  /** Only for a token narrower than `full`. */
+  scopes?: string;
 }
 
 /**
@@ -72,6 +75,7 @@ export interface DialectReads {
   /** Messages above `after`, oldest first, at most `limit`: the export's chunks. */
   messagesAfter(after: number, limit: number): Awaitable<WireRow[]>;
   userForToken(hash: string): Awaitable<string | null>;
+  tokenOwner(hash: string): Awaitable<TokenOwner | null>;
   /** The first recipient above `after` with messages (one index probe), or null. */
   nextInbox(after: string): Awaitable<string | null>;
   /** The id `keep` places below the newest of `user`'s inbox, or null. */
@@ -89,6 +93,7 @@ export interface Dialect {
   /** `sqlite` or `postgres`. */
   readonly kind: string;
   readonly reads: DialectReads;
+  readonly webhookReads: WebhookReads;
   /** Commits a batch of writes in one transaction (see group-commit.ts's `BatchRunner`). */
   runBatch(writes: readonly StoreWrite[]): Promise<BatchResult>;
   /**
@@ -229,6 +234,8 @@ export class CoreStorage implements Storage {
   private readonly cache: ReadCache | undefined;
   private readonly gate: ReadGate | undefined;
   private closing: Promise<void> | undefined;
+  /** Webhook endpoints and the delivery outbox: dialect reads, writes through the group commit. */
+  readonly webhooks: WebhookStore;
   private readonly observers = new Set<CommitObserver>();
   private statsKept: { at: number; value: Promise<StoreStats> } | undefined;
 
@@ -249,6 +256,7 @@ export class CoreStorage implements Storage {
       },
     });
     this.cache = dialect.commitVersion ? new ReadCache() : undefined;
+    this.webhooks = new CoreWebhookStore(dialect.webhookReads, (fn) => this.read(fn, (v) => v), (write) => this.write({ op: 'webhook', write }));
   }
 
   /** Writes waiting for the next batch, for metrics. */
@@ -313,8 +321,8 @@ export class CoreStorage implements Storage {
     return this.read(() => this.reads.userExists(id), (exists) => exists);
   }
 
-  addToken(user: string, tokenHash: string): Promise<boolean> {
-    return this.write({ op: 'addToken', user, tokenHash });
+  addToken(user: string, tokenHash: string, scopes?: string): Promise<boolean> {
+    return this.write({ op: 'addToken', user, tokenHash, ...(scopes === undefined ? {} : { scopes }) });
   }
 
   revokeTokens(user: string): Promise<number> {
@@ -323,6 +331,10 @@ export class CoreStorage implements Storage {
 
   userForToken(tokenHash: string): Promise<string | null> {
     return this.read(() => this.reads.userForToken(tokenHash), (user) => user);
+  }
+
+  tokenOwner(tokenHash: string): Promise<TokenOwner | null> {
+    return this.read(() => this.reads.tokenOwner(tokenHash), (owner) => owner);
   }
 
   async *exportAll(): AsyncIterable<ExportRecord> {

@@ -11,6 +11,7 @@
  */
 import type { Message, User } from '../protocol/types.js';
 import type { WireRow } from '../protocol/wire.js';
+import type { WebhookStore } from './webhooks.js';
 
 export type { WireRow };
 
@@ -114,8 +115,16 @@ export type StoreListener = (events: readonly StoreEvent[]) => void;
 /** One line of an export: everything a store holds, in an order an import can replay. */
 export type ExportRecord =
   | { type: 'user'; id: string; createdAt: string }
-  | { type: 'token'; user: string; hash: string; createdAt: string }
+  /** `scopes` is present only for a token narrower than `full`. */
+  | { type: 'token'; user: string; hash: string; createdAt: string; scopes?: string }
   | { type: 'message'; message: Message };
+
+/** Whose a token is, and what it may do. */
+export interface TokenOwner {
+  user: string;
+  /** Space-separated scope names, e.g. `full` or `read send`. */
+  scopes: string;
+}
 
 /** A user's row, with the hashes of its tokens never leaving storage except by export. */
 export type StoredUser = User;
@@ -158,6 +167,8 @@ export type CommitObserver = (size: number, seconds: number) => void;
 export interface Storage {
   /** `sqlite` or `postgres`, for logs and metrics. */
   readonly kind: string;
+  /** Webhook endpoints and their delivery outbox. */
+  readonly webhooks: WebhookStore;
 
   /** Stores a message and answers once it is durable (per the configured durability). */
   send(message: NewMessage, idempotency?: IdempotencyClaim): Promise<SendOutcome>;
@@ -181,6 +192,10 @@ export interface Storage {
   createUser(id: string, tokenHash: string): Promise<boolean>;
   /** All users, by id. */
   listUsers(): Promise<StoredUser[]>;
+  /** Removes a user and its tokens (not its messages); false if there was none. */
+  deleteUser(id: string): Promise<boolean>;
+  /** Adds a token hash to an existing user, with its scopes (`full` if not given); false if there is no such user. */
+  addToken(user: string, tokenHash: string, scopes?: string): Promise<boolean>;
   /**
    * Removes a user and its tokens; false if there was none. The id stays reserved (no
    * {@link createUser} takes it) so that no one inherits the messages, which stay. With
@@ -196,6 +211,8 @@ export interface Storage {
   revokeTokens(user: string): Promise<number>;
   /** The user a token hash belongs to, or null. */
   userForToken(tokenHash: string): Promise<string | null>;
+  /** The user a token hash belongs to and the token's scopes (space-separated, `full` by default), or null. */
+  tokenOwner(tokenHash: string): Promise<TokenOwner | null>;
 
   /** Every user, token and message, streamed with flat memory. */
   exportAll(): AsyncIterable<ExportRecord>;

@@ -5,6 +5,7 @@
  */
 import type { Message } from '../protocol/types.js';
 import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome, StoreEvent } from './storage.js';
+import type { WebhookWrite } from './webhooks.js';
 
 /** How long an idempotency key is remembered: the contract's 24 hours. */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -26,9 +27,11 @@ export type StoreWrite =
   | { op: 'markRead'; user: string; upTo?: number; ids?: number[] }
   | { op: 'createUser'; id: string; tokenHash: string }
   | { op: 'deleteUser'; id: string; purge?: boolean }
-  | { op: 'addToken'; user: string; tokenHash: string }
+  | { op: 'addToken'; user: string; tokenHash: string; scopes?: string }
   | { op: 'revokeTokens'; user: string }
   | { op: 'import'; records: ExportRecord[] }
+  /** A change to webhook endpoints or deliveries (see webhooks.ts). */
+  | { op: 'webhook'; write: WebhookWrite }
   /**
    * Retention (retention.ts): removes at most `limit` messages, the oldest first, that were
    * sent before `before` (ms), or that lie at or below `upTo` in `inbox`. Conversation rows
@@ -52,6 +55,7 @@ export interface StoreWriteResults {
   addToken: boolean;
   revokeTokens: number;
   import: { users: number; tokens: number; messages: number };
+  webhook: unknown;
   prune: PruneResult;
   claim: boolean;
 }

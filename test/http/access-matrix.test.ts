@@ -1,10 +1,15 @@
 /**
  * The authorization matrix, generated from the registered route table: every route ×
- * {no token, bad token, owner, another user, admin} in token mode. A route that is
- * registered but has no row here fails the suite, so no route can ship without a rule.
+ * {no token, bad token, owner, another user, admin} in token mode, × the owner's scoped
+ * tokens (send, read), and in jwt mode the same again with the application's JWTs (full,
+ * send, read, another user's, expired). What a scoped token gets follows from the scope
+ * each route declares in the table. A route that is registered but has no row here fails
+ * the suite, so no route can ship without a rule.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import * as jose from 'jose';
+import { allows, type Scope } from '../../src/domain/access.js';
 import type { Message } from '../../src/protocol/types.js';
 import type { RawResponse } from '../helpers/http.js';
 import { buildTestApp, type TestApp } from '../helpers/app.js';
@@ -12,8 +17,14 @@ import { openStream } from '../helpers/sse.js';
 import { ensureWebBuilt } from '../helpers/web-build.js';
 
 const ADMIN = 'admin-token-for-the-matrix-0123456789';
-const IDENTITIES = ['none', 'bad', 'owner', 'other', 'admin'] as const;
-type Identity = (typeof IDENTITIES)[number];
+const SECRET = 'the-matrix-jwt-secret-of-32-characters-or-more';
+const BASE_IDENTITIES = ['none', 'bad', 'owner', 'other', 'admin'] as const;
+type BaseIdentity = (typeof BASE_IDENTITIES)[number];
+/** The scope axis: the owner's own tokens narrowed to one scope. */
+const SCOPED = ['owner-send', 'owner-read'] as const;
+/** JWT mode's extra column: the application's JWTs. */
+const JWTS = ['jwt', 'jwt-send', 'jwt-read', 'jwt-other', 'jwt-expired'] as const;
+type Identity = BaseIdentity | (typeof SCOPED)[number] | (typeof JWTS)[number];
 
 /** What one cell of the matrix sends. */
 interface Call {
@@ -25,7 +36,7 @@ interface Call {
 /** One route's row: how to call it (with fresh data) as the owner, and what each identity gets. */
 interface Row {
   call: (owner: string) => Call | Promise<Call>;
-  expect: Record<Identity, number>;
+  expect: Record<BaseIdentity, number>;
 }
 
 const PUBLIC = { none: 200, bad: 200, owner: 200, other: 200, admin: 200 };
@@ -37,6 +48,7 @@ const ADMIN_ONLY = (ok: number) => ({ none: 401, bad: 401, owner: 403, other: 40
 
 let server: TestApp;
 const tokens = new Map<string, string>();
+const scopedTokens = new Map<string, string>();
 let counter = 0;
 
 async function makeUser(): Promise<string> {
@@ -45,6 +57,15 @@ async function makeUser(): Promise<string> {
   assert.equal(res.status, 201, res.text);
   tokens.set(id, res.json<{ token: string }>().token);
   return id;
+}
+
+/** An endpoint nothing listens on (port 9, discard), told of new users. */
+const WEBHOOK = { url: 'http://127.0.0.1:9/hook', events: ['user.created'] };
+
+async function makeWebhook(): Promise<string> {
+  const res = await server.postJson('/v1/webhooks', WEBHOOK, { authorization: `Bearer ${ADMIN}` });
+  assert.equal(res.status, 201, res.text);
+  return res.json<{ id: string }>().id;
 }
 
 /** A message from `from` to a fresh peer, sent with `from`'s token. */
@@ -106,11 +127,71 @@ const ROWS: Record<string, Row> = {
   // Anyone with a valid token may ask who it is.
   'GET /v1/me': { call: () => ({ path: '/v1/me' }), expect: { none: 401, bad: 401, owner: 200, other: 200, admin: 200 } },
   'DELETE /v1/users/:user': { call: async () => ({ path: `/v1/users/${await makeUser()}` }), expect: ADMIN_ONLY(204) },
+
+  'POST /v1/webhooks': { call: () => ({ path: '/v1/webhooks', body: WEBHOOK }), expect: ADMIN_ONLY(201) },
+  'GET /v1/webhooks': { call: () => ({ path: '/v1/webhooks' }), expect: ADMIN_ONLY(200) },
+  'GET /v1/webhooks/:id': { call: async () => ({ path: `/v1/webhooks/${await makeWebhook()}` }), expect: ADMIN_ONLY(200) },
+  'PATCH /v1/webhooks/:id': {
+    call: async () => ({ path: `/v1/webhooks/${await makeWebhook()}`, body: { description: 'changed' } }),
+    expect: ADMIN_ONLY(200),
+  },
+  'DELETE /v1/webhooks/:id': { call: async () => ({ path: `/v1/webhooks/${await makeWebhook()}` }), expect: ADMIN_ONLY(204) },
+  'GET /v1/webhooks/:id/deliveries': { call: async () => ({ path: `/v1/webhooks/${await makeWebhook()}/deliveries` }), expect: ADMIN_ONLY(200) },
+  'POST /v1/webhooks/:id/deliveries/:deliveryId/retry': {
+    call: async () => {
+      const id = await makeWebhook();
+      await makeUser(); // a user.created event: one delivery to retry
+      const page = await server.request(`/v1/webhooks/${id}/deliveries`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      const delivery = page.json<{ deliveries: { id: string }[] }>().deliveries[0]!;
+      return { path: `/v1/webhooks/${id}/deliveries/${delivery.id}/retry` };
+    },
+    expect: ADMIN_ONLY(202),
+  },
 };
 
+const hmac = new TextEncoder().encode(SECRET);
+
+async function jwtFor(sub: string, claims: jose.JWTPayload = {}): Promise<string> {
+  return new jose.SignJWT({ sub, exp: Math.floor(Date.now() / 1000) + 600, ...claims }).setProtectedHeader({ alg: 'HS256' })
+    .setIssuedAt().sign(hmac);
+}
+
+/** A token of `owner` narrowed to `scope`, issued through the API with the owner's full token. */
+async function scopedToken(owner: string, scope: Scope): Promise<string> {
+  const key = `${owner} ${scope}`;
+  let token = scopedTokens.get(key);
+  if (!token) {
+    const res = await server.postJson(`/v1/users/${owner}/tokens`, { scopes: [scope] }, { authorization: `Bearer ${tokens.get(owner)}` });
+    assert.equal(res.status, 201, res.text);
+    token = res.json<{ token: string }>().token;
+    scopedTokens.set(key, token);
+  }
+  return token;
+}
+
+/** What a cell expects: the row's own columns, and the scoped ones derived from the route's scope. */
+function expected(row: Row, identity: Identity, access: string, scope: Scope | undefined): number {
+  if (identity in row.expect) return row.expect[identity as BaseIdentity];
+  if (identity === 'jwt') return row.expect.owner;
+  if (identity === 'jwt-other') return row.expect.other;
+  if (identity === 'jwt-expired') return row.expect.bad;
+  if (access === 'public') return row.expect.owner;
+  if (access === 'admin') return 403;
+  const want = identity.endsWith('send') ? 'send' : 'read';
+  return scope === undefined || allows([want], scope) ? row.expect.owner : 403;
+}
+
 /** Which user a cell acts as; the owner is the user the call is about. */
-function authorization(identity: Identity, owner: string, other: string): Record<string, string> {
+async function authorization(identity: Identity, owner: string, other: string): Promise<Record<string, string>> {
+  const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
   switch (identity) {
+    case 'owner-send': return bearer(await scopedToken(owner, 'send'));
+    case 'owner-read': return bearer(await scopedToken(owner, 'read'));
+    case 'jwt': return bearer(await jwtFor(owner));
+    case 'jwt-send': return bearer(await jwtFor(owner, { scope: 'send' }));
+    case 'jwt-read': return bearer(await jwtFor(owner, { scope: 'openid read' }));
+    case 'jwt-other': return bearer(await jwtFor(other));
+    case 'jwt-expired': return bearer(await jwtFor(owner, { exp: Math.floor(Date.now() / 1000) - 3600 }));
     case 'none': return {};
     case 'bad': return { authorization: 'Bearer pbx_not-a-real-token-at-all' };
     case 'owner': return { authorization: `Bearer ${tokens.get(owner)}` };
@@ -133,13 +214,18 @@ async function perform(method: string, route: string, call: Call, headers: Recor
   });
 }
 
-before(async () => {
-  ensureWebBuilt();
-  server = await buildTestApp({ POSTBOX_AUTH: 'token', POSTBOX_ADMIN_TOKEN: ADMIN, POSTBOX_RATE_LIMIT: '0' });
-});
-after(() => server.stop());
+for (const mode of ['token', 'jwt'] as const) {
+describe(`authorization matrix (${mode} mode)`, () => {
+  const identities: Identity[] = [...BASE_IDENTITIES, ...SCOPED, ...(mode === 'jwt' ? JWTS : [])];
+  before(async () => {
+    ensureWebBuilt();
+    server = await buildTestApp({
+      POSTBOX_AUTH: mode, POSTBOX_ADMIN_TOKEN: ADMIN, POSTBOX_RATE_LIMIT: '0', POSTBOX_WEBHOOK_ALLOW_PRIVATE: 'true',
+      ...(mode === 'jwt' ? { POSTBOX_JWT_SECRET: SECRET } : {}),
+    });
+  });
+  after(() => server.stop());
 
-describe('authorization matrix (token mode)', () => {
   it('has a row for every registered route', () => {
     const registered = new Set(server.app.routeTable.filter((r) => r.method !== 'HEAD').map((r) => `${r.method} ${r.url}`));
     const missing = [...registered].filter((r) => !(r in ROWS));
@@ -157,21 +243,29 @@ describe('authorization matrix (token mode)', () => {
   for (const [route, row] of Object.entries(ROWS)) {
     const [method, pattern] = route.split(' ') as [string, string];
     it(`${route}`, async () => {
-      const registered = server.app.routeTable.some((r) => r.method === method && r.url === pattern);
-      if (!registered) return assert.fail(`${route} is in the matrix but not registered: remove its row`);
-      for (const identity of IDENTITIES) {
+      const entry = server.app.routeTable.find((r) => r.method === method && r.url === pattern);
+      if (!entry) return assert.fail(`${route} is in the matrix but not registered: remove its row`);
+      for (const identity of identities) {
         const owner = await makeUser();
         const other = await makeUser();
         const call = await row.call(owner);
-        const res = await perform(method, route, call, { ...authorization(identity, owner, other), ...call.headers });
-        assert.equal(res.status, row.expect[identity], `${route} as ${identity}: ${res.status} ${res.text.slice(0, 300)}`);
+        const res = await perform(method, route, call, { ...(await authorization(identity, owner, other)), ...call.headers });
+        const want = expected(row, identity, entry.access, entry.scope);
+        assert.equal(res.status, want, `${route} as ${identity}: ${res.status} ${res.text.slice(0, 300)}`);
         if (res.status === 401) assert.match(String(res.headers['www-authenticate']), /^Bearer/);
       }
     });
   }
 });
 
+}
+
 describe('token mode rules beyond the matrix', () => {
+  before(async () => {
+    server = await buildTestApp({ POSTBOX_AUTH: 'token', POSTBOX_ADMIN_TOKEN: ADMIN, POSTBOX_RATE_LIMIT: '0' });
+  });
+  after(() => server.stop());
+
   it('fills fromUser from the token when it is omitted, and refuses another sender', async () => {
     const ann = await makeUser();
     const bob = await makeUser();
@@ -215,6 +309,32 @@ describe('token mode rules beyond the matrix', () => {
     assert.equal((await server.request(`/v1/users/${ann}/messages`, { headers: old })).status, 401);
     assert.equal((await server.request(`/v1/users/${ann}/messages`, { headers: { authorization: `Bearer ${fresh}` } })).status, 401,
       'revoking revokes every token of the user');
+  });
+
+  it('issues scoped tokens, and refuses scopes it does not know', async () => {
+    const ann = await makeUser();
+    const asAnn = { authorization: `Bearer ${tokens.get(ann)}` };
+    const res = await server.postJson(`/v1/users/${ann}/tokens`, { scopes: ['read', 'send', 'read'] }, asAnn);
+    assert.equal(res.status, 201, res.text);
+    assert.deepEqual(res.json<{ scopes: string[] }>().scopes, ['send', 'read']);
+    const full = await server.postJson(`/v1/users/${ann}/tokens`, { scopes: ['full', 'send'] }, asAnn);
+    assert.deepEqual(full.json<{ scopes: string[] }>().scopes, ['full']);
+    for (const scopes of [['admin'], [], 'send']) {
+      const bad = await server.postJson(`/v1/users/${ann}/tokens`, { scopes }, asAnn);
+      assert.equal(bad.status, 400, `${JSON.stringify(scopes)}: ${bad.text}`);
+      assert.match(String(bad.headers['content-type']), /^application\/problem\+json/);
+    }
+    const forbidden = await server.postJson(`/v1/users/${ann}/tokens`, {}, { authorization: `Bearer ${res.json<{ token: string }>().token}` });
+    assert.equal(forbidden.status, 403, 'a scoped token cannot mint a wider one');
+    assert.match(forbidden.json<{ detail: string }>().detail, /needs a full token/);
+  });
+
+  it('keeps a token\'s scopes through export and import', async () => {
+    const ann = await makeUser();
+    await server.postJson(`/v1/users/${ann}/tokens`, { scopes: ['send'] }, { authorization: `Bearer ${tokens.get(ann)}` });
+    const records = [];
+    for await (const r of server.storage.exportAll()) if (r.type === 'token' && r.user === ann) records.push(r);
+    assert.deepEqual(records.map((r) => (r as { scopes?: string }).scopes ?? 'full').sort(), ['full', 'send']);
   });
 
   it('keeps only hashes of tokens at rest', async () => {

@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import pg from 'pg';
 import { AppError } from '../../src/errors.js';
-import { openPostgresStorage, type PostgresOptions, type PostgresStorage } from '../../src/storage/postgres/postgres-storage.js';
 import { MIGRATIONS } from '../../src/storage/postgres/migrations.js';
+import { openPostgresStorage, type PostgresOptions, type PostgresStorage } from '../../src/storage/postgres/postgres-storage.js';
 import type { Storage, StoreEvent } from '../../src/storage/storage.js';
 import { TEST_PG_URL, createSchema, pgUnreachable, type TestSchema } from '../helpers/pg.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
@@ -165,7 +165,7 @@ function postgresSpecifics(): void {
       await client.connect();
       try {
         const { rows } = await client.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version');
-        assert.deepEqual(rows.map((r) => r.version), MIGRATIONS.map((m) => m.version), 'each migration applied once');
+        assert.deepEqual(rows.map((r) => r.version), MIGRATIONS.map((m) => m.version), 'each applied once');
       } finally {
         await client.end();
       }

@@ -16,6 +16,7 @@ import { joinedMessages, messageJson, pageJson } from '../../src/protocol/wire.j
 import { Hub } from '../../src/realtime/hub.js';
 import { StreamRegistry } from '../../src/realtime/streams.js';
 import type { ExportRecord, Storage, StoreEvent, WirePage } from '../../src/storage/storage.js';
+import type { StoredWebhook } from '../../src/storage/webhooks.js';
 import { until } from '../helpers/wait.js';
 
 /** A fresh store and how to dispose of it. */
@@ -505,6 +506,80 @@ export function storageContract(name: string, open: StoreFactory): void {
         assert.equal(await s.deleteUser('bob'), false);
         assert.equal(await s.userForToken('b1'), null);
         assert.equal((objects(await s.inbox('alice', { limit: 5 }))).messages.length, 1, 'messages outlive their sender');
+      }));
+    });
+
+    describe('token scopes', () => {
+      it('keeps each token\'s scopes, full by default, and exports only narrower ones', () => withStore(open, async (s) => {
+        await s.createUser('alice', 'hash-full');
+        assert.equal(await s.addToken('alice', 'hash-send', 'send'), true);
+        assert.equal(await s.addToken('alice', 'hash-rs', 'send read'), true);
+        assert.deepEqual(await s.tokenOwner('hash-full'), { user: 'alice', scopes: 'full' });
+        assert.deepEqual(await s.tokenOwner('hash-send'), { user: 'alice', scopes: 'send' });
+        assert.deepEqual(await s.tokenOwner('hash-rs'), { user: 'alice', scopes: 'send read' });
+        assert.equal(await s.tokenOwner('nope'), null);
+        const tokens = [];
+        for await (const r of s.exportAll()) if (r.type === 'token') tokens.push(r);
+        assert.deepEqual(tokens.map((t) => [t.hash, t.scopes]), [['hash-full', undefined], ['hash-rs', 'send read'], ['hash-send', 'send']]);
+      }));
+    });
+
+    describe('webhooks', () => {
+      const endpoint = (id: string, events: StoredWebhook['events']): StoredWebhook => ({
+        id, url: `http://example.com/${id}`, events, description: null, secret: 'whsec_c2VjcmV0', enabled: true,
+        disabledReason: null, failingSince: null, createdAt: 1,
+      });
+
+      it('writes a delivery per subscribed endpoint in the change\'s commit, in order', () => withStore(open, async (s) => {
+        await s.webhooks.createWebhook(endpoint('wh_a', ['message.created', 'user.created']));
+        await s.webhooks.createWebhook(endpoint('wh_b', ['user.removed']));
+        await s.createUser('u1', 'h1');
+        const sent = await s.send({ fromUser: 'u1', toUser: 'u2', message: 'hi' });
+        await s.deleteUser('u1');
+        await s.importAll(Readable.from([{ type: 'user', id: 'imported', createdAt: new Date(0).toISOString() }]) as AsyncIterable<ExportRecord>);
+        const a = (await s.webhooks.listDeliveries('wh_a', { limit: 10 })).deliveries;
+        assert.deepEqual(a.map((d) => d.type), ['message.created', 'user.created'], 'newest first; imports are history, not news');
+        assert.deepEqual((JSON.parse(a[0]!.payload) as { data: unknown }).data, sent.kind === 'stored' ? sent.message : null);
+        assert.ok(a[0]!.id > a[1]!.id);
+        const b = (await s.webhooks.listDeliveries('wh_b', { limit: 10 })).deliveries;
+        assert.deepEqual(b.map((d) => [d.type, (JSON.parse(d.payload) as { data: unknown }).data]), [['user.removed', { id: 'u1' }]]);
+      }));
+
+      it('leases an endpoint to one owner at a time, and records attempts', () => withStore(open, async (s) => {
+        await s.webhooks.createWebhook(endpoint('wh_l', ['user.created']));
+        await s.createUser('u1', 'h1');
+        await s.createUser('u2', 'h2');
+        const now = Date.now() + 1000;
+        assert.deepEqual((await s.webhooks.leaseEndpoints('one', now, 60_000, 10)).map((w) => w.id), ['wh_l']);
+        assert.deepEqual(await s.webhooks.leaseEndpoints('two', now, 60_000, 10), [], 'leased already');
+        const head = (await s.webhooks.headDelivery('wh_l'))!;
+        await s.webhooks.recordAttempt(head.id, { at: now, status: 'delivered', nextAttemptAt: now, httpStatus: 204, error: null });
+        const next = (await s.webhooks.headDelivery('wh_l'))!;
+        assert.ok(next.id > head.id, 'the next in order');
+        await s.webhooks.recordAttempt(next.id, { at: now, status: 'pending', nextAttemptAt: now + 5000, httpStatus: 500, error: 'answered HTTP 500' });
+        await s.webhooks.releaseEndpoint('wh_l', 'one');
+        assert.deepEqual(await s.webhooks.leaseEndpoints('two', now, 60_000, 10), [], 'its head is not due yet');
+        assert.deepEqual((await s.webhooks.leaseEndpoints('two', now + 5000, 60_000, 10)).map((w) => w.id), ['wh_l']);
+        const list = (await s.webhooks.listDeliveries('wh_l', { limit: 10 })).deliveries;
+        assert.deepEqual(list.map((d) => [d.status, d.attempts, d.lastStatus, d.lastError]),
+          [['pending', 1, 500, 'answered HTTP 500'], ['delivered', 1, 204, null]]);
+        assert.equal(await s.webhooks.pruneDelivered(now + 1), 1);
+        assert.equal((await s.webhooks.retryDelivery('wh_l', next.id, now))!.status, 'pending');
+        assert.equal(await s.webhooks.retryDelivery('wh_other', next.id, now), null);
+      }));
+
+      it('changes and removes endpoints, their deliveries going with them', () => withStore(open, async (s) => {
+        await s.webhooks.createWebhook(endpoint('wh_c', ['user.created']));
+        await s.createUser('u1', 'h1');
+        const changed = await s.webhooks.updateWebhook('wh_c', { enabled: false, disabledReason: 'why', events: ['user.removed'] });
+        assert.deepEqual([changed!.enabled, changed!.disabledReason, changed!.events], [false, 'why', ['user.removed']]);
+        await s.createUser('u2', 'h2');
+        assert.equal((await s.webhooks.listDeliveries('wh_c', { limit: 10 })).deliveries.length, 1, 'a disabled endpoint gets no new deliveries');
+        assert.equal(await s.webhooks.updateWebhook('nope', { enabled: true }), null);
+        assert.equal(await s.webhooks.deleteWebhook('wh_c'), true);
+        assert.equal(await s.webhooks.getWebhook('wh_c'), null);
+        assert.equal((await s.webhooks.listDeliveries('wh_c', { limit: 10 })).deliveries.length, 0);
+        assert.equal(await s.webhooks.deleteWebhook('wh_c'), false);
       }));
     });
 

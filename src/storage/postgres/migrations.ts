@@ -82,6 +82,47 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 3,
+    name: 'token scopes; webhooks and their delivery outbox',
+    sql: `
+      ALTER TABLE tokens ADD COLUMN scopes text NOT NULL DEFAULT 'full';
+
+      -- As in SQLite: events space-separated; the lease gives one instance at a time an
+      -- endpoint to deliver to (claimed with FOR UPDATE SKIP LOCKED).
+      CREATE TABLE webhooks (
+        id              text COLLATE "C" PRIMARY KEY,
+        url             text    NOT NULL,
+        events          text    NOT NULL,
+        description     text,
+        secret          text    NOT NULL,
+        enabled         boolean NOT NULL DEFAULT true,
+        disabled_reason text,
+        failing_since   bigint,
+        lease_owner     text,
+        lease_until     bigint,
+        created_at      bigint  NOT NULL
+      );
+
+      CREATE TABLE webhook_deliveries (
+        id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        webhook_id      text COLLATE "C" NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+        type            text    NOT NULL,
+        payload         text    NOT NULL,
+        created_at      bigint  NOT NULL,
+        status          text    NOT NULL DEFAULT 'pending',
+        attempts        integer NOT NULL DEFAULT 0,
+        next_attempt_at bigint  NOT NULL,
+        last_attempt_at bigint,
+        last_status     integer,
+        last_error      text,
+        finished_at     bigint
+      );
+      CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries (webhook_id, id);
+      CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (webhook_id, id) WHERE status = 'pending';
+      CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (finished_at) WHERE status = 'delivered';
+    `,
+  },
+  {
     version: 4,
     name: 'retention: messages by age, and maintenance claims',
     sql: `

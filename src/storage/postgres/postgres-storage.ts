@@ -13,12 +13,14 @@ import pg from 'pg';
 import { CoreStorage, Listeners, type ConversationRow, type Dialect, type DialectReads, type TokenRow } from '../core.js';
 import type { BatchResult } from '../group-commit.js';
 import { windowSql } from '../paging.js';
-import type { InboxQuery, StoredUser, StorageLogger, StoreEvent, WireRow } from '../storage.js';
-import { eventsOf, type StoreWrite } from '../writes.js';
+import type { InboxQuery, StoredUser, StorageLogger, StoreEvent, TokenOwner, WireRow } from '../storage.js';
+import { outboxEventOf, type OutboxEvent, type WebhookReads } from '../webhooks.js';
+import { eventsOf, type StoreWrite, type WriteReply } from '../writes.js';
 import { ChangeFeed, channelFor } from './change-feed.js';
 import { describeReadFailure, isTransient, unavailable } from './failures.js';
 import { migrate } from './migrations.js';
 import { PG_TYPES, WIRE_COLUMNS, WIRE_JSON } from './rows.js';
+import { pgWebhookReads, writeOutbox } from './webhooks.js';
 import { WriteSide } from './write-ops.js';
 
 /** Options for {@link openPostgresStorage}. */
@@ -144,6 +146,7 @@ class PostgresDialect implements Dialect {
   readonly ownFeed = true;
   readonly pingWrites = false;
   readonly reads: DialectReads;
+  readonly webhookReads: WebhookReads;
   private readonly side: WriteSide;
   private readonly feed: ChangeFeed;
   private readonly channel: string;
@@ -168,6 +171,7 @@ class PostgresDialect implements Dialect {
       heartbeatMs: options.heartbeatMs,
     });
     const rows = (sql: string, args: unknown[]) => this.query<WireRow>(sql, args, true);
+    this.webhookReads = pgWebhookReads((sql, args) => this.query(sql, args));
     this.reads = {
       message: async (seq) => (await this.query<[string]>(`SELECT ${WIRE_JSON} FROM messages m WHERE m.seq = $1`, [seq], true))[0]?.[0],
       inbox: (user, query, window) => {
@@ -195,11 +199,14 @@ class PostgresDialect implements Dialect {
       ),
       users: async () => (await this.query<{ id: string; created_at: number }>('SELECT id, created_at FROM users ORDER BY id', []))
         .map((u): StoredUser => ({ id: u.id, createdAt: new Date(u.created_at).toISOString() })),
-      tokens: async () => (await this.query<{ hash: string; user_id: string; created_at: number }>(
-        'SELECT hash, user_id, created_at FROM tokens ORDER BY user_id, hash', [],
-      )).map((t): TokenRow => ({ user: t.user_id, hash: t.hash, createdAt: new Date(t.created_at).toISOString() })),
+      tokens: async () => (await this.query<{ hash: string; user_id: string; created_at: number; scopes: string }>(
+        'SELECT hash, user_id, created_at, scopes FROM tokens ORDER BY user_id, hash', [],
+      )).map((t): TokenRow => ({
+        user: t.user_id, hash: t.hash, createdAt: new Date(t.created_at).toISOString(), ...(t.scopes === 'full' ? {} : { scopes: t.scopes }),
+      })),
       messagesAfter: (after, limit) => rows(`SELECT ${WIRE_COLUMNS} FROM messages m WHERE m.seq > $1 ORDER BY m.seq LIMIT $2`, [after, limit]),
       userForToken: async (hash) => (await this.query<{ user_id: string }>('SELECT user_id FROM tokens WHERE hash = $1', [hash]))[0]?.user_id ?? null,
+      tokenOwner: async (hash) => (await this.query<TokenOwner>('SELECT user_id AS user, scopes FROM tokens WHERE hash = $1', [hash]))[0] ?? null,
       nextInbox: async (after) => (await this.query<{ to_user: string }>(
         'SELECT to_user FROM messages WHERE to_user > $1 ORDER BY to_user LIMIT 1', [after]))[0]?.to_user ?? null,
       inboxCutoff: async (user, keep) => (await this.query<{ seq: number }>(
@@ -260,6 +267,8 @@ class PostgresDialect implements Dialect {
     let echo: { heard: Promise<void>; cancel: () => void } | undefined;
     try {
       const { replies, now } = await this.side.applyBatch(client, writes);
+      // Webhook deliveries commit with the changes they tell of, or not at all.
+      await writeOutbox(client, outboxEventsOf(writes, replies, now), now);
       const batch = this.feed.batchNumber();
       const payloads = this.feed.encode(batch, eventsOf(writes, replies));
       // Armed before COMMIT: the notification may be heard before COMMIT's answer is.
@@ -321,4 +330,15 @@ function inboxFilter(user: string, query: InboxQuery): [string, unknown[]] {
   }
   if (query.unreadOnly) where += ' AND m.read_at IS NULL';
   return [where, args];
+}
+
+/** The webhook events of a batch's operations that succeeded, in order. */
+function outboxEventsOf(writes: readonly StoreWrite[], replies: readonly WriteReply[], now: number): OutboxEvent[] {
+  const events: OutboxEvent[] = [];
+  writes.forEach((write, i) => {
+    const reply = replies[i];
+    const event = reply?.ok ? outboxEventOf(write, reply.value, now) : undefined;
+    if (event) events.push(event);
+  });
+  return events;
 }

@@ -21,6 +21,7 @@ import {
 import type { PruneResult, StoreWrite, StoreWriteResults, WriteReply } from '../writes.js';
 import { isTransient } from './failures.js';
 import { MESSAGE_COLUMNS, toMessage, type MessageRow } from './rows.js';
+import { applyWebhookWrite } from './webhooks.js';
 
 type WriteOp = StoreWrite;
 
@@ -105,13 +106,13 @@ const SQL = {
   createUser: named('create_user', 'INSERT INTO users (id, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING'),
   deleteUser: named('delete_user', 'DELETE FROM users WHERE id = $1'),
   userExists: named('user_exists', 'SELECT 1 FROM users WHERE id = $1'),
+  addToken: named('add_token', "INSERT INTO tokens (hash, user_id, created_at, scopes) VALUES ($1, $2, $3, coalesce($4, 'full')) ON CONFLICT DO NOTHING"),
   isReserved: named('is_reserved', 'SELECT 1 FROM removed_users WHERE id = $1'),
   reserve: named('reserve', 'INSERT INTO removed_users (id, removed_at) VALUES ($1, $2) ON CONFLICT DO NOTHING'),
   unreserve: named('unreserve', 'DELETE FROM removed_users WHERE id = $1'),
   purgeMessages: named('purge_messages', 'DELETE FROM messages WHERE to_user = $1 OR from_user = $1'),
   purgeConversations: named('purge_conversations', 'DELETE FROM conversations WHERE owner = $1 OR peer = $1'),
   purgeKeysOf: named('purge_keys_of', 'DELETE FROM idempotency_keys WHERE sender = $1'),
-  addToken: named('add_token', 'INSERT INTO tokens (hash, user_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING'),
   revokeTokens: named('revoke_tokens', 'DELETE FROM tokens WHERE user_id = $1'),
   // Retention: a bounded set of the oldest, deleted in one statement that answers what went.
   pruneOld: named('prune_old', `
@@ -142,7 +143,7 @@ const SQL = {
   importUsers: named('import_users', `
     INSERT INTO users (id, created_at) SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING`),
   importTokens: named('import_tokens', `
-    INSERT INTO tokens (hash, user_id, created_at) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+    INSERT INTO tokens (hash, user_id, created_at, scopes) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
     ON CONFLICT DO NOTHING`),
   // Set-based, one statement per run of messages. Conversation rows are summed per
   // (owner, peer) first, because one INSERT … ON CONFLICT DO UPDATE may touch a row once.
@@ -252,7 +253,7 @@ export class WriteSide {
       case 'createUser': {
         if ((await client.query(SQL.isReserved([op.id]))).rowCount !== 0) return false;
         if ((await client.query(SQL.createUser([op.id, now]))).rowCount === 0) return false;
-        await client.query(SQL.addToken([op.tokenHash, op.id, now]));
+        await client.query(SQL.addToken([op.tokenHash, op.id, now, null]));
         return true;
       }
       case 'deleteUser': {
@@ -269,7 +270,7 @@ export class WriteSide {
       }
       case 'addToken': {
         if ((await client.query(SQL.userExists([op.user]))).rowCount === 0) return false;
-        await client.query(SQL.addToken([op.tokenHash, op.user, now]));
+        await client.query(SQL.addToken([op.tokenHash, op.user, now, op.scopes ?? null]));
         return true;
       }
       case 'revokeTokens': return (await client.query(SQL.revokeTokens([op.user]))).rowCount ?? 0;
@@ -282,6 +283,7 @@ export class WriteSide {
         return true;
       }
       case 'ping': return true;
+      case 'webhook': return applyWebhookWrite(client, op.write);
     }
   }
 
@@ -404,7 +406,7 @@ export class WriteSide {
       } else if (type === 'token') {
         const tokens = run as Extract<ExportRecord, { type: 'token' }>[];
         counts.tokens += (await client.query(SQL.importTokens([
-          tokens.map((t) => t.hash), tokens.map((t) => t.user), tokens.map((t) => Date.parse(t.createdAt)),
+          tokens.map((t) => t.hash), tokens.map((t) => t.user), tokens.map((t) => Date.parse(t.createdAt)), tokens.map((t) => t.scopes ?? 'full'),
         ]))).rowCount ?? 0;
       } else {
         const ms = (run as Extract<ExportRecord, { type: 'message' }>[]).map((r) => r.message);

@@ -86,6 +86,50 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 3,
+    name: 'token scopes; webhooks and their delivery outbox',
+    sql: `
+      ALTER TABLE tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT 'full';
+
+      -- events: space-separated event types. A lease (owner, until) gives one instance at a
+      -- time the right to deliver to an endpoint, which keeps its deliveries in order and
+      -- each attempt single across instances.
+      CREATE TABLE webhooks (
+        id              TEXT    PRIMARY KEY,
+        url             TEXT    NOT NULL,
+        events          TEXT    NOT NULL,
+        description     TEXT,
+        secret          TEXT    NOT NULL,
+        enabled         INTEGER NOT NULL DEFAULT 1,
+        disabled_reason TEXT,
+        failing_since   INTEGER,
+        lease_owner     TEXT,
+        lease_until     INTEGER,
+        created_at      INTEGER NOT NULL
+      ) WITHOUT ROWID;
+
+      -- The outbox: a change writes its deliveries in its own transaction. id orders them
+      -- per endpoint; status is pending, delivered or failed.
+      CREATE TABLE webhook_deliveries (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        webhook_id      TEXT    NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+        type            TEXT    NOT NULL,
+        payload         TEXT    NOT NULL,
+        created_at      INTEGER NOT NULL,
+        status          TEXT    NOT NULL DEFAULT 'pending',
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_attempt_at INTEGER,
+        last_status     INTEGER,
+        last_error      TEXT,
+        finished_at     INTEGER
+      );
+      CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries (webhook_id, id);
+      CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (webhook_id, id) WHERE status = 'pending';
+      CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (finished_at) WHERE status = 'delivered';
+    `,
+  },
+  {
     version: 4,
     name: 'retention: messages by age, and maintenance claims',
     sql: `

@@ -10,8 +10,10 @@ import Database from 'better-sqlite3';
 import { CoreStorage, Listeners, type ConversationRow, type Dialect, type DialectReads, type TokenRow } from '../core.js';
 import type { BatchResult } from '../group-commit.js';
 import { windowSql } from '../paging.js';
-import type { InboxQuery, StorageLogger, StoredUser, StoreStats, WireRow } from '../storage.js';
+import type { InboxQuery, StorageLogger, StoredUser, StoreStats, TokenOwner, WireRow } from '../storage.js';
+import type { WebhookReads } from '../webhooks.js';
 import type { StoreWrite } from '../writes.js';
+import { sqliteWebhookReads } from './webhooks.js';
 import { FileGuard } from './file-guard.js';
 import { migrate } from './migrations.js';
 import { MainWriter } from './main-writer.js';
@@ -81,6 +83,7 @@ class SqliteDialect implements Dialect {
   readonly ownFeed = false;
   readonly pingWrites = true;
   readonly reads: DialectReads;
+  readonly webhookReads: WebhookReads;
   readonly commitVersion: () => number;
   readonly durability: Dialect['durability'];
   private readonly writer: MainWriter;
@@ -89,6 +92,7 @@ class SqliteDialect implements Dialect {
   private readonly guard: FileGuard | undefined;
 
   constructor(private readonly db: Database.Database, options: SqliteOptions) {
+    this.webhookReads = sqliteWebhookReads(db);
     this.writer = new MainWriter({ path: options.path, durability: options.durability, fsync: options.fsync });
     this.durability = this.writer.wal;
     if (options.path !== ':memory:' && options.path !== '') {
@@ -125,11 +129,14 @@ class SqliteDialect implements Dialect {
       ).all(user, before, fetch) as ConversationRow[],
       users: () => (this.prepared('SELECT id, created_at FROM users ORDER BY id').all() as { id: string; created_at: number }[])
         .map((u): StoredUser => ({ id: u.id, createdAt: new Date(u.created_at).toISOString() })),
-      tokens: () => (this.prepared('SELECT hash, user_id, created_at FROM tokens ORDER BY user_id, hash').all() as
-        { hash: string; user_id: string; created_at: number }[])
-        .map((t): TokenRow => ({ user: t.user_id, hash: t.hash, createdAt: new Date(t.created_at).toISOString() })),
+      tokens: () => (this.prepared('SELECT hash, user_id, created_at, scopes FROM tokens ORDER BY user_id, hash').all() as
+        { hash: string; user_id: string; created_at: number; scopes: string }[])
+        .map((t): TokenRow => ({
+          user: t.user_id, hash: t.hash, createdAt: new Date(t.created_at).toISOString(), ...(t.scopes === 'full' ? {} : { scopes: t.scopes }),
+        })),
       messagesAfter: (after, limit) => rows(`SELECT ${WIRE_COLUMNS} FROM messages WHERE seq > ? ORDER BY seq LIMIT ?`, [after, limit]),
       userForToken: (hash) => (this.prepared('SELECT user_id FROM tokens WHERE hash = ?').pluck().get(hash) as string | undefined) ?? null,
+      tokenOwner: (hash) => (this.prepared('SELECT user_id AS user, scopes FROM tokens WHERE hash = ?').get(hash) as TokenOwner | undefined) ?? null,
       nextInbox: (after) => (this.prepared('SELECT to_user FROM messages WHERE to_user > ? ORDER BY to_user LIMIT 1').pluck().get(after) as string | undefined) ?? null,
       inboxCutoff: (user, keep) => (this.prepared('SELECT seq FROM messages WHERE to_user = ? ORDER BY seq DESC LIMIT 1 OFFSET ?').pluck()
         .get(user, keep) as number | undefined) ?? null,

@@ -14,6 +14,8 @@ import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome } from '../stor
 import {
   claimDue, idempotencyOutcome, keyCutoff, repairConversation, repairNeedsNewest, sidesOf, WriteClock,
 } from '../write-decisions.js';
+import { outboxEventOf } from '../webhooks.js';
+import { SqliteWebhookWrites } from './webhooks.js';
 import type { PruneResult, StoreWrite, StoreWriteResults, WriteReply } from '../writes.js';
 import { MARK_READ_JSON, SENT_AT } from './rows.js';
 
@@ -54,6 +56,7 @@ export const WRITE_SQL = {
   importUser: 'INSERT OR IGNORE INTO users (id, created_at) VALUES (?, ?)',
   deleteUser: 'DELETE FROM users WHERE id = ?',
   userExists: 'SELECT 1 FROM users WHERE id = ?',
+  addToken: "INSERT OR IGNORE INTO tokens (hash, user_id, created_at, scopes) VALUES (?, ?, ?, coalesce(?, 'full'))",
   isReserved: 'SELECT 1 FROM removed_users WHERE id = ?',
   reserve: 'INSERT OR IGNORE INTO removed_users (id, removed_at) VALUES (?, ?)',
   unreserve: 'DELETE FROM removed_users WHERE id = ?',
@@ -61,7 +64,6 @@ export const WRITE_SQL = {
   purgeSent: 'DELETE FROM messages WHERE from_user = ?',
   purgeConversations: 'DELETE FROM conversations WHERE owner = ? OR peer = ?',
   purgeKeysOf: 'DELETE FROM idempotency_keys WHERE sender = ?',
-  addToken: 'INSERT OR IGNORE INTO tokens (hash, user_id, created_at) VALUES (?, ?, ?)',
   revokeTokens: 'DELETE FROM tokens WHERE user_id = ?',
   newest: 'SELECT json FROM messages WHERE seq = (SELECT max(seq) FROM messages)',
   pruneOld: `SELECT seq FROM messages WHERE ${SENT_AT} < ? ORDER BY ${SENT_AT} LIMIT ?`,
@@ -85,6 +87,7 @@ export class WriteSide {
   private readonly batch: Database.Transaction<(ops: readonly StoreWrite[], now: number, isolate: boolean) => WriteReply[]>;
   /** One operation in a savepoint (a transaction nested in the batch's). */
   private readonly isolated: Database.Transaction<(op: StoreWrite, now: number) => unknown>;
+  private readonly webhooks: SqliteWebhookWrites;
 
   constructor(db: Database.Database) {
     this.stmt = {
@@ -125,6 +128,7 @@ export class WriteSide {
       claimRead: db.prepare(WRITE_SQL.claimRead).pluck(),
       claimWrite: db.prepare(WRITE_SQL.claimWrite),
     };
+    this.webhooks = new SqliteWebhookWrites(db);
     this.batch = db.transaction((ops: readonly StoreWrite[], now: number, isolate: boolean) => this.runBatch(ops, now, isolate));
     this.isolated = db.transaction((op: StoreWrite, now: number) => this.apply(op, now));
     // sentAt stays monotonic with the sequence from the newest stored message on.
@@ -173,7 +177,18 @@ export class WriteSide {
     return replies;
   }
 
+  /**
+   * Applies one write, then writes the webhook deliveries it makes, if any, in the same
+   * transaction (or savepoint): they commit with it or not at all.
+   */
   private apply(op: StoreWrite, now: number): unknown {
+    const value = this.applyOne(op, now);
+    const event = outboxEventOf(op, value, now);
+    if (event) this.webhooks.outbox(event, now);
+    return value;
+  }
+
+  private applyOne(op: StoreWrite, now: number): unknown {
     switch (op.op) {
       case 'send': return this.send(op.message, now, op.key, op.fingerprint);
       case 'delete': return this.delete(op.seq);
@@ -181,7 +196,7 @@ export class WriteSide {
       case 'createUser': {
         if (this.stmt.isReserved.get(op.id)) return false;
         if (this.stmt.createUser.run(op.id, now).changes === 0) return false;
-        this.stmt.addToken.run(op.tokenHash, op.id, now);
+        this.stmt.addToken.run(op.tokenHash, op.id, now, null);
         return true;
       }
       case 'deleteUser': {
@@ -199,7 +214,7 @@ export class WriteSide {
       }
       case 'addToken': {
         if (!this.stmt.userExists.get(op.user)) return false;
-        this.stmt.addToken.run(op.tokenHash, op.user, now);
+        this.stmt.addToken.run(op.tokenHash, op.user, now, op.scopes ?? null);
         return true;
       }
       case 'revokeTokens': return this.stmt.revokeTokens.run(op.user).changes;
@@ -211,6 +226,7 @@ export class WriteSide {
         return true;
       }
       case 'ping': return true;
+      case 'webhook': return this.webhooks.apply(op.write);
     }
   }
 
@@ -293,7 +309,7 @@ export class WriteSide {
       if (r.type === 'user') {
         counts.users += this.stmt.importUser.run(r.id, Date.parse(r.createdAt)).changes;
       } else if (r.type === 'token') {
-        counts.tokens += this.stmt.addToken.run(r.hash, r.user, Date.parse(r.createdAt)).changes;
+        counts.tokens += this.stmt.addToken.run(r.hash, r.user, Date.parse(r.createdAt), r.scopes ?? null).changes;
       } else {
         const m = r.message;
         const seq = Number(m.id);

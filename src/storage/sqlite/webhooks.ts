@@ -1,0 +1,140 @@
+/**
+ * Webhooks in SQLite's dialect. Reads run on the main thread's connection; every write
+ * (endpoint changes, leases, attempts, and the outbox rows of each change) runs on the
+ * writer thread, the only write connection, the outbox inside the batch transaction of the
+ * change itself.
+ */
+import type Database from 'better-sqlite3';
+import type { WebhookEventType } from '../../protocol/webhooks.js';
+import type { OutboxEvent, StoredDelivery, StoredWebhook, WebhookReads, WebhookWrite } from '../webhooks.js';
+
+interface WebhookRow {
+  id: string; url: string; events: string; description: string | null; secret: string; enabled: number;
+  disabled_reason: string | null; failing_since: number | null; created_at: number;
+}
+
+interface DeliveryRow {
+  id: number; webhook_id: string; type: string; payload: string; status: string; attempts: number; created_at: number;
+  next_attempt_at: number; last_attempt_at: number | null; last_status: number | null; last_error: string | null;
+}
+
+function toWebhook(r: WebhookRow): StoredWebhook {
+  return {
+    id: r.id, url: r.url, events: r.events.split(' ') as WebhookEventType[], description: r.description, secret: r.secret,
+    enabled: r.enabled === 1, disabledReason: r.disabled_reason, failingSince: r.failing_since, createdAt: r.created_at,
+  };
+}
+
+function toDelivery(r: DeliveryRow): StoredDelivery {
+  return {
+    id: r.id, webhookId: r.webhook_id, type: r.type as WebhookEventType, payload: r.payload,
+    status: r.status as StoredDelivery['status'], attempts: r.attempts, createdAt: r.created_at, nextAttemptAt: r.next_attempt_at,
+    lastAttemptAt: r.last_attempt_at, lastStatus: r.last_status, lastError: r.last_error,
+  };
+}
+
+const WEBHOOK_COLUMNS = 'id, url, events, description, secret, enabled, disabled_reason, failing_since, created_at';
+const DELIVERY_COLUMNS = 'id, webhook_id, type, payload, status, attempts, created_at, next_attempt_at, last_attempt_at, last_status, last_error';
+
+/** The writer thread's side: applies {@link WebhookWrite}s and writes the outbox. */
+export class SqliteWebhookWrites {
+  private readonly stmt;
+
+  constructor(private readonly db: Database.Database) {
+    this.stmt = {
+      any: db.prepare('SELECT 1 FROM webhooks WHERE enabled = 1 LIMIT 1').pluck(),
+      // One row per subscribed, enabled endpoint, in endpoint order; the id orders them.
+      outbox: db.prepare(`INSERT INTO webhook_deliveries (webhook_id, type, payload, created_at, next_attempt_at)
+        SELECT id, @type, @payload, @now, @now FROM webhooks WHERE enabled = 1 AND instr(' ' || events || ' ', ' ' || @type || ' ') > 0 ORDER BY id`),
+      create: db.prepare(`INSERT INTO webhooks (${WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      get: db.prepare(`SELECT ${WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?`),
+      delete: db.prepare('DELETE FROM webhooks WHERE id = ?'),
+      retry: db.prepare(`UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, finished_at = NULL
+        WHERE id = ? AND webhook_id = ? RETURNING ${DELIVERY_COLUMNS}`),
+      lease: db.prepare(`UPDATE webhooks SET lease_owner = @owner, lease_until = @now + @leaseMs
+        WHERE id IN (
+          SELECT w.id FROM webhooks w
+          WHERE w.enabled = 1 AND (w.lease_until IS NULL OR w.lease_until <= @now)
+            AND (SELECT d.next_attempt_at FROM webhook_deliveries d
+                 WHERE d.webhook_id = w.id AND d.status = 'pending' ORDER BY d.id LIMIT 1) <= @now
+          ORDER BY w.id LIMIT @limit)
+        RETURNING ${WEBHOOK_COLUMNS}`),
+      record: db.prepare(`UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, last_attempt_at = ?,
+        last_status = ?, last_error = ?, next_attempt_at = ?, finished_at = CASE WHEN ? = 'pending' THEN NULL ELSE ? END
+        WHERE id = ?`),
+      release: db.prepare('UPDATE webhooks SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?'),
+      prune: db.prepare("DELETE FROM webhook_deliveries WHERE status = 'delivered' AND finished_at < ?"),
+    };
+  }
+
+  /** Writes the deliveries of a change's event, inside the change's transaction (or savepoint). */
+  outbox(event: OutboxEvent, now: number): void {
+    // Most stores have no webhook: one indexed probe instead of an INSERT … SELECT per change.
+    if (!this.stmt.any.get()) return;
+    this.stmt.outbox.run({ type: event.type, payload: event.payload, now });
+  }
+
+  /** Applies one write; answers what the store method answers. */
+  apply(w: WebhookWrite): unknown {
+    switch (w.action) {
+      case 'create': {
+        const h = w.webhook;
+        this.stmt.create.run(h.id, h.url, h.events.join(' '), h.description, h.secret, h.enabled ? 1 : 0,
+          h.disabledReason, h.failingSince, h.createdAt);
+        return true;
+      }
+      case 'update': {
+        const row = this.stmt.get.get(w.id) as WebhookRow | undefined;
+        if (!row) return null;
+        const p = w.patch;
+        const sets: string[] = [];
+        const args: unknown[] = [];
+        const set = (column: string, value: unknown) => {
+          sets.push(`${column} = ?`);
+          args.push(value);
+        };
+        if (p.url !== undefined) set('url', p.url);
+        if (p.events !== undefined) set('events', p.events.join(' '));
+        if (p.description !== undefined) set('description', p.description);
+        if (p.enabled !== undefined) set('enabled', p.enabled ? 1 : 0);
+        if (p.disabledReason !== undefined) set('disabled_reason', p.disabledReason);
+        if (p.failingSince !== undefined) set('failing_since', p.failingSince);
+        if (sets.length > 0) this.db.prepare(`UPDATE webhooks SET ${sets.join(', ')} WHERE id = ?`).run(...args, w.id);
+        return toWebhook(this.stmt.get.get(w.id) as WebhookRow);
+      }
+      case 'delete': return this.stmt.delete.run(w.id).changes > 0;
+      case 'retry': {
+        const row = this.stmt.retry.get(w.now, w.deliveryId, w.webhookId) as DeliveryRow | undefined;
+        return row ? toDelivery(row) : null;
+      }
+      case 'lease': return (this.stmt.lease.all({ owner: w.owner, now: w.now, leaseMs: w.leaseMs, limit: w.limit }) as WebhookRow[]).map(toWebhook);
+      case 'record': {
+        const a = w.attempt;
+        this.stmt.record.run(a.status, a.at, a.httpStatus, a.error, a.nextAttemptAt, a.status, a.at, w.deliveryId);
+        return true;
+      }
+      case 'release': this.stmt.release.run(w.webhookId, w.owner); return true;
+      case 'prune': return this.stmt.prune.run(w.before).changes;
+    }
+  }
+}
+
+/** The reads, on the main thread's connection. */
+export function sqliteWebhookReads(db: Database.Database): WebhookReads {
+  const list = db.prepare(`SELECT ${WEBHOOK_COLUMNS} FROM webhooks ORDER BY created_at, id`);
+  const get = db.prepare(`SELECT ${WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?`);
+  const deliveries = db.prepare(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = ? AND id < ? ORDER BY id DESC LIMIT ?`);
+  const head = db.prepare(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = ? AND status = 'pending' ORDER BY id LIMIT 1`);
+  return {
+    listWebhooks: () => (list.all() as WebhookRow[]).map(toWebhook),
+    getWebhook: (id) => {
+      const row = get.get(id) as WebhookRow | undefined;
+      return row ? toWebhook(row) : null;
+    },
+    listDeliveries: (webhookId, before, fetch) => (deliveries.all(webhookId, before, fetch) as DeliveryRow[]).map(toDelivery),
+    headDelivery: (webhookId) => {
+      const row = head.get(webhookId) as DeliveryRow | undefined;
+      return row ? toDelivery(row) : null;
+    },
+  };
+}

@@ -1,0 +1,211 @@
+/**
+ * What webhooks need from storage: their endpoints, the delivery outbox, and the lease that
+ * lets one instance at a time deliver to an endpoint. Each backend implements
+ * {@link WebhookStore} in its dialect; the change → outbox mapping below is shared, so both
+ * backends write the same deliveries for the same changes.
+ *
+ * The outbox rows are written by the backend inside the transaction of the change itself:
+ * a change that rolls back leaves no delivery, and one that commits cannot lose its
+ * deliveries to a crash.
+ */
+import type { Message } from '../protocol/types.js';
+import type { WebhookEventType } from '../protocol/webhooks.js';
+import type { ReadOutcome, SendOutcome } from './storage.js';
+import type { StoreWrite } from './writes.js';
+
+/** An endpoint as stored, secret included. */
+export interface StoredWebhook {
+  id: string;
+  url: string;
+  events: WebhookEventType[];
+  description: string | null;
+  secret: string;
+  enabled: boolean;
+  disabledReason: string | null;
+  failingSince: number | null;
+  createdAt: number;
+}
+
+/** A delivery as stored. */
+export interface StoredDelivery {
+  id: number;
+  webhookId: string;
+  type: WebhookEventType;
+  payload: string;
+  status: 'pending' | 'delivered' | 'failed';
+  attempts: number;
+  createdAt: number;
+  nextAttemptAt: number;
+  lastAttemptAt: number | null;
+  lastStatus: number | null;
+  lastError: string | null;
+}
+
+/** A change to an endpoint; absent fields stay as they are. */
+export interface WebhookPatch {
+  url?: string;
+  events?: WebhookEventType[];
+  description?: string | null;
+  enabled?: boolean;
+  disabledReason?: string | null;
+  failingSince?: number | null;
+}
+
+/** The outcome of one attempt, as the dispatcher records it. */
+export interface AttemptRecord {
+  at: number;
+  status: 'pending' | 'delivered' | 'failed';
+  /** When to try again (status pending). */
+  nextAttemptAt: number;
+  httpStatus: number | null;
+  error: string | null;
+}
+
+/** The storage side of webhooks. */
+export interface WebhookStore {
+  createWebhook(webhook: StoredWebhook): Promise<void>;
+  listWebhooks(): Promise<StoredWebhook[]>;
+  getWebhook(id: string): Promise<StoredWebhook | null>;
+  /** Applies a patch; answers the endpoint as it now is, or null if there is none. */
+  updateWebhook(id: string, patch: WebhookPatch): Promise<StoredWebhook | null>;
+  /** Removes an endpoint and its deliveries; false if there was none. */
+  deleteWebhook(id: string): Promise<boolean>;
+  /** An endpoint's deliveries, newest first, those with an id below `before`. */
+  listDeliveries(webhookId: string, query: { before?: number; limit: number }): Promise<{ deliveries: StoredDelivery[]; more: boolean }>;
+  /** Puts a delivery back in the queue, due at `now`; null if the endpoint has no such delivery. */
+  retryDelivery(webhookId: string, deliveryId: number, now: number): Promise<StoredDelivery | null>;
+  /**
+   * Leases up to `limit` enabled endpoints whose oldest pending delivery is due and whose
+   * lease (if any) has run out, to `owner` until `now + leaseMs`. Across instances on one
+   * database an endpoint is leased to one of them at a time.
+   */
+  leaseEndpoints(owner: string, now: number, leaseMs: number, limit: number): Promise<StoredWebhook[]>;
+  /** The oldest pending delivery of an endpoint: the only one that may go next, which keeps their order. */
+  headDelivery(webhookId: string): Promise<StoredDelivery | null>;
+  /** Records an attempt on a delivery. */
+  recordAttempt(deliveryId: number, attempt: AttemptRecord): Promise<void>;
+  /** Gives an endpoint's lease back, if `owner` still holds it. */
+  releaseEndpoint(webhookId: string, owner: string): Promise<void>;
+  /** Deletes delivered deliveries that finished before `before`; answers how many. */
+  pruneDelivered(before: number): Promise<number>;
+}
+
+/** A webhook write, as the core queues it for a dialect's batch (so SQLite's go through its one writer). */
+export type WebhookWrite =
+  | { action: 'create'; webhook: StoredWebhook }
+  | { action: 'update'; id: string; patch: WebhookPatch }
+  | { action: 'delete'; id: string }
+  | { action: 'retry'; webhookId: string; deliveryId: number; now: number }
+  | { action: 'lease'; owner: string; now: number; leaseMs: number; limit: number }
+  | { action: 'record'; deliveryId: number; attempt: AttemptRecord }
+  | { action: 'release'; webhookId: string; owner: string }
+  | { action: 'prune'; before: number };
+
+/** The webhook reads a dialect answers, each one statement. */
+export interface WebhookReads {
+  listWebhooks(): Awaitable<StoredWebhook[]>;
+  getWebhook(id: string): Awaitable<StoredWebhook | null>;
+  /** Newest first, ids below `before`, at most `fetch`. */
+  listDeliveries(webhookId: string, before: number, fetch: number): Awaitable<StoredDelivery[]>;
+  headDelivery(webhookId: string): Awaitable<StoredDelivery | null>;
+}
+
+type Awaitable<T> = T | Promise<T>;
+
+/**
+ * The one {@link WebhookStore}: reads from the dialect, writes queued as `webhook`
+ * operations through the store's group commit, like every other write.
+ */
+export class CoreWebhookStore implements WebhookStore {
+  constructor(
+    private readonly reads: WebhookReads,
+    private readonly read: <T>(fn: () => Awaitable<T>) => Promise<T>,
+    private readonly write: (w: WebhookWrite) => Promise<unknown>,
+  ) {}
+
+  async createWebhook(webhook: StoredWebhook): Promise<void> {
+    await this.write({ action: 'create', webhook });
+  }
+
+  listWebhooks(): Promise<StoredWebhook[]> {
+    return this.read(() => this.reads.listWebhooks());
+  }
+
+  getWebhook(id: string): Promise<StoredWebhook | null> {
+    return this.read(() => this.reads.getWebhook(id));
+  }
+
+  updateWebhook(id: string, patch: WebhookPatch): Promise<StoredWebhook | null> {
+    return this.write({ action: 'update', id, patch }) as Promise<StoredWebhook | null>;
+  }
+
+  deleteWebhook(id: string): Promise<boolean> {
+    return this.write({ action: 'delete', id }) as Promise<boolean>;
+  }
+
+  async listDeliveries(webhookId: string, query: { before?: number; limit: number }): Promise<{ deliveries: StoredDelivery[]; more: boolean }> {
+    const rows = await this.read(() => this.reads.listDeliveries(webhookId, query.before ?? Number.MAX_SAFE_INTEGER, query.limit + 1));
+    return { deliveries: rows.slice(0, query.limit), more: rows.length > query.limit };
+  }
+
+  retryDelivery(webhookId: string, deliveryId: number, now: number): Promise<StoredDelivery | null> {
+    return this.write({ action: 'retry', webhookId, deliveryId, now }) as Promise<StoredDelivery | null>;
+  }
+
+  leaseEndpoints(owner: string, now: number, leaseMs: number, limit: number): Promise<StoredWebhook[]> {
+    return this.write({ action: 'lease', owner, now, leaseMs, limit }) as Promise<StoredWebhook[]>;
+  }
+
+  headDelivery(webhookId: string): Promise<StoredDelivery | null> {
+    return this.read(() => this.reads.headDelivery(webhookId));
+  }
+
+  async recordAttempt(deliveryId: number, attempt: AttemptRecord): Promise<void> {
+    await this.write({ action: 'record', deliveryId, attempt });
+  }
+
+  async releaseEndpoint(webhookId: string, owner: string): Promise<void> {
+    await this.write({ action: 'release', webhookId, owner });
+  }
+
+  pruneDelivered(before: number): Promise<number> {
+    return this.write({ action: 'prune', before }) as Promise<number>;
+  }
+}
+
+/** One event for the outbox: its type and the body every subscribed endpoint receives. */
+export interface OutboxEvent {
+  type: WebhookEventType;
+  payload: string;
+}
+
+function outboxEvent(type: WebhookEventType, now: number, data: unknown): OutboxEvent {
+  return { type, payload: JSON.stringify({ type, timestamp: new Date(now).toISOString(), data }) };
+}
+
+/**
+ * The webhook event a committed write makes, if any. Imported records are history, not
+ * news, as for live streams.
+ */
+export function outboxEventOf(write: StoreWrite, value: unknown, now: number): OutboxEvent | undefined {
+  switch (write.op) {
+    case 'send': {
+      const out = value as SendOutcome;
+      return out.kind === 'stored' ? outboxEvent('message.created', now, out.message) : undefined;
+    }
+    case 'delete': {
+      const m = value as Message | null;
+      return m ? outboxEvent('message.deleted', now, { id: m.id, fromUser: m.fromUser, toUser: m.toUser }) : undefined;
+    }
+    case 'markRead': {
+      const r = value as ReadOutcome;
+      return r.ids.length > 0 ? outboxEvent('message.read', now, { user: write.user, ids: r.ids, readAt: r.readAt }) : undefined;
+    }
+    case 'createUser':
+      return value === true ? outboxEvent('user.created', now, { id: write.id }) : undefined;
+    case 'deleteUser':
+      return value === true ? outboxEvent('user.removed', now, { id: write.id }) : undefined;
+    default:
+      return undefined;
+  }
+}

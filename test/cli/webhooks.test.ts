@@ -1,0 +1,65 @@
+/**
+ * `postbox webhooks add|list|remove|deliveries` against a real server, run in process.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { cli, type CliRun } from '../helpers/cli.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { startReceiver, type Receiver } from '../webhooks/helpers.js';
+
+const ADMIN = 'admin-token-for-the-cli-webhooks-0';
+let server: TestServer;
+let receiver: Receiver;
+
+function postbox(args: string[]): Promise<CliRun> {
+  return cli(args, { POSTBOX_URL: server.url, POSTBOX_TOKEN: ADMIN, TZ: 'UTC' }, { columns: 160 });
+}
+
+before(async () => {
+  server = await startTestServer({ POSTBOX_AUTH: 'token', POSTBOX_ADMIN_TOKEN: ADMIN, POSTBOX_WEBHOOK_ALLOW_PRIVATE: 'true' });
+  receiver = await startReceiver();
+});
+after(async () => {
+  await receiver.close();
+  await server.stop();
+});
+
+describe('postbox webhooks', () => {
+  it('adds, lists, shows deliveries and removes an endpoint', async () => {
+    const added = await postbox(['webhooks', 'add', receiver.url, '--events', 'user.created,user.removed', '--description', 'crm']);
+    assert.equal(added.code, 0, added.stderr);
+    const m = /^added (wh_\S+) for user\.created, user\.removed\nsigning secret \(shown only now\): (whsec_\S+)\n$/.exec(added.stdout);
+    assert.ok(m, added.stdout);
+    const id = m[1]!;
+
+    const listed = await postbox(['webhooks', 'list']);
+    assert.match(listed.stdout, new RegExp(`${id}\\s+yes\\s+user\\.created,user\\.removed\\s+${receiver.url.replace(/[.]/g, '\\.')}\\s+crm`));
+
+    assert.equal((await postbox(['users', 'add', 'cli-hook-ann', '--db', `sqlite:${server.config.database.kind === 'sqlite' ? server.config.database.path : ''}`])).code, 0);
+    await receiver.waitAccepted(1);
+    let deliveries = await postbox(['webhooks', 'deliveries', id, '--json']);
+    for (const deadline = Date.now() + 10_000; !deliveries.stdout.includes('"delivered"') && Date.now() < deadline;) {
+      await new Promise((r) => setTimeout(r, 20));
+      deliveries = await postbox(['webhooks', 'deliveries', id, '--json']);
+    }
+    const page = JSON.parse(deliveries.stdout) as { deliveries: { type: string; status: string }[] };
+    assert.deepEqual(page.deliveries.map((d) => [d.type, d.status]), [['user.created', 'delivered']]);
+    const table = await postbox(['webhooks', 'deliveries', id]);
+    assert.match(table.stdout, /ID\s+EVENT\s+STATUS\s+TRIES\s+LAST TRY\s+RESULT\n\d+\s+user\.created\s+delivered\s+1\s+.+HTTP 200/);
+
+    assert.equal((await postbox(['webhooks', 'remove', id])).stdout, `removed ${id}\n`);
+    assert.equal((await postbox(['webhooks', 'list'])).stdout, '(no webhooks)\n');
+  });
+
+  it('says what is wrong with a bad command line or a refused endpoint', async () => {
+    const none = await postbox(['webhooks']);
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /give add, list, remove or deliveries/);
+    const noEvents = await postbox(['webhooks', 'add', receiver.url]);
+    assert.equal(noEvents.code, 2);
+    assert.match(noEvents.stderr, /--events is required/);
+    const bad = await postbox(['webhooks', 'add', 'ftp://example.com', '--events', 'user.created']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /url must be an http:\/\/ or https:\/\/ URL \(HTTP 400/);
+  });
+});
