@@ -41,6 +41,45 @@ export interface StoredDelivery {
   lastError: string | null;
 }
 
+/** A webhook row as either dialect reads it (PostgreSQL answers a boolean and bigint text, SQLite integers). */
+export interface WebhookRow {
+  id: string; url: string; events: string; description: string | null; secret: string; enabled: boolean | number;
+  disabled_reason: string | null; failing_since: number | string | null; created_at: number | string;
+}
+
+/** A delivery row as either dialect reads it. */
+export interface DeliveryRow {
+  id: number | string; webhook_id: string; type: string; payload: string; status: string; attempts: number;
+  created_at: number | string; next_attempt_at: number | string; last_attempt_at: number | string | null;
+  last_status: number | null; last_error: string | null;
+}
+
+/** The webhook columns, in the order {@link WebhookRow} and the dialects' INSERTs use. */
+export const WEBHOOK_COLUMNS = 'id, url, events, description, secret, enabled, disabled_reason, failing_since, created_at';
+/** The delivery columns {@link DeliveryRow} reads. */
+export const DELIVERY_COLUMNS = 'id, webhook_id, type, payload, status, attempts, created_at, next_attempt_at, last_attempt_at, last_status, last_error';
+
+const orNull = (v: number | string | null): number | null => (v === null ? null : Number(v));
+
+/** A webhook row of either dialect as the core keeps it. */
+export function toWebhook(r: WebhookRow): StoredWebhook {
+  return {
+    id: r.id, url: r.url, events: r.events.split(' ') as WebhookEventType[], description: r.description, secret: r.secret,
+    enabled: r.enabled === true || r.enabled === 1, disabledReason: r.disabled_reason, failingSince: orNull(r.failing_since),
+    createdAt: Number(r.created_at),
+  };
+}
+
+/** A delivery row of either dialect as the core keeps it. */
+export function toDelivery(r: DeliveryRow): StoredDelivery {
+  return {
+    id: Number(r.id), webhookId: r.webhook_id, type: r.type as WebhookEventType, payload: r.payload,
+    status: r.status as StoredDelivery['status'], attempts: r.attempts, createdAt: Number(r.created_at),
+    nextAttemptAt: Number(r.next_attempt_at), lastAttemptAt: orNull(r.last_attempt_at),
+    lastStatus: r.last_status, lastError: r.last_error,
+  };
+}
+
 /** A change to an endpoint; absent fields stay as they are. */
 export interface WebhookPatch {
   url?: string;

@@ -5,36 +5,10 @@
  * change itself.
  */
 import type Database from 'better-sqlite3';
-import type { WebhookEventType } from '../../protocol/webhooks.js';
-import type { OutboxEvent, StoredDelivery, StoredWebhook, WebhookReads, WebhookWrite } from '../webhooks.js';
-
-interface WebhookRow {
-  id: string; url: string; events: string; description: string | null; secret: string; enabled: number;
-  disabled_reason: string | null; failing_since: number | null; created_at: number;
-}
-
-interface DeliveryRow {
-  id: number; webhook_id: string; type: string; payload: string; status: string; attempts: number; created_at: number;
-  next_attempt_at: number; last_attempt_at: number | null; last_status: number | null; last_error: string | null;
-}
-
-function toWebhook(r: WebhookRow): StoredWebhook {
-  return {
-    id: r.id, url: r.url, events: r.events.split(' ') as WebhookEventType[], description: r.description, secret: r.secret,
-    enabled: r.enabled === 1, disabledReason: r.disabled_reason, failingSince: r.failing_since, createdAt: r.created_at,
-  };
-}
-
-function toDelivery(r: DeliveryRow): StoredDelivery {
-  return {
-    id: r.id, webhookId: r.webhook_id, type: r.type as WebhookEventType, payload: r.payload,
-    status: r.status as StoredDelivery['status'], attempts: r.attempts, createdAt: r.created_at, nextAttemptAt: r.next_attempt_at,
-    lastAttemptAt: r.last_attempt_at, lastStatus: r.last_status, lastError: r.last_error,
-  };
-}
-
-const WEBHOOK_COLUMNS = 'id, url, events, description, secret, enabled, disabled_reason, failing_since, created_at';
-const DELIVERY_COLUMNS = 'id, webhook_id, type, payload, status, attempts, created_at, next_attempt_at, last_attempt_at, last_status, last_error';
+import {
+  DELIVERY_COLUMNS, toDelivery, toWebhook, WEBHOOK_COLUMNS,
+  type DeliveryRow, type OutboxEvent, type WebhookReads, type WebhookRow, type WebhookWrite,
+} from '../webhooks.js';
 
 /** The writer thread's side: applies {@link WebhookWrite}s and writes the outbox. */
 export class SqliteWebhookWrites {
