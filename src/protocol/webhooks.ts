@@ -60,9 +60,10 @@ export function webhookMessageId(deliveryId: string): string {
   return `msg_${deliveryId}`;
 }
 
-function base64ToBytes(text: string): Uint8Array {
+function base64ToBytes(text: string): Uint8Array<ArrayBuffer> {
   const bin = atob(text);
-  const out = new Uint8Array(bin.length);
+  // Backed by a plain ArrayBuffer, as the DOM's BufferSource (for the browser build) requires.
+  const out = new Uint8Array(new ArrayBuffer(bin.length));
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
   return out;
 }
