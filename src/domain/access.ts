@@ -88,7 +88,7 @@ export function noSuchMessage(id: string): AppError {
 
 /** Allows only the admin. */
 export function assertAdmin(actor: Actor): void {
-  if (actor.kind !== 'admin') throw forbidden('only the admin token may manage users');
+  if (actor.kind !== 'admin') throw forbidden('only the admin token may make this call (it manages users or webhooks)');
 }
 
 /** Allows the admin, or a token acting as `user` (to manage its own tokens). */

@@ -57,7 +57,7 @@ async function identify(users: UserService, request: FastifyRequest, access: Acc
   }
   if (access === 'admin' && actor.kind !== 'admin') {
     if (token === undefined || token === '') throw unauthorized('this call needs the admin token: send Authorization: Bearer <POSTBOX_ADMIN_TOKEN>');
-    throw new AppError('forbidden', 'only the admin token may manage users');
+    throw new AppError('forbidden', 'only the admin token may make this call (it manages users or webhooks)');
   }
   const scope = request.routeOptions.config.scope;
   if (scope) assertScope(actor, scope);
