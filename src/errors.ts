@@ -23,7 +23,6 @@ export const ERROR_CATALOG = {
   request_timeout: { status: 408, title: 'Request Timeout' },
   payload_too_large: { status: 413, title: 'Payload too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
-  misdirected_request: { status: 421, title: 'Misdirected request' },
   header_too_large: { status: 431, title: 'Request header fields too large' },
   idempotency_mismatch: { status: 422, title: 'Idempotency key reused with a different request' },
   user_exists: { status: 409, title: 'User already exists' },
