@@ -134,9 +134,14 @@ describeWithChromium('web app, open mode', () => {
       await ann.page.screenshot({ path: new URL('web-conversation.png', DOCS).pathname });
 
       // Dark mode, by the switch: the same screen passes the scan (contrast included).
-      await ann.page.getByRole('button', { name: /^Theme:/ }).click(); // system → light
-      await ann.page.getByRole('button', { name: /^Theme:/ }).click(); // light → dark
-      assert.equal(await ann.page.evaluate('document.documentElement.dataset.theme'), 'dark');
+      // Each click waits for the switch to show its new state: the next click acts on what is shown.
+      await ann.page.getByRole('button', { name: 'Theme: system' }).click();
+      await ann.page.getByRole('button', { name: 'Theme: light' }).click();
+      await ann.page.getByRole('button', { name: 'Theme: dark' }).waitFor();
+      await eventually(
+        async () => (await ann.page.evaluate('document.documentElement.dataset.theme')) === 'dark',
+        'the dark theme applied',
+      );
       await assertAccessible(ann.page, 'conversation, dark');
       await ann.page.screenshot({ path: new URL('web-dark.png', DOCS).pathname });
 

@@ -177,7 +177,7 @@ function ThemeSwitch(): JSX.Element {
   const next: Record<Theme, Theme> = { system: 'light', light: 'dark', dark: 'system' };
   const names: Record<Theme, string> = { system: 'system', light: 'light', dark: 'dark' };
   return (
-    <button type="button" class="quiet" onClick={() => setTheme(next[theme])} title="Switch between the system's theme, light and dark">
+    <button type="button" class="quiet" onClick={() => setTheme((current) => next[current])} title="Switch between the system's theme, light and dark">
       Theme: {names[theme]}
     </button>
   );
