@@ -250,7 +250,7 @@ export class CoreStorage implements Storage {
     this.engine = new GroupCommit({
       run: (writes) => dialect.runBatch(writes),
       ...(dialect.ownFeed ? {} : { publish: listeners }),
-      ...(gate ? { hold: () => gate.hold() } : {}),
+      ...(gate ? { hold: () => gate.hold(), afterSettled: true } : {}),
       observe: (size, seconds) => {
         for (const o of this.observers) o(size, seconds);
       },

@@ -59,6 +59,15 @@ export interface GroupCommitOptions {
   hold?: () => Promise<void> | undefined;
   /** Told of each committed batch: its size and how long the runner took to commit it. */
   observe?: (size: number, seconds: number) => void;
+  /**
+   * Whether a batch waits for the one before it to settle before it starts. For a runner
+   * whose commits are cheap to make but become durable after (SQLite's WAL fsync): a commit
+   * made while that step is under way would wait for the next one anyway, and every commit
+   * writes its own copy of each page it touches, so the writes that arrive meanwhile commit
+   * together as it ends — one commit per fsync, however many writers. The wait for the step
+   * is the gathering: no {@link GATHER_MS} then.
+   */
+  afterSettled?: boolean;
 }
 
 /** Where committed events go; with no one listening, none are made. */
@@ -177,9 +186,10 @@ export class GroupCommit {
   }
 
   private committed(batch: Pending[], { replies, settled }: BatchResult): void {
-    this.busy = false;
+    const serial = this.options.afterSettled === true && settled !== undefined;
+    this.busy = serial;
     this.inFlight = 0;
-    this.target = batch.length + this.queue.length;
+    this.target = serial ? 1 : batch.length + this.queue.length;
     if (settled === undefined && this.answering === 0) {
       this.answer(batch, replies);
     } else {
@@ -197,6 +207,7 @@ export class GroupCommit {
         this.answer(batch, replies);
       })().finally(() => {
         this.answering--;
+        if (serial) this.busy = false;
         this.next();
       });
     }

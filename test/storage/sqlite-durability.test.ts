@@ -92,20 +92,24 @@ describe('SQLite durability: nothing shows before the WAL fsync that covers it',
     });
   });
 
-  it('covers every commit made while an fsync is in flight with the next one', async () => {
+  it('commits what arrives while an fsync is in flight as one batch when it ends, covered by the next', async () => {
     const held = heldFsync();
     await withStore(held.fsync, async (s) => {
+      const batches: number[] = [];
+      s.onCommit((size) => batches.push(size));
       const first = s.send({ fromUser: 'a', toUser: 'b', message: '0' });
       await turn();
       const more = Array.from({ length: 5 }, (_, i) => s.send({ fromUser: 'a', toUser: 'b', message: String(i + 1) }));
       await turn();
       assert.equal(held.calls(), 1, 'one fsync in flight at a time');
+      assert.deepEqual(batches, [1], 'the writes that came meanwhile wait: a commit now would wait for the next fsync anyway');
       held.release();
       await first;
       await turn();
-      assert.equal(held.calls(), 2, 'the commits made meanwhile share the next fsync');
+      assert.deepEqual(batches, [1, 5], 'they commit together as the fsync ends');
+      assert.equal(held.calls(), 2, 'and share the next fsync');
       held.release();
-      assert.equal((await Promise.all(more)).length, 5);
+      assert.deepEqual((await Promise.all(more)).map((o) => o.kind === 'stored' && o.message.message), ['1', '2', '3', '4', '5']);
     });
   });
 
