@@ -101,6 +101,11 @@ export interface Dialect {
    * commit through its change feed, its own included). Otherwise the core tells them.
    */
   readonly ownFeed: boolean;
+  /**
+   * Whether `runBatch` commits synchronously, on this thread (SQLite): batches then gather
+   * the writes of one event-loop turn (see GroupCommit's `sameThread`).
+   */
+  readonly sameThread?: boolean;
   /** Whether ping also commits an empty batch: readiness means a write could commit now (SQLite's lock may be held elsewhere). */
   readonly pingWrites: boolean;
   /**
@@ -251,6 +256,7 @@ export class CoreStorage implements Storage {
       run: (writes) => dialect.runBatch(writes),
       ...(dialect.ownFeed ? {} : { publish: listeners }),
       ...(gate ? { hold: () => gate.hold(), afterSettled: true } : {}),
+      ...(dialect.sameThread ? { sameThread: true } : {}),
       observe: (size, seconds) => {
         for (const o of this.observers) o(size, seconds);
       },

@@ -82,6 +82,7 @@ class SqliteDialect implements Dialect {
   readonly kind = 'sqlite';
   readonly ownFeed = false;
   readonly pingWrites = true;
+  readonly sameThread = true;
   readonly reads: DialectReads;
   readonly webhookReads: WebhookReads;
   readonly commitVersion: () => number;
