@@ -6,7 +6,7 @@
  * and their fan-out to listeners (writes.ts), export and import, the read cache
  * (read-cache.ts), and the mapping of trouble to a 503 (failures.ts). A dialect owns only its
  * SQL, its migrations, running a batch in one transaction, and what is truly its own
- * (SQLite's writer thread and checkpointer; PostgreSQL's advisory lock and LISTEN/NOTIFY).
+ * (SQLite's main-thread writer, WAL fsync and checkpointer; PostgreSQL's advisory lock and LISTEN/NOTIFY).
  *
  * How to add a write operation:
  *   1. writes.ts: a member of `StoreWrite`, its result in `StoreWriteResults`, its event (if

@@ -8,7 +8,7 @@
  * each page it read, by query, for as long as nothing has been committed since.
  *
  * "Nothing committed since" is SQLite's own answer, `PRAGMA data_version`: it changes when any
- * other connection commits, this process's writer thread or another process on the same file
+ * other connection commits, this process's write connection or another process on the same file
  * (`postbox import` while the server runs). The owner checks it before each lookup and clears
  * the whole cache when it moved, so a page is never served after a commit that could change
  * it. Pages are kept up to a budget of stored text, the least recently used leaving first.

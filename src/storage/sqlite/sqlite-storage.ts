@@ -100,7 +100,7 @@ class SqliteDialect implements Dialect {
       this.guard = new FileGuard(options.path, options.logger);
       this.guard.start();
     }
-    // SQLite's count of commits by other connections: the writer thread's and other processes'.
+    // SQLite's count of commits by other connections: the write connection's and other processes'.
     const dataVersion = db.prepare('PRAGMA data_version').pluck();
     this.commitVersion = () => dataVersion.get() as number;
     const rows = (sql: string, args: unknown[]) => this.prepared(sql, true).all(...args) as WireRow[];

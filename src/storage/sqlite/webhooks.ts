@@ -1,7 +1,7 @@
 /**
  * Webhooks in SQLite's dialect. Reads run on the main thread's connection; every write
  * (endpoint changes, leases, attempts, and the outbox rows of each change) runs on the
- * writer thread, the only write connection, the outbox inside the batch transaction of the
+ * write connection (main-writer.ts), the only one, the outbox inside the batch transaction of the
  * change itself.
  */
 import type Database from 'better-sqlite3';
@@ -10,7 +10,7 @@ import {
   type DeliveryRow, type OutboxEvent, type WebhookReads, type WebhookRow, type WebhookWrite,
 } from '../webhooks.js';
 
-/** The writer thread's side: applies {@link WebhookWrite}s and writes the outbox. */
+/** The write connection's side: applies {@link WebhookWrite}s and writes the outbox. */
 export class SqliteWebhookWrites {
   private readonly stmt;
 
@@ -41,10 +41,13 @@ export class SqliteWebhookWrites {
     };
   }
 
+  /** Whether any endpoint is enabled: most stores have none, and then a change makes no event at all. */
+  anyEnabled(): boolean {
+    return this.stmt.any.get() !== undefined;
+  }
+
   /** Writes the deliveries of a change's event, inside the change's transaction (or savepoint). */
   outbox(event: OutboxEvent, now: number): void {
-    // Most stores have no webhook: one indexed probe instead of an INSERT … SELECT per change.
-    if (!this.stmt.any.get()) return;
     this.stmt.outbox.run({ type: event.type, payload: event.payload, now });
   }
 

@@ -1,8 +1,9 @@
 /**
  * Every write Postbox makes to SQLite, applied a batch at a time in one transaction.
  *
- * This runs on the writer thread, which owns the only write connection: group commit is a
- * whole batch of operations sharing one `BEGIN IMMEDIATE … COMMIT` and therefore one fsync.
+ * This runs on the main thread's write connection (main-writer.ts), the store's only one:
+ * group commit is a whole batch of operations sharing one `BEGIN IMMEDIATE … COMMIT` and
+ * therefore one WAL fsync.
  * An operation that fails must fail alone; but operations almost never fail (their input was
  * checked before it got here), so a batch first runs plain, and only if one of its operations
  * throws is it rolled back and run again with a savepoint around each.
@@ -88,6 +89,8 @@ export class WriteSide {
   /** One operation in a savepoint (a transaction nested in the batch's). */
   private readonly isolated: Database.Transaction<(op: StoreWrite, now: number) => unknown>;
   private readonly webhooks: SqliteWebhookWrites;
+  /** Whether an endpoint is enabled, asked once a batch (and again after a webhook write). */
+  private webhooksEnabled: boolean | undefined;
 
   constructor(db: Database.Database) {
     this.stmt = {
@@ -157,6 +160,7 @@ export class WriteSide {
   /** The body of a batch's transaction; `isolate` puts each operation in a savepoint. */
   private runBatch(ops: readonly StoreWrite[], now: number, isolate: boolean): WriteReply[] {
     this.nextSeq = undefined;
+    this.webhooksEnabled = undefined;
     const replies = ops.map((op): WriteReply => {
       if (!isolate) {
         try {
@@ -183,8 +187,11 @@ export class WriteSide {
    */
   private apply(op: StoreWrite, now: number): unknown {
     const value = this.applyOne(op, now);
-    const event = outboxEventOf(op, value, now);
-    if (event) this.webhooks.outbox(event, now);
+    if (op.op === 'webhook') this.webhooksEnabled = undefined;
+    if (this.webhooksEnabled ??= this.webhooks.anyEnabled()) {
+      const event = outboxEventOf(op, value, now);
+      if (event) this.webhooks.outbox(event, now);
+    }
     return value;
   }
 
