@@ -18,6 +18,8 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { formatSummary, summarizeProfile } from './lib/cpuprofile.js';
+import { fmtLatency, fmtMb, fmtRps } from './lib/format.js';
+import { formatGoals, judgeGoals, type GoalRow, type ScenarioFigures } from './lib/goals.js';
 import { describeMachine, type MachineInfo } from './lib/machine.js';
 import { LOCAL_POSTGRES, postgresProblem, postgresVersion } from './lib/postgres.js';
 import { ProcWatch } from './lib/proc.js';
@@ -31,7 +33,9 @@ const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const HELP = `Usage: npm run bench -- [options]     (or: npx tsx bench/run.ts [options])
 
 Measures Postbox against a bare node:http server doing the same work in memory (the
-ceiling), in one run. Needs wrk (apt-get install -y wrk) and a build (npm run bench builds).
+ceiling), in one run, and ends with issue 12's targets: each measured figure, its target,
+and met or missed (rows whose scenarios did not run say so). Needs wrk (apt-get install -y
+wrk) and a build (npm run bench builds).
 
 Options (each also as an environment variable):
   --scenarios a,b,…   BENCH_SCENARIOS   which scenarios, by name or group (main, store-size);
@@ -158,18 +162,6 @@ function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-function fmtLatency(us: number): string {
-  return us < 1000 ? `${Math.round(us)} µs` : us < 100_000 ? `${(us / 1000).toFixed(2)} ms` : `${(us / 1000).toFixed(0)} ms`;
-}
-
-function fmtRps(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
-}
-
-function fmtMb(bytes: number): string {
-  return `${(bytes / 2 ** 20).toFixed(0)} MB`;
 }
 
 /** The sample send a POST scenario makes before measuring, like the wrk script's. */
@@ -361,16 +353,40 @@ function mixCounts(r: ScenarioResult): string | undefined {
 }
 
 /**
- * True when every run of a mix followed each answered send with a read: reads never outrun
- * sends, and the sends still without an answered read when wrk stops are at most one per
- * connection (its read queued or in flight).
+ * True when every run of a target in a mix followed each answered send with a read: reads
+ * never outrun sends, and the sends still without an answered read when wrk stops are at
+ * most one per connection (its read queued or in flight).
  */
-function mixPaired(r: ScenarioResult, connections: number): boolean {
-  return r.targets.every((t) => t.runs.every(({ wrk: { mix } }) =>
-    mix !== undefined && mix.reads <= mix.sends && mix.sends - mix.reads <= connections));
+function mixPaired(t: TargetResult, connections: number): boolean {
+  return t.runs.every(({ wrk: { mix } }) => mix !== undefined && mix.reads <= mix.sends && mix.sends - mix.reads <= connections);
 }
 
-function report(results: ScenarioResult[], o: Options, machine: MachineInfo, meta: { command: string; pinned: string; started: Date; loadEnd: string; notes: string[] }): string {
+/** The medians the issue's targets are judged on, by scenario, with what makes a target's figures unfit. */
+function goalFigures(results: readonly ScenarioResult[], connections: number): Map<string, ScenarioFigures> {
+  const figures = new Map<string, ScenarioFigures>();
+  for (const r of results) {
+    const entry: ScenarioFigures = {};
+    for (const t of r.targets) {
+      if ((t.target !== 'ceiling' && t.target !== 'sqlite') || t.runs.length === 0) continue;
+      const failed = t.runs.reduce((a, x) => a + errorCount(x.wrk), 0);
+      entry[t.target] = {
+        rps: median(t.runs.map((x) => x.rps)),
+        p99Us: median(t.runs.map((x) => x.wrk.p99Us)),
+        invalid: failed > 0 ? `${failed} failed requests`
+          : r.scenario.followUp && !mixPaired(t, connections) ? 'sends and reads did not pair' : undefined,
+      };
+    }
+    figures.set(r.scenario.name, entry);
+  }
+  return figures;
+}
+
+const GOALS_TITLE = 'Issue 12\'s targets (SQLite, default fsync durability, ratios to the ceiling from this run)';
+
+function report(
+  results: ScenarioResult[], goals: readonly GoalRow[], o: Options, machine: MachineInfo,
+  meta: { command: string; pinned: string; started: Date; loadEnd: string; notes: string[] },
+): string {
   const parts = [
     `# Postbox benchmark results`,
     '',
@@ -383,6 +399,10 @@ function report(results: ScenarioResult[], o: Options, machine: MachineInfo, met
     `- Load average (1, 5, 15 min) at start: ${machine.loadAverage}; at end: ${meta.loadEnd}`,
     `- Postbox: built dist/, default settings (POSTBOX_DURABILITY=fsync: every answered send is on disk), LOG_LEVEL=warn, POSTBOX_RATE_LIMIT=0`,
     ...meta.notes.map((n) => `- Note: ${n}`),
+    '',
+    `## ${GOALS_TITLE}`,
+    '',
+    formatGoals(goals),
     '',
   ];
   for (const r of results) {
@@ -535,7 +555,7 @@ async function main(): Promise<number> {
         result.notes.push('the targets\' answers to the same read differ: the comparison is not like for like');
         say('  WARNING: the targets answered the same read differently');
       }
-      if (s.followUp && !mixPaired(result, o.connections)) {
+      if (s.followUp && !result.targets.every((t) => mixPaired(t, o.connections))) {
         result.notes.push('the mix did not follow every send with one read (see the sends and reads answered): those figures are not valid');
       }
       if (result.targets.some((t) => t.runs.some((x) => errorCount(x.wrk) > 0))) {
@@ -546,11 +566,14 @@ async function main(): Promise<number> {
     }
     if (pgSkip && !notes.some((n) => n.startsWith('PostgreSQL skipped'))) notes.push(`PostgreSQL skipped: ${pgSkip}`);
     const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
-    const md = report(results, o, machine, { command, pinned: pinnedText, started, loadEnd: describeMachine().loadAverage, notes });
+    const goals = judgeGoals(goalFigures(results, o.connections));
+    process.stdout.write(`${GOALS_TITLE}\n${formatGoals(goals)}\n\n`);
+    const md = report(results, goals, o, machine, { command, pinned: pinnedText, started, loadEnd: describeMachine().loadAverage, notes });
     mkdirSync(dirname(o.out), { recursive: true });
     writeFileSync(o.out, `${md}\n`);
     const raw = {
       machine,
+      goals,
       options: {
         ...o,
         targets: [...o.targets],
