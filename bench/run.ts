@@ -5,9 +5,11 @@
  * For each scenario and each target (the ceiling, then Postbox on SQLite, then Postbox on
  * PostgreSQL when asked for and available): start the server on a fresh store prefilled
  * with what the scenario reads, pin it to CPU 0 and wrk to CPU 1 (when there are two),
- * check one answer, warm up, then measure N runs of wrk (50 keep-alive connections by
- * default) while sampling the server's resident memory. The table reports medians, and
- * Postbox's req/s as a share of the ceiling's from the same invocation.
+ * check one answer (one of each kind in the chat mix), warm up, then measure N runs of wrk
+ * (50 keep-alive connections by default) while sampling the server's resident memory. The
+ * table reports medians, and Postbox's req/s as a share of the ceiling's from the same
+ * invocation; the run ends with issue 12's targets judged on those figures
+ * (bench/lib/goals.ts).
  *
  * A script, not a test: nothing here runs in `npm test`. Traffic goes only to 127.0.0.1.
  * Run with --help for the options.
