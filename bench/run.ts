@@ -5,9 +5,11 @@
  * For each scenario and each target (the ceiling, then Postbox on SQLite, then Postbox on
  * PostgreSQL when asked for and available): start the server on a fresh store prefilled
  * with what the scenario reads, pin it to CPU 0 and wrk to CPU 1 (when there are two),
- * check one answer, warm up, then measure N runs of wrk (50 keep-alive connections by
- * default) while sampling the server's resident memory. The table reports medians, and
- * Postbox's req/s as a share of the ceiling's from the same invocation.
+ * check one answer (one of each kind in the chat mix), warm up, then measure N runs of wrk
+ * (50 keep-alive connections by default) while sampling the server's resident memory. The
+ * table reports medians, and Postbox's req/s as a share of the ceiling's from the same
+ * invocation; the run ends with issue 12's targets judged on those figures
+ * (bench/lib/goals.ts).
  *
  * A script, not a test: nothing here runs in `npm test`. Traffic goes only to 127.0.0.1.
  * Run with --help for the options.
@@ -18,10 +20,12 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { formatSummary, summarizeProfile } from './lib/cpuprofile.js';
+import { fmtLatency, fmtMb, fmtRps } from './lib/format.js';
+import { formatGoals, judgeGoals, type GoalRow, type ScenarioFigures } from './lib/goals.js';
 import { describeMachine, type MachineInfo } from './lib/machine.js';
 import { LOCAL_POSTGRES, postgresProblem, postgresVersion } from './lib/postgres.js';
 import { ProcWatch } from './lib/proc.js';
-import { itemsIn, SCENARIOS, scenarioNamed, type Scenario } from './lib/scenarios.js';
+import { itemsIn, SCENARIOS, scenarioNamed, type FollowUpRead, type Scenario } from './lib/scenarios.js';
 import { freshPostgres, SqliteStores, type StoreOrigin } from './lib/stores.js';
 import { buildCeiling, postboxBuilt, startCeiling, startPostbox, type RunningTarget } from './lib/targets.js';
 import { errorCount, rps, runWrk, WRK_MISSING, wrkVersion, type WrkResult } from './lib/wrk.js';
@@ -31,11 +35,13 @@ const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const HELP = `Usage: npm run bench -- [options]     (or: npx tsx bench/run.ts [options])
 
 Measures Postbox against a bare node:http server doing the same work in memory (the
-ceiling), in one run. Needs wrk (apt-get install -y wrk) and a build (npm run bench builds).
+ceiling), in one run, and ends with issue 12's targets: each measured figure, its target,
+and met or missed (rows whose scenarios did not run say so). Needs wrk (apt-get install -y
+wrk) and a build (npm run bench builds).
 
 Options (each also as an environment variable):
   --scenarios a,b,…   BENCH_SCENARIOS   which scenarios, by name or group (main, store-size);
-                                        default: the main six; --list shows them all
+                                        default: the main seven; --list shows them all
   --store-size        BENCH_STORE_SIZE=1  add legacy post and inbox page on stores of
                                         1,000 and 1,000,000 messages
   --duration S        BENCH_DURATION    seconds per measured run (default 10)
@@ -160,20 +166,9 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
-function fmtLatency(us: number): string {
-  return us < 1000 ? `${Math.round(us)} µs` : us < 100_000 ? `${(us / 1000).toFixed(2)} ms` : `${(us / 1000).toFixed(0)} ms`;
-}
-
-function fmtRps(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
-}
-
-function fmtMb(bytes: number): string {
-  return `${(bytes / 2 ** 20).toFixed(0)} MB`;
-}
-
-/** The sample request a POST scenario makes before measuring, like the wrk script's. */
-const PROBE_SEND = JSON.stringify({ fromUser: 'sender0', toUser: 'recipient0', message: 'benchmark probe: the quick brown fox' });
+/** The sample send a POST scenario makes before measuring, like the wrk script's. */
+const PROBE_MESSAGE = { fromUser: 'sender0', toUser: 'recipient0', message: 'benchmark probe: the quick brown fox' };
+const PROBE_SEND = JSON.stringify(PROBE_MESSAGE);
 
 /**
  * Sends one request as the scenario will and checks the answer: its status, and for a read,
@@ -181,6 +176,7 @@ const PROBE_SEND = JSON.stringify({ fromUser: 'sender0', toUser: 'recipient0', m
  * answers can be compared: they must be the same document.
  */
 async function probe(baseUrl: string, s: Scenario): Promise<string> {
+  if (s.followUp) return probeMix(baseUrl, s, s.followUp);
   const res = await fetch(`${baseUrl}${s.path}`, {
     method: s.method,
     ...(s.method === 'POST' ? { body: PROBE_SEND, headers: { 'content-type': 'application/json' } } : {}),
@@ -193,6 +189,43 @@ async function probe(baseUrl: string, s: Scenario): Promise<string> {
     if (n !== s.items) throw new Error(`${s.method} ${s.path} answered ${n} items, not ${s.items}`);
   }
   return s.method === 'GET' ? body : '';
+}
+
+/**
+ * A mix's check, one answer of each kind: the recipient's newest page, a send to that
+ * recipient, and the page again, which must have moved on by exactly the message just sent
+ * (the newest page, oldest first, ending in it). Also checks that the send's answer names
+ * its recipient the way the wrk script reads it. Answers the first page, which is the
+ * dataset's alone, for comparing the targets.
+ */
+async function probeMix(baseUrl: string, s: Scenario, read: FollowUpRead): Promise<string> {
+  const user = PROBE_MESSAGE.toUser;
+  const readPath = read.path.replace('{user}', encodeURIComponent(user));
+  const page = async (when: string) => {
+    const res = await fetch(`${baseUrl}${readPath}`);
+    const body = await res.text();
+    if (res.status !== read.status) throw new Error(`GET ${readPath} ${when} answered ${res.status}, not ${read.status}: ${body.slice(0, 300)}`);
+    const parsed = JSON.parse(body) as { messages?: { id: string }[] };
+    const ids = (parsed.messages ?? []).map((m) => String(m.id));
+    if (ids.length !== read.items) throw new Error(`GET ${readPath} ${when} answered ${ids.length} messages, not ${read.items}`);
+    return { body, ids };
+  };
+  const before = await page('before the send');
+  const res = await fetch(`${baseUrl}${s.path}`, { method: s.method, body: PROBE_SEND, headers: { 'content-type': 'application/json' } });
+  const sent = await res.text();
+  if (res.status !== s.status) throw new Error(`${s.method} ${s.path} answered ${res.status}, not ${s.status}: ${sent.slice(0, 300)}`);
+  if (!res.headers.get('location')) throw new Error(`${s.method} ${s.path} answered without a Location`);
+  // The wrk script finds the page to read by this pattern in the answer.
+  if (/"toUser":"([^"]*)"/.exec(sent)?.[1] !== user) {
+    throw new Error(`${s.method} ${s.path} answered no "toUser":"${user}" for the wrk script to read: ${sent.slice(0, 300)}`);
+  }
+  const id = String((JSON.parse(sent) as { id: unknown }).id);
+  const after = await page('after the send');
+  const expected = [...before.ids.slice(1), id];
+  if (after.ids.join() !== expected.join()) {
+    throw new Error(`GET ${readPath} after sending message ${id} answered ids ${after.ids.join(', ')}, not the newest page ${expected.join(', ')}`);
+  }
+  return before.body;
 }
 
 /** One target's figures in one scenario. */
@@ -254,7 +287,7 @@ async function measureTarget(
   try {
     const probeBody = await probe(target.baseUrl, s);
     const load = (seconds: number) => runWrk({
-      baseUrl: target.baseUrl, method: s.method, path: s.path, connections: o.connections, seconds, cpu: ctx.cpus.wrk,
+      baseUrl: target.baseUrl, method: s.method, path: s.path, followUp: s.followUp?.path, connections: o.connections, seconds, cpu: ctx.cpus.wrk,
     });
     if (o.warmup > 0) await load(o.warmup);
     const runs: TargetResult['runs'] = [];
@@ -266,7 +299,7 @@ async function measureTarget(
       const errors = errorCount(wrk);
       say(`  ${TARGET_NAMES[kind]}, run ${r}/${o.runs}: ${fmtRps(rps(wrk))} req/s, p50 ${fmtLatency(wrk.p50Us)}, ` +
         `p99 ${fmtLatency(wrk.p99Us)}, RSS ${fmtMb(rssPeak)}, CPU ${cpuPercent.toFixed(0)}% (wrk ${wrk.cpuPercent.toFixed(0)}%)` +
-        `${errors ? `, ${errors} ERRORS` : ''}`);
+        `${wrk.mix ? `, ${fmtRps(wrk.mix.sends)} sends + ${fmtRps(wrk.mix.reads)} reads` : ''}${errors ? `, ${errors} ERRORS` : ''}`);
     }
     return { target: kind, runs, store, probeBody };
   } finally {
@@ -305,7 +338,57 @@ function tableFor(r: ScenarioResult): string {
   return rows.join('\n');
 }
 
-function report(results: ScenarioResult[], o: Options, machine: MachineInfo, meta: { command: string; pinned: string; started: Date; loadEnd: string; notes: string[] }): string {
+/** The requests a scenario makes, for the report. */
+function describeRequests(s: Scenario): string {
+  if (!s.followUp) return `${s.method} ${s.path}`;
+  return `${s.method} ${s.path}, each answered send followed by GET ${s.followUp.path.replace('{user}', '{its recipient}')}`;
+}
+
+/** In a mix, each target's answered sends and reads over its measured runs; else undefined. */
+function mixCounts(r: ScenarioResult): string | undefined {
+  if (!r.scenario.followUp) return undefined;
+  return r.targets.filter((t) => t.runs.length > 0).map((t) => {
+    const sends = t.runs.reduce((a, x) => a + (x.wrk.mix?.sends ?? 0), 0);
+    const reads = t.runs.reduce((a, x) => a + (x.wrk.mix?.reads ?? 0), 0);
+    return `${TARGET_NAMES[t.target]} ${fmtRps(sends)} sends and ${fmtRps(reads)} reads`;
+  }).join('; ');
+}
+
+/**
+ * True when every run of a target in a mix followed each answered send with a read: reads
+ * never outrun sends, and the sends still without an answered read when wrk stops are at
+ * most one per connection (its read queued or in flight).
+ */
+function mixPaired(t: TargetResult, connections: number): boolean {
+  return t.runs.every(({ wrk: { mix } }) => mix !== undefined && mix.reads <= mix.sends && mix.sends - mix.reads <= connections);
+}
+
+/** The medians the issue's targets are judged on, by scenario, with what makes a target's figures unfit. */
+function goalFigures(results: readonly ScenarioResult[], connections: number): Map<string, ScenarioFigures> {
+  const figures = new Map<string, ScenarioFigures>();
+  for (const r of results) {
+    const entry: ScenarioFigures = {};
+    for (const t of r.targets) {
+      if ((t.target !== 'ceiling' && t.target !== 'sqlite') || t.runs.length === 0) continue;
+      const failed = t.runs.reduce((a, x) => a + errorCount(x.wrk), 0);
+      entry[t.target] = {
+        rps: median(t.runs.map((x) => x.rps)),
+        p99Us: median(t.runs.map((x) => x.wrk.p99Us)),
+        invalid: failed > 0 ? `${failed} failed requests`
+          : r.scenario.followUp && !mixPaired(t, connections) ? 'sends and reads did not pair' : undefined,
+      };
+    }
+    figures.set(r.scenario.name, entry);
+  }
+  return figures;
+}
+
+const GOALS_TITLE = 'Issue 12\'s targets (SQLite, default fsync durability, ratios to the ceiling from this run)';
+
+function report(
+  results: ScenarioResult[], goals: readonly GoalRow[], o: Options, machine: MachineInfo,
+  meta: { command: string; pinned: string; started: Date; loadEnd: string; notes: string[] },
+): string {
   const parts = [
     `# Postbox benchmark results`,
     '',
@@ -319,13 +402,19 @@ function report(results: ScenarioResult[], o: Options, machine: MachineInfo, met
     `- Postbox: built dist/, default settings (POSTBOX_DURABILITY=fsync: every answered send is on disk), LOG_LEVEL=warn, POSTBOX_RATE_LIMIT=0`,
     ...meta.notes.map((n) => `- Note: ${n}`),
     '',
+    `## ${GOALS_TITLE}`,
+    '',
+    formatGoals(goals),
+    '',
   ];
   for (const r of results) {
     parts.push(`## ${r.scenario.name}: ${r.scenario.title}`, '');
     const store = r.targets.find((t) => t.store)?.store;
-    parts.push(`${r.scenario.method} ${r.scenario.path} over ${r.scenario.dataset.total.toLocaleString('en-US')} stored messages` +
+    parts.push(`${describeRequests(r.scenario)} over ${r.scenario.dataset.total.toLocaleString('en-US')} stored messages` +
       (store ? ` (imported in ${(store.importMs / 1000).toFixed(1)} s${store.cached ? ', template reused from an earlier run' : ''})` : '') + '.', '');
     parts.push(tableFor(r), '');
+    const mix = mixCounts(r);
+    if (mix) parts.push(`Answered over the measured runs: ${mix}.`, '');
     for (const n of r.notes) parts.push(`Note: ${n}`, '');
   }
   return parts.join('\n');
@@ -344,7 +433,9 @@ async function profileRun(o: Options, s: Scenario, cpus: { server?: number; wrk?
   let loadEnded = 0;
   try {
     await probe(target.baseUrl, s);
-    const load = (seconds: number) => runWrk({ baseUrl: target.baseUrl, method: s.method, path: s.path, connections: o.connections, seconds, cpu: cpus.wrk });
+    const load = (seconds: number) => runWrk({
+      baseUrl: target.baseUrl, method: s.method, path: s.path, followUp: s.followUp?.path, connections: o.connections, seconds, cpu: cpus.wrk,
+    });
     if (o.warmup > 0) await load(o.warmup);
     wrk = await load(o.seconds);
     loadEnded = performance.now();
@@ -466,6 +557,9 @@ async function main(): Promise<number> {
         result.notes.push('the targets\' answers to the same read differ: the comparison is not like for like');
         say('  WARNING: the targets answered the same read differently');
       }
+      if (s.followUp && !result.targets.every((t) => mixPaired(t, o.connections))) {
+        result.notes.push('the mix did not follow every send with one read (see the sends and reads answered): those figures are not valid');
+      }
       if (result.targets.some((t) => t.runs.some((x) => errorCount(x.wrk) > 0))) {
         result.notes.push('some requests failed (see the errors column): those figures are not valid');
       }
@@ -474,11 +568,14 @@ async function main(): Promise<number> {
     }
     if (pgSkip && !notes.some((n) => n.startsWith('PostgreSQL skipped'))) notes.push(`PostgreSQL skipped: ${pgSkip}`);
     const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
-    const md = report(results, o, machine, { command, pinned: pinnedText, started, loadEnd: describeMachine().loadAverage, notes });
+    const goals = judgeGoals(goalFigures(results, o.connections));
+    process.stdout.write(`${GOALS_TITLE}\n${formatGoals(goals)}\n\n`);
+    const md = report(results, goals, o, machine, { command, pinned: pinnedText, started, loadEnd: describeMachine().loadAverage, notes });
     mkdirSync(dirname(o.out), { recursive: true });
     writeFileSync(o.out, `${md}\n`);
     const raw = {
       machine,
+      goals,
       options: {
         ...o,
         targets: [...o.targets],

@@ -1,8 +1,21 @@
 /**
  * What the benchmark measures: each scenario is one request shape, repeated by wrk, over a
- * store prefilled with what that request reads.
+ * store prefilled with what that request reads; or, for the chat mix, a send and then a read
+ * of what it changed.
  */
 import type { DatasetSpec } from './dataset.js';
+
+/**
+ * The read that follows each answered send in a mix: `path` with `{user}` standing for the
+ * send's recipient.
+ */
+export interface FollowUpRead {
+  path: string;
+  /** The status every read must answer. */
+  status: number;
+  /** How many messages each read holds (the dataset gives every recipient at least this many). */
+  items: number;
+}
 
 /** One benchmark scenario. */
 export interface Scenario {
@@ -18,6 +31,8 @@ export interface Scenario {
   items?: number;
   /** Part of the default set; the others run with --store-size or by name. */
   group: 'main' | 'store-size';
+  /** Makes the scenario a mix: each answered send (method, path) is followed by this read. */
+  followUp?: FollowUpRead;
 }
 
 /**
@@ -28,6 +43,19 @@ const MAIN: DatasetSpec = {
   total: 10_000,
   inboxes: { inbox20: 20, inbox1000: 1000, reader: 200 },
   conversations: { user: 'popular', peers: 200 },
+};
+
+/** How many recipients the wrk script's sends spread over (recipient0…recipient99). */
+const RECIPIENTS = 100;
+
+/**
+ * The chat mix's data: every recipient the sends go to already has 30 messages, so each read
+ * of a newest page of 20 is a full page with a `next` cursor from the first request on, as
+ * in a chat that has history. A store of its own, so the other scenarios' data stays as it was.
+ */
+const CHAT: DatasetSpec = {
+  total: 10_000,
+  inboxes: Object.fromEntries(Array.from({ length: RECIPIENTS }, (_, i) => [`recipient${i}`, 30])),
 };
 
 /** A store of `total` messages with a reader of 200 among them, for the growth scenarios. */
@@ -56,6 +84,11 @@ export const SCENARIOS: readonly Scenario[] = [
   { name: 'get-1000', title: 'legacy get of 1,000 (GET /get-messages/{user})', method: 'GET', path: '/get-messages/inbox1000', dataset: MAIN, status: 200, items: 1000, group: 'main' },
   { name: 'inbox-50', title: 'inbox page of 50 (GET /v1/users/{user}/messages?limit=50)', method: 'GET', path: '/v1/users/reader/messages?limit=50', dataset: MAIN, status: 200, items: 50, group: 'main' },
   { name: 'conversations', title: 'conversation list (GET /v1/users/{user}/conversations)', method: 'GET', path: '/v1/users/popular/conversations', dataset: MAIN, status: 200, items: 50, group: 'main' },
+  {
+    name: 'chat-mix', title: 'chat mix (POST /v1/messages, then GET the recipient\'s newest 20)',
+    method: 'POST', path: '/v1/messages', dataset: CHAT, status: 201, group: 'main',
+    followUp: { path: '/v1/users/{user}/messages?before=latest&limit=20', status: 200, items: 20 },
+  },
   ...storeSize('1k', 1000),
   ...storeSize('1M', 1_000_000),
 ];

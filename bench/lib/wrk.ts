@@ -26,6 +26,8 @@ export interface WrkResult {
   p99Us: number;
   maxUs: number;
   meanUs: number;
+  /** In a mix (a follow-up read after each send): the answered sends and reads, counted apart. */
+  mix?: { sends: number; reads: number };
   /**
    * CPU wrk used, as a percentage of one CPU (read from /proc every 200 ms while it ran).
    * Near 100% means the load generator, not the server, may be what limits the figure.
@@ -63,6 +65,8 @@ export interface WrkOptions {
   baseUrl: string;
   method: 'GET' | 'POST';
   path: string;
+  /** Makes the run a mix: after each answered send, a GET of this path, `{user}` being its recipient. */
+  followUp?: string;
   connections: number;
   seconds: number;
   /** Runs wrk under `taskset -c CPU` when given. */
@@ -73,7 +77,7 @@ export interface WrkOptions {
 export function runWrk(o: WrkOptions): Promise<WrkResult> {
   const wrkArgs = [
     '-t1', `-c${o.connections}`, `-d${o.seconds}s`, '--latency', '--timeout', '10s',
-    '-s', SCRIPT, o.baseUrl, '--', o.method, o.path,
+    '-s', SCRIPT, o.baseUrl, '--', o.method, o.path, ...(o.followUp === undefined ? [] : [o.followUp]),
   ];
   const [cmd, args] = o.cpu === undefined ? ['wrk', wrkArgs] : ['taskset', ['-c', String(o.cpu), 'wrk', ...wrkArgs]];
   return new Promise((resolve, reject) => {
