@@ -22,6 +22,7 @@ export const STOPPING_RETRY_AFTER_SECONDS = 2;
  * 503 of a graceful stop. Call before the auth plugin and before any route is registered.
  */
 export function registerFirstHooks(app: FastifyInstance): void {
+  const securityHeaders = Object.entries(SECURITY_HEADERS);
   let stopping = false;
   app.addHook('preClose', (done) => {
     stopping = true;
@@ -30,7 +31,7 @@ export function registerFirstHooks(app: FastifyInstance): void {
   app.addHook('onRequest', (request, reply, done) => {
     // On the raw response, so that answers written past Fastify (the hijacked event stream)
     // carry them too.
-    for (const [name, value] of Object.entries(SECURITY_HEADERS)) reply.raw.setHeader(name, value);
+    for (const [name, value] of securityHeaders) reply.raw.setHeader(name, value);
     const access = request.routeOptions.config?.access ?? 'public';
     // A user's messages, or a token, must not be kept by a browser or a shared cache.
     if (access !== 'public' || request.headers.authorization !== undefined) reply.raw.setHeader('Cache-Control', 'no-store');
@@ -65,6 +66,11 @@ function parseHost(value: string): { name: string; port: string } | null {
   }
 }
 
+/** Host headers already judged: the host they name, or null if refused (a server is addressed by few names). */
+export type HostVerdicts = Map<string, { name: string; port: string } | null>;
+/** How many Host headers a guard remembers before it starts over (many would be an attack on the memory). */
+const HOST_VERDICTS_KEPT = 256;
+
 /**
  * Why a request must be refused as cross-site use of an open-mode server, or null if it may
  * go on. A `Host` must name this server as only it can be named: a loopback name, an IP
@@ -74,15 +80,26 @@ function parseHost(value: string): { name: string; port: string } | null {
  * seed's `requests` send no `Origin` and pass. The defence of Jupyter, Vite and Redis's
  * protected mode.
  */
-export function crossSiteProblem(headers: { host?: string; origin?: string }, options: CrossSiteOptions): AppError | null {
+export function crossSiteProblem(
+  headers: { host?: string; origin?: string },
+  options: CrossSiteOptions,
+  known: HostVerdicts = new Map(),
+): AppError | null {
   const rawHost = headers.host;
   let host: { name: string; port: string } | null = null;
   if (rawHost !== undefined) {
-    host = parseHost(rawHost);
-    const allowed = host !== null && (
-      isLoopback(host.name) || isIP(host.name) !== 0 || host.name === options.host.toLowerCase() ||
-      options.allowedHosts.includes(host.name));
-    if (!allowed) {
+    let verdict = known.get(rawHost);
+    if (verdict === undefined) {
+      const parsed = parseHost(rawHost);
+      const allowed = parsed !== null && (
+        isLoopback(parsed.name) || isIP(parsed.name) !== 0 || parsed.name === options.host.toLowerCase() ||
+        options.allowedHosts.includes(parsed.name));
+      verdict = allowed ? parsed : null;
+      if (known.size >= HOST_VERDICTS_KEPT) known.clear();
+      known.set(rawHost, verdict);
+    }
+    host = verdict;
+    if (host === null) {
       return new AppError('forbidden', `this open-mode server does not answer to the host "${rawHost}"; ` +
         'list it in POSTBOX_ALLOWED_HOSTS if it is really this server\'s name', {
         errors: [{ field: 'Host', message: 'is not a name of this server' }],
@@ -115,10 +132,11 @@ export function crossSiteProblem(headers: { host?: string; origin?: string }, op
  * stay reachable by any name, so a probe may address the server as its service name.
  */
 export function registerCrossSiteGuard(app: FastifyInstance, options: CrossSiteOptions): void {
+  const known: HostVerdicts = new Map();
   app.addHook('onRequest', (request, _reply, done) => {
     if ((request.routeOptions.config?.access ?? 'public') === 'public') return done();
     const origin = request.headers.origin;
-    done(crossSiteProblem({ host: request.host || undefined, origin: typeof origin === 'string' ? origin : undefined }, options) ?? undefined);
+    done(crossSiteProblem({ host: request.host || undefined, origin: typeof origin === 'string' ? origin : undefined }, options, known) ?? undefined);
   });
 }
 
