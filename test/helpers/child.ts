@@ -44,9 +44,17 @@ export function dieWithTest<T extends ChildProcess>(child: T): T {
   return child;
 }
 
-/** Starts `postbox serve` with `env`, resolving once it says where it listens. */
-export async function spawnServer(env: Record<string, string>, args: string[] = []): Promise<ChildServer> {
-  const child = dieWithTest(spawn(process.execPath, ['--import', 'tsx', CLI, 'serve', ...args], {
+/**
+ * Starts `postbox serve` with `env`, resolving once it says where it listens. `nodeArgs` go
+ * to node before the CLI (a test's own `--import` preload, say).
+ */
+export async function spawnServer(
+  env: Record<string, string>,
+  args: string[] = [],
+  options: { nodeArgs?: string[] } = {},
+): Promise<ChildServer> {
+  const nodeArgs = ['--import', 'tsx', ...(options.nodeArgs ?? [])];
+  const child = dieWithTest(spawn(process.execPath, [...nodeArgs, CLI, 'serve', ...args], {
     env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   }));

@@ -27,15 +27,26 @@ export interface SseConnection {
   close(): void;
 }
 
-/** Opens `path` as an event stream. */
-export function openStream(base: string, path: string, headers: Record<string, string> = {}): Promise<SseConnection> {
+/**
+ * Opens `path` as an event stream. `onEvent` is told each event as it is parsed, within the
+ * turn its bytes arrived in (a test that must act the instant it sees something).
+ */
+export function openStream(
+  base: string,
+  path: string,
+  headers: Record<string, string> = {},
+  onEvent?: (event: SseEvent) => void,
+): Promise<SseConnection> {
   return new Promise((resolve, reject) => {
     const req = http.get(new URL(path, base), { headers: { accept: 'text/event-stream', ...headers }, agent: false }, (res) => {
       const events: SseEvent[] = [];
       const comments: string[] = [];
       const waiters: (() => void)[] = [];
       let text = '';
-      const parser = new SseParser((e) => events.push(e), (c) => comments.push(c));
+      const parser = new SseParser((e) => {
+        events.push(e);
+        onEvent?.(e);
+      }, (c) => comments.push(c));
       res.setEncoding('utf8');
       const ended = new Promise<void>((done) => {
         res.on('end', done);
