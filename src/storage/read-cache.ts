@@ -9,7 +9,8 @@
  *
  * "Nothing committed since" is SQLite's own answer, `PRAGMA data_version`: it changes when any
  * other connection commits, this process's write connection or another process on the same file
- * (`postbox import` while the server runs). The owner checks it before each lookup and clears
+ * (`postbox import` while the server runs). The owner checks it before each lookup (SQLite
+ * asks once per turn of the event loop, and again after each commit of its own) and clears
  * the whole cache when it moved, so a page is never served after a commit that could change
  * it. Pages are kept up to a budget of stored text, the least recently used leaving first.
  * What it hands out is shared by every reader that asks: read-only.
