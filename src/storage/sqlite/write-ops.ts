@@ -188,7 +188,8 @@ export class WriteSide {
   private apply(op: StoreWrite, now: number): unknown {
     const value = this.applyOne(op, now);
     if (op.op === 'webhook') this.webhooksEnabled = undefined;
-    if (this.webhooksEnabled ??= this.webhooks.anyEnabled()) {
+    this.webhooksEnabled ??= this.webhooks.anyEnabled();
+    if (this.webhooksEnabled) {
       const event = outboxEventOf(op, value, now);
       if (event) this.webhooks.outbox(event, now);
     }
