@@ -24,7 +24,10 @@ export interface UserActor {
   id: string;
   /** Never empty for a Postbox token; empty for a JWT whose `scope` names none of ours. */
   scopes: readonly Scope[];
-  /** A JWT's `exp`, in epoch milliseconds; undefined for a Postbox token, which does not expire. */
+  /**
+   * When a JWT stops being accepted (its `exp` plus the leeway), in epoch milliseconds;
+   * undefined for a Postbox token, which does not expire.
+   */
   expiresAt?: number;
 }
 

@@ -114,7 +114,9 @@ export class JwtVerifier {
     } catch {
       throw refused('the scope claim must be a space-separated string or a list');
     }
-    return { kind: 'user', id: sub, scopes, expiresAt: payload.exp! * 1000 };
+    // The stream ends when this verifier would stop accepting the token, not at plain exp: a
+    // token inside the leeway would otherwise be accepted and ended at once, over and over.
+    return { kind: 'user', id: sub, scopes, expiresAt: (payload.exp! + this.options.leewaySeconds) * 1000 };
   }
 }
 

@@ -85,3 +85,32 @@ describe('JWT mode', () => {
     }
   });
 });
+
+describe('JWT mode with a leeway', () => {
+  it('keeps a stream opened with a token inside the leeway open until the token stops being accepted', async () => {
+    const lenient = await startTestServer({ POSTBOX_AUTH: 'jwt', POSTBOX_JWT_SECRET: SECRET, POSTBOX_JWT_LEEWAY_SECONDS: '5' });
+    try {
+      // Past exp already, but inside the leeway: accepted for about 4 s more.
+      const stale = await jwt('lw-ann', { exp: Math.floor(Date.now() / 1000) - 1 });
+      const s = await openStream(lenient.url, '/v1/users/lw-ann/stream', bearer(stale));
+      try {
+        assert.equal(s.status, 200, s.body());
+        // Ending at plain exp would end it before this message; it arrives, then the end.
+        const sent = await postJson(lenient.url, '/v1/messages', { toUser: 'lw-ann', message: 'inside the leeway' }, bearer(await jwt('lw-bob')));
+        assert.equal(sent.status, 201, sent.text);
+        await s.waitFor(1, 'message');
+        const [end] = await s.waitFor(1, 'end', 15_000);
+        assert.deepEqual(JSON.parse(end!.data), { reason: 'token expired' });
+        assert.deepEqual(s.events.map((e) => e.event), ['message', 'end']);
+        // It ended when the server stopped accepting the token: the same token is now refused.
+        const again = await request(lenient.url, '/v1/users/lw-ann/messages', { headers: bearer(stale) });
+        assert.equal(again.status, 401, again.text);
+        assert.match(again.json<{ detail: string }>().detail, /token expired/);
+      } finally {
+        s.close();
+      }
+    } finally {
+      await lenient.stop();
+    }
+  });
+});
