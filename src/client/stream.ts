@@ -192,6 +192,8 @@ export async function follow(source: StreamSource, options: SubscribeOptions, si
   const emit = (event: StreamEvent) => options.onEvent?.(event);
   // Set after a fresh token was fetched, so a refusal right after it is final.
   let refreshed = false;
+  // Set when the token ran out again at once: the provider is asked after the backoff.
+  let refreshDue = false;
   while (!signal.aborted) {
     let wait: number;
     // This connection's own signal: the subscription's, or a drop asked for by reconnect().
@@ -204,6 +206,11 @@ export async function follow(source: StreamSource, options: SubscribeOptions, si
       attempt.abort();
     };
     try {
+      if (refreshDue && source.refresh) {
+        refreshDue = false;
+        await source.refresh();
+        refreshed = true;
+      }
       if (state.lastId === undefined) state.lastId = await source.newestId(attempt.signal);
       let response: Response;
       try {
@@ -225,11 +232,14 @@ export async function follow(source: StreamSource, options: SubscribeOptions, si
         wait = Math.max(delay, retryAfterMs(response) ?? 0);
       } else {
         emit({ type: 'open' });
+        const freshToken = refreshed;
         refreshed = false;
         let sawMessage = false;
+        let sawAny = false;
         let endReason: string | undefined;
         const outcome = await readEvents(response.body, attempt.signal, (event) => {
           if (event.type === 'end') endReason = event.reason;
+          else sawAny = true;
           if (event.type === 'message') {
             state.lastId = event.message.id;
             sawMessage = true;
@@ -238,13 +248,18 @@ export async function follow(source: StreamSource, options: SubscribeOptions, si
           emit(event);
         });
         if (signal.aborted) return;
+        const expired = outcome === 'ended' && endReason === 'token expired' && source.refresh !== undefined;
         // A JWT ran out: with a provider, reconnect at once with a fresh one, where it left off.
-        if (outcome === 'ended' && endReason === 'token expired' && source.refresh) {
-          await source.refresh();
+        // But a token just fetched that ran out before anything came means the provider hands
+        // out stale tokens (or a server's clock is ahead): at once would be a tight loop of
+        // provider calls and reconnects, so that one waits its backoff and asks again after.
+        if (expired && !(freshToken && !sawAny)) {
+          await source.refresh?.();
           refreshed = true;
           continue;
         }
-        if (outcome === 'ended') return;
+        if (outcome === 'ended' && !expired) return;
+        if (expired) refreshDue = true;
         // A stream that delivered something was healthy: start the backoff over.
         if (sawMessage) delay = minDelay;
         emit({ type: 'disconnected' });

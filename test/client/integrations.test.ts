@@ -3,6 +3,8 @@
  * server says the token expired (a 401, a stream's end), scoped tokens, and the webhook calls.
  */
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import * as jose from 'jose';
 import { PostboxClient, PostboxError, verifyWebhook, type Message, type StreamEvent } from '../../src/client/index.js';
@@ -79,6 +81,50 @@ describe('the client with a token provider', () => {
     } finally {
       sub.close();
       await sub.closed;
+    }
+  });
+
+  it('backs off, still asking the provider, when a fresh token runs out again before anything comes', async () => {
+    // A server that accepts the token and ends the stream at once with "token expired" (an
+    // instance whose clock runs ahead, or one ending streams at exp inside the leeway). A
+    // stand-in, because a Postbox server now ends a stream only once it refuses the token.
+    let opens = 0;
+    const stale = createServer((req, res) => {
+      opens++;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end('retry: 500\n\nevent: end\ndata: {"reason":"token expired"}\n\n');
+    });
+    await new Promise<void>((resolve) => stale.listen(0, '127.0.0.1', resolve));
+    let calls = 0;
+    let disconnects = 0;
+    const client = new PostboxClient({
+      url: `http://127.0.0.1:${(stale.address() as AddressInfo).port}`,
+      token: () => {
+        calls++;
+        return jwt('tp-stale', -10);
+      },
+    });
+    const sub = client.subscribe('tp-stale', {
+      after: '0',
+      onMessage: () => undefined,
+      onEvent: (e) => {
+        if (e.type === 'disconnected') disconnects++;
+      },
+    });
+    try {
+      // A window to count in, not a wait for an event: without the backoff this was over a
+      // thousand provider calls and opens; with it, the default 0.5 s doubling allows a few.
+      await new Promise((r) => setTimeout(r, 2_000));
+      assert.ok(opens >= 2, `the stream was opened again after the first end (${opens} opens)`);
+      assert.ok(opens <= 6, `reconnects are bounded by the backoff: ${opens} opens in the window`);
+      assert.ok(calls >= 2, `the provider was asked again (${calls} calls)`);
+      assert.ok(calls <= opens + 1, `one provider call per reconnect at most: ${calls} calls, ${opens} opens`);
+      assert.ok(disconnects >= 1, 'the stale end went through the reconnect backoff');
+    } finally {
+      sub.close();
+      await sub.closed;
+      stale.closeAllConnections();
+      await new Promise<void>((resolve) => stale.close(() => resolve()));
     }
   });
 });
