@@ -56,6 +56,32 @@ describe('config', () => {
     }
   });
 
+  it('refuses JWT settings that cannot work, naming them', () => {
+    const secret = 'a-jwt-secret-of-at-least-32-characters';
+    const bad: [Record<string, string>, RegExp][] = [
+      [{ POSTBOX_AUTH: 'jwt' }, /POSTBOX_AUTH=jwt needs a key: POSTBOX_JWT_SECRET, POSTBOX_JWT_PUBLIC_KEY or POSTBOX_JWKS_FILE/],
+      [{ POSTBOX_AUTH: 'jwt', POSTBOX_JWT_SECRET: secret, POSTBOX_JWKS_FILE: '/keys.json' },
+        /POSTBOX_AUTH=jwt takes one key source, got POSTBOX_JWT_SECRET and POSTBOX_JWKS_FILE/],
+      [{ POSTBOX_AUTH: 'jwt', POSTBOX_JWT_PUBLIC_KEY: '/key.pem', POSTBOX_JWKS_FILE: '/keys.json' },
+        /takes one key source, got POSTBOX_JWT_PUBLIC_KEY and POSTBOX_JWKS_FILE/],
+      [{ POSTBOX_AUTH: 'jwt', POSTBOX_JWT_SECRET: 'x'.repeat(31) }, /POSTBOX_JWT_SECRET must be at least 32 characters/],
+      [{ POSTBOX_AUTH: 'jwt', POSTBOX_JWT_SECRET: secret, POSTBOX_JWT_LEEWAY_SECONDS: '-1' },
+        /POSTBOX_JWT_LEEWAY_SECONDS must be a whole number, got "-1"/],
+      [{ POSTBOX_AUTH: 'jwt', POSTBOX_JWT_SECRET: secret, POSTBOX_JWT_LEEWAY_SECONDS: '3601' },
+        /POSTBOX_JWT_LEEWAY_SECONDS must be between 0 and 3600/],
+      [{ POSTBOX_AUTH: 'token', POSTBOX_JWT_SECRET: secret }, /POSTBOX_JWT_SECRET is set but POSTBOX_AUTH is token/],
+    ];
+    for (const [env, message] of bad) {
+      assert.throws(() => loadConfig({ env }), (err: unknown) => err instanceof ConfigError && message.test(err.message), message.source);
+    }
+    const c = loadConfig({ env: { POSTBOX_AUTH: 'jwt', POSTBOX_JWT_SECRET: 'y'.repeat(32), POSTBOX_JWT_LEEWAY_SECONDS: '0' } });
+    assert.equal(c.jwtSecret, 'y'.repeat(32));
+    assert.equal(c.jwtLeewaySeconds, 0);
+    assert.equal(loadConfig({ env: { POSTBOX_AUTH: 'jwt', POSTBOX_JWKS_FILE: '/keys.json' } }).jwtLeewaySeconds, 30);
+    // A key file is read when the server starts, not here: its errors are the server's
+    // (test/http/jwt-keys.test.ts, "refuses to start on a key file it cannot read").
+  });
+
   it('refuses open mode on a non-loopback address unless told to allow it', () => {
     assert.throws(() => loadConfig({ env: { HOST: '0.0.0.0' } }), /refusing to listen on 0\.0\.0\.0 in open mode/);
     assert.equal(loadConfig({ env: { HOST: '0.0.0.0' }, argv: ['--allow-open-network'] }).host, '0.0.0.0');

@@ -120,13 +120,22 @@ export class JwtVerifier {
   }
 }
 
+/** A key file's text; an error naming the setting, so a bad path is found at startup. */
+async function readKeyFile(setting: string, path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw new Error(`${setting} ${path} cannot be read: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 /** Reads the configured key material (files included) and makes the verifier. */
 export async function loadJwtVerifier(options: JwtOptions): Promise<JwtVerifier> {
   if (options.secret !== undefined) {
     return new JwtVerifier(new TextEncoder().encode(options.secret), HMAC, options);
   }
   if (options.publicKey !== undefined) {
-    const pem = options.publicKey.startsWith('-----BEGIN') ? options.publicKey : await readFile(options.publicKey, 'utf8');
+    const pem = options.publicKey.startsWith('-----BEGIN') ? options.publicKey : await readKeyFile('POSTBOX_JWT_PUBLIC_KEY', options.publicKey);
     let key: KeyObject;
     try {
       key = createPublicKey(pem);
@@ -136,7 +145,13 @@ export async function loadJwtVerifier(options: JwtOptions): Promise<JwtVerifier>
     return new JwtVerifier(key, algorithmsFor(key), options);
   }
   if (options.jwksFile !== undefined) {
-    const jwks = JSON.parse(await readFile(options.jwksFile, 'utf8')) as jose.JSONWebKeySet;
+    let jwks: jose.JSONWebKeySet;
+    try {
+      jwks = JSON.parse(await readKeyFile('POSTBOX_JWKS_FILE', options.jwksFile)) as jose.JSONWebKeySet;
+    } catch (err) {
+      if (!(err instanceof SyntaxError)) throw err;
+      throw new Error(`POSTBOX_JWKS_FILE ${options.jwksFile} is not JSON: ${err.message}`, { cause: err });
+    }
     if (!Array.isArray(jwks.keys) || jwks.keys.length === 0) throw new Error(`POSTBOX_JWKS_FILE ${options.jwksFile} holds no keys`);
     // A symmetric key in a public key set would let anyone who can read the set sign tokens.
     if (jwks.keys.some((k) => k.kty === 'oct')) throw new Error(`POSTBOX_JWKS_FILE ${options.jwksFile} holds a symmetric (oct) key; use POSTBOX_JWT_SECRET for HMAC`);
