@@ -24,7 +24,7 @@ import { postWebhook, type CallResult } from './destination.js';
 
 /** How long an event is retried before its delivery is `failed`, and an endpoint failing before it is disabled. */
 export const GIVE_UP_MS = 24 * 60 * 60 * 1000;
-/** How long one call may take. */
+/** How long one call may take, unless {@link DispatcherOptions.callTimeoutMs} says otherwise. */
 export const CALL_TIMEOUT_MS = 10_000;
 /** How long an endpoint stays leased; attempts stop well before it runs out. */
 const LEASE_MS = 60_000;
@@ -50,8 +50,13 @@ export interface DispatcherOptions {
   clock?: () => number;
   /** In [0, 1). Default Math.random. */
   random?: () => number;
-  /** Default: an HTTP POST with the SSRF guard and {@link CALL_TIMEOUT_MS}. */
+  /** Default: an HTTP POST with the SSRF guard and the call timeout. */
   call?: WebhookCaller;
+  /**
+   * How long one call may take before it counts as failed, well under the 60 s lease (a call
+   * starts only while the lease covers two). Default {@link CALL_TIMEOUT_MS}.
+   */
+  callTimeoutMs?: number;
   /** How often the outbox is looked at when nothing wakes the dispatcher. Default 1000 ms. */
   pollMs?: number;
 }
@@ -71,6 +76,7 @@ export class WebhookDispatcher {
   private readonly clock: () => number;
   private readonly random: () => number;
   private readonly call: WebhookCaller;
+  private readonly callTimeoutMs: number;
   /** This instance's name on leases. */
   private readonly owner = `d_${randomBytes(8).toString('hex')}`;
   private running: Promise<void> | undefined;
@@ -82,8 +88,9 @@ export class WebhookDispatcher {
   constructor(private readonly store: WebhookStore, private readonly options: DispatcherOptions) {
     this.clock = options.clock ?? Date.now;
     this.random = options.random ?? Math.random;
+    const timeoutMs = this.callTimeoutMs = options.callTimeoutMs ?? CALL_TIMEOUT_MS;
     this.call = options.call ?? ((url, headers, body) =>
-      postWebhook(url, headers, body, { timeoutMs: CALL_TIMEOUT_MS, allowPrivate: options.allowPrivate }));
+      postWebhook(url, headers, body, { timeoutMs, allowPrivate: options.allowPrivate }));
   }
 
   /** Starts delivering in the background until {@link close}. */
@@ -154,7 +161,7 @@ export class WebhookDispatcher {
       while (calls < CALLS_PER_LEASE && !this.closed) {
         // Stop while the lease still covers a whole call, so no other instance can start
         // this endpoint's next attempt while ours is under way.
-        if (this.clock() + CALL_TIMEOUT_MS * 2 > leaseUntil) break;
+        if (this.clock() + this.callTimeoutMs * 2 > leaseUntil) break;
         const delivery = await this.store.headDelivery(endpoint.id);
         if (!delivery || delivery.nextAttemptAt > this.clock()) break;
         calls++;

@@ -29,8 +29,8 @@ export interface Receiver {
   close(): Promise<void>;
 }
 
-/** Starts a receiver on 127.0.0.1, port 0. */
-export async function startReceiver(): Promise<Receiver> {
+/** Starts a receiver on 127.0.0.1, port 0 unless told which (to come back where a server calls). */
+export async function startReceiver(port = 0): Promise<Receiver> {
   const waiters = new Set<() => void>();
   const r: Receiver = {
     url: '',
@@ -67,7 +67,10 @@ export async function startReceiver(): Promise<Receiver> {
       for (const w of [...waiters]) w();
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
   const address = server.address() as { port: number };
   r.url = `http://127.0.0.1:${address.port}/hook`;
   return r;
@@ -85,7 +88,9 @@ export class TestClock {
 const silent = pino({ level: 'silent' });
 
 /** A dispatcher over `storage` driven by `clock`, jitter fixed at its top (factor 1). */
-export function testDispatcher(storage: Storage, clock: TestClock, options: { allowPrivate?: boolean; retentionMs?: number } = {}): WebhookDispatcher {
+export function testDispatcher(
+  storage: Storage, clock: TestClock, options: { allowPrivate?: boolean; retentionMs?: number; callTimeoutMs?: number } = {},
+): WebhookDispatcher {
   return new WebhookDispatcher(storage.webhooks, {
     allowPrivate: options.allowPrivate ?? true,
     retentionMs: options.retentionMs ?? 7 * 24 * 3600_000,
@@ -93,6 +98,7 @@ export function testDispatcher(storage: Storage, clock: TestClock, options: { al
     clock: clock.now,
     random: () => 0.999,
     pollMs: 50,
+    ...(options.callTimeoutMs === undefined ? {} : { callTimeoutMs: options.callTimeoutMs }),
   });
 }
 

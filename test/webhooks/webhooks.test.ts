@@ -2,11 +2,13 @@
  * Webhooks end to end on SQLite, with real receivers on port 0: signatures checked by an
  * independent implementation (the `standardwebhooks` package), order and exactly-once
  * acceptance after an outage, retries and giving up (on a test clock, never waiting for a
- * real backoff), no delivery for a write that failed, delivery after kill -9, pruning, and
- * the refusal of private destinations.
+ * real backoff), calls that time out or redirect counted as failed, no delivery for a write
+ * that failed, delivery after kill -9, pruning, and the refusal of private destinations.
  */
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -19,6 +21,7 @@ import { checkDestination, DestinationRefused, isPrivateAddress, postWebhook } f
 import { spawnServer } from '../helpers/child.js';
 import { postJson, request } from '../helpers/http.js';
 import { startTestServer, tempDir, type TestServer } from '../helpers/server.js';
+import { until } from '../helpers/wait.js';
 import { addEndpoint, drain, startReceiver, testDispatcher, TestClock, type Receiver } from './helpers.js';
 
 const ADMIN = 'admin-token-for-webhook-tests-0123';
@@ -33,6 +36,17 @@ async function receiver(): Promise<Receiver> {
   const r = await startReceiver();
   cleanup.push(() => r.close());
   return r;
+}
+
+/** A bare HTTP server on port 0 that answers as `handle` says (or never, if it does not). */
+async function bareServer(handle: Parameters<typeof createServer>[1]): Promise<{ server: Server; url: string }> {
+  const server = createServer(handle);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanup.push(() => new Promise<void>((resolve) => {
+    server.closeAllConnections();
+    server.close(() => resolve());
+  }));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook` };
 }
 
 async function store(): Promise<{ storage: SqliteStorage; path: string }> {
@@ -168,6 +182,47 @@ describe('the dispatcher', () => {
     assert.equal(await dispatcher.runOnce(), 0, 'a disabled endpoint is not called');
   });
 
+  it('counts a call that gets no answer within the timeout as failed, and tries it again', async () => {
+    const { storage } = await store();
+    let requests = 0;
+    // Accepts every call and never answers it.
+    const { url } = await bareServer(() => void requests++);
+    const hook = await addEndpoint(storage, url, ['user.created']);
+    await storage.createUser('slow-ann', 'h1');
+    const clock = new TestClock();
+    const dispatcher = testDispatcher(storage, clock, { callTimeoutMs: 300 });
+    assert.equal(await dispatcher.runOnce(), 1);
+    let [d] = (await storage.webhooks.listDeliveries(hook.id, { limit: 10 })).deliveries;
+    assert.deepEqual([d!.status, d!.attempts, d!.lastStatus], ['pending', 1, null]);
+    assert.match(d!.lastError ?? '', /no answer within 0\.3 s/);
+    assert.equal(d!.nextAttemptAt, clock.ms + retryDelay(1, () => 0.999), 'retried after the backoff');
+    clock.advance(retryDelay(1, () => 0.999));
+    assert.equal(await dispatcher.runOnce(), 1);
+    [d] = (await storage.webhooks.listDeliveries(hook.id, { limit: 10 })).deliveries;
+    assert.deepEqual([d!.status, d!.attempts], ['pending', 2]);
+    assert.equal(requests, 2, 'each attempt reached the receiver');
+  });
+
+  it('follows no redirect: a 3xx is a failed attempt, and its target hears nothing', async () => {
+    const { storage } = await store();
+    const target = await receiver();
+    let redirected = 0;
+    const { url } = await bareServer((req, res) => {
+      redirected++;
+      req.resume();
+      res.writeHead(302, { location: target.url }).end();
+    });
+    const hook = await addEndpoint(storage, url, ['user.created']);
+    await storage.createUser('moved-ann', 'h1');
+    const clock = new TestClock();
+    const dispatcher = testDispatcher(storage, clock);
+    assert.equal(await dispatcher.runOnce(), 1);
+    const [d] = (await storage.webhooks.listDeliveries(hook.id, { limit: 10 })).deliveries;
+    assert.deepEqual([d!.status, d!.attempts, d!.lastStatus, d!.lastError], ['pending', 1, 302, 'answered HTTP 302']);
+    assert.equal(redirected, 1);
+    assert.equal(target.calls.length, 0, 'the redirect target was not called');
+  });
+
   it('writes no delivery for a write that failed', async () => {
     const { storage, path } = await store();
     const r = await receiver();
@@ -204,26 +259,41 @@ describe('the dispatcher', () => {
 });
 
 describe('delivery across a crash', () => {
-  it('delivers after kill -9 what was committed before it', async () => {
+  it('delivers after kill -9 what was committed before it, once', async () => {
     const dir = await tempDir();
     cleanup.push(() => rm(dir, { recursive: true, force: true }));
-    const r = await receiver();
+    const path = join(dir, 'postbox.db');
+    // The receiver's port, with nothing listening on it until after the crash: no call made
+    // before the kill can have been delivered.
+    const probe = await startReceiver();
+    const port = Number(new URL(probe.url).port);
+    await probe.close();
     const env = {
-      DATABASE_URL: `sqlite:${join(dir, 'postbox.db')}`, POSTBOX_AUTH: 'token', POSTBOX_ADMIN_TOKEN: ADMIN,
+      DATABASE_URL: `sqlite:${path}`, POSTBOX_AUTH: 'token', POSTBOX_ADMIN_TOKEN: ADMIN,
       POSTBOX_WEBHOOK_ALLOW_PRIVATE: 'true', POSTBOX_DURABILITY: 'fsync',
     };
     let child = await spawnServer(env);
     cleanup.push(() => Promise.resolve(child.process.kill('SIGKILL')));
-    const hook = (await postJson(child.url, '/v1/webhooks', { url: r.url, events: ['user.created'] }, asAdmin)).json<CreatedWebhook>();
-    // The receiver is down: the event is committed with the user, and not yet delivered.
-    r.status = 503;
+    const hook = (await postJson(child.url, '/v1/webhooks', { url: probe.url, events: ['user.created'] }, asAdmin)).json<CreatedWebhook>();
     assert.equal((await postJson(child.url, '/v1/users', { id: 'crash-ann' }, asAdmin)).status, 201);
+    // The event is committed with the user. Kill once the endpoint's lease is back (a lease
+    // held by a dead process would delay the restart's call by its full minute).
+    const file = new Database(path, { readonly: true });
+    cleanup.push(() => Promise.resolve(file.close()));
+    const state = () => file.prepare(`SELECT d.status, d.attempts, w.lease_owner AS owner
+      FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id`).get() as { status: string; attempts: number; owner: string | null };
+    await until(() => state().attempts >= 1 && state().owner === null, () => `a refused attempt, lease given back: ${JSON.stringify(state())}`);
     child.process.kill('SIGKILL');
     await child.exited;
-    r.status = 200;
+    assert.equal(state().status, 'pending', 'not delivered before the kill');
+
+    const r = await startReceiver(port);
+    cleanup.push(() => r.close());
     child = await spawnServer(env);
     const [call] = await r.waitAccepted(1, 30_000);
     assert.deepEqual((await verifyWebhook(hook.secret, call!.headers, call!.body)).data, { id: 'crash-ann' });
+    await until(() => state().status === 'delivered', () => `the delivery recorded: ${JSON.stringify(state())}`);
+    assert.equal(r.calls.length, 1, 'delivered once');
     child.process.kill('SIGTERM');
     await child.exited;
   });
