@@ -1,7 +1,8 @@
 /**
  * Webhooks on PostgreSQL with two instances on one database: each delivery goes out once
  * (its one attempt), in order, whichever instance committed the change and whichever
- * delivers it; and a change that rolls back leaves no delivery.
+ * delivers it; while the receiver fails, each retry goes out once too; and a change that
+ * rolls back leaves no delivery.
  */
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
@@ -9,9 +10,9 @@ import pg from 'pg';
 import { pino } from 'pino';
 import type { Message } from '../../src/protocol/types.js';
 import { openPostgresStorage, type PostgresStorage } from '../../src/storage/postgres/postgres-storage.js';
-import { WebhookDispatcher } from '../../src/webhooks/dispatcher.js';
+import { retryDelay, WebhookDispatcher } from '../../src/webhooks/dispatcher.js';
 import { createSchema, describeWithPostgres, type TestSchema } from '../helpers/pg.js';
-import { addEndpoint, startReceiver, type Receiver } from './helpers.js';
+import { addEndpoint, startReceiver, testDispatcher, TestClock, type Receiver } from './helpers.js';
 
 await describeWithPostgres('webhooks on PostgreSQL, two instances', () => {
   let schema: TestSchema;
@@ -62,6 +63,48 @@ await describeWithPostgres('webhooks on PostgreSQL, two instances', () => {
     assert.deepEqual(received, sent.map((m) => m.id).sort((x, y) => Number(x) - Number(y)), 'in commit order');
     const { deliveries } = await b.webhooks.listDeliveries(hook.id, { limit: 100 });
     assert.ok(deliveries.every((d) => d.status === 'delivered' && d.attempts === 1));
+  });
+
+  it('makes each retry attempt once across both instances while the receiver fails', async () => {
+    // A schema of its own: the dispatchers of the test above keep running on theirs.
+    const own = await createSchema();
+    const x = await openPostgresStorage({ url: own.url(), durability: 'relaxed', poolSize: 3 });
+    const y = await openPostgresStorage({ url: own.url(), durability: 'relaxed', poolSize: 3 });
+    const failing = await startReceiver();
+    failing.status = 503;
+    try {
+      const hooks = [];
+      for (let i = 0; i < 3; i++) hooks.push(await addEndpoint(x, `${failing.url}?endpoint=${i}`, ['user.created']));
+      await y.createUser('retry-ann', 'h1');
+      // One clock for both instances, moved to each retry's due time in turn.
+      const clock = new TestClock();
+      const dispatchers = [testDispatcher(x, clock), testDispatcher(y, clock)];
+      const attempts = 4;
+      for (let n = 1; n <= attempts; n++) {
+        // Both race for each due attempt, a few rounds each.
+        await Promise.all(dispatchers.map(async (d) => {
+          for (let round = 0; round < 3; round++) await d.runOnce();
+        }));
+        clock.advance(retryDelay(n, () => 0.999));
+      }
+      // An attempt is a delivery (webhook-id) at a time (webhook-timestamp, a step apart here).
+      const perAttempt = new Map<string, number>();
+      for (const c of failing.calls) {
+        const key = `${String(c.headers['webhook-id'])} at ${String(c.headers['webhook-timestamp'])}`;
+        perAttempt.set(key, (perAttempt.get(key) ?? 0) + 1);
+      }
+      assert.deepEqual([...perAttempt].filter(([, count]) => count !== 1), [], 'no attempt made twice');
+      assert.equal(perAttempt.size, hooks.length * attempts, 'every due attempt made');
+      for (const hook of hooks) {
+        const { deliveries } = await x.webhooks.listDeliveries(hook.id, { limit: 10 });
+        assert.deepEqual(deliveries.map((d) => [d.status, d.attempts, d.lastStatus]), [['pending', attempts, 503]]);
+      }
+    } finally {
+      await failing.close();
+      await x.close();
+      await y.close();
+      await own.drop();
+    }
   });
 
   it('writes no delivery for a change that rolled back', async () => {
