@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { cli, type CliRun } from '../helpers/cli.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { until } from '../helpers/wait.js';
 import { startReceiver, type Receiver } from '../webhooks/helpers.js';
 
 const ADMIN = 'admin-token-for-the-cli-webhooks-0';
@@ -37,11 +38,10 @@ describe('postbox webhooks', () => {
 
     assert.equal((await postbox(['users', 'add', 'cli-hook-ann', '--db', `sqlite:${server.config.database.kind === 'sqlite' ? server.config.database.path : ''}`])).code, 0);
     await receiver.waitAccepted(1);
+    // The receiver answered; the dispatcher records that right after.
     let deliveries = await postbox(['webhooks', 'deliveries', id, '--json']);
-    for (const deadline = Date.now() + 10_000; !deliveries.stdout.includes('"delivered"') && Date.now() < deadline;) {
-      await new Promise((r) => setTimeout(r, 20));
-      deliveries = await postbox(['webhooks', 'deliveries', id, '--json']);
-    }
+    await until(async () => (deliveries = await postbox(['webhooks', 'deliveries', id, '--json'])).stdout.includes('"delivered"'),
+      () => `the delivery recorded as delivered: ${deliveries.stdout}`, 10_000, 20);
     const page = JSON.parse(deliveries.stdout) as { deliveries: { type: string; status: string }[] };
     assert.deepEqual(page.deliveries.map((d) => [d.type, d.status]), [['user.created', 'delivered']]);
     const table = await postbox(['webhooks', 'deliveries', id]);

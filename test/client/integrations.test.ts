@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import * as jose from 'jose';
 import { PostboxClient, PostboxError, verifyWebhook, type Message, type StreamEvent } from '../../src/client/index.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { until } from '../helpers/wait.js';
 import { startReceiver, type Receiver } from '../webhooks/helpers.js';
 
 const SECRET = 'client-test-jwt-secret-0123456789-abcdef';
@@ -73,8 +74,7 @@ describe('the client with a token provider', () => {
       await sender.send({ toUser: 'tp-bob', message: 'before expiry' });
       await reopened;
       await sender.send({ toUser: 'tp-bob', message: 'after expiry' });
-      const deadline = Date.now() + 10_000;
-      while (got.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await until(() => got.length >= 2, () => `two messages, got ${JSON.stringify(got.map((m) => m.message))}`, 10_000);
       assert.deepEqual(got.map((m) => m.message), ['before expiry', 'after expiry']);
       assert.ok(events.some((e) => e.type === 'end' && e.reason === 'token expired'));
       assert.equal(calls, 2);
@@ -147,10 +147,8 @@ describe('the client\'s scoped tokens and webhooks', () => {
     assert.equal(event.data.message, 'told');
     // The receiver answered; the dispatcher records that right after.
     let page = await admin.webhookDeliveries(hook.id);
-    for (const deadline = Date.now() + 10_000; page.deliveries[0]?.status !== 'delivered' && Date.now() < deadline;) {
-      await new Promise((r) => setTimeout(r, 20));
-      page = await admin.webhookDeliveries(hook.id);
-    }
+    await until(async () => (page = await admin.webhookDeliveries(hook.id)).deliveries[0]?.status === 'delivered',
+      () => `the delivery recorded as delivered: ${JSON.stringify(page.deliveries[0])}`, 10_000, 20);
     assert.equal(page.deliveries[0]!.status, 'delivered');
     assert.equal((await admin.retryWebhookDelivery(hook.id, page.deliveries[0]!.id)).status, 'pending');
     assert.equal((await admin.updateWebhook(hook.id, { enabled: false })).enabled, false);
