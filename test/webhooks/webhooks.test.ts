@@ -307,6 +307,31 @@ describe('private destinations (SSRF)', () => {
     for (const a of ['93.184.216.34', '2606:2800:220:1:248:1893:25c8:1946', '8.8.8.8']) assert.equal(isPrivateAddress(a), false, a);
   });
 
+  it('sees through IPv6 spellings of internal IPv4 addresses, and refuses site-local IPv6', async () => {
+    const table: [address: string, internal: boolean][] = [
+      // IPv4-mapped ::ffff:0:0/96, dotted and hex.
+      ['::ffff:10.0.0.1', true], ['::ffff:a00:1', true], ['::ffff:7f00:1', true], ['::ffff:8.8.8.8', false],
+      // IPv4-compatible ::/96 (deprecated).
+      ['::127.0.0.1', true], ['::7f00:1', true], ['::10.1.2.3', true], ['::169.254.169.254', true], ['::192.168.0.1', true],
+      ['::8.8.8.8', false],
+      // IPv4-translated ::ffff:0:0:0/96.
+      ['::ffff:0:127.0.0.1', true], ['::ffff:0:a9fe:a9fe', true], ['::ffff:0:10.0.0.1', true], ['::ffff:0:8.8.8.8', false],
+      // 6to4 2002::/16, the IPv4 address in bits 16-47.
+      ['2002:7f00:1::', true], ['2002:a00:1::1', true], ['2002:c0a8:101::1', true], ['2002:a9fe:a9fe::', true],
+      ['2002:808:808::1', false],
+      // Site-local fec0::/10.
+      ['fec0::1', true], ['feff:ffff::1', true], ['fec0::8.8.8.8', true],
+      // Unchanged: the rest of IPv6.
+      ['::', true], ['::1', true], ['fe80::1%eth0', true], ['2606:2800:220:1:248:1893:25c8:1946', false], ['2001:db8::1', false],
+    ];
+    const wrong = table.filter(([address, internal]) => isPrivateAddress(address) !== internal);
+    assert.deepEqual(wrong, [], 'each address classified as the table says');
+    // As URL hosts (which the URL parser rewrites into hex), refused when an endpoint is saved.
+    for (const host of ['[::127.0.0.1]', '[::ffff:0:169.254.169.254]', '[2002:a00:1::1]', '[fec0::1]']) {
+      await assert.rejects(checkDestination(`http://${host}/hook`, false), DestinationRefused, host);
+    }
+  });
+
   it('refuses them when an endpoint is saved, by address or by a name that resolves to one', async () => {
     for (const url of ['http://127.0.0.1:9/x', 'http://localhost:9/x', 'http://[::1]/x', 'http://169.254.169.254/latest', 'http://10.0.0.1/']) {
       await assert.rejects(checkDestination(url, false), DestinationRefused, url);
