@@ -140,7 +140,7 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   }
 
   // The document generator must be in place before the routes it describes.
-  await docsRoutes(app, { version: packageVersion(), mode: config.auth === 'jwt' ? 'token' : config.auth });
+  await docsRoutes(app, { version: packageVersion(), mode: config.auth });
   const jwt = config.auth === 'jwt'
     ? await loadJwtVerifier({
       secret: config.jwtSecret, publicKey: config.jwtPublicKey, jwksFile: config.jwksFile,

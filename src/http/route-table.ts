@@ -88,8 +88,9 @@ export function addMethodNotAllowed(
   table: readonly RouteEntry[],
   options: { answerOptions: boolean; limit?: ((request: FastifyRequest, reply: FastifyReply) => Promise<void>) | undefined },
 ): void {
-  const { limit } = options;
   const byUrl = new Map<string, Set<string>>();
+  // Paths with an operation the limiter counts; a public path's (health, docs) 405s are not.
+  const limitedUrls = new Set<string>();
   for (const r of table) {
     // A catch-all (CORS preflight) is not a path whose other methods are wrong.
     if (r.url === '*') continue;
@@ -97,8 +98,10 @@ export function addMethodNotAllowed(
     set.add(r.method);
     if (r.method === 'GET') set.add('HEAD');
     byUrl.set(r.url, set);
+    if (r.access !== 'public') limitedUrls.add(r.url);
   }
   for (const [url, allowed] of byUrl) {
+    const limit = limitedUrls.has(url) ? options.limit : undefined;
     const missing = FILLER_METHODS.filter((m) => !allowed.has(m));
     const allow = [...allowed].sort().join(', ');
     if (options.answerOptions && !allowed.has('OPTIONS')) {
@@ -124,6 +127,7 @@ export function addMethodNotAllowed(
       // must not turn the 405 into a 400.
       // Counted by the limiter like a 404 (it answers before the limiter's own hook would run),
       // so probing methods costs the same as probing paths and carries the RateLimit headers.
+      // A public path's are not: its operations are never limited, so none may answer 429.
       onRequest: async (request, reply) => {
         if (limit) await limit(request, reply);
         return sendProblem(reply, refuse(request.method));
