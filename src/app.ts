@@ -22,8 +22,8 @@ import { metricsRoutes } from './http/metrics.js';
 import { streamRoutes } from './http/stream.js';
 import { userRoutes } from './http/users.js';
 import { webhookRoutes } from './http/webhooks.js';
-import { clientErrorHandler, problemRoutes, registerNotFound, registerProblemHandlers, sendProblem } from './http/problems.js';
-import { registerCrossSiteGuard, registerFirstHooks, registerProtection } from './http/protection.js';
+import { clientErrorHandler, problemRoutes, registerNotFound, registerProblemHandlers, sendProblem, toAppError } from './http/problems.js';
+import { registerCrossSiteGuard, registerFirstHooks, registerProtection, setAnswerHeaders, type Protection } from './http/protection.js';
 import { sessionRoutes } from './http/session.js';
 import { addMethodNotAllowed, recordRoutes, supportAllMethods, type RouteEntry } from './http/route-table.js';
 import { validatorCompiler } from './http/validation.js';
@@ -88,6 +88,8 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   // Typed as Fastify's logger so every route and plugin sees one logger type.
   const loggerInstance: FastifyBaseLogger = logger;
 
+  // The limiter, once registered below; the answers Fastify writes before any hook use it.
+  const limiter: Protection = { limit: undefined };
   const app = Fastify({
     loggerInstance,
     logController: new AccessLog(),
@@ -113,9 +115,14 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
     },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
     trustProxy: trustProxyOption(config.trustProxy),
-    frameworkErrors: (error, _request, reply) => {
+    // Answered before any hook runs (a URL that is not UTF-8, a path parameter too long): the
+    // headers and the rate limit of every answer are applied here, by the same code the hooks use.
+    frameworkErrors: (error, request, reply) => {
+      setAnswerHeaders(request, reply);
       const detail = error.code === 'FST_ERR_BAD_URL' ? 'the URL is not valid percent-encoded UTF-8' : error.message;
-      void sendProblem(reply, new AppError('validation', detail, { errors: [{ field: 'url', message: 'is not valid' }] }));
+      const refusal = new AppError('validation', detail, { errors: [{ field: 'url', message: 'is not valid' }] });
+      const counted = limiter.limit ? limiter.limit(request, reply) : Promise.resolve();
+      counted.then(() => sendProblem(reply, refusal), (limited: unknown) => sendProblem(reply, toAppError(limited, bodyLimit) ?? refusal));
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -133,7 +140,7 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   }
 
   // The document generator must be in place before the routes it describes.
-  await docsRoutes(app, { version: packageVersion(), mode: config.auth === 'jwt' ? 'token' : config.auth });
+  await docsRoutes(app, { version: packageVersion(), mode: config.auth });
   const jwt = config.auth === 'jwt'
     ? await loadJwtVerifier({
       secret: config.jwtSecret, publicKey: config.jwtPublicKey, jwksFile: config.jwksFile,
@@ -172,6 +179,7 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
 
   registerAuth(app, users, config.auth);
   const protection = await registerProtection(app, { perMinute: config.rateLimit, corsOrigins: config.corsOrigins });
+  limiter.limit = protection.limit;
   registerNotFound(app, protection.limit);
   healthRoutes(app, storage);
   problemRoutes(app);
@@ -185,7 +193,7 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
 
   // Last, once every route (plugins' included) is known.
   void app.register((instance, _options, done) => {
-    addMethodNotAllowed(instance, routeTable, { answerOptions: config.corsOrigins.length === 0 });
+    addMethodNotAllowed(instance, routeTable, { answerOptions: config.corsOrigins.length === 0, limit: protection.limit });
     done();
   });
   return Object.assign(app, { routeTable });

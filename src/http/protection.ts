@@ -16,25 +16,35 @@ import { SECURITY_HEADERS } from './problems.js';
 /** Seconds a client is told to wait before retrying an answer given while the server stops. */
 export const STOPPING_RETRY_AFTER_SECONDS = 2;
 
+const SECURITY_HEADER_ENTRIES = Object.entries(SECURITY_HEADERS);
+
+/**
+ * The one place the headers every answer carries are set: the security headers, and
+ * `Cache-Control: no-store` when the answer is someone's data or answers a token. Called
+ * by the first hook and by the answers Fastify writes before any hook runs (a URL that is
+ * not UTF-8, a path parameter too long), so no answer can miss them.
+ */
+export function setAnswerHeaders(request: FastifyRequest, reply: FastifyReply): void {
+  // On the raw response, so that answers written past Fastify (the event stream) carry them too.
+  for (const [name, value] of SECURITY_HEADER_ENTRIES) reply.raw.setHeader(name, value);
+  const access = request.routeOptions.config?.access ?? 'public';
+  // A user's messages, or a token, must not be kept by a browser or a shared cache.
+  if (access !== 'public' || request.headers.authorization !== undefined) reply.raw.setHeader('Cache-Control', 'no-store');
+}
+
 /**
  * The hooks that must run before anything else may answer (authentication included): the
  * security headers, `Cache-Control: no-store` on answers that carry someone's data, and the
  * 503 of a graceful stop. Call before the auth plugin and before any route is registered.
  */
 export function registerFirstHooks(app: FastifyInstance): void {
-  const securityHeaders = Object.entries(SECURITY_HEADERS);
   let stopping = false;
   app.addHook('preClose', (done) => {
     stopping = true;
     done();
   });
   app.addHook('onRequest', (request, reply, done) => {
-    // On the raw response, so that answers written past Fastify (the hijacked event stream)
-    // carry them too.
-    for (const [name, value] of securityHeaders) reply.raw.setHeader(name, value);
-    const access = request.routeOptions.config?.access ?? 'public';
-    // A user's messages, or a token, must not be kept by a browser or a shared cache.
-    if (access !== 'public' || request.headers.authorization !== undefined) reply.raw.setHeader('Cache-Control', 'no-store');
+    setAnswerHeaders(request, reply);
     if (stopping) {
       reply.raw.setHeader('Connection', 'close');
       return done(new AppError('server_busy', 'the server is shutting down; retry shortly (another instance may answer)', {
@@ -183,14 +193,16 @@ export async function registerProtection(app: FastifyInstance, options: { perMin
   const limitHook = app.rateLimit();
   const hook = (request: FastifyRequest, reply: FastifyReply): Promise<void> =>
     (limitHook as unknown as (request: FastifyRequest, reply: FastifyReply) => Promise<void>)(request, reply);
-  // A request refused before its route's hooks ran (no valid token: a 401) is still counted,
-  // by client address, and its answer carries the headers like any other.
-  app.addHook('onError', async (request, reply, error) => {
-    if ((error as { statusCode?: number }).statusCode !== 401 && !(error instanceof AppError && error.status === 401)) return;
+  // A request refused before its route's hooks ran (no valid token: a 401; a token that may
+  // not make the call, or a cross-site page in open mode: a 403; a graceful stop: a 503) is
+  // still counted, by client address, and its answer carries the headers like any other.
+  // The limiter counts a request once, so answers it already saw pass through unchanged.
+  app.addHook('onError', async (request, reply) => {
+    if (request.routeOptions.config?.rateLimit === false) return;
     try {
       await hook(request, reply);
     } catch {
-      // Over the limit: the headers already say so; the 401 stands.
+      // Over the limit: the headers already say so; the refusal stands.
     }
   });
   return { limit: hook };

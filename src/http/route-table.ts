@@ -3,7 +3,7 @@
  * known path with the wrong method, and a list of routes for the OpenAPI and access tests.
  */
 import http from 'node:http';
-import type { FastifyInstance, RouteOptions } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import type { Scope } from '../domain/access.js';
 import { AppError } from '../errors.js';
 import { sendProblem } from './problems.js';
@@ -83,8 +83,14 @@ export function recordRoutes(app: FastifyInstance, options: { publicPrefixes: st
  * `Allow`, and (unless CORS answers them) `OPTIONS` with 204 and `Allow`. Registered last,
  * once the table is complete.
  */
-export function addMethodNotAllowed(app: FastifyInstance, table: readonly RouteEntry[], options: { answerOptions: boolean }): void {
+export function addMethodNotAllowed(
+  app: FastifyInstance,
+  table: readonly RouteEntry[],
+  options: { answerOptions: boolean; limit?: ((request: FastifyRequest, reply: FastifyReply) => Promise<void>) | undefined },
+): void {
   const byUrl = new Map<string, Set<string>>();
+  // Paths with an operation the limiter counts; a public path's (health, docs) 405s are not.
+  const limitedUrls = new Set<string>();
   for (const r of table) {
     // A catch-all (CORS preflight) is not a path whose other methods are wrong.
     if (r.url === '*') continue;
@@ -92,8 +98,10 @@ export function addMethodNotAllowed(app: FastifyInstance, table: readonly RouteE
     set.add(r.method);
     if (r.method === 'GET') set.add('HEAD');
     byUrl.set(r.url, set);
+    if (r.access !== 'public') limitedUrls.add(r.url);
   }
   for (const [url, allowed] of byUrl) {
+    const limit = limitedUrls.has(url) ? options.limit : undefined;
     const missing = FILLER_METHODS.filter((m) => !allowed.has(m));
     const allow = [...allowed].sort().join(', ');
     if (options.answerOptions && !allowed.has('OPTIONS')) {
@@ -117,7 +125,13 @@ export function addMethodNotAllowed(app: FastifyInstance, table: readonly RouteE
       config: { methodFiller: true, access: 'public' },
       // Answered before the body is read: a QUERY without Content-Type, or any body at all,
       // must not turn the 405 into a 400.
-      onRequest: async (request, reply) => sendProblem(reply, refuse(request.method)),
+      // Counted by the limiter like a 404 (it answers before the limiter's own hook would run),
+      // so probing methods costs the same as probing paths and carries the RateLimit headers.
+      // A public path's are not: its operations are never limited, so none may answer 429.
+      onRequest: async (request, reply) => {
+        if (limit) await limit(request, reply);
+        return sendProblem(reply, refuse(request.method));
+      },
       handler: (request, reply) => sendProblem(reply, refuse(request.method)),
     });
   }

@@ -10,7 +10,10 @@ import type { App } from './app-types.js';
 
 const ServerInfoSchema = Type.Object({
   auth: Type.Union([Type.Literal('open'), Type.Literal('token')], {
-    description: '`open`: no token, anyone acts as any user; `token`: every call needs a bearer token.',
+    description: '`open` (POSTBOX_AUTH=open): no token, anyone acts as any user; only managing users, tokens and ' +
+      'webhooks needs the admin token. `token` (POSTBOX_AUTH=token, and also POSTBOX_AUTH=jwt): every call needs a ' +
+      'bearer token, a Postbox token (pbx_…) or the admin token, and in JWT mode the application\'s own JWT as well; ' +
+      'a client signs in the same way in both.',
   }),
   maxMessageBytes: Type.Integer({ description: 'The largest message text accepted, in UTF-8 bytes.' }),
   version: Type.String(),

@@ -9,10 +9,13 @@ import type { App } from './app-types.js';
 import { bearerToken } from './auth.js';
 import { Cursor, LastEventId, UserParams } from './schemas.js';
 
-/** Headers of a stream beside those every answer gets: no caching, no buffering on the way. */
+/**
+ * Headers of a stream beside those every answer gets: a user's messages are never stored by a
+ * cache (no-store, as every authenticated answer) and never transformed or buffered on the way.
+ */
 const EVENT_STREAM_HEADERS = {
   'content-type': EVENT_STREAM_TYPE,
-  'cache-control': 'no-cache, no-transform',
+  'cache-control': 'no-store, no-transform',
   connection: 'keep-alive',
   // nginx would otherwise hold events back until its buffer fills.
   'x-accel-buffering': 'no',

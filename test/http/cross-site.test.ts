@@ -28,6 +28,7 @@ describe('open mode against cross-site use', () => {
     assert.equal(problem.type, '/problems/forbidden');
     assert.deepEqual(problem.errors.map((e) => e.field), ['Origin']);
     assert.equal(res.headers['x-content-type-options'], 'nosniff');
+    assert.ok(res.headers['ratelimit-remaining'] !== undefined, 'the refusal is counted by the limiter like any answer');
     const inbox = await inject('GET', '/get-messages/val', { host: '127.0.0.1:8080' });
     assert.deepEqual(inbox.json(), []);
   });
@@ -138,6 +139,45 @@ describe('headers on every answer', () => {
       assert.equal(res.headers['ratelimit-limit'], '1000', `${res.statusCode} ${res.body}`);
       assert.ok(res.headers['ratelimit-remaining'] !== undefined, String(res.statusCode));
     }
+  });
+
+  it('gives answers written before a route runs the security headers, no-store with a token, and RateLimit', async () => {
+    const auth = { authorization: `Bearer ${ADMIN}` };
+    const long = `/v1/users/${'a'.repeat(1100)}/messages`;
+    const answers = [
+      await server.app.inject({ method: 'GET', url: '/v1/users/%FF/messages' }),
+      await server.app.inject({ method: 'GET', url: '/v1/users/%FF/messages', headers: auth }),
+      await server.app.inject({ method: 'GET', url: long }),
+      await server.app.inject({ method: 'GET', url: long, headers: auth }),
+    ];
+    assert.deepEqual(answers.map((a) => a.statusCode), [400, 400, 400, 400]);
+    answers.forEach((res, i) => {
+      const label = `answer ${i}: ${res.body.slice(0, 120)}`;
+      assert.match(String(res.headers['content-type']), /application\/problem\+json/, label);
+      assert.equal(res.headers['x-content-type-options'], 'nosniff', label);
+      assert.equal(res.headers['x-frame-options'], 'DENY', label);
+      assert.equal(res.headers['ratelimit-limit'], '1000', label);
+      assert.ok(res.headers['ratelimit-remaining'] !== undefined, label);
+      // Only the requests that carried a token are answers no cache may keep.
+      assert.equal(res.headers['cache-control'], i % 2 === 1 ? 'no-store' : undefined, label);
+    });
+  });
+
+  it('counts 405 answers and refusals of a token in the limiter, with their headers', async () => {
+    const created = await server.app.inject({ method: 'POST', url: '/v1/users', headers: { authorization: `Bearer ${ADMIN}` }, payload: { id: 'dee' } });
+    const auth = { authorization: `Bearer ${created.json<{ token: string }>().token}` };
+    const answers = [
+      await server.app.inject({ method: 'TRACE', url: '/v1/users/dee/messages', headers: auth }),
+      await server.app.inject({ method: 'PUT', url: '/v1/messages' }),
+      await server.app.inject({ method: 'GET', url: '/v1/users', headers: auth }),
+    ];
+    assert.deepEqual(answers.map((a) => a.statusCode), [405, 405, 403]);
+    for (const res of answers) {
+      assert.equal(res.headers['ratelimit-limit'], '1000', `${res.statusCode} ${res.body}`);
+      assert.equal(res.headers['x-frame-options'], 'DENY', String(res.statusCode));
+    }
+    assert.equal(answers[0]!.headers.allow, 'GET, HEAD');
+    assert.equal(answers[0]!.headers['cache-control'], 'no-store', 'a request with a token');
   });
 
   it('serves /docs with nothing that forces https onto plain HTTP', async () => {

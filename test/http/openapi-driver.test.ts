@@ -1,30 +1,43 @@
 /**
  * The document is the truth: every operation of `/openapi.json` is driven with one valid
- * request and with invalid ones derived from its own schemas, in open and in token mode,
- * and every answer must be one the document promises — its status, its media type, its
- * body's schema — with the headers every answer carries. Every method a known path lacks
- * (TRACE and QUERY included) must be a 405 with `Allow`.
+ * request, with invalid ones derived from its own schemas, with unknown ids in each path
+ * parameter and with no credentials, in open, token and JWT mode; every answer must be one
+ * the document promises — its status, its media type, its body's schema, and every header
+ * (only the documented ones and a few of the transport's). Every method a known path lacks
+ * (TRACE and QUERY included) must be the documented 405 with `Allow`.
  */
 import assert from 'node:assert/strict';
+import type { IncomingHttpHeaders } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import type { LightMyRequestResponse } from 'fastify';
+import * as jose from 'jose';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { openStream } from '../helpers/sse.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
+const JWT_SECRET = 'driver-jwt-secret-that-is-long-enough-0123456789';
+/** Headers any HTTP answer may carry whatever the document says: the transport's, and CORS's. */
+const TRANSPORT_HEADERS = ['content-type', 'content-length', 'date', 'connection', 'keep-alive', 'transfer-encoding', 'vary'];
 /** A webhook destination nothing listens on: deliveries to it stay pending, which is all the driver needs. */
 const HOOK_URL = 'http://127.0.0.1:9/driver-hook';
 
 type Schema = Record<string, unknown>;
 interface Parameter { name: string; in: 'path' | 'query' | 'header'; required?: boolean; schema: Schema }
+interface Header { $ref?: string; required?: boolean }
+interface Response { $ref?: string; content?: Record<string, { schema: Schema }>; headers?: Record<string, Header> }
 interface Operation {
   parameters?: Parameter[];
   requestBody?: { required?: boolean; content: Record<string, { schema: Schema }> };
-  responses: Record<string, { content?: Record<string, { schema: Schema }> }>;
+  responses: Record<string, Response>;
   security?: Record<string, string[]>[];
 }
-interface Doc { paths: Record<string, Record<string, Operation>> }
+interface Doc {
+  paths: Record<string, Record<string, Operation>>;
+  components: { responses?: Record<string, Response>; headers?: Record<string, Header> };
+}
+
+/** An answer as the driver sees it, over inject or (for the stream) a real socket. */
+interface Answer { statusCode: number; headers: IncomingHttpHeaders | Record<string, string | string[] | number | undefined>; body: string }
 
 /** One request as the driver makes it. */
 interface Call {
@@ -44,8 +57,14 @@ function escapePointer(s: string): string {
   return s.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 
+/** The application's JWT for `sub`, as JWT mode accepts it. */
+function appJwt(sub: string): Promise<string> {
+  return new jose.SignJWT({ sub, exp: Math.floor(Date.now() / 1000) + 600 })
+    .setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(JWT_SECRET));
+}
+
 describe('the OpenAPI document drives the server', () => {
-  for (const mode of ['open', 'token'] as const) {
+  for (const mode of ['open', 'token', 'jwt'] as const) {
     describe(`${mode} mode`, () => {
       let server: TestServer;
       let doc: Doc;
@@ -53,26 +72,37 @@ describe('the OpenAPI document drives the server', () => {
       const tokens = new Map<string, string>();
       let counter = 0;
 
-      const inject = (call: Call): Promise<LightMyRequestResponse> => server.app.inject({
-        method: call.method as 'GET',
-        url: call.path,
-        query: call.query,
-        headers: { ...call.headers, ...(call.body === undefined ? {} : { 'content-type': 'application/json' }) },
-        ...(call.body === undefined ? {} : { payload: JSON.stringify(call.body) }),
-      });
+      /** Sends a call; the stream's is opened on a real socket and closed once its headers (or its refusal) are in. */
+      async function drive(call: Call): Promise<Answer> {
+        if (call.path.endsWith('/stream') && call.method === 'GET') {
+          const qs = new URLSearchParams(call.query).toString();
+          const stream = await openStream(server.url, `${call.path}${qs ? `?${qs}` : ''}`, call.headers);
+          if (stream.status !== 200) await stream.ended;
+          stream.close();
+          return { statusCode: stream.status, headers: stream.headers, body: stream.status === 200 ? '' : stream.body() };
+        }
+        return server.app.inject({
+          method: call.method as 'GET',
+          url: call.path,
+          query: call.query,
+          headers: { ...call.headers, ...(call.body === undefined ? {} : { 'content-type': 'application/json' }) },
+          ...(call.body === undefined ? {} : { payload: JSON.stringify(call.body) }),
+        });
+      }
 
       async function makeUser(): Promise<string> {
         const id = `${mode}-u${++counter}`;
         const res = await server.app.inject({ method: 'POST', url: '/v1/users', headers: { authorization: `Bearer ${ADMIN}` }, payload: { id } });
         assert.equal(res.statusCode, 201, res.body);
-        tokens.set(id, res.json<{ token: string }>().token);
+        // JWT mode: the user acts with the application's own JWT, not a Postbox token.
+        tokens.set(id, mode === 'jwt' ? await appJwt(id) : res.json<{ token: string }>().token);
         return id;
       }
 
       async function makeMessage(from: string, to: string): Promise<string> {
         const res = await server.app.inject({
           method: 'POST', url: '/v1/messages',
-          headers: mode === 'token' ? { authorization: `Bearer ${tokens.get(from)}` } : {},
+          headers: mode === 'open' ? {} : { authorization: `Bearer ${tokens.get(from)}` },
           payload: { fromUser: from, toUser: to, message: 'driver' },
         });
         assert.equal(res.statusCode, 201, res.body);
@@ -137,16 +167,40 @@ describe('the OpenAPI document drives the server', () => {
         return out;
       }
 
+      /** The document's object behind a `$ref` of its components, or the object itself. */
+      function resolve<T extends { $ref?: string }>(value: T, kind: 'responses' | 'headers'): T {
+        if (value.$ref === undefined) return value;
+        const name = value.$ref.replace(`#/components/${kind}/`, '');
+        const target = doc.components[kind]?.[name];
+        assert.ok(target, `${value.$ref} resolves`);
+        return target as T;
+      }
+
+      /** Every header of the answer is documented for its status (or the transport's), and every required one is there. */
+      function assertHeaders(promised: Response, res: Answer, label: string): void {
+        const documented = new Map(Object.entries(promised.headers ?? {}).map(([name, h]) => [name.toLowerCase(), resolve(h, 'headers')]));
+        for (const name of Object.keys(res.headers)) {
+          const lower = name.toLowerCase();
+          if (TRANSPORT_HEADERS.includes(lower) || lower.startsWith('access-control-')) continue;
+          assert.ok(documented.has(lower), `undocumented header ${name}: ${String(res.headers[name])}: ${label}`);
+        }
+        for (const [name, header] of documented) {
+          if (header.required) assert.ok(res.headers[name] !== undefined, `documented as required, missing: ${name}: ${label}`);
+        }
+      }
+
       /** Checks an answer against what the document promises for `op`. */
-      function assertPromised(op: Operation, path: string, method: string, call: Call, res: LightMyRequestResponse): void {
+      function assertPromised(op: Operation, path: string, method: string, call: Call, res: Answer): void {
         const label = `${method.toUpperCase()} ${call.path} (${call.what}) → ${res.statusCode} ${res.body.slice(0, 300)}`;
         const status = String(res.statusCode);
-        const promised = op.responses[status] ?? op.responses.default;
-        assert.ok(promised, `undocumented status: ${label}`);
+        const listed = op.responses[status] ?? op.responses.default;
+        assert.ok(listed, `undocumented status: ${label}`);
+        const promised = resolve(listed, 'responses');
         assert.ok(res.statusCode < 500, `a server error: ${label}`);
         assert.equal(res.headers['x-content-type-options'], 'nosniff', label);
         assert.equal(res.headers['x-frame-options'], 'DENY', label);
         if (res.statusCode === 429 || res.statusCode === 503) assert.ok(res.headers['retry-after'], `Retry-After: ${label}`);
+        assertHeaders(promised, res, label);
         const content = promised.content;
         if (!content || res.statusCode === 204) {
           assert.equal(res.body, '', `no body promised: ${label}`);
@@ -155,7 +209,8 @@ describe('the OpenAPI document drives the server', () => {
         const type = String(res.headers['content-type'] ?? '').split(';')[0]!.trim();
         assert.ok(type in content, `media type ${type} not promised (${Object.keys(content).join(', ')}): ${label}`);
         if (type.endsWith('json')) {
-          const pointer = `doc#/paths/${escapePointer(path)}/${method}/responses/${status}/content/${escapePointer(type)}/schema`;
+          const base = listed.$ref ? listed.$ref.replace(/^#/, 'doc#') : `doc#/paths/${escapePointer(path)}/${method}/responses/${status}`;
+          const pointer = `${base}/content/${escapePointer(type)}/schema`;
           const ok = ajv.validate({ $ref: pointer }, JSON.parse(res.body));
           assert.ok(ok, `body breaks its schema: ${label}: ${ajv.errorsText(ajv.errors)}`);
         }
@@ -164,6 +219,7 @@ describe('the OpenAPI document drives the server', () => {
       before(async () => {
         server = await startTestServer({
           POSTBOX_AUTH: mode, POSTBOX_ADMIN_TOKEN: ADMIN, POSTBOX_RATE_LIMIT: '100000', POSTBOX_WEBHOOK_ALLOW_PRIVATE: 'true',
+          ...(mode === 'jwt' ? { POSTBOX_JWT_SECRET: JWT_SECRET } : {}),
         });
         doc = (await server.app.inject({ method: 'GET', url: '/openapi.json' })).json<Doc>();
         ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: false });
@@ -175,6 +231,9 @@ describe('the OpenAPI document drives the server', () => {
         const inbox = doc.paths['/v1/users/{user}/messages']!.get!;
         assert.deepEqual(inbox.security, mode === 'open' ? [{}, { bearer: [] }] : [{ bearer: [] }]);
         assert.deepEqual(doc.paths['/v1/users']!.post!.security, [{ bearer: [] }]);
+        // Issuing and revoking tokens needs a token in every mode: the admin's, in open mode.
+        assert.deepEqual(doc.paths['/v1/users/{user}/tokens']!.post!.security, [{ bearer: [] }]);
+        assert.deepEqual(doc.paths['/v1/users/{user}/tokens']!.delete!.security, [{ bearer: [] }]);
         const send = doc.paths['/v1/messages']!.post!.requestBody!.content['application/json']!.schema;
         assert.equal(((send.required as string[]).includes('fromUser')), mode === 'open', 'fromUser required exactly in open mode');
         assert.ok(doc.paths['/metrics']!.get!.responses['200'], '/metrics documents its 200');
@@ -187,20 +246,12 @@ describe('the OpenAPI document drives the server', () => {
           for (const [method, op] of Object.entries(ops)) {
             if (method === 'parameters') continue;
             const call = await validCall(path, method, op, ann, bob);
-            if (path.endsWith('/stream')) {
-              const stream = await openStream(server.url, call.path, call.headers);
-              try {
-                assert.equal(stream.status, 200, stream.body());
-                assert.match(String(stream.headers['content-type']), /^text\/event-stream/);
-                assert.equal(stream.headers['x-frame-options'], 'DENY', 'the stream carries the security headers too');
-                assert.equal(stream.headers['x-content-type-options'], 'nosniff');
-              } finally {
-                stream.close();
-              }
-              continue;
-            }
-            const res = await inject(call);
+            const res = await drive(call);
             assertPromised(op, path, method, call, res);
+            if (path.endsWith('/stream')) {
+              assert.match(String(res.headers['content-type']), /^text\/event-stream/);
+              assert.equal(res.headers['cache-control'], 'no-store, no-transform', 'a user\'s messages: never stored');
+            }
             assert.ok(res.statusCode < 300, `the valid request succeeds: ${method} ${call.path} → ${res.statusCode} ${res.body}`);
           }
         }
@@ -215,7 +266,7 @@ describe('the OpenAPI document drives the server', () => {
             if (method === 'parameters') continue;
             for (const call of await invalidCalls(path, method, op, ann, bob)) {
               tried++;
-              const res = await inject(call);
+              const res = await drive(call);
               assertPromised(op, path, method, call, res);
               assert.ok(res.statusCode >= 400 && res.statusCode < 500, `refused: ${method} ${call.path} (${call.what}) → ${res.statusCode}`);
               assert.match(String(res.headers['content-type']), /application\/problem\+json/);
@@ -225,16 +276,63 @@ describe('the OpenAPI document drives the server', () => {
         assert.ok(tried > 40, `derived ${tried} invalid requests`);
       });
 
-      it('answers every method a documented path lacks with 405 and Allow', async () => {
+      it('answers an unknown id in each path parameter with a documented answer', async () => {
+        const ann = await makeUser();
+        const bob = await makeUser();
+        const unknown: Record<string, string> = { user: `${mode}-nobody`, peer: `${mode}-nobody`, id: '987654321', deliveryId: '987654321' };
+        let tried = 0;
+        for (const [path, ops] of Object.entries(doc.paths)) {
+          for (const [method, op] of Object.entries(ops)) {
+            if (method === 'parameters') continue;
+            const base = await validCall(path, method, op, ann, bob);
+            for (const p of (op.parameters ?? []).filter((q) => q.in === 'path')) {
+              // The unknown value in this parameter, the others as the valid call had them.
+              const validParts = base.path.split('/');
+              const url = path.split('/').map((seg, i) => (seg === `{${p.name}}` ? encodeURIComponent(unknown[p.name] ?? 'unknown1') : validParts[i]!)).join('/');
+              const call: Call = { ...base, path: url, what: `unknown ${p.name}` };
+              tried++;
+              assertPromised(op, path, method, call, await drive(call));
+            }
+          }
+        }
+        assert.ok(tried > 15, `tried ${tried} unknown ids`);
+      });
+
+      it('answers calls with no credentials as the document\'s security says', async () => {
+        const ann = await makeUser();
+        const bob = await makeUser();
+        for (const [path, ops] of Object.entries(doc.paths)) {
+          for (const [method, op] of Object.entries(ops)) {
+            if (method === 'parameters') continue;
+            const valid = await validCall(path, method, op, ann, bob);
+            const headers = { ...valid.headers };
+            delete headers.authorization;
+            const call: Call = { ...valid, headers, what: 'no credentials' };
+            const res = await drive(call);
+            assertPromised(op, path, method, call, res);
+            const anonymous = op.security === undefined || op.security.some((r) => Object.keys(r).length === 0);
+            if (anonymous) assert.ok(res.statusCode < 400, `documented as open to anyone: ${method} ${call.path} → ${res.statusCode} ${res.body}`);
+            else assert.ok(res.statusCode === 401 || res.statusCode === 403, `documented as needing a token: ${method} ${call.path} → ${res.statusCode}`);
+          }
+        }
+      });
+
+      it('answers every method a documented path lacks with its documented 405 and Allow', async () => {
         for (const [path, ops] of Object.entries(doc.paths)) {
           const url = path.replace(/\{[^}]+\}/g, 'x1');
           const documented = new Set(Object.keys(ops).map((m) => m.toUpperCase()));
+          const [firstMethod, firstOp] = Object.entries(ops)[0]!;
           for (const method of ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'TRACE', 'QUERY', 'PROPFIND']) {
             if (documented.has(method) || (method === 'GET' && documented.has('HEAD'))) continue;
-            const res = await server.app.inject({ method: method as 'GET', url, headers: mode === 'token' ? { authorization: `Bearer ${ADMIN}` } : {} });
-            assert.equal(res.statusCode, 405, `${method} ${url}: ${res.statusCode} ${res.body.slice(0, 200)}`);
-            assert.ok(res.headers.allow, `${method} ${url} names what is allowed`);
-            assert.match(String(res.headers['content-type']), /application\/problem\+json/);
+            for (const headers of [{}, ...(mode === 'open' ? [] : [{ authorization: `Bearer ${ADMIN}` }])] as Record<string, string>[]) {
+              const call: Call = { method, path: url, query: {}, headers, what: `unregistered method${'authorization' in headers ? ', admin token' : ''}` };
+              const res = await drive(call);
+              assert.equal(res.statusCode, 405, `${method} ${url}: ${res.statusCode} ${res.body.slice(0, 200)}`);
+              // Each operation of the path documents the 405 its path answers.
+              for (const op of Object.values(ops)) assert.ok(op.responses['405'], `${path} documents 405`);
+              assertPromised(firstOp, path, firstMethod, call, res);
+              assert.match(String(res.headers['content-type']), /application\/problem\+json/);
+            }
           }
         }
       });
@@ -243,8 +341,9 @@ describe('the OpenAPI document drives the server', () => {
       function credentials(op: Operation, path: string, user: string): Record<string, string> {
         const admin = path === '/v1/users' || path === '/v1/users/{user}' || path.startsWith('/v1/webhooks');
         if (admin) return { authorization: `Bearer ${ADMIN}` };
-        // Open mode: managing a user's tokens needs the admin token; every other call, none.
-        if (mode === 'open') return path.endsWith('/tokens') ? { authorization: `Bearer ${ADMIN}` } : {};
+        // Open mode: a call the document does not open to anyone (managing a user's tokens)
+        // needs the admin token; every other call, none.
+        if (mode === 'open') return op.security?.some((r) => Object.keys(r).length === 0) === false ? { authorization: `Bearer ${ADMIN}` } : {};
         return op.security ? { authorization: `Bearer ${tokens.get(user)}` } : {};
       }
 

@@ -115,7 +115,7 @@ describe('security headers and CORS', () => {
       assert.equal(allowed.headers['x-frame-options'], 'DENY');
       assert.equal(allowed.headers['x-content-type-options'], 'nosniff');
       assert.equal(allowed.headers['ratelimit-limit'], '50');
-      assert.equal(allowed.headers['cache-control'], 'no-cache, no-transform');
+      assert.equal(allowed.headers['cache-control'], 'no-store, no-transform', 'a user\'s messages: never stored, never transformed');
       await until(() => allowed.raw().startsWith('retry: '), 'the retry hint');
       // Open mode refuses a page from a foreign origin outright (a stream is ambient data).
       assert.equal(refused.status, 403, 'open mode refuses cross-site use');
