@@ -136,6 +136,8 @@ export function storageContract(name: string, open: StoreFactory): void {
         assert.deepEqual(rowsOf(await s.inbox('bob', { before: Infinity, limit: 1 })), [['12', golden[12]]]);
         assert.deepEqual(rowsOf(await s.inbox('bob', { unreadOnly: true, limit: 10 })), [['7', golden[7]]]);
         assert.deepEqual(rowsOf(await s.sent('ann', { limit: 10 })), [['7', golden[7]], ['12', golden[12]]]);
+        assert.deepEqual(rowsOf(await s.mailbox('ann', { limit: 10 })), [['7', golden[7]], ['9', golden[9]], ['12', golden[12]]]);
+        assert.deepEqual(rowsOf(await s.mailbox('ann', { before: Infinity, limit: 1 })), [['12', golden[12]]]);
         assert.deepEqual(rowsOf(await s.conversation('ann', 'bob', { limit: 10 })), [['7', golden[7]], ['9', golden[9]], ['12', golden[12]]]);
         assert.deepEqual(rowsOf(await s.conversation('bob', 'ann', { before: 12, limit: 1 })), [['9', golden[9]]]);
         assert.equal(messageJson((await s.getMessage(7))!), golden[7]);
@@ -258,6 +260,68 @@ export function storageContract(name: string, open: StoreFactory): void {
         assert.equal(p.more, true);
         const back = objects(await s.sent('me', { before: Infinity, limit: 1 }));
         assert.deepEqual(back.messages.map((m) => m.id), [toC[1]]);
+      }));
+
+      it('lists what a user received and sent together, in id order, a message to oneself once', () => withStore(open, async (s) => {
+        const order: string[] = [];
+        for (let i = 0; i < 4; i++) {
+          order.push(...await sendMany(s, 1, 'me', 'b', `out${i}`));
+          order.push(...await sendMany(s, 1, 'c', 'me', `in${i}`));
+          order.push(...await sendMany(s, 1, 'me', 'me', `self${i}`));
+          await sendMany(s, 1, 'b', 'c', 'elsewhere');
+        }
+        const all = objects(await s.mailbox('me', { limit: 50 }));
+        assert.deepEqual(all.messages.map((m) => m.id), order);
+        assert.equal(all.more, false);
+        // Forward from a cursor, page by page: every message once.
+        const seen: string[] = [];
+        let after = 0;
+        for (;;) {
+          const page = objects(await s.mailbox('me', { after, limit: 5 }));
+          seen.push(...page.messages.map((m) => m.id));
+          if (!page.more) break;
+          after = seqOf(page.messages[page.messages.length - 1]!.id);
+        }
+        assert.deepEqual(seen, order);
+        const resumed = objects(await s.mailbox('me', { after: seqOf(order[4]!), limit: 3 }));
+        assert.deepEqual(resumed.messages.map((m) => m.id), order.slice(5, 8));
+        assert.equal(resumed.more, true);
+        const latest = objects(await s.mailbox('me', { before: Infinity, limit: 2 }));
+        assert.deepEqual(latest.messages.map((m) => m.id), order.slice(-2));
+        const back = objects(await s.mailbox('me', { before: seqOf(order[3]!), limit: 10 }));
+        assert.deepEqual(back.messages.map((m) => m.id), order.slice(0, 3));
+        assert.equal(back.more, false);
+        const range = objects(await s.mailbox('me', { after: seqOf(order[1]!), before: seqOf(order[6]!), limit: 10 }));
+        assert.deepEqual(range.messages.map((m) => m.id), order.slice(2, 6));
+        assert.deepEqual(objects(await s.mailbox('nobody', { limit: 5 })), { messages: [], more: false });
+      }));
+
+      it('never skips or repeats a message of a user\'s inbox and sent box while writers commit concurrently', () => withStore(open, async (s) => {
+        const perWriter = 40;
+        const written: string[] = [];
+        const pairs = [['me', 'a'], ['a', 'me'], ['me', 'me'], ['b', 'me'], ['a', 'b']] as const;
+        const writing = Promise.all(pairs.map(async ([from, to]) => {
+          for (let i = 0; i < perWriter; i++) {
+            const out = await s.send({ fromUser: from, toUser: to, message: `${from}>${to}:${i}` });
+            if (out.kind === 'stored' && (from === 'me' || to === 'me')) written.push(out.message.id);
+          }
+        }));
+        const seen: string[] = [];
+        let after: number | undefined;
+        let done = false;
+        void writing.then(() => (done = true));
+        for (;;) {
+          const finished = done;
+          const page = objects(await s.mailbox('me', { after, limit: 7 }));
+          for (const m of page.messages) seen.push(m.id);
+          if (page.messages.length > 0) after = seqOf(page.messages[page.messages.length - 1]!.id);
+          if (finished && !page.more) break;
+          if (page.messages.length === 0) await new Promise((r) => setImmediate(r));
+        }
+        await writing;
+        assert.equal(new Set(seen).size, seen.length, 'no message seen twice');
+        assert.deepEqual(seen, [...seen].sort((x, y) => seqOf(x) - seqOf(y)), 'in id order');
+        assert.deepEqual([...seen].sort(), [...written].sort(), 'every committed message seen');
       }));
 
       it('gives every page in the canonical wire bytes, for every query shape', () => withStore(open, async (s) => {
