@@ -15,7 +15,7 @@ import { UserService } from '../../src/domain/users.js';
 import { joinedMessages, messageJson, pageJson } from '../../src/protocol/wire.js';
 import { Hub } from '../../src/realtime/hub.js';
 import { StreamRegistry } from '../../src/realtime/streams.js';
-import type { ExportRecord, Storage, StoreEvent, WirePage } from '../../src/storage/storage.js';
+import type { ExportRecord, Storage, StoreEvent, WirePage, WireRow } from '../../src/storage/storage.js';
 import type { StoredWebhook } from '../../src/storage/webhooks.js';
 import { until } from '../helpers/wait.js';
 
@@ -177,6 +177,45 @@ export function storageContract(name: string, open: StoreFactory): void {
           await until(() => text.includes(frame(out.message.id, stored)), 'the live frame');
         } finally {
           body.destroy();
+        }
+      }));
+
+      it('streams what the user sent, with sent=true: replayed with what it received in id order, then live', () => withStore(open, async (s) => {
+        await s.importAll(Readable.from(records) as AsyncIterable<ExportRecord>);
+        const hub = new Hub();
+        s.onEvents((events) => hub.publish(events));
+        const messages = new MessageService(s, hub, { maxMessageBytes: 100_000 });
+        const streams = new StreamRegistry(hub, { perUser: 4, total: 4, heartbeatMs: 60_000, bufferBytes: 1 << 20, retryMs: 1000 },
+          { warn: () => undefined, debug: () => undefined }, { messages, users: new UserService(s) });
+        const read = (body: Readable) => {
+          const got = { text: '' };
+          body.setEncoding('utf8');
+          body.on('data', (chunk: string) => (got.text += chunk));
+          return got;
+        };
+        const withSent = streams.start({ actor: ANYONE, user: 'ann', after: '0', sent: true });
+        const plain = streams.start({ actor: ANYONE, user: 'ann', after: '0' });
+        const mine = read(withSent);
+        const theirs = read(plain);
+        try {
+          const frame = (event: string, id: string, json: string) => `event: ${event}\nid: ${id}\ndata: ${json}\n\n`;
+          const replayed = frame('sent', '7', golden[7]) + frame('message', '9', golden[9]) + frame('sent', '12', golden[12]);
+          await until(() => mine.text.includes(replayed), 'the replayed frames');
+          const out = await s.send({ fromUser: 'ann', toUser: 'bob', message: 'live' });
+          const self = await s.send({ fromUser: 'ann', toUser: 'ann', message: 'note to self' });
+          assert.ok(out.kind === 'stored' && self.kind === 'stored');
+          const [[, stored], [, selfStored]] = (await s.mailbox('ann', { after: 12, limit: 5 })).rows as [WireRow, WireRow];
+          const live = frame('sent', out.message.id, stored) + frame('message', self.message.id, selfStored);
+          await until(() => mine.text.includes(live), 'the live frames');
+          await until(() => theirs.text.includes(frame('message', self.message.id, selfStored)), 'the plain stream\'s frame');
+          // A message to oneself is one `message` event; a stream without sent=true carries no `sent`.
+          assert.equal(mine.text.split(`id: ${self.message.id}\n`).length, 2);
+          assert.equal(theirs.text, `retry: 1000\n\n${frame('message', '9', golden[9])}${frame('message', self.message.id, selfStored)}`);
+          await s.deleteMessage(Number(out.message.id));
+          await until(() => mine.text.includes(`event: deleted\ndata: {"id":"${out.message.id}"}\n\n`), 'the sender\'s deleted event');
+        } finally {
+          withSent.destroy();
+          plain.destroy();
         }
       }));
 
