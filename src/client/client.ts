@@ -272,7 +272,8 @@ export class PostboxClient {
 
   /**
    * Follows a user's inbox live (`GET /v1/users/{user}/stream`) until `signal` aborts, the
-   * subscription is closed, or the server ends it (user removed, token revoked).
+   * subscription is closed, or the server ends it (user removed, token revoked). With
+   * `sent: true` it follows what the user sends too (another tab, device or client).
    *
    * It reconnects by itself after any disconnect, with exponential backoff and jitter
    * (honouring `Retry-After` when the server is busy), resuming after the last message it
@@ -291,10 +292,15 @@ export class PostboxClient {
     if (options.signal?.aborted) controller.abort();
     else options.signal?.addEventListener('abort', abort, { once: true });
     const state: FollowState = { lastId: options.after };
-    const url = this.endpoint(`/v1/users/${seg(user)}/stream`);
+    const url = this.endpoint(`/v1/users/${seg(user)}/stream`, { sent: options.sent === true ? 'true' : undefined });
+    const newest = async (page: Promise<MessagePage>) => Number((await page).messages[0]?.id ?? '0');
     const source: StreamSource = {
       url,
-      newestId: async (signal) => (await this.inbox(user, { before: 'latest', limit: 1, signal })).messages[0]?.id ?? '0',
+      // With `sent`, the newest of both boxes: anything committing after both reads is above it.
+      newestId: async (signal) => String(Math.max(
+        await newest(this.inbox(user, { before: 'latest', limit: 1, signal })),
+        options.sent === true ? await newest(this.sent(user, { before: 'latest', limit: 1, signal })) : 0,
+      )),
       open: async (lastId, signal) => this.fetchImpl(url, {
         headers: await this.headers({ accept: 'text/event-stream', 'last-event-id': lastId }),
         signal,

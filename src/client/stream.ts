@@ -97,6 +97,7 @@ export function toStreamEvent(raw: SseEvent): StreamEvent | undefined {
   const data = <K extends StreamEventName>(_name: K) => parsed as Partial<StreamEventData[K]>;
   switch (raw.event as StreamEventName) {
     case 'message': return { type: 'message', message: parsed as Message };
+    case 'sent': return { type: 'sent', message: parsed as Message };
     case 'deleted': return { type: 'deleted', id: String(data('deleted').id) };
     case 'read': {
       const d = data('read');
@@ -156,7 +157,7 @@ export async function readEvents(
 export interface StreamSource {
   /** The URL of the stream, for errors. */
   readonly url: string;
-  /** The id of the newest message in the inbox, `"0"` when it is empty. */
+  /** The id of the newest message in the inbox (with `sent`, or the sent box), `"0"` when both are empty. */
   newestId(signal: AbortSignal): Promise<string>;
   /** Requests the stream, resuming after `lastId`; rejects only when no answer came. */
   open(lastId: string, signal: AbortSignal): Promise<Response>;
@@ -240,10 +241,12 @@ export async function follow(source: StreamSource, options: SubscribeOptions, si
         const outcome = await readEvents(response.body, attempt.signal, (event) => {
           if (event.type === 'end') endReason = event.reason;
           else sawAny = true;
-          if (event.type === 'message') {
+          if (event.type === 'message' || event.type === 'sent') {
+            // One id sequence runs through both: either moves the cursor a resume starts after.
             state.lastId = event.message.id;
             sawMessage = true;
-            options.onMessage(event.message);
+            if (event.type === 'message') options.onMessage(event.message);
+            else options.onSent?.(event.message);
           }
           emit(event);
         });

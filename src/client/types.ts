@@ -14,7 +14,9 @@ export type {
 /** Something a live stream said, or what became of its connection. */
 export type StreamEvent =
   | { type: 'message'; message: Message }
-  /** A message to the user was deleted. */
+  /** A message the user sent to someone else, from anywhere (only with {@link SubscribeOptions.sent}). */
+  | { type: 'sent'; message: Message }
+  /** A message to the user (with {@link SubscribeOptions.sent}, or from the user) was deleted. */
   | { type: 'deleted'; id: string }
   /** Messages to the user were marked read (elsewhere, perhaps). */
   | { type: 'read'; ids: string[]; readAt: string }
@@ -31,8 +33,16 @@ export type StreamEvent =
 export interface SubscribeOptions {
   /** Resume after this message id (`"0"` replays the whole inbox). Default: from the next new message. */
   after?: string;
+  /**
+   * Also follow the messages the user sends, from this client or any other (`sent=true`):
+   * each arrives once, in id order with the received ones, through `onSent` and as a `sent`
+   * event, and a resume replays both.
+   */
+  sent?: boolean;
   /** Each message, once, in order. */
   onMessage: (message: Message) => void;
+  /** With `sent`: each message the user sent to someone else, once, in order with `onMessage`'s. */
+  onSent?: (message: Message) => void;
   /** Every event, messages included, and connection changes. */
   onEvent?: (event: StreamEvent) => void;
   /** Ends the subscription. */

@@ -177,6 +177,16 @@ export class MessageService {
     return toWirePage(await this.storage.sent(owner, query), query);
   }
 
+  /**
+   * A page of the messages to a user and those it sent, in one id order, in wire form: what a
+   * stream that also carries the user's own messages replays.
+   */
+  async mailbox(actor: Actor, user: string, params: PageParams): Promise<WireMessagePage> {
+    const owner = this.owner(actor, user);
+    const query = toPageQuery(params);
+    return toWirePage(await this.storage.mailbox(owner, query), query);
+  }
+
   /** A page of the messages between a user and a peer, both directions, in wire form. */
   async conversation(actor: Actor, user: string, peer: string, params: PageParams): Promise<WireMessagePage> {
     const owner = this.owner(actor, user);

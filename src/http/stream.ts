@@ -33,9 +33,17 @@ export function streamRoutes(app: App, streams: StreamRegistry): void {
         'no gap and no duplicate. `deleted` ({id}), `read` ({ids, readAt}) and `receipt` ({ids, readAt, by}: the ' +
         'messages the user sent that `by` has read) keep a screen consistent; `end` ' +
         '({reason}) says the stream will not resume (user removed, token revoked). Comment heartbeats keep idle ' +
-        'connections open. A client that stops reading is disconnected and resumes by id.',
+        'connections open. A client that stops reading is disconnected and resumes by id. With `sent=true` the ' +
+        'stream also carries each message the user sends to someone else as an event `sent` (same id sequence, same ' +
+        'data), so another tab or device of the same user sees it live.',
       params: UserParams,
-      querystring: Type.Object({ after: Type.Optional(Cursor) }),
+      querystring: Type.Object({
+        after: Type.Optional(Cursor),
+        sent: Type.Optional(Type.Boolean({
+          description: 'Also carry the messages the user sends (from any tab, device or client) as events `sent`, ' +
+            'and `deleted` for them; resuming replays received and sent messages in id order.',
+        })),
+      }),
       headers: Type.Object({
         'last-event-id': Type.Optional(LastEventId),
       }),
@@ -53,6 +61,7 @@ export function streamRoutes(app: App, streams: StreamRegistry): void {
       after: request.query.after,
       lastEventId: request.headers['last-event-id'],
       token: bearerToken(request),
+      sent: request.query.sent,
     });
     // A HEAD answer ends at its headers: a stream behind it would live on, unread.
     if (request.method === 'HEAD') body.destroy();

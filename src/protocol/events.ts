@@ -11,7 +11,12 @@ import type { Message } from './types.js';
 export interface StreamEventData {
   /** A message to the user; the event's `id:` is the message id, the cursor a reconnect resumes after. */
   message: Message;
-  /** A message to the user was deleted. */
+  /**
+   * A message the user sent to someone else, from any tab, device or client, on a stream
+   * opened with `sent=true`; its `id:` is the message id, in the same sequence as `message`.
+   */
+  sent: Message;
+  /** A message to the user (or, with `sent=true`, one the user sent) was deleted. */
   deleted: { id: string };
   /** Messages to the user were marked read. */
   read: { ids: string[]; readAt: string };
@@ -25,7 +30,7 @@ export interface StreamEventData {
 export type StreamEventName = keyof StreamEventData;
 
 /** Every event name the server sends, for a reader that wants to recognise them. */
-export const STREAM_EVENT_NAMES: readonly StreamEventName[] = Object.freeze(['message', 'deleted', 'read', 'receipt', 'end']);
+export const STREAM_EVENT_NAMES: readonly StreamEventName[] = Object.freeze(['message', 'sent', 'deleted', 'read', 'receipt', 'end']);
 
 /** The text of the comment the server sends as a heartbeat (`: keep-alive`); readers ignore it. */
 export const HEARTBEAT_COMMENT = 'keep-alive';

@@ -27,6 +27,15 @@ export function messageJson(m: Message): string {
   });
 }
 
+/**
+ * True if the row's message is one `user` sent to someone else, read from the start of its
+ * canonical JSON (id, then fromUser, then toUser) without parsing the rest.
+ */
+export function isSentBy([id, json]: WireRow, user: string): boolean {
+  const head = `{"id":${JSON.stringify(id)},"fromUser":${JSON.stringify(user)},"toUser":`;
+  return json.startsWith(head) && !json.startsWith(`${JSON.stringify(user)},`, head.length);
+}
+
 /** The end of the canonical JSON of an unread message: `readAt` is last and null. */
 export const UNREAD_TAIL = 'null}';
 

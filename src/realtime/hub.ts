@@ -16,7 +16,11 @@ export type HubListener = (event: StoreEvent) => void;
 function audience(event: StoreEvent): string[] | null {
   switch (event.type) {
     case 'resync': return null;
-    case 'message': return [event.message.toUser];
+    // The sender too: a stream may carry what its user sends (from another tab or device).
+    case 'message': {
+      const { fromUser, toUser } = event.message;
+      return fromUser === toUser ? [toUser] : [toUser, fromUser];
+    }
     case 'deleted': return event.fromUser === event.toUser ? [event.toUser] : [event.toUser, event.fromUser];
     // The reader, and the senders for their read receipts.
     case 'read': return [...new Set([event.user, ...event.senders])];
@@ -95,8 +99,9 @@ export class Hub implements InboxWaiter {
     const waiting = this.waiting;
     const closed = () => this.closed;
     const unsubscribe = this.subscribe(user, (event) => {
-      // After a resync something may have arrived unheard: wake and look.
-      if (event.type !== 'message' && event.type !== 'resync') return;
+      // After a resync something may have arrived unheard: wake and look. What the user
+      // sent is heard here too, and is no arrival.
+      if (event.type === 'message' ? event.message.toUser !== user : event.type !== 'resync') return;
       arrived = true;
       wake?.();
     });

@@ -1,5 +1,5 @@
 /**
- * Live streams: one user's inbox as server-sent events that resume from a cursor with no
+ * Live streams: one user's inbox (and, if asked, what the user sends) as server-sent events that resume from a cursor with no
  * gap and no duplicate, and the registry that checks, admits and bounds them.
  *
  * The seam between replay and live is where gaps hide. A stream subscribes to the hub
@@ -19,7 +19,7 @@ import { toCursor } from '../domain/rules.js';
 import type { UserService } from '../domain/users.js';
 import { AppError } from '../errors.js';
 import { frameComment, frameEvent, frameRetry, HEARTBEAT_COMMENT } from '../protocol/events.js';
-import { messageJson } from '../protocol/wire.js';
+import { isSentBy, messageJson } from '../protocol/wire.js';
 import type { StoreEvent } from '../storage/storage.js';
 import type { Hub } from './hub.js';
 
@@ -48,6 +48,8 @@ export interface StreamRequest {
   lastEventId?: string | undefined;
   /** The bearer token the caller authenticated with, asked again at each heartbeat. */
   token?: string | undefined;
+  /** `sent=true`: also carry the messages the user sends, as `sent` events. */
+  sent?: boolean | undefined;
 }
 
 /** Where streams read from: the inbox (with the caller's access) and the token check. */
@@ -62,7 +64,9 @@ interface StreamOptions {
   actor: Actor;
   /** Resume after this message id; undefined for "from now on". */
   after: string | undefined;
-  /** Reads a page of the user's inbox in wire form, with the caller's access. */
+  /** Also carry what the user sends (`sent` events, and `deleted` for them). */
+  sent: boolean;
+  /** Reads a page of the user's inbox (with `sent`, and sent box) in wire form, with the caller's access. */
   readPage: (params: PageParams) => Promise<WireMessagePage>;
   /**
    * Asked at each heartbeat whether the caller's token still holds. Revocation is also an
@@ -127,7 +131,11 @@ export class StreamRegistry {
       user,
       actor,
       after: after === undefined ? undefined : String(after),
-      readPage: (params) => messages.inbox(actor, user, params),
+      sent: request.sent === true,
+      // One id sequence runs through inbox and sent box, so one cursor resumes both.
+      readPage: request.sent === true
+        ? (params) => messages.mailbox(actor, user, params)
+        : (params) => messages.inbox(actor, user, params),
       // A Postbox token can be revoked, so each heartbeat asks again; a JWT cannot, but
       // expires: the stream ends then with `end` {"reason":"token expired"}.
       ...(actor.kind === 'user' && token !== undefined && actor.expiresAt === undefined
@@ -284,14 +292,20 @@ class LiveStream {
   private deliver(event: StoreEvent): void {
     switch (event.type) {
       case 'message': {
-        const id = Number(event.message.id);
+        const { message } = event;
+        // The hub tells a sender of its messages too; only a stream that asked carries them.
+        const sent = message.toUser !== this.user;
+        if (sent && !(this.options.sent && message.fromUser === this.user)) return;
+        const id = Number(message.id);
         if (this.cursor !== undefined && id <= this.cursor) return;
         this.cursor = id;
-        this.write(frameEvent('message', messageJson(event.message), event.message.id));
+        this.write(frameEvent(sent ? 'sent' : 'message', messageJson(message), message.id));
         return;
       }
       case 'deleted':
-        if (event.toUser === this.user) this.write(frameEvent('deleted', JSON.stringify({ id: event.id })));
+        if (event.toUser === this.user || (this.options.sent && event.fromUser === this.user)) {
+          this.write(frameEvent('deleted', JSON.stringify({ id: event.id })));
+        }
         return;
       case 'read': {
         if (event.user === this.user) this.write(frameEvent('read', JSON.stringify({ ids: event.ids, readAt: event.readAt })));
@@ -318,9 +332,10 @@ class LiveStream {
           limit: REPLAY_PAGE,
         });
         if (this.closed) return;
-        for (const [id, json] of page.rows) {
+        for (const row of page.rows) {
+          const [id, json] = row;
           this.cursor = Number(id);
-          this.write(frameEvent('message', json, id));
+          this.write(frameEvent(this.options.sent && isSentBy(row, this.user) ? 'sent' : 'message', json, id));
         }
         if (this.closed) return;
         if (page.next === null) break;

@@ -66,6 +66,11 @@ export interface DialectReads {
   message(seq: number): Awaitable<string | undefined>;
   inbox(user: string, query: InboxQuery, window: PageWindow): Awaitable<WireRow[]>;
   sent(user: string, window: PageWindow): Awaitable<WireRow[]>;
+  /**
+   * Messages to `user` or from `user`, a message to oneself once, in one statement: two
+   * separate reads would see different commits, and a page merged from them could skip one.
+   */
+  mailbox(user: string, window: PageWindow): Awaitable<WireRow[]>;
   /** Both directions between two different users. */
   conversation(user: string, peer: string, window: PageWindow): Awaitable<WireRow[]>;
   /** Conversations whose last message is below `before`, most recent first, at most `fetch`. */
@@ -290,6 +295,11 @@ export class CoreStorage implements Storage {
   sent(user: string, query: PageQuery): Promise<WirePage> {
     const window = pageWindow(query);
     return this.read(() => this.reads.sent(user, window), (rows) => finishPage(rows, query));
+  }
+
+  mailbox(user: string, query: PageQuery): Promise<WirePage> {
+    const window = pageWindow(query);
+    return this.read(() => this.reads.mailbox(user, window), (rows) => finishPage(rows, query));
   }
 
   conversation(user: string, peer: string, query: PageQuery): Promise<WirePage> {

@@ -181,6 +181,11 @@ export interface Storage {
   inbox(user: string, query: InboxQuery): Promise<WirePage>;
   /** Messages `user` sent. */
   sent(user: string, query: PageQuery): Promise<WirePage>;
+  /**
+   * Messages to `user` and messages `user` sent, in the one id order, read as one snapshot;
+   * a message to oneself once. The stream that also carries what the user sends replays it.
+   */
+  mailbox(user: string, query: PageQuery): Promise<WirePage>;
   /** Messages between `user` and `peer`, both directions. */
   conversation(user: string, peer: string, query: PageQuery): Promise<WirePage>;
   /** `user`'s conversations, most recent first, those whose last message is before `before`. */

@@ -47,6 +47,8 @@ describe('SseParser', () => {
   it('maps Postbox events and skips ones it does not know or cannot read', () => {
     assert.deepEqual(toStreamEvent({ event: 'receipt', id: undefined, data: '{"ids":["3"],"readAt":"t","by":"Bo"}' }),
       { type: 'receipt', ids: ['3'], readAt: 't', by: 'Bo' });
+    const m = { id: '4', fromUser: 'me', toUser: 'Bo', message: 'hi', sentAt: 't', readAt: null };
+    assert.deepEqual(toStreamEvent({ event: 'sent', id: '4', data: JSON.stringify(m) }), { type: 'sent', message: m });
     assert.equal(toStreamEvent({ event: 'future-thing', id: undefined, data: '{}' }), undefined);
     assert.equal(toStreamEvent({ event: 'message', id: '1', data: 'not json' }), undefined);
   });

@@ -95,6 +95,60 @@ describe('client.subscribe', () => {
     }
   });
 
+  it('with sent: true follows what the user sends too, from after the newest of both boxes, and resumes both across a restart', async () => {
+    const dir = await tempDir();
+    let server = await startTestServer({}, { dir });
+    const port = new URL(server.url).port;
+    const client = new PostboxClient({ url: server.url, token: null });
+    const got = collector();
+    const sentByMe: Message[] = [];
+    const plain = collector();
+    await client.send({ fromUser: 'x', toUser: 'me', message: 'old in' });
+    // The newest message of the user is one it sent: "from now on" starts after it, not after the inbox's newest.
+    await client.send({ fromUser: 'me', toUser: 'x', message: 'old out' });
+    const sub = client.subscribe('me', {
+      sent: true, onMessage: got.onMessage, onEvent: got.onEvent, onSent: (m) => sentByMe.push(m), reconnect: { minMs: 50, maxMs: 200 },
+    });
+    const plainSub = client.subscribe('me', { onMessage: plain.onMessage, onEvent: plain.onEvent });
+    try {
+      await got.until(() => server.hub.listenersOf('me') >= 2, 'subscribed');
+      const out = await client.send({ fromUser: 'me', toUser: 'x', message: 'out' });
+      await client.send({ fromUser: 'x', toUser: 'me', message: 'in' });
+      const self = await client.send({ fromUser: 'me', toUser: 'me', message: 'self' });
+      await got.until(() => got.messages.length >= 2, 'the two received');
+      await plain.until(() => plain.messages.length >= 2, 'the plain subscription\'s two');
+      assert.deepEqual(sentByMe, [out]);
+      assert.deepEqual(got.messages.map((m) => m.message), ['in', 'self']);
+      assert.deepEqual(got.events.filter((e) => e.type === 'sent' || e.type === 'message').map((e) => e.type), ['sent', 'message', 'message']);
+      assert.equal(sub.lastEventId, self.id);
+      assert.ok(!plain.events.some((e) => e.type === 'sent'), 'without sent: true, no sent event');
+      plainSub.close();
+      await plainSub.closed;
+
+      await server.stop();
+      await got.until(() => got.events.some((e) => e.type === 'disconnected'), 'the disconnect');
+      const store = openSqliteStorage({ path: join(dir, 'postbox.db'), durability: 'fsync' });
+      await store.send({ fromUser: 'me', toUser: 'y', message: 'offline out' });
+      await store.send({ fromUser: 'y', toUser: 'me', message: 'offline in' });
+      await store.close();
+      server = await startTestServer({ PORT: port }, { dir });
+      await got.until(() => got.messages.length >= 3 && sentByMe.length >= 2, 'the missed two');
+      await got.until(() => server.hub.listenersOf('me') > 0, 'resubscribed');
+      await client.send({ fromUser: 'me', toUser: 'y', message: 'live out' });
+      await got.until(() => sentByMe.length >= 3, 'the live one');
+      assert.deepEqual(sentByMe.map((m) => m.message), ['out', 'offline out', 'live out']);
+      assert.deepEqual(got.messages.map((m) => m.message), ['in', 'self', 'offline in']);
+      const ids = got.events.flatMap((e) => (e.type === 'sent' || e.type === 'message' ? [Number(e.message.id)] : []));
+      assert.deepEqual(ids, [...new Set(ids)].sort((a, b) => a - b), 'every one once, in id order');
+    } finally {
+      sub.close();
+      plainSub.close();
+      await sub.closed;
+      await server.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('backs off while refused for now (429), then connects', async () => {
     const server = await startTestServer({ POSTBOX_STREAMS_PER_USER: '1' });
     const client = new PostboxClient({ url: server.url, token: null });

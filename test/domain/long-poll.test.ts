@@ -70,4 +70,19 @@ describe('long-poll', () => {
       await t.close();
     }
   });
+
+  it('is not woken by what the user sends (the hub tells senders too, for their streams)', async () => {
+    const t = await setup();
+    try {
+      const polling = t.service.inbox(ANYONE, 'me', { wait: 30 });
+      await until(() => t.hub.listeners > 0, 'the poll to watch');
+      for (const text of ['out 1', 'out 2']) await t.service.send(ANYONE, { fromUser: 'me', toUser: 'friend', message: text });
+      await t.service.send(ANYONE, { fromUser: 'friend', toUser: 'me', message: 'in' });
+      const page = await polling;
+      assert.deepEqual(page.rows.map(([, json]) => (JSON.parse(json) as { message: string }).message), ['in']);
+      assert.equal(t.reads(), 2, 'one read before waiting, one after the message to the user');
+    } finally {
+      await t.close();
+    }
+  });
 });

@@ -15,6 +15,7 @@ import type { Message } from '../../src/protocol/types.js';
 import type { RawResponse } from '../helpers/http.js';
 import { buildTestApp, type TestApp } from '../helpers/app.js';
 import { openStream } from '../helpers/sse.js';
+import { until } from '../helpers/wait.js';
 import { ensureWebBuilt } from '../helpers/web-build.js';
 
 const ADMIN = 'admin-token-for-the-matrix-0123456789';
@@ -327,6 +328,28 @@ describe('token mode rules beyond the matrix', () => {
     assert.equal((await server.request(`/v1/users/${ann}/messages`, { headers: old })).status, 401);
     assert.equal((await server.request(`/v1/users/${ann}/messages`, { headers: { authorization: `Bearer ${fresh}` } })).status, 401,
       'revoking revokes every token of the user');
+  });
+
+  it('opens the stream with sent=true for the owner\'s read-scoped token, carrying its sends; never for another user', async () => {
+    const ann = await makeUser();
+    const bob = await makeUser();
+    const asAnn = { authorization: `Bearer ${tokens.get(ann)}` };
+    const read = (await server.postJson(`/v1/users/${ann}/tokens`, { scopes: ['read'] }, asAnn)).json<{ token: string }>().token;
+    const url = await server.listen();
+    const refused = await openStream(url, `/v1/users/${ann}/stream?sent=true`, { authorization: `Bearer ${tokens.get(bob)}` });
+    refused.close();
+    assert.equal(refused.status, 403);
+    const s = await openStream(url, `/v1/users/${ann}/stream?sent=true`, { authorization: `Bearer ${read}` });
+    try {
+      assert.equal(s.status, 200);
+      await until(() => server.hub.listenersOf(ann) > 0, 'the stream to subscribe');
+      const sent = await server.postJson('/v1/messages', { toUser: bob, message: 'seen by my read token' }, asAnn);
+      assert.equal(sent.status, 201);
+      const [event] = await s.waitFor(1, 'sent');
+      assert.deepEqual(JSON.parse(event!.data), sent.json<Message>());
+    } finally {
+      s.close();
+    }
   });
 
   it('issues scoped tokens, and refuses scopes it does not know', async () => {

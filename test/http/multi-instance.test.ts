@@ -222,6 +222,33 @@ await describeWithPostgres('two instances on one PostgreSQL, over HTTP', () => {
     }
   }));
 
+  it('delivers what a user sends through either instance, and its deletion, to the user\'s sent=true streams on the other', () => withPair(async (a, b) => {
+    const user = fresh('sender');
+    const onA = await openStream(a.url, `/v1/users/${user}/stream?sent=true`);
+    const onB = await openStream(b.url, `/v1/users/${user}/stream?sent=true`);
+    try {
+      await subscribed(a, user);
+      await subscribed(b, user);
+      const m1 = (await postJson(a.url, '/v1/messages', { fromUser: user, toUser: 'x', message: 'sent through A' })).json<Message>();
+      const m2 = (await postJson(b.url, '/v1/messages', { fromUser: user, toUser: 'y', message: 'sent through B' })).json<Message>();
+      const m3 = (await postJson(a.url, '/v1/messages', { fromUser: 'x', toUser: user, message: 'a reply' })).json<Message>();
+      assert.equal((await request(b.url, `/v1/messages/${m1.id}`, { method: 'DELETE' })).status, 204);
+      const expected = [
+        { event: 'sent', id: m1.id, data: m1 },
+        { event: 'sent', id: m2.id, data: m2 },
+        { event: 'message', id: m3.id, data: m3 },
+        { event: 'deleted', data: { id: m1.id } },
+      ];
+      for (const s of [onA, onB]) {
+        const events = await s.waitFor(4);
+        assert.deepEqual(events.map((e) => ({ event: e.event, ...(e.id === undefined ? {} : { id: e.id }), data: JSON.parse(e.data) as unknown })), expected);
+      }
+    } finally {
+      onA.close();
+      onB.close();
+    }
+  }));
+
   it('stores one message for one Idempotency-Key sent concurrently to both, and both answer the same Message', () => withPair(async (a, b) => {
     const user = fresh('idem');
     const key = `race-${user}`;

@@ -10,7 +10,7 @@ import { openSqliteStorage } from '../../src/storage/sqlite/sqlite-storage.js';
 import { postJson, request } from '../helpers/http.js';
 import { buildTestApp } from '../helpers/app.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { openStream, type SseEvent } from '../helpers/sse.js';
+import { openStream, type SseConnection, type SseEvent } from '../helpers/sse.js';
 import { until } from '../helpers/wait.js';
 
 let server: TestServer;
@@ -189,6 +189,116 @@ describe('stream', () => {
       assert.equal(res.status, 400, path);
       assert.match(String(res.headers['content-type']), /problem\+json/);
     }
+  });
+});
+
+describe('stream with sent=true', () => {
+  /** The message and sent events of a stream, as `event id`, once `n` have arrived. */
+  async function mail(s: SseConnection, n: number): Promise<string[]> {
+    const of = () => s.events.filter((e) => e.event === 'message' || e.event === 'sent');
+    await until(() => of().length >= n, `${n} message and sent events`, 60_000);
+    return of().map((e) => `${e.event} ${e.id}`);
+  }
+
+  it('carries what the user sends as sent events; a message to oneself is one message event; the default stream is unchanged', async () => {
+    const me = fresh('me');
+    await send(me, 'x', 'before connecting');
+    const withSent = await openStream(server.url, `/v1/users/${me}/stream?sent=true`);
+    const plain = await openStream(server.url, `/v1/users/${me}/stream`);
+    try {
+      assert.equal(withSent.status, 200);
+      await subscribed(me, 2);
+      const out = await send(me, 'x', 'from another tab');
+      const into = await send('x', me, 'a reply');
+      const self = await send(me, me, 'note to self');
+      assert.deepEqual(await mail(withSent, 3), [`sent ${out.id}`, `message ${into.id}`, `message ${self.id}`]);
+      const [sentEvent] = withSent.events.filter((e) => e.event === 'sent');
+      assert.equal(sentEvent!.data, JSON.stringify(out), 'the same Message JSON as a message event');
+      // The sender's delete reaches its own stream; the plain stream hears nothing of it.
+      await request(server.url, `/v1/messages/${out.id}`, { method: 'DELETE' });
+      const [deleted] = await withSent.waitFor(1, 'deleted');
+      assert.deepEqual(JSON.parse(deleted!.data), { id: out.id });
+      const marker = await send('x', me, 'marker');
+      await plain.waitFor(3, 'message');
+      assert.deepEqual(plain.events.map((e) => `${e.event} ${e.id}`), [`message ${into.id}`, `message ${self.id}`, `message ${marker.id}`]);
+      assert.doesNotMatch(plain.raw(), /event: (sent|deleted)/);
+    } finally {
+      withSent.close();
+      plain.close();
+    }
+  });
+
+  it('resumes after Last-Event-ID or after=, replaying received and sent messages in id order, then goes live', async () => {
+    const me = fresh('me');
+    const order: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      order.push(`sent ${(await send(me, 'peer', `out ${i}`)).id}`);
+      order.push(`message ${(await send('peer', me, `in ${i}`)).id}`);
+      await send('peer', 'someone-else', 'not mine');
+    }
+    const cursor = order[1]!.split(' ')[1]!;
+    const resumed = await openStream(server.url, `/v1/users/${me}/stream?sent=true&after=0`, { 'last-event-id': cursor });
+    const all = await openStream(server.url, `/v1/users/${me}/stream?after=0&sent=true`);
+    try {
+      assert.deepEqual(await mail(resumed, 4), order.slice(2));
+      assert.deepEqual(await mail(all, 6), order);
+      await subscribed(me, 2);
+      order.push(`sent ${(await send(me, 'peer', 'live')).id}`);
+      assert.deepEqual(await mail(resumed, 5), order.slice(2));
+      assert.deepEqual(await mail(all, 7), order);
+    } finally {
+      resumed.close();
+      all.close();
+    }
+  });
+
+  it('has no gap and no duplicate of sent and received messages when subscribers join and reconnect during a burst', async () => {
+    const me = fresh('me');
+    const total = 400;
+    const writers = 8;
+    const acknowledged: string[] = [];
+    let next = 0;
+    // Half the writers send to `me`, half send as `me`; some of each to oneself.
+    const burst = Promise.all(Array.from({ length: writers }, async (_, w) => {
+      while (next < total) {
+        const i = next++;
+        const m = w % 2 === 0
+          ? await send(`w${w}`, me, `in ${i}`)
+          : await send(me, i % 10 === 1 ? me : `w${w}`, `out ${i}`);
+        acknowledged.push(m.id);
+      }
+    }));
+    const joins = Array.from({ length: 4 }, async (_, k) => {
+      await until(() => acknowledged.length >= k * 90, `${k * 90} sends acknowledged`, 60_000);
+      const cursor = [...acknowledged].sort((a, b) => Number(a) - Number(b))[Math.max(0, acknowledged.length - 5)] ?? '0';
+      return { s: await openStream(server.url, `/v1/users/${me}/stream?sent=true&after=${cursor}`), cursor };
+    });
+    const hopper = (async () => {
+      const first = await openStream(server.url, `/v1/users/${me}/stream?after=0&sent=true`);
+      const got = await mail(first, 120);
+      first.close();
+      const last = got[got.length - 1]!.split(' ')[1]!;
+      return { got, second: await openStream(server.url, `/v1/users/${me}/stream?sent=true`, { 'last-event-id': last }) };
+    })();
+    await burst;
+    const expectAll = [...acknowledged].sort((a, b) => Number(a) - Number(b));
+    const ids = (events: string[]) => events.map((e) => e.split(' ')[1]!);
+    for (const { s, cursor } of await Promise.all(joins)) {
+      const want = expectAll.filter((id) => Number(id) > Number(cursor));
+      const got = ids(await mail(s, want.length));
+      s.close();
+      assert.deepEqual(got, want, `subscriber after ${cursor}: every message once, in order`);
+    }
+    const { got, second } = await hopper;
+    const rest = await mail(second, total - got.length);
+    second.close();
+    assert.deepEqual(ids([...got, ...rest]), expectAll, 'the reconnecting subscriber saw everything once');
+  });
+
+  it('rejects a sent= that is not a boolean with 400', async () => {
+    const res = await request(server.url, `/v1/users/${fresh('me')}/stream?sent=maybe`);
+    assert.equal(res.status, 400);
+    assert.match(String(res.headers['content-type']), /problem\+json/);
   });
 });
 

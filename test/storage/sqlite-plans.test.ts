@@ -44,6 +44,7 @@ describe('SQLite query plans', () => {
         await s.inbox('u1', { ...q, unreadOnly: true });
         await s.inbox('u1', { ...q, from: 'u2', unreadOnly: true });
         await s.sent('u1', q);
+        await s.mailbox('u1', q);
         await s.conversation('u1', 'u2', q);
         await s.conversation('u1', 'u1', q);
       }

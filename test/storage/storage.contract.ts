@@ -15,7 +15,7 @@ import { UserService } from '../../src/domain/users.js';
 import { joinedMessages, messageJson, pageJson } from '../../src/protocol/wire.js';
 import { Hub } from '../../src/realtime/hub.js';
 import { StreamRegistry } from '../../src/realtime/streams.js';
-import type { ExportRecord, Storage, StoreEvent, WirePage } from '../../src/storage/storage.js';
+import type { ExportRecord, Storage, StoreEvent, WirePage, WireRow } from '../../src/storage/storage.js';
 import type { StoredWebhook } from '../../src/storage/webhooks.js';
 import { until } from '../helpers/wait.js';
 
@@ -136,6 +136,8 @@ export function storageContract(name: string, open: StoreFactory): void {
         assert.deepEqual(rowsOf(await s.inbox('bob', { before: Infinity, limit: 1 })), [['12', golden[12]]]);
         assert.deepEqual(rowsOf(await s.inbox('bob', { unreadOnly: true, limit: 10 })), [['7', golden[7]]]);
         assert.deepEqual(rowsOf(await s.sent('ann', { limit: 10 })), [['7', golden[7]], ['12', golden[12]]]);
+        assert.deepEqual(rowsOf(await s.mailbox('ann', { limit: 10 })), [['7', golden[7]], ['9', golden[9]], ['12', golden[12]]]);
+        assert.deepEqual(rowsOf(await s.mailbox('ann', { before: Infinity, limit: 1 })), [['12', golden[12]]]);
         assert.deepEqual(rowsOf(await s.conversation('ann', 'bob', { limit: 10 })), [['7', golden[7]], ['9', golden[9]], ['12', golden[12]]]);
         assert.deepEqual(rowsOf(await s.conversation('bob', 'ann', { before: 12, limit: 1 })), [['9', golden[9]]]);
         assert.equal(messageJson((await s.getMessage(7))!), golden[7]);
@@ -175,6 +177,45 @@ export function storageContract(name: string, open: StoreFactory): void {
           await until(() => text.includes(frame(out.message.id, stored)), 'the live frame');
         } finally {
           body.destroy();
+        }
+      }));
+
+      it('streams what the user sent, with sent=true: replayed with what it received in id order, then live', () => withStore(open, async (s) => {
+        await s.importAll(Readable.from(records) as AsyncIterable<ExportRecord>);
+        const hub = new Hub();
+        s.onEvents((events) => hub.publish(events));
+        const messages = new MessageService(s, hub, { maxMessageBytes: 100_000 });
+        const streams = new StreamRegistry(hub, { perUser: 4, total: 4, heartbeatMs: 60_000, bufferBytes: 1 << 20, retryMs: 1000 },
+          { warn: () => undefined, debug: () => undefined }, { messages, users: new UserService(s) });
+        const read = (body: Readable) => {
+          const got = { text: '' };
+          body.setEncoding('utf8');
+          body.on('data', (chunk: string) => (got.text += chunk));
+          return got;
+        };
+        const withSent = streams.start({ actor: ANYONE, user: 'ann', after: '0', sent: true });
+        const plain = streams.start({ actor: ANYONE, user: 'ann', after: '0' });
+        const mine = read(withSent);
+        const theirs = read(plain);
+        try {
+          const frame = (event: string, id: string, json: string) => `event: ${event}\nid: ${id}\ndata: ${json}\n\n`;
+          const replayed = frame('sent', '7', golden[7]) + frame('message', '9', golden[9]) + frame('sent', '12', golden[12]);
+          await until(() => mine.text.includes(replayed), 'the replayed frames');
+          const out = await s.send({ fromUser: 'ann', toUser: 'bob', message: 'live' });
+          const self = await s.send({ fromUser: 'ann', toUser: 'ann', message: 'note to self' });
+          assert.ok(out.kind === 'stored' && self.kind === 'stored');
+          const [[, stored], [, selfStored]] = (await s.mailbox('ann', { after: 12, limit: 5 })).rows as [WireRow, WireRow];
+          const live = frame('sent', out.message.id, stored) + frame('message', self.message.id, selfStored);
+          await until(() => mine.text.includes(live), 'the live frames');
+          await until(() => theirs.text.includes(frame('message', self.message.id, selfStored)), 'the plain stream\'s frame');
+          // A message to oneself is one `message` event; a stream without sent=true carries no `sent`.
+          assert.equal(mine.text.split(`id: ${self.message.id}\n`).length, 2);
+          assert.equal(theirs.text, `retry: 1000\n\n${frame('message', '9', golden[9])}${frame('message', self.message.id, selfStored)}`);
+          await s.deleteMessage(Number(out.message.id));
+          await until(() => mine.text.includes(`event: deleted\ndata: {"id":"${out.message.id}"}\n\n`), 'the sender\'s deleted event');
+        } finally {
+          withSent.destroy();
+          plain.destroy();
         }
       }));
 
@@ -258,6 +299,68 @@ export function storageContract(name: string, open: StoreFactory): void {
         assert.equal(p.more, true);
         const back = objects(await s.sent('me', { before: Infinity, limit: 1 }));
         assert.deepEqual(back.messages.map((m) => m.id), [toC[1]]);
+      }));
+
+      it('lists what a user received and sent together, in id order, a message to oneself once', () => withStore(open, async (s) => {
+        const order: string[] = [];
+        for (let i = 0; i < 4; i++) {
+          order.push(...await sendMany(s, 1, 'me', 'b', `out${i}`));
+          order.push(...await sendMany(s, 1, 'c', 'me', `in${i}`));
+          order.push(...await sendMany(s, 1, 'me', 'me', `self${i}`));
+          await sendMany(s, 1, 'b', 'c', 'elsewhere');
+        }
+        const all = objects(await s.mailbox('me', { limit: 50 }));
+        assert.deepEqual(all.messages.map((m) => m.id), order);
+        assert.equal(all.more, false);
+        // Forward from a cursor, page by page: every message once.
+        const seen: string[] = [];
+        let after = 0;
+        for (;;) {
+          const page = objects(await s.mailbox('me', { after, limit: 5 }));
+          seen.push(...page.messages.map((m) => m.id));
+          if (!page.more) break;
+          after = seqOf(page.messages[page.messages.length - 1]!.id);
+        }
+        assert.deepEqual(seen, order);
+        const resumed = objects(await s.mailbox('me', { after: seqOf(order[4]!), limit: 3 }));
+        assert.deepEqual(resumed.messages.map((m) => m.id), order.slice(5, 8));
+        assert.equal(resumed.more, true);
+        const latest = objects(await s.mailbox('me', { before: Infinity, limit: 2 }));
+        assert.deepEqual(latest.messages.map((m) => m.id), order.slice(-2));
+        const back = objects(await s.mailbox('me', { before: seqOf(order[3]!), limit: 10 }));
+        assert.deepEqual(back.messages.map((m) => m.id), order.slice(0, 3));
+        assert.equal(back.more, false);
+        const range = objects(await s.mailbox('me', { after: seqOf(order[1]!), before: seqOf(order[6]!), limit: 10 }));
+        assert.deepEqual(range.messages.map((m) => m.id), order.slice(2, 6));
+        assert.deepEqual(objects(await s.mailbox('nobody', { limit: 5 })), { messages: [], more: false });
+      }));
+
+      it('never skips or repeats a message of a user\'s inbox and sent box while writers commit concurrently', () => withStore(open, async (s) => {
+        const perWriter = 40;
+        const written: string[] = [];
+        const pairs = [['me', 'a'], ['a', 'me'], ['me', 'me'], ['b', 'me'], ['a', 'b']] as const;
+        const writing = Promise.all(pairs.map(async ([from, to]) => {
+          for (let i = 0; i < perWriter; i++) {
+            const out = await s.send({ fromUser: from, toUser: to, message: `${from}>${to}:${i}` });
+            if (out.kind === 'stored' && (from === 'me' || to === 'me')) written.push(out.message.id);
+          }
+        }));
+        const seen: string[] = [];
+        let after: number | undefined;
+        let done = false;
+        void writing.then(() => (done = true));
+        for (;;) {
+          const finished = done;
+          const page = objects(await s.mailbox('me', { after, limit: 7 }));
+          for (const m of page.messages) seen.push(m.id);
+          if (page.messages.length > 0) after = seqOf(page.messages[page.messages.length - 1]!.id);
+          if (finished && !page.more) break;
+          if (page.messages.length === 0) await new Promise((r) => setImmediate(r));
+        }
+        await writing;
+        assert.equal(new Set(seen).size, seen.length, 'no message seen twice');
+        assert.deepEqual(seen, [...seen].sort((x, y) => seqOf(x) - seqOf(y)), 'in id order');
+        assert.deepEqual([...seen].sort(), [...written].sort(), 'every committed message seen');
       }));
 
       it('gives every page in the canonical wire bytes, for every query shape', () => withStore(open, async (s) => {

@@ -17,6 +17,13 @@ export interface PendingSend {
   text: string;
   state: 'sending' | 'failed';
   reason?: string;
+  /**
+   * A `sent` event with this send's text that came while the send was unconfirmed: most
+   * likely its own echo (a failed send may still have been stored, its answer lost), held
+   * back so that the view does not show it twice. A confirmed send or retry merges it by id
+   * (one message, or two if another tab sent the same text); discarding the send shows it.
+   */
+  echo?: Message;
 }
 
 /** One conversation's loaded messages. */
@@ -99,7 +106,10 @@ export class Chat {
    */
   start(): void {
     this.subscription = this.client.subscribe(this.me, {
+      // What this user sends from another tab or device shows here live too.
+      sent: true,
       onMessage: (m) => this.arrived(m),
+      onSent: (m) => this.sentElsewhere(m),
       onEvent: (e) => this.streamEvent(e),
       reconnect: { minMs: 250, maxMs: 10_000 },
     });
@@ -276,6 +286,8 @@ export class Chat {
     const v = this.view(peer);
     const pending = v.pending.find((p) => p.key === key);
     v.pending = v.pending.filter((p) => p.key !== key);
+    // What the stream showed of this text was stored, this send's or another tab's: show it.
+    if (pending?.echo) v.messages = merge(v.messages, [pending.echo]);
     this.changed();
     return pending?.text ?? '';
   }
@@ -285,7 +297,8 @@ export class Chat {
       const message = await this.client.send({ fromUser: this.me, toUser: peer, message: pending.text }, { idempotencyKey: pending.key });
       const v = this.view(peer);
       v.pending = v.pending.filter((p) => p !== pending);
-      v.messages = merge(v.messages, [message]);
+      // By id: the stream's copy of this very message, if it came first, merges into one.
+      v.messages = merge(v.messages, pending.echo ? [message, pending.echo] : [message]);
       this.touch(peer, message, 0);
     } catch (err) {
       if (this.authFailed(err)) return;
@@ -326,6 +339,21 @@ export class Chat {
     this.changed();
   }
 
+  /** A message this user sent, heard on the stream: from another tab or device, or this tab's own echo. */
+  private sentElsewhere(message: Message): void {
+    const peer = message.toUser;
+    const v = this.views.get(peer);
+    if (v && !v.messages.some((m) => m.id === message.id)) {
+      // While this tab's own send of the same text is unconfirmed, the stream's copy is
+      // likely that very message: hold it until the send is settled (see PendingSend.echo).
+      const mine = v.pending.find((p) => p.echo === undefined && p.text === message.message);
+      if (mine) mine.echo = message;
+      else v.messages = merge(v.messages, [message]);
+    }
+    this.touch(peer, message, 0);
+    this.changed();
+  }
+
   private streamEvent(event: StreamEvent): void {
     switch (event.type) {
       case 'open':
@@ -356,7 +384,8 @@ export class Chat {
         this.onSignedOut(`The server ended this session: ${event.reason}.`);
         return;
       case 'message':
-        return; // handled by onMessage
+      case 'sent':
+        return; // handled by onMessage and onSent
     }
     this.changed();
   }

@@ -182,6 +182,15 @@ class PostgresDialect implements Dialect {
         const args: unknown[] = [user];
         return rows(`SELECT ${WIRE_COLUMNS} FROM messages m WHERE from_user = $1${windowSql(window, args, param)}`, args);
       },
+      mailbox: (user, window) => {
+        // The inbox and the sent box are each a range of an index; merging the two bounded
+        // ranges keeps the cost at O(page). UNION, not UNION ALL: a message to oneself is in both.
+        const args: unknown[] = [user];
+        const bounds = windowSql(window, args, param);
+        const side = (column: string) => `(SELECT * FROM messages WHERE ${column} = $1${bounds})`;
+        return rows(`SELECT ${WIRE_COLUMNS} FROM (${side('to_user')} UNION ${side('from_user')}) AS m ` +
+          `ORDER BY m.seq ${window.order} LIMIT $${args.length}`, args);
+      },
       conversation: (user, peer, window) => {
         // Each direction is a range of the (to_user, from_user, seq) index; merging the two
         // bounded ranges keeps the cost at O(page) however long the history.

@@ -126,6 +126,16 @@ class SqliteDialect implements Dialect {
         const args: unknown[] = [user];
         return rows(`SELECT ${WIRE_COLUMNS} FROM messages WHERE from_user = ?${windowSql(window, args, param)}`, args);
       },
+      mailbox: (user, window) => {
+        // The inbox and the sent box are each a range of an index; merging the two bounded
+        // ranges keeps the cost at O(page). UNION, not UNION ALL: a message to oneself is in both.
+        const args: unknown[] = [];
+        const bounds = windowSql(window, args, param);
+        const side = (column: string) => `SELECT seq, json FROM messages WHERE ${column} = ?${bounds}`;
+        const both = `SELECT * FROM (${side('to_user')}) UNION SELECT * FROM (${side('from_user')})`;
+        return rows(`SELECT ${WIRE_COLUMNS} FROM (${both}) ORDER BY seq ${window.order} LIMIT ?`,
+          [user, ...args, user, ...args, window.fetch]);
+      },
       conversation: (user, peer, window) => {
         // Each direction is a range of the (to_user, from_user, seq) index; merging the two
         // bounded ranges keeps the cost at O(page) however long the history.
