@@ -5,12 +5,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFile, open, rename, rm } from 'node:fs/promises';
+import { copyFile, mkdir, open, rename, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { storeCommands } from '../../src/cli/store-commands.js';
+import { StoreInUseError } from '../../src/storage/sqlite/serve-lock.js';
 import type { Problem } from '../../src/protocol/types.js';
 import { startTestServer, tempDir, type TestServer } from '../helpers/server.js';
 import { until } from '../helpers/wait.js';
@@ -82,6 +83,34 @@ describe('the store watches its own file', () => {
       assert.match(res.json<Problem>().detail, /replaced/);
     } finally {
       await server.stop().catch(() => undefined);
+    }
+  });
+});
+
+describe('a store reached through a symlink', () => {
+  it('takes sends (its WAL is the real file\'s), and a second server through the link, or on the real path, is refused', async () => {
+    const dir = await tempDir();
+    try {
+      await mkdir(join(dir, 'data'));
+      const real = join(dir, 'data', 'postbox.db');
+      const first = await startTestServer({ DATABASE_URL: `sqlite:${real}` }, { dir });
+      assert.equal((await send(first)).statusCode, 201);
+      await first.stop();
+      await symlink(real, join(dir, 'alias.db'));
+
+      const server = await startTestServer({ DATABASE_URL: `sqlite:${join(dir, 'alias.db')}`, POSTBOX_DURABILITY: 'fsync' }, { dir });
+      try {
+        for (let i = 0; i < 3; i++) assert.equal((await send(server, `via the link ${i}`)).statusCode, 201);
+        assert.equal(await status(server, '/readyz'), 200);
+        const again = await server.app.inject({ method: 'GET', url: '/v1/users/b/messages' });
+        assert.equal(again.json<{ messages: unknown[] }>().messages.length, 4);
+        await assert.rejects(startTestServer({ DATABASE_URL: `sqlite:${join(dir, 'alias.db')}` }, { dir }), StoreInUseError);
+        await assert.rejects(startTestServer({ DATABASE_URL: `sqlite:${real}` }, { dir }), StoreInUseError);
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

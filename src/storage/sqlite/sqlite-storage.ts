@@ -17,6 +17,7 @@ import { sqliteWebhookReads } from './webhooks.js';
 import { FileGuard } from './file-guard.js';
 import { migrate } from './migrations.js';
 import { MainWriter } from './main-writer.js';
+import { resolveStorePath } from './store-path.js';
 import type { Fsync } from './wal-sync.js';
 import { CONNECTION_PRAGMAS, SENT_AT, WIRE_COLUMNS } from './rows.js';
 
@@ -44,8 +45,10 @@ export function isCorruption(err: unknown): boolean {
 export type SqliteStorage = CoreStorage;
 
 /** Opens (creating and migrating if needed) a SQLite store. */
-export function openSqliteStorage(options: SqliteOptions): SqliteStorage {
-  if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+export function openSqliteStorage(given: SqliteOptions): SqliteStorage {
+  if (given.path !== ':memory:') mkdirSync(dirname(given.path), { recursive: true });
+  // Resolved once, here: the WAL sync, the file guard and the checkpointer all name the file SQLite opened.
+  const options = { ...given, path: resolveStorePath(given.path) };
   const db = new Database(options.path, options.onQuery ? { verbose: (sql) => options.onQuery?.(String(sql)) } : {});
   try {
     for (const p of CONNECTION_PRAGMAS) db.pragma(p);
