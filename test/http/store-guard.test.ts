@@ -70,6 +70,24 @@ describe('the store watches its own file', () => {
     }
   });
 
+  it('refuses every send that starts after the file was deleted, without waiting for the watch', async () => {
+    const server = await startTestServer();
+    try {
+      assert.equal((await send(server)).statusCode, 201);
+      await rm(server.dir, { recursive: true, force: true });
+      // All of them start after the rm returned, in one burst (one or a few batches), with no
+      // wait for the once-a-second watch or /readyz: none may be answered 201 and then lost.
+      const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => send(server, `after the rm ${i}`)));
+      assert.deepEqual([...new Set(answers.map((r) => r.statusCode))], [503], answers.map((r) => r.statusCode).join(' '));
+      assert.match(answers[0]!.json<Problem>().detail, /deleted/);
+      assert.equal(await status(server, '/readyz'), 503);
+      assert.equal(server.logs.filter((l) => l.level === 50 && /deleted/.test(String(l.msg))).length, 1, 'one error, not one per batch');
+    } finally {
+      await server.close().catch(() => undefined);
+      await rm(server.dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses writes once the file is replaced by another', async () => {
     const server = await startTestServer();
     try {

@@ -99,12 +99,14 @@ class SqliteDialect implements Dialect {
 
   constructor(private readonly db: Database.Database, options: SqliteOptions) {
     this.webhookReads = sqliteWebhookReads(db);
-    this.writer = new MainWriter({ path: options.path, durability: options.durability, fsync: options.fsync });
+    const guard = options.path !== ':memory:' && options.path !== '' ? new FileGuard(options.path, options.logger) : undefined;
+    this.guard = guard;
+    this.writer = new MainWriter({
+      path: options.path, durability: options.durability, fsync: options.fsync,
+      ...(guard ? { refuse: () => guard.checkNow() } : {}),
+    });
     this.durability = this.writer.wal;
-    if (options.path !== ':memory:' && options.path !== '') {
-      this.guard = new FileGuard(options.path, options.logger);
-      this.guard.start();
-    }
+    guard?.start();
     // SQLite's count of commits by other connections: the write connection's and other
     // processes'. Asking costs a read transaction (two fcntl locks, 3-10 µs, more than the
     // rest of a cached read), so it is asked once per turn of the event loop: what this
