@@ -9,9 +9,26 @@ import pg from 'pg';
 import type { StorageLocation } from '../config.js';
 import { MIGRATIONS as PG_MIGRATIONS } from './postgres/migrations.js';
 import { MIGRATIONS as SQLITE_MIGRATIONS } from './sqlite/migrations.js';
+import type { Migration } from './storage.js';
 
-/** The tables of the schema, each read whole by a check. */
-const TABLES = ['messages', 'counters', 'conversations', 'idempotency_keys', 'users', 'tokens', 'removed_users', 'schema_migrations'];
+/**
+ * The tables a store at schema `version` must have, read from the dialect's own migrations
+ * (each backend's list is its own: SQLite keeps a `counters` table PostgreSQL has no need
+ * of), so that a new migration's tables are checked without anyone remembering to list them.
+ */
+export function schemaTables(migrations: readonly Migration[], version: number): string[] {
+  const tables = ['schema_migrations'];
+  for (const m of migrations) {
+    if (m.version > version) continue;
+    for (const [, name] of m.sql.matchAll(/\bCREATE TABLE (?:IF NOT EXISTS )?(\w+)/gi)) tables.push(name!);
+  }
+  return tables;
+}
+
+/** The tables of `expected` that `present` lacks, each as a problem. */
+function missingTables(expected: readonly string[], present: ReadonlySet<string>): string[] {
+  return expected.filter((t) => !present.has(t)).map((t) => `table ${t} is missing`);
+}
 
 /** What a check found: nothing wrong when `problems` is empty. */
 export interface CheckReport {
@@ -62,6 +79,11 @@ function checkSqlite(path: string): CheckReport {
       schemaVersion = null;
     }
     problems.push(...versionProblems(schemaVersion, expectedVersion));
+    if (schemaVersion !== null) {
+      // SQLite's integrity check reads every page of the tables there are; a dropped one it cannot miss.
+      const present = new Set(db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").pluck().all() as string[]);
+      problems.push(...missingTables(schemaTables(SQLITE_MIGRATIONS, schemaVersion), present));
+    }
   } finally {
     db.close();
   }
@@ -86,8 +108,7 @@ async function checkPostgres(url: string): Promise<CheckReport> {
     }
     problems.push(...versionProblems(schemaVersion, expectedVersion));
     if (schemaVersion !== null) {
-      for (const table of TABLES) {
-        if (table === 'removed_users' && schemaVersion < 2) continue;
+      for (const table of schemaTables(PG_MIGRATIONS, schemaVersion)) {
         try {
           // A full read: a damaged page or a missing table fails here.
           await client.query(`SELECT count(*) FROM (SELECT * FROM ${table}) AS t`);

@@ -13,6 +13,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import pg from 'pg';
 import { spawnServer } from '../helpers/child.js';
 import { createSchema, describeWithPostgres, TEST_PG_URL } from '../helpers/pg.js';
@@ -234,6 +235,62 @@ describe('a second server on one SQLite file', () => {
       const again = await spawnServer({ DATABASE_URL: db });
       again.process.kill('SIGTERM');
       assert.equal((await again.exited).code, 0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** Runs SQL on a test schema (its URL puts the connection there). */
+async function onSchema(url: string, sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+await describeWithPostgres('postbox check on PostgreSQL', () => {
+  it('passes a healthy store, and names a dropped table and a schema version that is not this Postbox\'s', async () => {
+    const schema = await createSchema();
+    try {
+      const db = schema.url();
+      assert.equal((await postbox(['users', 'add', 'alice', '--db', db])).code, 0);
+      const healthy = await postbox(['check', '--db', db]);
+      assert.equal(healthy.code, 0, healthy.stdout + healthy.stderr);
+      assert.match(healthy.stdout, /the store is whole \(schema version \d+\)/);
+
+      await onSchema(db, 'DROP TABLE webhook_deliveries');
+      const dropped = await postbox(['check', '--db', db]);
+      assert.equal(dropped.code, 1, dropped.stdout);
+      assert.match(dropped.stdout, /problem: table webhook_deliveries cannot be read/);
+      assert.doesNotMatch(dropped.stdout, /counters/, 'SQLite\'s own table is not asked of PostgreSQL');
+
+      await onSchema(db, 'DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)');
+      const behind = await postbox(['check', '--db', db]);
+      assert.equal(behind.code, 1, behind.stdout);
+      assert.match(behind.stdout, /problem: the store's schema is at version \d+; run postbox migrate/);
+    } finally {
+      await schema.drop();
+    }
+  });
+});
+
+describe('postbox check on SQLite', () => {
+  it('names a table the schema should have and the file lacks', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir, 'store.db');
+      assert.equal((await postbox(['users', 'add', 'alice', '--db', `sqlite:${path}`])).code, 0);
+      assert.equal((await postbox(['check', '--db', `sqlite:${path}`])).code, 0);
+      const raw = new Database(path);
+      raw.exec('DROP TABLE maintenance');
+      raw.close();
+      const run = await postbox(['check', '--db', `sqlite:${path}`]);
+      assert.equal(run.code, 1, run.stdout);
+      assert.match(run.stdout, /problem: table maintenance is missing/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
