@@ -1,6 +1,7 @@
 /**
- * `postbox check`: is the store whole? SQLite runs its own integrity check over every page;
- * PostgreSQL (which keeps its pages itself) is asked for the schema version and a full
+ * `postbox check`: is the store whole? SQLite runs its own integrity check over every page,
+ * and every stored message's JSON is looked at as a read would (failures.ts); PostgreSQL
+ * (which keeps its pages itself) is asked for the schema version and a full
  * read of each table. Neither changes anything; neither migrates.
  */
 import { existsSync } from 'node:fs';
@@ -9,6 +10,7 @@ import pg from 'pg';
 import type { StorageLocation } from '../config.js';
 import { MIGRATIONS as PG_MIGRATIONS } from './postgres/migrations.js';
 import { MIGRATIONS as SQLITE_MIGRATIONS } from './sqlite/migrations.js';
+import { wireJsonIntact } from './failures.js';
 import type { Migration } from './storage.js';
 
 /**
@@ -83,11 +85,33 @@ function checkSqlite(path: string): CheckReport {
       // SQLite's integrity check reads every page of the tables there are; a dropped one it cannot miss.
       const present = new Set(db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").pluck().all() as string[]);
       problems.push(...missingTables(schemaTables(SQLITE_MIGRATIONS, schemaVersion), present));
+      if (present.has('messages')) problems.push(...damagedMessages(db));
     }
   } finally {
     db.close();
   }
   return { schemaVersion, expectedVersion, problems };
+}
+
+/** How many damaged messages a check names (it counts them all). */
+const NAMED_DAMAGE = 5;
+
+/**
+ * The messages whose stored JSON is not as the server wrote it: bytes overwritten inside a
+ * value, which SQLite's integrity check (of its own structure) does not see.
+ */
+function damagedMessages(db: Database.Database): string[] {
+  const bad: number[] = [];
+  try {
+    for (const [seq, json] of db.prepare('SELECT seq, json FROM messages').raw(true).iterate() as Iterable<[number, string]>) {
+      if (!wireJsonIntact(json)) bad.push(seq);
+    }
+  } catch (err) {
+    return [`integrity: the messages cannot all be read: ${(err as Error).message}`];
+  }
+  if (bad.length === 0) return [];
+  return [`integrity: ${bad.length} stored message(s) are not the JSON the server wrote (overwritten bytes), ` +
+    `ids ${bad.slice(0, NAMED_DAMAGE).join(', ')}${bad.length > NAMED_DAMAGE ? ', …' : ''}`];
 }
 
 async function checkPostgres(url: string): Promise<CheckReport> {
