@@ -23,7 +23,7 @@ import { idsOf, nonconformingIds, UserService } from '../domain/users.js';
 import { AppError } from '../errors.js';
 import type { ExportRecord, Storage } from '../storage/storage.js';
 import type { CliContext, Command } from './cli.js';
-import { checkStoreExists, explainOpenFailure, StoreOpenError, type OpenIntent } from './store-open.js';
+import { checkStoreExists, checkStoreSchema, explainOpenFailure, StoreOpenError, type OpenIntent } from './store-open.js';
 
 type Flags = Record<string, { type: 'string' | 'boolean' }>;
 
@@ -51,8 +51,9 @@ function storeSource(ctx: CliContext, args: string[]): string {
 
 /**
  * Opens the configured store for `fn` and closes it after. With intent `existing`, a SQLite
- * file that is not there is refused rather than created (store-open.ts); a store that
- * cannot be opened is explained in a sentence.
+ * file that is not there is refused rather than created, and one that is not a Postbox store
+ * at this schema is refused rather than migrated (store-open.ts); a store that cannot be
+ * opened is explained in a sentence.
  */
 export async function withStore<T>(
   config: StoreConfig,
@@ -61,6 +62,7 @@ export async function withStore<T>(
   fn: (storage: Storage) => Promise<T>,
 ): Promise<T> {
   checkStoreExists(config.database, intent, source);
+  await checkStoreSchema(config.database, intent);
   const { openStorage } = await backends();
   let storage: Storage;
   try {
@@ -296,6 +298,8 @@ const backup: Command = {
     }
     if (!flags.out) throw new UsageError('give --out <file>');
     checkStoreExists(config.database, 'existing', storeSource(ctx, args));
+    // A store about to be migrated is just what wants a backup first: only its schema must be Postbox's.
+    await checkStoreSchema(config.database, 'existing', { olderIsFine: true });
     const { backupSqlite } = await import('../storage/sqlite/backup.js');
     const report = await backupSqlite(config.database.path, flags.out, { replace: flags.force === true });
     ctx.io.stdout(`wrote ${report.path}: ${report.bytes} bytes, ${tally(report)}` +

@@ -54,8 +54,40 @@ function versionProblems(version: number | null, expected: number): string[] {
   return [];
 }
 
+/** The newest SQLite schema version this Postbox knows. */
+const SQLITE_VERSION = Math.max(...SQLITE_MIGRATIONS.map((m) => m.version));
+
+/** The newest schema version a SQLite store has applied, or null for a database with no Postbox schema. */
+function sqliteSchemaVersion(db: Database.Database): number | null {
+  const table = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'").get();
+  if (table === undefined) return null;
+  return (db.prepare('SELECT max(version) FROM schema_migrations').pluck().get() as number | null) ?? null;
+}
+
+/**
+ * Where the SQLite file at `path` (which exists) stands, read without changing it: the one
+ * detection behind both `postbox check` and the refusal of the commands that only read a
+ * store (which must not migrate a store, nor make one of a file that is not).
+ */
+export function sqliteSchemaStanding(path: string): { version: number | null; expected: number; notSqlite?: string } {
+  let db: Database.Database;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true });
+  } catch (err) {
+    return { version: null, expected: SQLITE_VERSION, notSqlite: (err as Error).message };
+  }
+  try {
+    return { version: sqliteSchemaVersion(db), expected: SQLITE_VERSION };
+  } catch (err) {
+    // SQLITE_NOTADB and the like: a file, but not a database.
+    return { version: null, expected: SQLITE_VERSION, notSqlite: (err as Error).message };
+  } finally {
+    db.close();
+  }
+}
+
 function checkSqlite(path: string): CheckReport {
-  const expectedVersion = Math.max(...SQLITE_MIGRATIONS.map((m) => m.version));
+  const expectedVersion = SQLITE_VERSION;
   if (!existsSync(path)) return { schemaVersion: null, expectedVersion, problems: [`there is no database file at ${path}`] };
   let db: Database.Database;
   try {
@@ -76,7 +108,7 @@ function checkSqlite(path: string): CheckReport {
       problems.push(`integrity: the check could not run: ${(err as Error).message}`);
     }
     try {
-      schemaVersion = (db.prepare('SELECT max(version) FROM schema_migrations').pluck().get() as number | null) ?? null;
+      schemaVersion = sqliteSchemaVersion(db);
     } catch {
       schemaVersion = null;
     }

@@ -296,3 +296,69 @@ describe('postbox check on SQLite', () => {
     }
   });
 });
+
+describe('a read-only command on a SQLite file that is not a store at this schema', () => {
+  it('refuses a file that is not a Postbox store, and leaves it as it was', async () => {
+    const dir = await tempDir();
+    try {
+      const foreign = join(dir, 'foreign.db');
+      const raw = new Database(foreign);
+      raw.exec('CREATE TABLE foo (x); INSERT INTO foo VALUES (1)');
+      raw.close();
+      const empty = join(dir, 'empty.db');
+      await writeFile(empty, '');
+      for (const path of [foreign, empty]) {
+        const before = readFileSync(path);
+        for (const args of [['users', 'list'], ['users', 'remove', 'alice'], ['export', '--out', join(dir, 'out.jsonl')],
+          ['backup', '--out', join(dir, 'b.db')]]) {
+          const run = await postbox([...args, '--db', `sqlite:${path}`]);
+          assert.equal(run.code, 1, `${args.join(' ')} on ${path}: ${run.stderr}`);
+          assert.match(run.stderr, new RegExp(`^postbox ${args[0]}: ${path} is not a Postbox store \\(it has no Postbox schema\\); check the path\\.\\n$`));
+        }
+        assert.deepEqual(readFileSync(path), before, 'the file is unchanged');
+        assert.ok(!existsSync(`${path}-wal`) && !existsSync(join(dir, 'out.jsonl')) && !existsSync(join(dir, 'b.db')), 'nothing was written');
+      }
+      const table = new Database(foreign, { readonly: true });
+      assert.deepEqual(table.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").pluck().all(), ['foo']);
+      table.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses to migrate an older store, saying to run postbox migrate, but backs it up as it is', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir, 'store.db');
+      assert.equal((await postbox(['users', 'add', 'alice', '--db', `sqlite:${path}`])).code, 0);
+      const version = () => {
+        const db = new Database(path, { readonly: true });
+        try {
+          return db.prepare('SELECT max(version) FROM schema_migrations').pluck().get() as number;
+        } finally {
+          db.close();
+        }
+      };
+      const current = version();
+      const db = new Database(path);
+      db.exec(`DELETE FROM schema_migrations WHERE version = ${current}`);
+      db.close();
+      for (const args of [['users', 'list'], ['export']]) {
+        const run = await postbox([...args, '--db', `sqlite:${path}`]);
+        assert.equal(run.code, 1, run.stderr);
+        assert.match(run.stderr, new RegExp(`holds an older Postbox schema \\(version ${current - 1}; this Postbox needs ${current}\\): run \`postbox migrate\` first`));
+      }
+      assert.equal(version(), current - 1, 'not migrated');
+      const backup = await postbox(['backup', '--out', join(dir, 'b.db'), '--db', `sqlite:${path}`]);
+      assert.equal(backup.code, 0, backup.stderr);
+      const back = new Database(path);
+      back.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(current, 'put back', Date.now());
+      back.close();
+      const listed = await postbox(['users', 'list', '--db', `sqlite:${path}`]);
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.match(listed.stdout, /^alice\t/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
