@@ -11,6 +11,7 @@
  * a whole, verified backup.
  */
 import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { CONNECTION_PRAGMAS } from './rows.js';
 
@@ -82,7 +83,7 @@ export function verifyStoreFile(path: string): StoreFileReport {
  * Refuses to overwrite an existing `out` unless `replace`.
  */
 export async function backupSqlite(source: string, out: string, options: { replace?: boolean } = {}): Promise<StoreFileReport> {
-  if (existsSync(out) && !options.replace) throw new BackupError(`${out} already exists; give another file, or --force to replace it`);
+  checkDestination(out, options.replace === true);
   const partial = `${out}.partial-${process.pid}`;
   const db = new Database(source, { fileMustExist: true });
   try {
@@ -90,19 +91,58 @@ export async function backupSqlite(source: string, out: string, options: { repla
     await db.backup(partial, { progress: pagesPerStep });
   } catch (err) {
     removeStoreFiles(partial);
-    throw err;
+    throw cannotWrite(out, err);
   } finally {
     db.close();
   }
   try {
     selfContained(partial);
     const report = verifyStoreFile(partial);
-    renameSync(partial, out);
+    try {
+      renameSync(partial, out);
+    } catch (err) {
+      throw cannotWrite(out, err);
+    }
     return { ...report, path: out };
   } catch (err) {
     removeStoreFiles(partial);
     throw err;
   }
+}
+
+/**
+ * Refuses, in a sentence, a destination a backup cannot be put at, before a page is copied:
+ * a directory (even with `replace`: a backup never replaces one), a file that is there
+ * without `replace`, a directory that does not exist (the README's dated example names one
+ * that a new server may not have yet).
+ */
+function checkDestination(out: string, replace: boolean): void {
+  let found;
+  try {
+    found = statSync(out);
+  } catch {
+    found = undefined;
+  }
+  if (found?.isDirectory()) throw new BackupError(`${out} is a directory; give a file in it, e.g. --out ${join(out, 'postbox-backup.db')}`);
+  if (found && !replace) throw new BackupError(`${out} already exists; give another file, or --force to replace it`);
+  const dir = dirname(resolve(out));
+  let parent;
+  try {
+    parent = statSync(dir);
+  } catch {
+    parent = undefined;
+  }
+  if (!parent) throw new BackupError(`the directory ${dir} does not exist; create it first (mkdir -p ${dir}) or give another --out`);
+  if (!parent.isDirectory()) throw new BackupError(`${dir} is not a directory; give another --out`);
+}
+
+/** A failure to write the backup's file, said for a person (the cause kept for a bug report). */
+function cannotWrite(out: string, err: unknown): BackupError {
+  const code = (err as { code?: unknown }).code;
+  const why = code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'SQLITE_READONLY' || code === 'SQLITE_CANTOPEN'
+    ? 'this process may not write there (read-only, or no permission)'
+    : code === 'ENOSPC' || code === 'SQLITE_FULL' ? 'the disk is full' : (err as Error).message;
+  return new BackupError(`cannot write the backup to ${out}: ${why}`, { cause: err });
 }
 
 /**
