@@ -210,7 +210,7 @@ const exportCommand: Command = {
     });
     const opened = out;
     if (flags.out && opened) await new Promise<void>((resolve, reject) => opened.end((err?: Error | null) => (err ? reject(err) : resolve())));
-    ctx.io.stderr(`exported ${counts.user} users, ${counts.token} tokens, ${counts.message} messages\n`);
+    ctx.io.stderr(`exported ${tally({ users: counts.user, tokens: counts.token, messages: counts.message })}\n`);
   }),
 };
 
@@ -396,7 +396,12 @@ const check: Command = {
     if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
     checkStoreExists(config.database, 'existing', storeSource(ctx, args));
     const { checkStore } = await import('../storage/check.js');
-    const report = await checkStore(config.database);
+    let report;
+    try {
+      report = await checkStore(config.database);
+    } catch (err) {
+      throw explained(config, err);
+    }
     if (report.problems.length > 0) {
       for (const p of report.problems) ctx.io.stdout(`problem: ${p}\n`);
       throw new AppError('internal', `the store has ${report.problems.length} problem(s)`);

@@ -42,7 +42,7 @@ export interface CheckReport {
   problems: string[];
 }
 
-/** Checks the store at `location` without changing it. */
+/** Checks the store at `location` without changing it; rejects if a PostgreSQL store cannot be reached at all. */
 export function checkStore(location: StorageLocation): Promise<CheckReport> {
   return location.kind === 'sqlite' ? Promise.resolve(checkSqlite(location.path)) : checkPostgres(location.url);
 }
@@ -154,7 +154,10 @@ async function checkPostgres(url: string): Promise<CheckReport> {
   try {
     await client.connect();
   } catch (err) {
-    return { schemaVersion, expectedVersion, problems: [`PostgreSQL cannot be reached: ${(err as Error).message}`] };
+    // A database that is not there, or a server that does not answer, is not a finding about
+    // the store: it is thrown, for the command to explain as every store command does.
+    await client.end().catch(() => undefined);
+    throw err;
   }
   try {
     try {

@@ -245,3 +245,24 @@ describe('postbox backup to a place it cannot write', () => {
     }
   });
 });
+
+describe('postbox restore given an export, and export\'s tally', () => {
+  it('says to use postbox import for a JSON Lines export, and counts one user and one token in the singular', async () => {
+    const dir = await tempDir();
+    try {
+      const db = `sqlite:${join(dir, 'postbox.db')}`;
+      assert.equal((await postbox(['users', 'add', 'alice', '--db', db])).code, 0);
+      const file = join(dir, 'store.jsonl');
+      const exported = await postbox(['export', '--out', file, '--db', db]);
+      assert.equal(exported.code, 0, exported.stderr);
+      assert.equal(exported.stderr, 'exported 1 user, 1 token, 0 messages\n');
+
+      const restored = await postbox(['restore', file, '--db', `sqlite:${join(dir, 'new.db')}`]);
+      assert.equal(restored.code, 1, restored.stderr);
+      assert.equal(restored.stderr, `postbox restore: ${file} is not a SQLite backup: this looks like an export (JSON Lines): use \`postbox import ${file}\`\n`);
+      assert.ok(!existsSync(join(dir, 'new.db')), 'no store was made');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -161,6 +161,18 @@ await describeWithPostgres('a PostgreSQL database that does not exist', () => {
     }
   });
 
+  it('is the same sentence for check, and for serve (on stderr, no stack)', async () => {
+    const { url, name } = missingDatabase();
+    for (const args of [['check', '--db', url], ['serve', '--port', '0', '--host', '127.0.0.1', '--db', url]]) {
+      const run = await postbox(args, { LOG_LEVEL: 'silent' });
+      assert.equal(run.code, 1, `${args[0]}: ${run.stderr}`);
+      const prefix = args[0] === 'serve' ? 'postbox' : 'postbox check';
+      assert.match(run.stderr, new RegExp(`^${prefix}: the PostgreSQL database "${name}" does not exist on .*createdb .* ${name}`));
+      assert.doesNotMatch(run.stderr, /\n\s+at /, 'no stack trace');
+      assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr);
+    }
+  });
+
   it('the README\'s import example works as written, database made first as it says', async () => {
     const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     const createLine = /^createdb (.+?) postbox\s*(#.*)?$/m.exec(readme);

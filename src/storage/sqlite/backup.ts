@@ -10,7 +10,7 @@
  * (no WAL beside it) and only then renamed into place: a file at the destination is always
  * a whole, verified backup.
  */
-import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { CONNECTION_PRAGMAS } from './rows.js';
@@ -58,6 +58,9 @@ export function verifyStoreFile(path: string): StoreFileReport {
     try {
       problems = (db.pragma('integrity_check') as { integrity_check: string }[]).map((r) => r.integrity_check);
     } catch (err) {
+      if (looksLikeExport(path)) {
+        throw new BackupError(`${path} is not a SQLite backup: this looks like an export (JSON Lines): use \`postbox import ${path}\``);
+      }
       throw new BackupError(`${path} is not a SQLite database: ${(err as Error).message}`);
     }
     if (problems.length !== 1 || problems[0] !== 'ok') {
@@ -177,6 +180,21 @@ export async function restoreSqlite(backup: string, target: string): Promise<Sto
   removeStoreFiles(target);
   renameSync(partial, target);
   return verifyStoreFile(target);
+}
+
+/** Whether a file starts as `postbox export` writes (a JSON object on its first line): a mix-up of restore and import. */
+function looksLikeExport(path: string): boolean {
+  const head = Buffer.alloc(16);
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const n = readSync(fd, head, 0, head.length, 0);
+    return /^\s*\{"type":/.test(head.subarray(0, n).toString('utf8'));
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }
 
 /** Folds a fresh copy's log into the file, so the backup is one file a person can move. */
