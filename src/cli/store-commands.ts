@@ -328,7 +328,9 @@ const restore: Command = {
     const { restoreSqlite, verifyStoreFile } = await import('../storage/sqlite/backup.js');
     const source = verifyStoreFile(file);
     if (config.database.kind === 'sqlite') {
-      const target = config.database.path;
+      // The real file: a restore renamed over a symlink would replace the link, not the store.
+      const { resolveStorePath } = await import('../storage/sqlite/store-path.js');
+      const target = resolveStorePath(config.database.path);
       const { acquireServeLock } = await import('../storage/sqlite/serve-lock.js');
       // Held for the restore: no server may start on the store while it is being replaced.
       const lock = acquireServeLock(target);

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -261,6 +261,30 @@ describe('postbox restore given an export, and export\'s tally', () => {
       assert.equal(restored.code, 1, restored.stderr);
       assert.equal(restored.stderr, `postbox restore: ${file} is not a SQLite backup: this looks like an export (JSON Lines): use \`postbox import ${file}\`\n`);
       assert.ok(!existsSync(join(dir, 'new.db')), 'no store was made');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('postbox restore through a symlinked store path', () => {
+  it('fills the file the link points to and leaves the link in place', async () => {
+    const dir = await tempDir();
+    try {
+      const from = `sqlite:${join(dir, 'from.db')}`;
+      assert.equal((await postbox(['users', 'add', 'alice', '--db', from])).code, 0);
+      const copy = join(dir, 'backup.db');
+      assert.equal((await postbox(['backup', '--out', copy, '--db', from])).code, 0);
+      await mkdir(join(dir, 'data'));
+      const real = join(dir, 'data', 'postbox.db');
+      assert.equal((await postbox(['users', 'add', 'bob', '--db', `sqlite:${real}`])).code, 0);
+      await symlink(real, join(dir, 'alias.db'));
+      const restored = await postbox(['restore', copy, '--force', '--db', `sqlite:${join(dir, 'alias.db')}`]);
+      assert.equal(restored.code, 0, restored.stderr);
+      assert.ok((await lstat(join(dir, 'alias.db'))).isSymbolicLink(), 'the link is still a link');
+      const listed = await postbox(['users', 'list', '--db', `sqlite:${real}`]);
+      assert.match(listed.stdout, /^alice\t/);
+      assert.doesNotMatch(listed.stdout, /bob/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
