@@ -4,6 +4,7 @@
  * (what `npm start` runs) calls {@link runServer}.
  */
 import type { CliIO } from './cli/cli.js';
+import { explainOpenFailure } from './cli/store-open.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './logger.js';
 import { startServer, type RunningServer } from './server.js';
@@ -39,10 +40,12 @@ export async function runServer(
   try {
     server = await startServer(config, logger);
   } catch (err) {
-    if (err instanceof StoreInUseError) {
-      // A setup mistake, not a crash: one sentence, no stack.
-      logger.fatal(err.message);
-      process.stderr.write(`postbox: ${err.message}\n`);
+    // A setup mistake (another server on the file, a PostgreSQL database not created yet),
+    // not a crash: one sentence saying what to do, no stack.
+    const setup = err instanceof StoreInUseError ? err.message : explainOpenFailure(config.database, err);
+    if (setup !== undefined) {
+      logger.fatal(setup);
+      io.stderr(`postbox: ${setup}\n`);
       return 1;
     }
     logger.fatal({ err }, 'could not start');

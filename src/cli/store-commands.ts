@@ -23,7 +23,7 @@ import { idsOf, nonconformingIds, UserService } from '../domain/users.js';
 import { AppError } from '../errors.js';
 import type { ExportRecord, Storage } from '../storage/storage.js';
 import type { CliContext, Command } from './cli.js';
-import { checkStoreExists, explainOpenFailure, StoreOpenError, type OpenIntent } from './store-open.js';
+import { checkStoreExists, checkStoreSchema, explainOpenFailure, StoreOpenError, type OpenIntent } from './store-open.js';
 
 type Flags = Record<string, { type: 'string' | 'boolean' }>;
 
@@ -51,8 +51,9 @@ function storeSource(ctx: CliContext, args: string[]): string {
 
 /**
  * Opens the configured store for `fn` and closes it after. With intent `existing`, a SQLite
- * file that is not there is refused rather than created (store-open.ts); a store that
- * cannot be opened is explained in a sentence.
+ * file that is not there is refused rather than created, and one that is not a Postbox store
+ * at this schema is refused rather than migrated (store-open.ts); a store that cannot be
+ * opened is explained in a sentence.
  */
 export async function withStore<T>(
   config: StoreConfig,
@@ -61,6 +62,7 @@ export async function withStore<T>(
   fn: (storage: Storage) => Promise<T>,
 ): Promise<T> {
   checkStoreExists(config.database, intent, source);
+  await checkStoreSchema(config.database, intent);
   const { openStorage } = await backends();
   let storage: Storage;
   try {
@@ -208,7 +210,7 @@ const exportCommand: Command = {
     });
     const opened = out;
     if (flags.out && opened) await new Promise<void>((resolve, reject) => opened.end((err?: Error | null) => (err ? reject(err) : resolve())));
-    ctx.io.stderr(`exported ${counts.user} users, ${counts.token} tokens, ${counts.message} messages\n`);
+    ctx.io.stderr(`exported ${tally({ users: counts.user, tokens: counts.token, messages: counts.message })}\n`);
   }),
 };
 
@@ -296,6 +298,8 @@ const backup: Command = {
     }
     if (!flags.out) throw new UsageError('give --out <file>');
     checkStoreExists(config.database, 'existing', storeSource(ctx, args));
+    // A store about to be migrated is just what wants a backup first: only its schema must be Postbox's.
+    await checkStoreSchema(config.database, 'existing', { olderIsFine: true });
     const { backupSqlite } = await import('../storage/sqlite/backup.js');
     const report = await backupSqlite(config.database.path, flags.out, { replace: flags.force === true });
     ctx.io.stdout(`wrote ${report.path}: ${report.bytes} bytes, ${tally(report)}` +
@@ -324,7 +328,9 @@ const restore: Command = {
     const { restoreSqlite, verifyStoreFile } = await import('../storage/sqlite/backup.js');
     const source = verifyStoreFile(file);
     if (config.database.kind === 'sqlite') {
-      const target = config.database.path;
+      // The real file: a restore renamed over a symlink would replace the link, not the store.
+      const { resolveStorePath } = await import('../storage/sqlite/store-path.js');
+      const target = resolveStorePath(config.database.path);
       const { acquireServeLock } = await import('../storage/sqlite/serve-lock.js');
       // Held for the restore: no server may start on the store while it is being replaced.
       const lock = acquireServeLock(target);
@@ -392,7 +398,12 @@ const check: Command = {
     if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
     checkStoreExists(config.database, 'existing', storeSource(ctx, args));
     const { checkStore } = await import('../storage/check.js');
-    const report = await checkStore(config.database);
+    let report;
+    try {
+      report = await checkStore(config.database);
+    } catch (err) {
+      throw explained(config, err);
+    }
     if (report.problems.length > 0) {
       for (const p of report.problems) ctx.io.stdout(`problem: ${p}\n`);
       throw new AppError('internal', `the store has ${report.problems.length} problem(s)`);

@@ -34,6 +34,29 @@ export function checkStoreExists(location: StorageLocation, intent: OpenIntent, 
   );
 }
 
+/**
+ * Refuses, before anything is opened for writing, an existing SQLite file a command that
+ * only reads must not touch: one that is not a Postbox store (opening it would migrate it
+ * into one) and, unless `olderIsFine` (a backup copies a store as it is), one whose schema
+ * is older or newer than this Postbox's (opening it would migrate it). Nothing to do for a
+ * command that may create a store, or for PostgreSQL.
+ */
+export async function checkStoreSchema(location: StorageLocation, intent: OpenIntent, options: { olderIsFine?: boolean } = {}): Promise<void> {
+  if (intent === 'create' || location.kind !== 'sqlite' || location.path === ':memory:' || !existsSync(location.path)) return;
+  const { sqliteSchemaStanding } = await import('../storage/check.js');
+  const { version, expected, notSqlite } = sqliteSchemaStanding(location.path);
+  const path = location.path;
+  if (notSqlite !== undefined) throw new StoreOpenError(`${path} is not a Postbox store (it is not a SQLite database: ${notSqlite}); check the path.`);
+  if (version === null) throw new StoreOpenError(`${path} is not a Postbox store (it has no Postbox schema); check the path.`);
+  if (version > expected) {
+    throw new StoreOpenError(`${path} has a newer schema (version ${version}) than this Postbox knows (${expected}); upgrade Postbox.`);
+  }
+  if (version < expected && !options.olderIsFine) {
+    throw new StoreOpenError(`${path} holds an older Postbox schema (version ${version}; this Postbox needs ${expected}): ` +
+      'run `postbox migrate` first (this command only reads a store and does not change it).');
+  }
+}
+
 /** The first error in a chain of causes that carries a driver code, if any. */
 function codedCause(err: unknown): { code: string; message: string } | undefined {
   for (let e = err, depth = 0; typeof e === 'object' && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {

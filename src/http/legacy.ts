@@ -48,10 +48,19 @@ export function legacyRoutes(app: App, messages: MessageService): void {
     if (second.done) return raw(`[${joined(first.value)}]`);
     // A large inbox: stream it chunk by chunk, each read only when the client has taken the last.
     async function* body(): AsyncGenerator<string> {
-      yield `[${joined(first.value as readonly WireRow[])}`;
-      yield `,${joined(second.value as readonly WireRow[])}`;
-      for await (const chunk of chunks) yield `,${joined(chunk)}`;
-      yield ']';
+      try {
+        yield `[${joined(first.value as readonly WireRow[])}`;
+        yield `,${joined(second.value as readonly WireRow[])}`;
+        for await (const chunk of chunks) yield `,${joined(chunk)}`;
+        yield ']';
+      } catch (err) {
+        // A read that fails once the 200 is on its way (a damaged row further on) can no
+        // longer become a problem document: the stream's error cuts the connection before
+        // the chunked body ends, so the client sees a failed answer, never truncated JSON.
+        // Logged here as the error handler would have, which never sees it.
+        request.log.error({ err }, (err as Error).message);
+        throw err;
+      }
     }
     return raw(Readable.from(body(), { objectMode: false }));
   });

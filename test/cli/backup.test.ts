@@ -6,8 +6,9 @@
  * is not empty (unless --force) and one a server is serving; PostgreSQL is pointed to pg_dump.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -176,6 +177,115 @@ await describeWithPostgres('postbox backup and restore on PostgreSQL', () => {
       }
     } finally {
       await schema.drop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** Mounts a read-only tmpfs at `dir`, or answers why it cannot. */
+function mountReadOnly(dir: string): string | null {
+  const result = spawnSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', dir], { encoding: 'utf8' });
+  if (result.error) return result.error.message;
+  return result.status === 0 ? null : (result.stderr || `mount exited ${result.status}`).trim();
+}
+
+describe('postbox backup to a place it cannot write', () => {
+  /** Asserts one sentence on stderr, exit 1, no stack trace. */
+  function oneSentence(run: CliRun, pattern: RegExp): void {
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, pattern);
+    assert.doesNotMatch(run.stderr, /\n\s+at /, 'no stack trace');
+    assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr);
+  }
+
+  it('says so in one sentence for a missing directory, an existing directory even with --force, and a file in the way', async () => {
+    const dir = await tempDir();
+    try {
+      const db = `sqlite:${join(dir, 'postbox.db')}`;
+      assert.equal((await postbox(['users', 'add', 'alice', '--db', db])).code, 0);
+      // The README's own example, when /backups is not there yet.
+      const missing = join(dir, 'backups', 'postbox-2026-11-30.db');
+      oneSentence(await postbox(['backup', '--out', missing, '--db', db]),
+        new RegExp(`^postbox backup: the directory ${join(dir, 'backups')} does not exist; create it first \\(mkdir -p `));
+      oneSentence(await postbox(['backup', '--out', dir, '--force', '--db', db]), new RegExp(`^postbox backup: ${dir} is a directory; give a file in it`));
+      const file = join(dir, 'a-file');
+      await writeFile(file, 'x');
+      oneSentence(await postbox(['backup', '--out', join(file, 'b.db'), '--db', db]), /^postbox backup: .*a-file is not a directory/);
+      const left = await readdir(dir);
+      assert.ok(!left.some((f) => f.includes('partial')), `no partial copy is left behind: ${left.join(' ')}`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('says so in one sentence for a directory it may not write', async (t) => {
+    const dir = await tempDir();
+    const locked = join(dir, 'locked');
+    await mkdir(locked);
+    let mounted = false;
+    try {
+      const db = `sqlite:${join(dir, 'postbox.db')}`;
+      assert.equal((await postbox(['users', 'add', 'alice', '--db', db])).code, 0);
+      await chmod(locked, 0o555);
+      if (process.getuid?.() === 0) {
+        // Root writes through permissions: a read-only file system is what stops it.
+        const why = mountReadOnly(locked);
+        if (why !== null) {
+          t.skip(`as root, needs a read-only mount: ${why}`);
+          return;
+        }
+        mounted = true;
+      }
+      oneSentence(await postbox(['backup', '--out', join(locked, 'b.db'), '--db', db]),
+        new RegExp(`^postbox backup: cannot write the backup to ${join(locked, 'b.db')}: this process may not write there`));
+    } finally {
+      if (mounted) spawnSync('umount', [locked]);
+      await chmod(locked, 0o755).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('postbox restore given an export, and export\'s tally', () => {
+  it('says to use postbox import for a JSON Lines export, and counts one user and one token in the singular', async () => {
+    const dir = await tempDir();
+    try {
+      const db = `sqlite:${join(dir, 'postbox.db')}`;
+      assert.equal((await postbox(['users', 'add', 'alice', '--db', db])).code, 0);
+      const file = join(dir, 'store.jsonl');
+      const exported = await postbox(['export', '--out', file, '--db', db]);
+      assert.equal(exported.code, 0, exported.stderr);
+      assert.equal(exported.stderr, 'exported 1 user, 1 token, 0 messages\n');
+
+      const restored = await postbox(['restore', file, '--db', `sqlite:${join(dir, 'new.db')}`]);
+      assert.equal(restored.code, 1, restored.stderr);
+      assert.equal(restored.stderr, `postbox restore: ${file} is not a SQLite backup: this looks like an export (JSON Lines): use \`postbox import ${file}\`\n`);
+      assert.ok(!existsSync(join(dir, 'new.db')), 'no store was made');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('postbox restore through a symlinked store path', () => {
+  it('fills the file the link points to and leaves the link in place', async () => {
+    const dir = await tempDir();
+    try {
+      const from = `sqlite:${join(dir, 'from.db')}`;
+      assert.equal((await postbox(['users', 'add', 'alice', '--db', from])).code, 0);
+      const copy = join(dir, 'backup.db');
+      assert.equal((await postbox(['backup', '--out', copy, '--db', from])).code, 0);
+      await mkdir(join(dir, 'data'));
+      const real = join(dir, 'data', 'postbox.db');
+      assert.equal((await postbox(['users', 'add', 'bob', '--db', `sqlite:${real}`])).code, 0);
+      await symlink(real, join(dir, 'alias.db'));
+      const restored = await postbox(['restore', copy, '--force', '--db', `sqlite:${join(dir, 'alias.db')}`]);
+      assert.equal(restored.code, 0, restored.stderr);
+      assert.ok((await lstat(join(dir, 'alias.db'))).isSymbolicLink(), 'the link is still a link');
+      const listed = await postbox(['users', 'list', '--db', `sqlite:${real}`]);
+      assert.match(listed.stdout, /^alice\t/);
+      assert.doesNotMatch(listed.stdout, /bob/);
+    } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });

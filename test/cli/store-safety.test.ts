@@ -13,6 +13,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import pg from 'pg';
 import { spawnServer } from '../helpers/child.js';
 import { createSchema, describeWithPostgres, TEST_PG_URL } from '../helpers/pg.js';
@@ -160,6 +161,18 @@ await describeWithPostgres('a PostgreSQL database that does not exist', () => {
     }
   });
 
+  it('is the same sentence for check, and for serve (on stderr, no stack)', async () => {
+    const { url, name } = missingDatabase();
+    for (const args of [['check', '--db', url], ['serve', '--port', '0', '--host', '127.0.0.1', '--db', url]]) {
+      const run = await postbox(args, { LOG_LEVEL: 'silent' });
+      assert.equal(run.code, 1, `${args[0]}: ${run.stderr}`);
+      const prefix = args[0] === 'serve' ? 'postbox' : 'postbox check';
+      assert.match(run.stderr, new RegExp(`^${prefix}: the PostgreSQL database "${name}" does not exist on .*createdb .* ${name}`));
+      assert.doesNotMatch(run.stderr, /\n\s+at /, 'no stack trace');
+      assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr);
+    }
+  });
+
   it('the README\'s import example works as written, database made first as it says', async () => {
     const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     const createLine = /^createdb (.+?) postbox\s*(#.*)?$/m.exec(readme);
@@ -234,6 +247,128 @@ describe('a second server on one SQLite file', () => {
       const again = await spawnServer({ DATABASE_URL: db });
       again.process.kill('SIGTERM');
       assert.equal((await again.exited).code, 0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** Runs SQL on a test schema (its URL puts the connection there). */
+async function onSchema(url: string, sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+await describeWithPostgres('postbox check on PostgreSQL', () => {
+  it('passes a healthy store, and names a dropped table and a schema version that is not this Postbox\'s', async () => {
+    const schema = await createSchema();
+    try {
+      const db = schema.url();
+      assert.equal((await postbox(['users', 'add', 'alice', '--db', db])).code, 0);
+      const healthy = await postbox(['check', '--db', db]);
+      assert.equal(healthy.code, 0, healthy.stdout + healthy.stderr);
+      assert.match(healthy.stdout, /the store is whole \(schema version \d+\)/);
+
+      await onSchema(db, 'DROP TABLE webhook_deliveries');
+      const dropped = await postbox(['check', '--db', db]);
+      assert.equal(dropped.code, 1, dropped.stdout);
+      assert.match(dropped.stdout, /problem: table webhook_deliveries cannot be read/);
+      assert.doesNotMatch(dropped.stdout, /counters/, 'SQLite\'s own table is not asked of PostgreSQL');
+
+      await onSchema(db, 'DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)');
+      const behind = await postbox(['check', '--db', db]);
+      assert.equal(behind.code, 1, behind.stdout);
+      assert.match(behind.stdout, /problem: the store's schema is at version \d+; run postbox migrate/);
+    } finally {
+      await schema.drop();
+    }
+  });
+});
+
+describe('postbox check on SQLite', () => {
+  it('names a table the schema should have and the file lacks', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir, 'store.db');
+      assert.equal((await postbox(['users', 'add', 'alice', '--db', `sqlite:${path}`])).code, 0);
+      assert.equal((await postbox(['check', '--db', `sqlite:${path}`])).code, 0);
+      const raw = new Database(path);
+      raw.exec('DROP TABLE maintenance');
+      raw.close();
+      const run = await postbox(['check', '--db', `sqlite:${path}`]);
+      assert.equal(run.code, 1, run.stdout);
+      assert.match(run.stdout, /problem: table maintenance is missing/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a read-only command on a SQLite file that is not a store at this schema', () => {
+  it('refuses a file that is not a Postbox store, and leaves it as it was', async () => {
+    const dir = await tempDir();
+    try {
+      const foreign = join(dir, 'foreign.db');
+      const raw = new Database(foreign);
+      raw.exec('CREATE TABLE foo (x); INSERT INTO foo VALUES (1)');
+      raw.close();
+      const empty = join(dir, 'empty.db');
+      await writeFile(empty, '');
+      for (const path of [foreign, empty]) {
+        const before = readFileSync(path);
+        for (const args of [['users', 'list'], ['users', 'remove', 'alice'], ['export', '--out', join(dir, 'out.jsonl')],
+          ['backup', '--out', join(dir, 'b.db')]]) {
+          const run = await postbox([...args, '--db', `sqlite:${path}`]);
+          assert.equal(run.code, 1, `${args.join(' ')} on ${path}: ${run.stderr}`);
+          assert.match(run.stderr, new RegExp(`^postbox ${args[0]}: ${path} is not a Postbox store \\(it has no Postbox schema\\); check the path\\.\\n$`));
+        }
+        assert.deepEqual(readFileSync(path), before, 'the file is unchanged');
+        assert.ok(!existsSync(`${path}-wal`) && !existsSync(join(dir, 'out.jsonl')) && !existsSync(join(dir, 'b.db')), 'nothing was written');
+      }
+      const table = new Database(foreign, { readonly: true });
+      assert.deepEqual(table.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").pluck().all(), ['foo']);
+      table.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses to migrate an older store, saying to run postbox migrate, but backs it up as it is', async () => {
+    const dir = await tempDir();
+    try {
+      const path = join(dir, 'store.db');
+      assert.equal((await postbox(['users', 'add', 'alice', '--db', `sqlite:${path}`])).code, 0);
+      const version = () => {
+        const db = new Database(path, { readonly: true });
+        try {
+          return db.prepare('SELECT max(version) FROM schema_migrations').pluck().get() as number;
+        } finally {
+          db.close();
+        }
+      };
+      const current = version();
+      const db = new Database(path);
+      db.exec(`DELETE FROM schema_migrations WHERE version = ${current}`);
+      db.close();
+      for (const args of [['users', 'list'], ['export']]) {
+        const run = await postbox([...args, '--db', `sqlite:${path}`]);
+        assert.equal(run.code, 1, run.stderr);
+        assert.match(run.stderr, new RegExp(`holds an older Postbox schema \\(version ${current - 1}; this Postbox needs ${current}\\): run \`postbox migrate\` first`));
+      }
+      assert.equal(version(), current - 1, 'not migrated');
+      const backup = await postbox(['backup', '--out', join(dir, 'b.db'), '--db', `sqlite:${path}`]);
+      assert.equal(backup.code, 0, backup.stderr);
+      const back = new Database(path);
+      back.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(current, 'put back', Date.now());
+      back.close();
+      const listed = await postbox(['users', 'list', '--db', `sqlite:${path}`]);
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.match(listed.stdout, /^alice\t/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -5,13 +5,15 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFile, open, rename, rm } from 'node:fs/promises';
+import { copyFile, mkdir, open, readFile, rename, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { storeCommands } from '../../src/cli/store-commands.js';
+import { StoreInUseError } from '../../src/storage/sqlite/serve-lock.js';
 import type { Problem } from '../../src/protocol/types.js';
+import { cli } from '../helpers/cli.js';
 import { startTestServer, tempDir, type TestServer } from '../helpers/server.js';
 import { until } from '../helpers/wait.js';
 
@@ -44,6 +46,17 @@ async function check(db: string): Promise<{ code: number; out: string }> {
   return { code, out };
 }
 
+/** An export line of message `id` from a to b. */
+function record(id: number, message: string): string {
+  return JSON.stringify({ type: 'message', message: { id: String(id), fromUser: 'a', toUser: 'b', message, sentAt: '2026-01-02T00:00:00.000Z', readAt: null } });
+}
+
+/** Fills a new store in `dir` (postbox.db) with export lines, through the real import. */
+async function seed(dir: string, lines: string[]): Promise<void> {
+  const run = await cli(['import', '--db', `sqlite:${join(dir, 'postbox.db')}`], {}, { input: lines.join('\n') + '\n' });
+  assert.equal(run.code, 0, run.stderr);
+}
+
 describe('the store watches its own file', () => {
   it('refuses writes, fails readiness and logs one error once the file is deleted', async () => {
     const server = await startTestServer();
@@ -69,6 +82,24 @@ describe('the store watches its own file', () => {
     }
   });
 
+  it('refuses every send that starts after the file was deleted, without waiting for the watch', async () => {
+    const server = await startTestServer();
+    try {
+      assert.equal((await send(server)).statusCode, 201);
+      await rm(server.dir, { recursive: true, force: true });
+      // All of them start after the rm returned, in one burst (one or a few batches), with no
+      // wait for the once-a-second watch or /readyz: none may be answered 201 and then lost.
+      const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => send(server, `after the rm ${i}`)));
+      assert.deepEqual([...new Set(answers.map((r) => r.statusCode))], [503], answers.map((r) => r.statusCode).join(' '));
+      assert.match(answers[0]!.json<Problem>().detail, /deleted/);
+      assert.equal(await status(server, '/readyz'), 503);
+      assert.equal(server.logs.filter((l) => l.level === 50 && /deleted/.test(String(l.msg))).length, 1, 'one error, not one per batch');
+    } finally {
+      await server.close().catch(() => undefined);
+      await rm(server.dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses writes once the file is replaced by another', async () => {
     const server = await startTestServer();
     try {
@@ -82,6 +113,34 @@ describe('the store watches its own file', () => {
       assert.match(res.json<Problem>().detail, /replaced/);
     } finally {
       await server.stop().catch(() => undefined);
+    }
+  });
+});
+
+describe('a store reached through a symlink', () => {
+  it('takes sends (its WAL is the real file\'s), and a second server through the link, or on the real path, is refused', async () => {
+    const dir = await tempDir();
+    try {
+      await mkdir(join(dir, 'data'));
+      const real = join(dir, 'data', 'postbox.db');
+      const first = await startTestServer({ DATABASE_URL: `sqlite:${real}` }, { dir });
+      assert.equal((await send(first)).statusCode, 201);
+      await first.stop();
+      await symlink(real, join(dir, 'alias.db'));
+
+      const server = await startTestServer({ DATABASE_URL: `sqlite:${join(dir, 'alias.db')}`, POSTBOX_DURABILITY: 'fsync' }, { dir });
+      try {
+        for (let i = 0; i < 3; i++) assert.equal((await send(server, `via the link ${i}`)).statusCode, 201);
+        assert.equal(await status(server, '/readyz'), 200);
+        const again = await server.app.inject({ method: 'GET', url: '/v1/users/b/messages' });
+        assert.equal(again.json<{ messages: unknown[] }>().messages.length, 4);
+        await assert.rejects(startTestServer({ DATABASE_URL: `sqlite:${join(dir, 'alias.db')}` }, { dir }), StoreInUseError);
+        await assert.rejects(startTestServer({ DATABASE_URL: `sqlite:${real}` }, { dir }), StoreInUseError);
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
@@ -153,6 +212,82 @@ describe('a damaged database', () => {
         }
         assert.ok(v1.statusCode === 500, `the v1 page is a 500, got ${v1.statusCode}`);
         assert.ok(server.logs.some((l) => l.level === 50 && /damaged/.test(String(l.msg))), 'logged as damage');
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('answers a read of a message whose bytes were overwritten (overflow pages) with a 500, never broken JSON', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'postbox.db');
+    try {
+      // Messages too large for a 4 KB page, so each spills onto an overflow page, then a small
+      // last one (start-up and the conversation list read the newest).
+      const lines = Array.from({ length: 20 }, (_, i) => record(i + 1, `${i} ${'x'.repeat(6000)}`));
+      lines.push(record(21, 'small'));
+      await seed(dir, lines);
+      const probe = new Database(path, { readonly: true });
+      const pageSize = probe.pragma('page_size', { simple: true }) as number;
+      const overflow = probe.prepare("SELECT pageno FROM dbstat WHERE name = 'messages' AND pagetype = 'overflow'").pluck().all() as number[];
+      probe.close();
+      assert.ok(overflow.length >= 20, `the big messages spill onto overflow pages (${overflow.length})`);
+      // Random bytes over each page's content, its first four bytes (the next page of the
+      // chain) kept: damage SQLite's own structure does not show, which it reads out unchecked.
+      const file = await open(path, 'r+');
+      for (const page of overflow) await file.write(randomBytes(pageSize - 4), 0, pageSize - 4, (page - 1) * pageSize + 4);
+      await file.close();
+
+      const checked = await check(`sqlite:${path}`);
+      assert.equal(checked.code, 1, checked.out);
+      assert.match(checked.out, /problem: integrity/);
+
+      const server = await startTestServer({}, { dir });
+      try {
+        for (const url of ['/v1/users/b/messages?limit=100', '/v1/messages/3', '/get-messages/b']) {
+          const res = await server.app.inject({ method: 'GET', url });
+          assert.equal(res.statusCode, 500, `${url}: ${res.statusCode} ${res.body.slice(0, 200)}`);
+          assert.match(String(res.headers['content-type']), /application\/problem\+json/);
+          assert.equal(res.json<Problem>().type, '/problems/internal');
+          assert.equal(res.headers['retry-after'], undefined, 'not a retryable outage');
+        }
+        assert.ok(server.logs.some((l) => l.level === 50 && /damaged/.test(String(l.msg))), 'logged as damage');
+        // What is not damaged still reads.
+        assert.equal((await server.app.inject({ method: 'GET', url: '/v1/messages/21' })).statusCode, 200);
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('cuts the legacy inbox stream off when a damaged message turns up after the answer began', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'postbox.db');
+    try {
+      // The legacy inbox sends its first two chunks of 1,000 before streaming the rest: the
+      // damaged message is in the third.
+      const marker = 'OVERWRITE-ME-0123456789';
+      await seed(dir, Array.from({ length: 2500 }, (_, i) => record(i + 1, i === 2300 ? marker : `m${i}`)));
+      const bytes = await readFile(path);
+      const at = bytes.indexOf(marker);
+      assert.ok(at > 0 && bytes.indexOf(marker, at + 1) === -1, 'the marker is in the file once');
+      // Control bytes inside the value, its length (and so SQLite's record) unchanged.
+      const file = await open(path, 'r+');
+      await file.write(Buffer.alloc(marker.length, 0x01), 0, marker.length, at);
+      await file.close();
+
+      const server = await startTestServer({}, { dir });
+      try {
+        const res = await fetch(`${server.url}/get-messages/b`);
+        assert.equal(res.status, 200, 'the answer began before the damage was read');
+        await assert.rejects(res.text(), 'the body fails rather than ending as broken JSON');
+        await until(() => server.logs.some((l) => l.level === 50 && /damaged.*2301/.test(String(l.msg))), 'the damage in the log');
+        const page = await server.app.inject({ method: 'GET', url: '/v1/users/b/messages?after=2290&limit=20' });
+        assert.equal(page.statusCode, 500);
       } finally {
         await server.stop();
       }

@@ -10,7 +10,8 @@
  * (no WAL beside it) and only then renamed into place: a file at the destination is always
  * a whole, verified backup.
  */
-import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { CONNECTION_PRAGMAS } from './rows.js';
 
@@ -57,6 +58,9 @@ export function verifyStoreFile(path: string): StoreFileReport {
     try {
       problems = (db.pragma('integrity_check') as { integrity_check: string }[]).map((r) => r.integrity_check);
     } catch (err) {
+      if (looksLikeExport(path)) {
+        throw new BackupError(`${path} is not a SQLite backup: this looks like an export (JSON Lines): use \`postbox import ${path}\``);
+      }
       throw new BackupError(`${path} is not a SQLite database: ${(err as Error).message}`);
     }
     if (problems.length !== 1 || problems[0] !== 'ok') {
@@ -82,7 +86,7 @@ export function verifyStoreFile(path: string): StoreFileReport {
  * Refuses to overwrite an existing `out` unless `replace`.
  */
 export async function backupSqlite(source: string, out: string, options: { replace?: boolean } = {}): Promise<StoreFileReport> {
-  if (existsSync(out) && !options.replace) throw new BackupError(`${out} already exists; give another file, or --force to replace it`);
+  checkDestination(out, options.replace === true);
   const partial = `${out}.partial-${process.pid}`;
   const db = new Database(source, { fileMustExist: true });
   try {
@@ -90,19 +94,58 @@ export async function backupSqlite(source: string, out: string, options: { repla
     await db.backup(partial, { progress: pagesPerStep });
   } catch (err) {
     removeStoreFiles(partial);
-    throw err;
+    throw cannotWrite(out, err);
   } finally {
     db.close();
   }
   try {
     selfContained(partial);
     const report = verifyStoreFile(partial);
-    renameSync(partial, out);
+    try {
+      renameSync(partial, out);
+    } catch (err) {
+      throw cannotWrite(out, err);
+    }
     return { ...report, path: out };
   } catch (err) {
     removeStoreFiles(partial);
     throw err;
   }
+}
+
+/**
+ * Refuses, in a sentence, a destination a backup cannot be put at, before a page is copied:
+ * a directory (even with `replace`: a backup never replaces one), a file that is there
+ * without `replace`, a directory that does not exist (the README's dated example names one
+ * that a new server may not have yet).
+ */
+function checkDestination(out: string, replace: boolean): void {
+  let found;
+  try {
+    found = statSync(out);
+  } catch {
+    found = undefined;
+  }
+  if (found?.isDirectory()) throw new BackupError(`${out} is a directory; give a file in it, e.g. --out ${join(out, 'postbox-backup.db')}`);
+  if (found && !replace) throw new BackupError(`${out} already exists; give another file, or --force to replace it`);
+  const dir = dirname(resolve(out));
+  let parent;
+  try {
+    parent = statSync(dir);
+  } catch {
+    parent = undefined;
+  }
+  if (!parent) throw new BackupError(`the directory ${dir} does not exist; create it first (mkdir -p ${dir}) or give another --out`);
+  if (!parent.isDirectory()) throw new BackupError(`${dir} is not a directory; give another --out`);
+}
+
+/** A failure to write the backup's file, said for a person (the cause kept for a bug report). */
+function cannotWrite(out: string, err: unknown): BackupError {
+  const code = (err as { code?: unknown }).code;
+  const why = code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'SQLITE_READONLY' || code === 'SQLITE_CANTOPEN'
+    ? 'this process may not write there (read-only, or no permission)'
+    : code === 'ENOSPC' || code === 'SQLITE_FULL' ? 'the disk is full' : (err as Error).message;
+  return new BackupError(`cannot write the backup to ${out}: ${why}`, { cause: err });
 }
 
 /**
@@ -137,6 +180,21 @@ export async function restoreSqlite(backup: string, target: string): Promise<Sto
   removeStoreFiles(target);
   renameSync(partial, target);
   return verifyStoreFile(target);
+}
+
+/** Whether a file starts as `postbox export` writes (a JSON object on its first line): a mix-up of restore and import. */
+function looksLikeExport(path: string): boolean {
+  const head = Buffer.alloc(16);
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const n = readSync(fd, head, 0, head.length, 0);
+    return /^\s*\{"type":/.test(head.subarray(0, n).toString('utf8'));
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }
 
 /** Folds a fresh copy's log into the file, so the backup is one file a person can move. */

@@ -1,8 +1,11 @@
 /**
  * Watches a SQLite store's own file. An open connection keeps writing into a file that was
  * unlinked (or replaced by another) under it: every send is answered and then lost with the
- * inode. So the guard notes the file's identity at open, looks again every second, and once
- * the file is gone or another, says so once in the log and from then on refuses writes.
+ * inode. So the guard notes the file's identity at open, looks again before every write
+ * batch commits (one stat per batch, 3-4 µs: a batch committed after the
+ * unlink is refused, not lost) and every second besides (so readiness notices without
+ * writes), and once the file is gone or another, says so once in the log and from then on
+ * refuses writes.
  *
  * It also answers the questions a readiness probe asks beyond "does a read work": is there
  * room on the disk, and may this process write the file and its directory.
@@ -48,13 +51,37 @@ export class FileGuard {
   /** Looks at the file now; answers (and remembers, logging once) why it is lost, or null. */
   async check(): Promise<string | null> {
     if (this.lostReason !== null) return this.lostReason;
-    let reason: string | null = null;
+    let found: { dev: number; ino: number } | NodeJS.ErrnoException;
     try {
-      const s = await stat(this.path);
-      if (s.dev !== this.identity.dev || s.ino !== this.identity.ino) reason = 'the database file was replaced by another file';
+      found = await stat(this.path);
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') reason = 'the database file was deleted';
+      found = err as NodeJS.ErrnoException;
+    }
+    return this.judge(found);
+  }
+
+  /**
+   * {@link check} on the event loop, for the write path: asked before each batch commits, so
+   * that no batch commits into a file that is no longer the store's.
+   */
+  checkNow(): string | null {
+    if (this.lostReason !== null) return this.lostReason;
+    let found: { dev: number; ino: number } | NodeJS.ErrnoException;
+    try {
+      found = statSync(this.path);
+    } catch (err) {
+      found = err as NodeJS.ErrnoException;
+    }
+    return this.judge(found);
+  }
+
+  /** Compares what a stat found with the file opened; remembers and logs (once) a loss. */
+  private judge(found: { dev: number; ino: number } | NodeJS.ErrnoException): string | null {
+    let reason: string | null = null;
+    if (found instanceof Error) {
+      if (found.code === 'ENOENT' || found.code === 'ENOTDIR') reason = 'the database file was deleted';
+    } else if (found.dev !== this.identity.dev || found.ino !== this.identity.ino) {
+      reason = 'the database file was replaced by another file';
     }
     if (reason !== null && this.lostReason === null) {
       this.lostReason = reason;

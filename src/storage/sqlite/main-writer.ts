@@ -41,6 +41,11 @@ export interface MainWriterOptions {
   durability: 'fsync' | 'relaxed';
   /** The WAL fsync (tests hold it back to watch what waits for it). */
   fsync?: Fsync;
+  /**
+   * Asked before each batch: why it must not commit (the store's file was deleted or
+   * replaced), or null. A batch committed into a lost file would be answered and then lost.
+   */
+  refuse?: () => string | null;
 }
 
 /** See the module comment. */
@@ -79,6 +84,8 @@ export class MainWriter {
 
   /** Commits one batch; in `fsync` durability it settles once the WAL fsync covering it completes. */
   run(writes: readonly StoreWrite[], deadline = Date.now() + LOCK_WAIT_MS): Promise<BatchResult> {
+    const refused = this.options.refuse?.();
+    if (refused) return Promise.reject(unavailable(`storage cannot take writes: ${refused}`));
     let replies;
     try {
       replies = this.side.applyBatch(writes);

@@ -16,6 +16,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { resolveStorePath } from './store-path.js';
 
 /** Raised when another server already serves the file; its message is meant for a person. */
 export class StoreInUseError extends Error {
@@ -27,9 +28,9 @@ export interface ServeLock {
   release(): void;
 }
 
-/** The lock file of the store at `path`. */
+/** The lock file of the store at `path` (named after the real file, so a symlink to it shares the lock). */
 export function serveLockPath(path: string): string {
-  return `${path}.serve-lock`;
+  return `${resolveStorePath(path)}.serve-lock`;
 }
 
 /**

@@ -8,6 +8,7 @@ import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { CoreStorage, Listeners, type ConversationRow, type Dialect, type DialectReads, type TokenRow } from '../core.js';
+import { damagedValue, wireJsonIntact } from '../failures.js';
 import type { BatchResult } from '../group-commit.js';
 import { windowSql } from '../paging.js';
 import type { InboxQuery, StorageLogger, StoredUser, StoreStats, TokenOwner, WireRow } from '../storage.js';
@@ -17,6 +18,7 @@ import { sqliteWebhookReads } from './webhooks.js';
 import { FileGuard } from './file-guard.js';
 import { migrate } from './migrations.js';
 import { MainWriter } from './main-writer.js';
+import { resolveStorePath } from './store-path.js';
 import type { Fsync } from './wal-sync.js';
 import { CONNECTION_PRAGMAS, SENT_AT, WIRE_COLUMNS } from './rows.js';
 
@@ -44,8 +46,10 @@ export function isCorruption(err: unknown): boolean {
 export type SqliteStorage = CoreStorage;
 
 /** Opens (creating and migrating if needed) a SQLite store. */
-export function openSqliteStorage(options: SqliteOptions): SqliteStorage {
-  if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+export function openSqliteStorage(given: SqliteOptions): SqliteStorage {
+  if (given.path !== ':memory:') mkdirSync(dirname(given.path), { recursive: true });
+  // Resolved once, here: the WAL sync, the file guard and the checkpointer all name the file SQLite opened.
+  const options = { ...given, path: resolveStorePath(given.path) };
   const db = new Database(options.path, options.onQuery ? { verbose: (sql) => options.onQuery?.(String(sql)) } : {});
   try {
     for (const p of CONNECTION_PRAGMAS) db.pragma(p);
@@ -96,12 +100,14 @@ class SqliteDialect implements Dialect {
 
   constructor(private readonly db: Database.Database, options: SqliteOptions) {
     this.webhookReads = sqliteWebhookReads(db);
-    this.writer = new MainWriter({ path: options.path, durability: options.durability, fsync: options.fsync });
+    const guard = options.path !== ':memory:' && options.path !== '' ? new FileGuard(options.path, options.logger) : undefined;
+    this.guard = guard;
+    this.writer = new MainWriter({
+      path: options.path, durability: options.durability, fsync: options.fsync,
+      ...(guard ? { refuse: () => guard.checkNow() } : {}),
+    });
     this.durability = this.writer.wal;
-    if (options.path !== ':memory:' && options.path !== '') {
-      this.guard = new FileGuard(options.path, options.logger);
-      this.guard.start();
-    }
+    guard?.start();
     // SQLite's count of commits by other connections: the write connection's and other
     // processes'. Asking costs a read transaction (two fcntl locks, 3-10 µs, more than the
     // rest of a cached read), so it is asked once per turn of the event loop: what this
@@ -115,9 +121,21 @@ class SqliteDialect implements Dialect {
       }
       return this.version;
     };
-    const rows = (sql: string, args: unknown[]) => this.prepared(sql, true).all(...args) as WireRow[];
+    // Every message read from the file is checked before it is served (wireJsonIntact: SQLite
+    // hands back overwritten bytes without a word); reads the cache answers were checked
+    // when they were read. Measured at 0.4-0.5 µs a 240-byte message: about 0.5 ms on a get
+    // of 1,000, whose read itself costs 1.3-1.7 ms.
+    const rows = (sql: string, args: unknown[]) => {
+      const found = this.prepared(sql, true).all(...args) as WireRow[];
+      for (const row of found) if (!wireJsonIntact(row[1])) throw damagedValue(row[0]);
+      return found;
+    };
     this.reads = {
-      message: (seq) => this.prepared('SELECT json FROM messages WHERE seq = ?').pluck().get(seq) as string | undefined,
+      message: (seq) => {
+        const json = this.prepared('SELECT json FROM messages WHERE seq = ?').pluck().get(seq) as string | undefined;
+        if (json !== undefined && !wireJsonIntact(json)) throw damagedValue(seq);
+        return json;
+      },
       inbox: (user, query, window) => {
         const [where, args] = inboxFilter(user, query);
         return rows(`SELECT ${WIRE_COLUMNS} FROM messages WHERE ${where}${windowSql(window, args, param)}`, args);
@@ -145,11 +163,15 @@ class SqliteDialect implements Dialect {
         return rows(`SELECT ${WIRE_COLUMNS} FROM (${both}) ORDER BY seq ${window.order} LIMIT ?`,
           [user, peer, ...args, peer, user, ...args, window.fetch]);
       },
-      conversations: (user, before, fetch) => this.prepared(
-        `SELECT c.peer, c.unread, m.json
-         FROM conversations c JOIN messages m ON m.seq = c.last_seq
-         WHERE c.owner = ? AND c.last_seq < ? ORDER BY c.last_seq DESC LIMIT ?`,
-      ).all(user, before, fetch) as ConversationRow[],
+      conversations: (user, before, fetch) => {
+        const found = this.prepared(
+          `SELECT c.peer, c.unread, m.json, c.last_seq AS seq
+           FROM conversations c JOIN messages m ON m.seq = c.last_seq
+           WHERE c.owner = ? AND c.last_seq < ? ORDER BY c.last_seq DESC LIMIT ?`,
+        ).all(user, before, fetch) as (ConversationRow & { seq: number })[];
+        for (const row of found) if (!wireJsonIntact(row.json)) throw damagedValue(row.seq);
+        return found;
+      },
       users: () => (this.prepared('SELECT id, created_at FROM users ORDER BY id').all() as { id: string; created_at: number }[])
         .map((u): StoredUser => ({ id: u.id, createdAt: new Date(u.created_at).toISOString() })),
       tokens: () => (this.prepared('SELECT hash, user_id, created_at, scopes FROM tokens ORDER BY user_id, hash').all() as
