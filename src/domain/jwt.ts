@@ -46,7 +46,7 @@ function algorithmsFor(key: KeyObject): string[] {
 }
 
 /** A 401 for a token that is not accepted; `why` goes in the detail and in WWW-Authenticate. */
-function refused(why: string): AppError {
+export function refused(why: string): AppError {
   return new AppError('unauthorized', `the JWT is not accepted: ${why}`, {
     headers: { 'WWW-Authenticate': `Bearer realm="postbox", error="invalid_token", error_description="${why}"` },
   });

@@ -34,7 +34,7 @@ import { readFailure, StorageDamaged, unavailable } from './failures.js';
 import type {
   ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector, SendOutcome,
   CommitObserver, PruneSelector, Storage, StorageLogger, StoredConversation, StoredUser, StoreEvent, StoreListener,
-  StoreStats, TokenOwner, WirePage, WireRow,
+  StoreStats, TokenOwner, UserStatus, WirePage, WireRow,
 } from './storage.js';
 import { CoreWebhookStore, type WebhookReads, type WebhookStore } from './webhooks.js';
 import type { StoreWrite, StoreWriteResults } from './writes.js';
@@ -47,6 +47,18 @@ export interface ConversationRow {
   peer: string;
   unread: number;
   json: string;
+}
+
+/** The row a dialect's one-statement user-status read answers: 1 or null for each table. */
+export interface UserStatusRow {
+  live: number | null;
+  reserved: number | null;
+}
+
+/** A {@link UserStatusRow} as the domain reads it. */
+export function statusOf(row: UserStatusRow): UserStatus {
+  if (row.live !== null) return 'user';
+  return row.reserved !== null ? 'reserved' : 'none';
 }
 
 /** A token row, for export. */
@@ -84,6 +96,8 @@ export interface DialectReads {
   stats(): Awaitable<StoreStats>;
   /** True if `id` is a user now (not removed). */
   userExists(id: string): Awaitable<boolean>;
+  /** Whether `id` is a user, a removed user's reserved id, or neither (one statement). */
+  userStatus(id: string): Awaitable<UserStatus>;
   /** Any cheap statement: proves the database answers. */
   ping(): Awaitable<unknown>;
 }
@@ -311,8 +325,8 @@ export class CoreStorage implements Storage {
     return this.write({ op: 'markRead', user, ...which });
   }
 
-  createUser(id: string, tokenHash: string): Promise<boolean> {
-    return this.write({ op: 'createUser', id, tokenHash });
+  createUser(id: string, tokenHash?: string): Promise<boolean> {
+    return this.write({ op: 'createUser', id, ...(tokenHash === undefined ? {} : { tokenHash }) });
   }
 
   listUsers(): Promise<StoredUser[]> {
@@ -325,6 +339,10 @@ export class CoreStorage implements Storage {
 
   userExists(id: string): Promise<boolean> {
     return this.read(() => this.reads.userExists(id), (exists) => exists);
+  }
+
+  userStatus(id: string): Promise<UserStatus> {
+    return this.read(() => this.reads.userStatus(id), (status) => status);
   }
 
   addToken(user: string, tokenHash: string, scopes?: string): Promise<boolean> {

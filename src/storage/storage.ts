@@ -119,6 +119,9 @@ export type ExportRecord =
   | { type: 'token'; user: string; hash: string; createdAt: string; scopes?: string }
   | { type: 'message'; message: Message };
 
+/** What a store knows of an id: a user, a removed user's reserved id, or nothing. */
+export type UserStatus = 'user' | 'reserved' | 'none';
+
 /** Whose a token is, and what it may do. */
 export interface TokenOwner {
   user: string;
@@ -188,8 +191,11 @@ export interface Storage {
   /** Marks messages to `user` read. Messages not to `user`, or already read, are left alone. */
   markRead(user: string, which: ReadSelector): Promise<ReadOutcome>;
 
-  /** Creates a user with its first token hash; false if the id is taken or reserved. */
-  createUser(id: string, tokenHash: string): Promise<boolean>;
+  /**
+   * Creates a user with its first token hash; false if the id is taken or reserved. Without
+   * a hash the user has no token: the record of a user a JWT names (jwt mode).
+   */
+  createUser(id: string, tokenHash?: string): Promise<boolean>;
   /** All users, by id. */
   listUsers(): Promise<StoredUser[]>;
   /** Removes a user and its tokens (not its messages); false if there was none. */
@@ -205,6 +211,8 @@ export interface Storage {
   deleteUser(id: string, options?: { purge?: boolean }): Promise<boolean>;
   /** True if `id` is a user now (not removed). */
   userExists(id: string): Promise<boolean>;
+  /** Whether `id` is a user now, the reserved id of a removed user, or neither. */
+  userStatus(id: string): Promise<UserStatus>;
   /** Adds a token hash to an existing user; false if there is no such user. */
   addToken(user: string, tokenHash: string): Promise<boolean>;
   /** Removes every token of a user; answers how many. */

@@ -25,7 +25,8 @@ export type StoreWrite =
   | { op: 'send'; message: NewMessage; key?: string; fingerprint?: string }
   | { op: 'delete'; seq: number }
   | { op: 'markRead'; user: string; upTo?: number; ids?: number[] }
-  | { op: 'createUser'; id: string; tokenHash: string }
+  /** Without `tokenHash`, a user with no token (one a JWT names). */
+  | { op: 'createUser'; id: string; tokenHash?: string }
   | { op: 'deleteUser'; id: string; purge?: boolean }
   | { op: 'addToken'; user: string; tokenHash: string; scopes?: string }
   | { op: 'revokeTokens'; user: string }

@@ -507,6 +507,21 @@ export function storageContract(name: string, open: StoreFactory): void {
         assert.equal(await s.userForToken('b1'), null);
         assert.equal((objects(await s.inbox('alice', { limit: 5 }))).messages.length, 1, 'messages outlive their sender');
       }));
+
+      it('creates a user without a token, and tells a user, a reserved id and an unknown id apart', () => withStore(open, async (s) => {
+        assert.equal(await s.userStatus('jay'), 'none');
+        assert.equal(await s.createUser('jay'), true, 'a JWT user\'s record: no token');
+        assert.equal(await s.userStatus('jay'), 'user');
+        assert.equal(await s.createUser('jay'), false);
+        const exported: ExportRecord[] = [];
+        for await (const r of s.exportAll()) exported.push(r);
+        assert.deepEqual(exported.filter((r) => r.type === 'token'), []);
+        assert.equal(await s.deleteUser('jay'), true);
+        assert.equal(await s.userStatus('jay'), 'reserved');
+        assert.equal(await s.createUser('jay'), false, 'a reserved id is not created again');
+        assert.equal(await s.deleteUser('jay', { purge: true }), true);
+        assert.equal(await s.userStatus('jay'), 'none');
+      }));
     });
 
     describe('token scopes', () => {

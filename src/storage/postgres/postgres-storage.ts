@@ -10,7 +10,7 @@
  * new connections on demand and the change feed reconnects by itself.
  */
 import pg from 'pg';
-import { CoreStorage, Listeners, type ConversationRow, type Dialect, type DialectReads, type TokenRow } from '../core.js';
+import { CoreStorage, Listeners, statusOf, type ConversationRow, type Dialect, type DialectReads, type TokenRow, type UserStatusRow } from '../core.js';
 import type { BatchResult } from '../group-commit.js';
 import { windowSql } from '../paging.js';
 import type { InboxQuery, StoredUser, StorageLogger, StoreEvent, TokenOwner, WireRow } from '../storage.js';
@@ -226,6 +226,8 @@ class PostgresDialect implements Dialect {
         };
       },
       userExists: async (id) => (await this.query('SELECT 1 FROM users WHERE id = $1', [id])).length > 0,
+      userStatus: async (id) => statusOf((await this.query<UserStatusRow>(
+        'SELECT (SELECT 1 FROM users WHERE id = $1) AS live, (SELECT 1 FROM removed_users WHERE id = $1) AS reserved', [id]))[0]!),
       ping: () => this.query('SELECT 1', []),
     };
   }

@@ -253,7 +253,7 @@ export class WriteSide {
       case 'createUser': {
         if ((await client.query(SQL.isReserved([op.id]))).rowCount !== 0) return false;
         if ((await client.query(SQL.createUser([op.id, now]))).rowCount === 0) return false;
-        await client.query(SQL.addToken([op.tokenHash, op.id, now, null]));
+        if (op.tokenHash !== undefined) await client.query(SQL.addToken([op.tokenHash, op.id, now, null]));
         return true;
       }
       case 'deleteUser': {

@@ -7,7 +7,7 @@
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { CoreStorage, Listeners, type ConversationRow, type Dialect, type DialectReads, type TokenRow } from '../core.js';
+import { CoreStorage, Listeners, statusOf, type ConversationRow, type Dialect, type DialectReads, type TokenRow, type UserStatusRow } from '../core.js';
 import type { BatchResult } from '../group-commit.js';
 import { windowSql } from '../paging.js';
 import type { InboxQuery, StorageLogger, StoredUser, StoreStats, TokenOwner, WireRow } from '../storage.js';
@@ -155,6 +155,8 @@ class SqliteDialect implements Dialect {
         .get(user, keep) as number | undefined) ?? null,
       stats: () => this.stats(options.path),
       userExists: (id) => this.prepared('SELECT 1 FROM users WHERE id = ?').get(id) !== undefined,
+      userStatus: (id) => statusOf(this.prepared('SELECT (SELECT 1 FROM users WHERE id = ?) AS live, (SELECT 1 FROM removed_users WHERE id = ?) AS reserved')
+        .get(id, id) as UserStatusRow),
       ping: () => this.prepared('SELECT 1').get(),
     };
   }

@@ -204,7 +204,7 @@ export class WriteSide {
       case 'createUser': {
         if (this.stmt.isReserved.get(op.id)) return false;
         if (this.stmt.createUser.run(op.id, now).changes === 0) return false;
-        this.stmt.addToken.run(op.tokenHash, op.id, now, null);
+        if (op.tokenHash !== undefined) this.stmt.addToken.run(op.tokenHash, op.id, now, null);
         return true;
       }
       case 'deleteUser': {
