@@ -8,7 +8,7 @@
  */
 import { AppError } from '../errors.js';
 import type { ExportRecord } from '../storage/storage.js';
-import { messageSeq, userIdProblem } from './rules.js';
+import { exactIdProblem, messageSeq } from './rules.js';
 
 /** One JSON Lines line for a record. */
 export function recordLine(record: ExportRecord): string {
@@ -21,7 +21,7 @@ function bad(line: number, field: string, message: string): AppError {
 
 function userId(value: unknown, line: number, field: string): string {
   if (typeof value !== 'string') throw bad(line, field, 'must be a user id (a string)');
-  const problem = userIdProblem(value);
+  const problem = exactIdProblem(value);
   if (problem) throw bad(line, field, problem);
   return value;
 }

@@ -12,7 +12,7 @@ import type { CreatedUser, User } from '../protocol/types.js';
 import type { ExportRecord, Storage, StoreEvent, UserStatus } from '../storage/storage.js';
 import { ANYONE, assertAdmin, assertAdminOrSelf, SCOPES, toScopes, type Actor, type Scope } from './access.js';
 import { JwtVerifier, refused } from './jwt.js';
-import { storedIdProblem, toUserId } from './rules.js';
+import { exactIdProblem, toUserId } from './rules.js';
 
 /** The recognisable start of every Postbox token. */
 export const TOKEN_PREFIX = 'pbx_';
@@ -265,7 +265,7 @@ export async function nonconformingIds(ids: AsyncIterable<string> | Iterable<str
   for await (const id of ids) {
     if (seen.has(id)) continue;
     seen.add(id);
-    const problem = storedIdProblem(id);
+    const problem = exactIdProblem(id);
     if (problem !== null) found.push({ id, problem });
     if (found.length >= limit) break;
   }
