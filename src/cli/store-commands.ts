@@ -19,7 +19,7 @@ import { ConfigError, loadStoreConfig, type StoreConfig } from '../config.js';
 import { hasConflicts, NAMED_CONFLICTS, planImport, recordsToImport, type ConflictPolicy, type ImportPlan } from '../domain/import-plan.js';
 import { STORE_HOLDER } from '../domain/access.js';
 import { readRecords, recordLine } from '../domain/transfer.js';
-import { idsOf, nonconformingIds, UserService } from '../domain/users.js';
+import { nonconformingIds, nonconformingNotice, UserService, type NonconformingId } from '../domain/users.js';
 import { AppError } from '../errors.js';
 import type { ExportRecord, Storage } from '../storage/storage.js';
 import type { CliContext, Command } from './cli.js';
@@ -378,8 +378,19 @@ const migrate: Command = {
       throw explained(config, err);
     }
     ctx.io.stdout(applied.length === 0 ? 'the schema is up to date\n' : `applied migrations ${applied.join(', ')}\n`);
+    // Reported, never changed: such an id names someone's messages (see nonconformingNotice).
+    const odd = await withStore(config, 'existing', storeSource(ctx, args), async (storage) => nonconformingIds(storage.storedUserIds()));
+    if (odd.length > 0) {
+      ctx.io.stdout(`${nonconformingNotice(odd.length)}:\n`);
+      for (const o of odd) ctx.io.stdout(noteOf(o));
+    }
   }),
 };
+
+/** One line of a report of a stored id the rule refuses. */
+function noteOf(o: NonconformingId): string {
+  return `note: stored user id ${JSON.stringify(o.id)} ${o.problem}\n`;
+}
 
 const check: Command = {
   summary: 'check that the store is whole (SQLite integrity check; PostgreSQL schema and a read of each table)',
@@ -398,8 +409,8 @@ const check: Command = {
       throw new AppError('internal', `the store has ${report.problems.length} problem(s)`);
     }
     // Only a store at this version is opened, so that a check never migrates anything.
-    const odd = await withStore(config, 'existing', storeSource(ctx, args), async (storage) => nonconformingIds(idsOf(storage.exportAll())));
-    for (const o of odd) ctx.io.stdout(`note: stored user id ${JSON.stringify(o.id)} ${o.problem}\n`);
+    const odd = await withStore(config, 'existing', storeSource(ctx, args), async (storage) => nonconformingIds(storage.storedUserIds()));
+    for (const o of odd) ctx.io.stdout(noteOf(o));
     ctx.io.stdout(`the store is whole (schema version ${report.schemaVersion})\n`);
   }),
 };

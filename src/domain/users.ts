@@ -9,7 +9,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { AppError } from '../errors.js';
 import type { CreatedUser, User } from '../protocol/types.js';
-import type { ExportRecord, Storage, StoreEvent, UserStatus } from '../storage/storage.js';
+import type { Storage, StoreEvent, UserStatus } from '../storage/storage.js';
 import { ANYONE, assertAdmin, assertAdminOrSelf, SCOPES, toScopes, type Actor, type Scope } from './access.js';
 import { JwtVerifier, refused } from './jwt.js';
 import { exactIdProblem, toUserId } from './rules.js';
@@ -272,14 +272,13 @@ export async function nonconformingIds(ids: AsyncIterable<string> | Iterable<str
   return found;
 }
 
-/** Every user id a store's export names: users, token owners, senders and recipients. */
-export async function* idsOf(records: AsyncIterable<ExportRecord>): AsyncGenerator<string> {
-  for await (const r of records) {
-    if (r.type === 'user') yield r.id;
-    else if (r.type === 'token') yield r.user;
-    else {
-      yield r.message.fromUser;
-      yield r.message.toUser;
-    }
-  }
+/**
+ * What an operator is told of stored ids today's rule refuses: what happens to them, so
+ * that no one is led to think they still work through the API.
+ */
+export function nonconformingNotice(count: number): string {
+  return `${count} stored user id(s) would be refused by the current id rule (created under an older one). ` +
+    'Nothing is changed or deleted: their accounts and messages stay in the store and postbox export carries them, ' +
+    'but the API refuses these ids wherever a request names one (a path, a body, a JWT sub), so their inboxes ' +
+    'cannot be read or written through it';
 }

@@ -61,6 +61,25 @@ export function statusOf(row: UserStatusRow): UserStatus {
   return row.reserved !== null ? 'reserved' : 'none';
 }
 
+/** A removed user's reserved id, and when it was removed. */
+export interface Reservation {
+  id: string;
+  removedAt: string;
+}
+
+/**
+ * The loose index scan of {@link DialectReads.parties}, in SQL both dialects speak; `param`
+ * names their placeholders. `side` picks a column, never user input.
+ */
+export function partiesSql(side: 'to' | 'from', first: boolean, param: (n: number) => string): string {
+  const column = side === 'to' ? 'to_user' : 'from_user';
+  return `WITH RECURSIVE ids(id, n) AS (
+      SELECT (SELECT min(${column}) FROM messages WHERE ${column} ${first ? '>=' : '>'} ${param(1)}), 1
+      UNION ALL
+      SELECT (SELECT min(${column}) FROM messages WHERE ${column} > ids.id), n + 1 FROM ids WHERE ids.id IS NOT NULL AND n < ${param(2)}
+    ) SELECT id FROM ids WHERE id IS NOT NULL`;
+}
+
 /** A token row, for export. */
 export interface TokenRow {
   user: string;
@@ -98,6 +117,14 @@ export interface DialectReads {
   userExists(id: string): Awaitable<boolean>;
   /** Whether `id` is a user, a removed user's reserved id, or neither (one statement). */
   userStatus(id: string): Awaitable<UserStatus>;
+  /** Every removed user's reserved id, by id. */
+  reservations(): Awaitable<Reservation[]>;
+  /**
+   * Up to `limit` distinct recipients (`to`) or senders (`from`) above `after` (from the
+   * first when null), in order: one statement that skips from id to id through the
+   * column's index (a loose index scan), so its cost follows the ids, not the messages.
+   */
+  parties(side: 'to' | 'from', after: string | null, limit: number): Awaitable<string[]>;
   /** Any cheap statement: proves the database answers. */
   ping(): Awaitable<unknown>;
 }
@@ -343,6 +370,20 @@ export class CoreStorage implements Storage {
 
   userStatus(id: string): Promise<UserStatus> {
     return this.read(() => this.reads.userStatus(id), (status) => status);
+  }
+
+  async *storedUserIds(): AsyncIterable<string> {
+    for (const u of await this.listUsers()) yield u.id;
+    for (const r of await this.read(() => this.reads.reservations(), (rows) => rows)) yield r.id;
+    for (const side of ['to', 'from'] as const) {
+      let after: string | null = null;
+      for (;;) {
+        const ids: string[] = await this.read(() => this.reads.parties(side, after, EXPORT_CHUNK), (rows) => rows);
+        yield* ids;
+        if (ids.length < EXPORT_CHUNK) break;
+        after = ids[ids.length - 1]!;
+      }
+    }
   }
 
   addToken(user: string, tokenHash: string, scopes?: string): Promise<boolean> {

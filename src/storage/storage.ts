@@ -222,6 +222,13 @@ export interface Storage {
   /** The user a token hash belongs to and the token's scopes (space-separated, `full` by default), or null. */
   tokenOwner(tokenHash: string): Promise<TokenOwner | null>;
 
+  /**
+   * Every user id the store names: users, removed users' reserved ids, recipients and
+   * senders (each walked through its column's index, not through the messages), an id
+   * possibly more than once. For reports of ids an older rule let in.
+   */
+  storedUserIds(): AsyncIterable<string>;
+
   /** Every user, token and message, streamed with flat memory. */
   exportAll(): AsyncIterable<ExportRecord>;
   /** Replays exported records, keeping ids; answers how many of each it stored. */

@@ -508,6 +508,16 @@ export function storageContract(name: string, open: StoreFactory): void {
         assert.equal((objects(await s.inbox('alice', { limit: 5 }))).messages.length, 1, 'messages outlive their sender');
       }));
 
+      it('names every stored user id: users, reserved ids, recipients and senders', () => withStore(open, async (s) => {
+        await s.createUser('live', 'h-live');
+        await s.createUser('gone', 'h-gone');
+        await s.deleteUser('gone');
+        for (let i = 0; i < 30; i++) await s.send({ fromUser: `from-${i % 3}`, toUser: `to-${i % 4}`, message: 'm' });
+        const ids = new Set<string>();
+        for await (const id of s.storedUserIds()) ids.add(id);
+        assert.deepEqual([...ids].sort(), ['from-0', 'from-1', 'from-2', 'gone', 'live', 'to-0', 'to-1', 'to-2', 'to-3']);
+      }));
+
       it('creates a user without a token, and tells a user, a reserved id and an unknown id apart', () => withStore(open, async (s) => {
         assert.equal(await s.userStatus('jay'), 'none');
         assert.equal(await s.createUser('jay'), true, 'a JWT user\'s record: no token');
