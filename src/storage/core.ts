@@ -404,6 +404,7 @@ export class CoreStorage implements Storage {
 
   async *exportAll(): AsyncIterable<ExportRecord> {
     for (const u of await this.listUsers()) yield { type: 'user', ...u };
+    for (const r of await this.read(() => this.reads.reservations(), (rows) => rows)) yield { type: 'reservation', ...r };
     for (const t of await this.read(() => this.reads.tokens(), (tokens) => tokens)) yield { type: 'token', ...t };
     let after = 0;
     for (;;) {

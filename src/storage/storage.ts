@@ -115,12 +115,22 @@ export type StoreListener = (events: readonly StoreEvent[]) => void;
 /** One line of an export: everything a store holds, in an order an import can replay. */
 export type ExportRecord =
   | { type: 'user'; id: string; createdAt: string }
+  /** A removed user's id, kept reserved so that no one re-created under it inherits its messages. */
+  | { type: 'reservation'; id: string; removedAt: string }
   /** `scopes` is present only for a token narrower than `full`. */
   | { type: 'token'; user: string; hash: string; createdAt: string; scopes?: string }
   | { type: 'message'; message: Message };
 
 /** What a store knows of an id: a user, a removed user's reserved id, or nothing. */
 export type UserStatus = 'user' | 'reserved' | 'none';
+
+/** How many records of each kind an import stored. */
+export interface ImportCounts {
+  users: number;
+  tokens: number;
+  messages: number;
+  reservations: number;
+}
 
 /** Whose a token is, and what it may do. */
 export interface TokenOwner {
@@ -229,10 +239,14 @@ export interface Storage {
    */
   storedUserIds(): AsyncIterable<string>;
 
-  /** Every user, token and message, streamed with flat memory. */
+  /** Every user, reservation, token and message, streamed with flat memory. */
   exportAll(): AsyncIterable<ExportRecord>;
-  /** Replays exported records, keeping ids; answers how many of each it stored. */
-  importAll(records: AsyncIterable<ExportRecord>): Promise<{ users: number; tokens: number; messages: number }>;
+  /**
+   * Replays exported records, keeping ids; answers how many of each it stored. An id is
+   * never both a user and reserved: a user whose id the store reserves, or a reservation of
+   * an id the store holds as a user, is not stored (import-plan.ts names them as conflicts first).
+   */
+  importAll(records: AsyncIterable<ExportRecord>): Promise<ImportCounts>;
 
   /**
    * Retention: removes the messages `which` selects, in one short write; conversation rows

@@ -4,7 +4,7 @@
  * so live delivery cannot differ between SQLite and PostgreSQL.
  */
 import type { Message } from '../protocol/types.js';
-import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome, StoreEvent } from './storage.js';
+import type { ExportRecord, ImportCounts, NewMessage, ReadOutcome, SendOutcome, StoreEvent } from './storage.js';
 import type { WebhookWrite } from './webhooks.js';
 
 /** How long an idempotency key is remembered: the contract's 24 hours. */
@@ -55,7 +55,7 @@ export interface StoreWriteResults {
   deleteUser: boolean;
   addToken: boolean;
   revokeTokens: number;
-  import: { users: number; tokens: number; messages: number };
+  import: ImportCounts;
   webhook: unknown;
   prune: PruneResult;
   claim: boolean;

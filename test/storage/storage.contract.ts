@@ -683,7 +683,7 @@ export function storageContract(name: string, open: StoreFactory): void {
         await withStore(open, async (t) => {
           const replay = () => Readable.from(records) as AsyncIterable<ExportRecord>;
           const counts = await t.importAll(replay());
-          assert.deepEqual(counts, { users: 2, tokens: 3, messages: 1202 });
+          assert.deepEqual(counts, { users: 2, tokens: 3, messages: 1202, reservations: 0 });
           const again: ExportRecord[] = [];
           for await (const r of t.exportAll()) again.push(r);
           assert.deepEqual(again, records, 'an export of the import is the same export');
@@ -694,7 +694,43 @@ export function storageContract(name: string, open: StoreFactory): void {
           const maxImported = Math.max(...records.flatMap((r) => (r.type === 'message' ? [seqOf(r.message.id)] : [])));
           assert.ok(next.kind === 'stored' && seqOf(next.message.id) > maxImported, 'new ids continue past imported ones');
           const twice = await t.importAll(replay());
-          assert.deepEqual(twice, { users: 0, tokens: 0, messages: 0 }, 'importing again stores nothing twice');
+          assert.deepEqual(twice, { users: 0, tokens: 0, messages: 0, reservations: 0 }, 'importing again stores nothing twice');
+        });
+      });
+
+      it('carries a removed user\'s reservation: after the round trip its id still cannot be re-created', async () => {
+        const records: ExportRecord[] = [];
+        let removedAt = '';
+        await withStore(open, async (s) => {
+          await s.createUser('zed', 'hash-z');
+          await s.createUser('amy', 'hash-a');
+          await s.send({ fromUser: 'amy', toUser: 'zed', message: 'for zed only' });
+          const before = Date.now();
+          await s.deleteUser('zed');
+          for await (const r of s.exportAll()) records.push(r);
+          const reservation = records.find((r) => r.type === 'reservation');
+          assert.ok(reservation?.type === 'reservation');
+          removedAt = reservation.removedAt;
+          assert.ok(Date.parse(removedAt) >= before - 1000, removedAt);
+        });
+        assert.deepEqual(records.map((r) => r.type), ['user', 'reservation', 'token', 'message'], 'users, reservations, tokens, messages');
+        assert.deepEqual(records[1], { type: 'reservation', id: 'zed', removedAt });
+        await withStore(open, async (t) => {
+          const counts = await t.importAll(Readable.from(records) as AsyncIterable<ExportRecord>);
+          assert.deepEqual(counts, { users: 1, tokens: 1, messages: 1, reservations: 1 });
+          assert.equal(await t.userStatus('zed'), 'reserved');
+          assert.equal(await t.createUser('zed', 'hash-new'), false, 'no one inherits zed\'s inbox');
+          const again: ExportRecord[] = [];
+          for await (const r of t.exportAll()) again.push(r);
+          assert.deepEqual(again, records, 'an export of the import is the same export');
+          // An id is never both a user and reserved, whatever a file says.
+          const clash = await t.importAll(Readable.from([
+            { type: 'user', id: 'zed', createdAt: new Date(0).toISOString() },
+            { type: 'reservation', id: 'amy', removedAt: new Date(0).toISOString() },
+          ]) as AsyncIterable<ExportRecord>);
+          assert.deepEqual(clash, { users: 0, tokens: 0, messages: 0, reservations: 0 });
+          assert.equal(await t.userStatus('zed'), 'reserved');
+          assert.equal(await t.userStatus('amy'), 'user');
         });
       });
       it('refuses a NUL character in an imported record, naming it, after storing the records before it', () => withStore(open, async (s) => {
