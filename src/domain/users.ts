@@ -175,12 +175,15 @@ export class UserService {
    * other id may yet sign in, and finds its messages waiting).
    */
   async assertRecipient(id: string): Promise<void> {
+    // Token mode asks storage every time, as it always has: a removal by the CLI beside a
+    // SQLite server is honoured at once. In jwt mode the known set serves, as for sign-in.
+    const remember = this.options?.mode === 'jwt';
     const now = this.clock();
-    if (this.known.has(id, now)) return;
+    if (remember && this.known.has(id, now)) return;
     const generation = this.known.generation;
     const status = await this.storage.userStatus(id);
     if (status === 'user') {
-      this.known.add(id, now, generation);
+      if (remember) this.known.add(id, now, generation);
       return;
     }
     if (status === 'reserved') {
