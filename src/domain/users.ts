@@ -57,6 +57,7 @@ export class KnownUsers {
     return this.forgets;
   }
 
+  /** Whether `id` is remembered as a user and its entry has not expired by `now`. */
   has(id: string, now: number): boolean {
     const until = this.expiry.get(id);
     if (until === undefined) return false;
@@ -73,16 +74,19 @@ export class KnownUsers {
     if (this.expiry.size > this.max) this.expiry.delete(this.expiry.keys().next().value!);
   }
 
+  /** Drops `id` (its user was removed). */
   forget(id: string): void {
     this.forgets++;
     this.expiry.delete(id);
   }
 
+  /** Drops every id (removals may have been missed). */
   clear(): void {
     this.forgets++;
     this.expiry.clear();
   }
 
+  /** How many ids are remembered, expired ones not yet dropped included. */
   get size(): number {
     return this.expiry.size;
   }
