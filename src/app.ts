@@ -147,10 +147,11 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
       issuer: config.jwtIssuer, audience: config.jwtAudience, leewaySeconds: config.jwtLeewaySeconds, now: deps.clock,
     })
     : undefined;
-  const users = new UserService(storage, { mode: config.auth, adminToken: config.adminToken, jwt });
+  const users = new UserService(storage, { mode: config.auth, adminToken: config.adminToken, jwt, clock: deps.clock });
+  const stopWatchingRemovals = users.watchRemovals();
   const messages = new MessageService(storage, hub, {
     maxMessageBytes: config.maxMessageBytes,
-    knownRecipientsOnly: config.auth === 'token',
+    ...(config.auth === 'open' ? {} : { checkRecipient: (id: string) => users.assertRecipient(id) }),
     onStored: () => metrics.messagesStored.inc(),
   });
   const streams = new StreamRegistry(hub, {
@@ -174,6 +175,7 @@ export async function buildApp(deps: AppDeps): Promise<PostboxApp> {
   });
   app.addHook('onClose', (_instance, done) => {
     clearInterval(sweeper);
+    stopWatchingRemovals();
     done();
   });
 

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { buildApp, type PostboxApp } from './app.js';
 import type { Config } from './config.js';
-import { nonconformingIds } from './domain/users.js';
+import { nonconformingIds, nonconformingNotice } from './domain/users.js';
 import { Hub } from './realtime/hub.js';
 import { WebhookDispatcher } from './webhooks/dispatcher.js';
 import { openStorage } from './storage/open.js';
@@ -104,18 +104,16 @@ export async function buildServer(config: Config, logger: Logger): Promise<Postb
 
 /**
  * Logs the stored user ids that today's id rule refuses (created under an older one), so an
- * operator learns of them; they are not changed or deleted. Users only, which is cheap at
- * every start; `postbox check` also looks at every message's ids.
+ * operator learns of them; they are not changed or deleted. Users, reserved ids, senders
+ * and recipients: the last two walked through their indexes, id to id, so the cost follows
+ * the number of ids, not of messages; it runs after listening, holding nothing up.
  */
-async function reportNonconformingUsers(storage: Storage, logger: Logger): Promise<void> {
+async function reportNonconformingIds(storage: Storage, logger: Logger): Promise<void> {
   try {
-    const odd = await nonconformingIds((await storage.listUsers()).map((u) => u.id));
-    if (odd.length > 0) {
-      logger.warn({ ids: odd }, `${odd.length} stored user id(s) would be refused by the current id rule; ` +
-        'they keep working as they are (run postbox check for ids in messages too)');
-    }
+    const odd = await nonconformingIds(storage.storedUserIds());
+    if (odd.length > 0) logger.warn({ ids: odd }, nonconformingNotice(odd.length));
   } catch (err) {
-    logger.warn({ err }, 'could not list users to check their ids');
+    logger.warn({ err }, 'could not list the stored user ids to check them');
   }
 }
 
@@ -125,7 +123,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   try {
     const url = await server.app.listen({ port: config.port, host: config.host });
     logger.info({ url, storage: server.storage.kind, auth: config.auth, durability: config.durability }, `Postbox listening on ${url}`);
-    void reportNonconformingUsers(server.storage, logger);
+    void reportNonconformingIds(server.storage, logger);
     server.webhooks.start();
     return { ...server, url };
   } catch (err) {

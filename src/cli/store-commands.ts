@@ -19,7 +19,7 @@ import { ConfigError, loadStoreConfig, type StoreConfig } from '../config.js';
 import { hasConflicts, NAMED_CONFLICTS, planImport, recordsToImport, type ConflictPolicy, type ImportPlan } from '../domain/import-plan.js';
 import { STORE_HOLDER } from '../domain/access.js';
 import { readRecords, recordLine } from '../domain/transfer.js';
-import { idsOf, nonconformingIds, UserService } from '../domain/users.js';
+import { nonconformingIds, nonconformingNotice, UserService, type NonconformingId } from '../domain/users.js';
 import { AppError } from '../errors.js';
 import type { ExportRecord, Storage } from '../storage/storage.js';
 import type { CliContext, Command } from './cli.js';
@@ -191,14 +191,14 @@ async function write(out: Writable, text: string): Promise<void> {
 }
 
 const exportCommand: Command = {
-  summary: 'write every user, token and message as JSON Lines (to move a store)',
+  summary: 'write every user, reserved id, token and message as JSON Lines (to move a store)',
   usage: 'postbox export [--out <file>] [--db <url>]',
   help: () => ['Options:', '  --out <file>    write here instead of standard output', ...STORE_HELP, '',
     'Streams with flat memory. Token hashes are exported, never tokens. Import with postbox import.'].join('\n'),
   run: (args, ctx) => guarded('export', ctx, async () => {
     const { config, flags, args: rest } = parse(args, ctx, { out: { type: 'string' } });
     if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
-    const counts = { user: 0, token: 0, message: 0 };
+    const counts = { user: 0, token: 0, message: 0, reservation: 0 };
     let out: Writable | undefined;
     await withStore(config, 'existing', storeSource(ctx, args), async (storage) => {
       // Opened only once the store has: a store that is not there leaves no empty file behind.
@@ -210,14 +210,16 @@ const exportCommand: Command = {
     });
     const opened = out;
     if (flags.out && opened) await new Promise<void>((resolve, reject) => opened.end((err?: Error | null) => (err ? reject(err) : resolve())));
-    ctx.io.stderr(`exported ${tally({ users: counts.user, tokens: counts.token, messages: counts.message })}\n`);
+    ctx.io.stderr(`exported ${tally({ users: counts.user, tokens: counts.token, messages: counts.message, reservations: counts.reservation })}\n`);
   }),
 };
 
 /** "2 users, 1 token, 0 messages". */
-function tally(c: { users: number; tokens: number; messages: number }): string {
+function tally(c: { users: number; tokens: number; messages: number; reservations?: number }): string {
   const n = (k: number, one: string) => `${k} ${one}${k === 1 ? '' : 's'}`;
-  return `${n(c.users, 'user')}, ${n(c.tokens, 'token')}, ${n(c.messages, 'message')}`;
+  // Most stores have no removed users: the line stays as it always was for them.
+  const reserved = c.reservations ? `, ${n(c.reservations, 'reserved id')}` : '';
+  return `${n(c.users, 'user')}, ${n(c.tokens, 'token')}, ${n(c.messages, 'message')}${reserved}`;
 }
 
 /** The records of an export file, read afresh (an import reads its file twice). */
@@ -230,7 +232,7 @@ async function* fileRecords(path: string): AsyncGenerator<ExportRecord> {
 /** Names the conflicts of a plan, for a person. */
 function describeConflicts(plan: ImportPlan): string {
   const c = plan.conflicting;
-  const total = c.users + c.tokens + c.messages;
+  const total = c.users + c.tokens + c.messages + c.reservations;
   const lines = plan.conflicts.map((x) => `  ${x.kind} ${x.id}: ${x.why}`);
   if (total > plan.conflicts.length) lines.push(`  … and ${total - plan.conflicts.length} more (the first ${NAMED_CONFLICTS} are named)`);
   return `${total} record${total === 1 ? '' : 's'} of the file conflict with the store (${tally(c)}):\n${lines.join('\n')}\n`;
@@ -245,7 +247,8 @@ const importCommand: Command = {
     ...STORE_HELP, '',
     'The whole file is checked before anything is written: a bad line stops the import naming it, and so does',
     'a conflict (a message id the store holds with other content, a user id it holds with another creation time,',
-    'a token that would be added to a user the store already holds). Records the store already holds unchanged',
+    'a token that would be added to a user the store already holds, a user id the store keeps reserved for a',
+    'removed user, or a reserved id the store holds as a live user). Records the store already holds unchanged',
     'are skipped, so an import can be run again. It prints what it imported and what it skipped.'].join('\n'),
   run: (args, ctx) => guarded('import', ctx, async () => {
     const { config, flags, args: rest } = parse(args, ctx, { 'on-conflict': { type: 'string' } });
@@ -384,8 +387,19 @@ const migrate: Command = {
       throw explained(config, err);
     }
     ctx.io.stdout(applied.length === 0 ? 'the schema is up to date\n' : `applied migrations ${applied.join(', ')}\n`);
+    // Reported, never changed: such an id names someone's messages (see nonconformingNotice).
+    const odd = await withStore(config, 'existing', storeSource(ctx, args), async (storage) => nonconformingIds(storage.storedUserIds()));
+    if (odd.length > 0) {
+      ctx.io.stdout(`${nonconformingNotice(odd.length)}:\n`);
+      for (const o of odd) ctx.io.stdout(noteOf(o));
+    }
   }),
 };
+
+/** One line of a report of a stored id the rule refuses. */
+function noteOf(o: NonconformingId): string {
+  return `note: stored user id ${JSON.stringify(o.id)} ${o.problem}\n`;
+}
 
 const check: Command = {
   summary: 'check that the store is whole (SQLite integrity check; PostgreSQL schema and a read of each table)',
@@ -409,8 +423,8 @@ const check: Command = {
       throw new AppError('internal', `the store has ${report.problems.length} problem(s)`);
     }
     // Only a store at this version is opened, so that a check never migrates anything.
-    const odd = await withStore(config, 'existing', storeSource(ctx, args), async (storage) => nonconformingIds(idsOf(storage.exportAll())));
-    for (const o of odd) ctx.io.stdout(`note: stored user id ${JSON.stringify(o.id)} ${o.problem}\n`);
+    const odd = await withStore(config, 'existing', storeSource(ctx, args), async (storage) => nonconformingIds(storage.storedUserIds()));
+    for (const o of odd) ctx.io.stdout(noteOf(o));
     ctx.io.stdout(`the store is whole (schema version ${report.schemaVersion})\n`);
   }),
 };

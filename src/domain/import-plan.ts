@@ -7,7 +7,10 @@
  * sender, recipient, text or time; a user id the store holds with a different creation time
  * (another user of the same name); a token that would be added to a user the store already
  * holds (merging two people's tokens into one account), or that belongs to another user:
- * each refuses the import, naming the record, unless the person says how to resolve it.
+ * a user id the store reserves for a removed user (the new user would inherit the removed
+ * one's messages), or a reservation of an id the store holds as a live user (that user could
+ * no longer sign in, nor be re-created): each refuses the import, naming the record, unless
+ * the person says how to resolve it.
  * The one resolution offered keeps what the store holds and skips the file's record (and
  * with a skipped user, its tokens).
  *
@@ -19,7 +22,7 @@
  * per message; a file out of order falls back to a lookup for each record out of place.
  */
 import type { Message } from '../protocol/types.js';
-import type { ExportRecord, Storage } from '../storage/storage.js';
+import type { ExportRecord, ImportCounts, Storage } from '../storage/storage.js';
 import { messageSeq } from './rules.js';
 
 /** How conflicts are resolved: refuse the import, or keep the store's record and skip the file's. */
@@ -27,7 +30,7 @@ export type ConflictPolicy = 'fail' | 'skip';
 
 /** One record of the file that conflicts with the store. */
 export interface ImportConflict {
-  kind: 'user' | 'token' | 'message';
+  kind: 'user' | 'reservation' | 'token' | 'message';
   /** The user id, the message id, or the first characters of a token hash. */
   id: string;
   why: string;
@@ -36,14 +39,16 @@ export interface ImportConflict {
 /** What {@link planImport} found. */
 export interface ImportPlan {
   /** Records the store already holds unchanged, by kind. */
-  same: { users: number; tokens: number; messages: number };
+  same: ImportCounts;
   /** Conflicting records, by kind. */
-  conflicting: { users: number; tokens: number; messages: number };
+  conflicting: ImportCounts;
   /** The first conflicts, to name them (at most {@link NAMED_CONFLICTS}). */
   conflicts: ImportConflict[];
   /** Decisions the import pass needs, kept small: per user of the file, and conflicting token hashes. */
   users: Map<string, 'new' | 'same' | 'conflict'>;
   badTokens: Set<string>;
+  /** Reserved ids of the file that conflict with a live user of the store. */
+  badReservations: Set<string>;
 }
 
 /** How many conflicts a plan names; the rest are counted. */
@@ -86,11 +91,12 @@ class StoredMessages {
 export async function planImport(storage: Storage, records: AsyncIterable<ExportRecord>): Promise<ImportPlan> {
   const stored = new Map((await storage.listUsers()).map((u) => [u.id, u.createdAt]));
   const plan: ImportPlan = {
-    same: { users: 0, tokens: 0, messages: 0 },
-    conflicting: { users: 0, tokens: 0, messages: 0 },
+    same: { users: 0, tokens: 0, messages: 0, reservations: 0 },
+    conflicting: { users: 0, tokens: 0, messages: 0, reservations: 0 },
     conflicts: [],
     users: new Map(),
     badTokens: new Set(),
+    badReservations: new Set(),
   };
   const conflict = (c: ImportConflict) => {
     plan.conflicting[`${c.kind}s`]++;
@@ -117,13 +123,28 @@ async function check(
     switch (r.type) {
       case 'user': {
         const have = stored.get(r.id);
-        if (have === undefined) plan.users.set(r.id, 'new');
+        if (have === undefined && (await storage.userStatus(r.id)) === 'reserved') {
+          plan.users.set(r.id, 'conflict');
+          conflict({
+            kind: 'user', id: r.id,
+            why: `the store reserves "${r.id}" for a removed user: a user of that id would inherit its messages (purge it first to free the id)`,
+          });
+        } else if (have === undefined) plan.users.set(r.id, 'new');
         else if (have === r.createdAt) {
           plan.users.set(r.id, 'same');
           plan.same.users++;
         } else {
           plan.users.set(r.id, 'conflict');
           conflict({ kind: 'user', id: r.id, why: `the store holds another user "${r.id}" (created ${have}; the file's was created ${r.createdAt})` });
+        }
+        break;
+      }
+      case 'reservation': {
+        if (stored.has(r.id)) {
+          plan.badReservations.add(r.id);
+          conflict({ kind: 'reservation', id: r.id, why: `the file reserves "${r.id}" for a removed user, but the store holds "${r.id}" as a live user` });
+        } else if ((await storage.userStatus(r.id)) === 'reserved') {
+          plan.same.reservations++;
         }
         break;
       }
@@ -164,7 +185,7 @@ async function check(
 /** Whether the plan found anything that conflicts. */
 export function hasConflicts(plan: ImportPlan): boolean {
   const c = plan.conflicting;
-  return c.users + c.tokens + c.messages > 0;
+  return c.users + c.tokens + c.messages + c.reservations > 0;
 }
 
 /**
@@ -176,6 +197,7 @@ export function hasConflicts(plan: ImportPlan): boolean {
 export async function* recordsToImport(records: AsyncIterable<ExportRecord>, plan: ImportPlan): AsyncGenerator<ExportRecord> {
   for await (const r of records) {
     if (r.type === 'user' && plan.users.get(r.id) === 'conflict') continue;
+    if (r.type === 'reservation' && plan.badReservations.has(r.id)) continue;
     if (r.type === 'token' && (plan.badTokens.has(r.hash) || plan.users.get(r.user) === 'conflict')) continue;
     yield r;
   }

@@ -12,7 +12,7 @@ import { readFile } from 'node:fs/promises';
 import * as jose from 'jose';
 import { AppError } from '../errors.js';
 import { toScopes, type UserActor } from './access.js';
-import { userIdProblem } from './rules.js';
+import { exactIdProblem } from './rules.js';
 
 /** Where the verifier's keys come from, and what it checks beyond the signature. */
 export interface JwtOptions {
@@ -46,9 +46,11 @@ function algorithmsFor(key: KeyObject): string[] {
 }
 
 /** A 401 for a token that is not accepted; `why` goes in the detail and in WWW-Authenticate. */
-function refused(why: string): AppError {
+export function refused(why: string): AppError {
+  // A header value is a quoted string of printable ASCII (RFC 6750): a user id in `why` may hold neither.
+  const description = why.replace(/["\\]/g, "'").replace(/[^\x20-\x7E]/g, '?');
   return new AppError('unauthorized', `the JWT is not accepted: ${why}`, {
-    headers: { 'WWW-Authenticate': `Bearer realm="postbox", error="invalid_token", error_description="${why}"` },
+    headers: { 'WWW-Authenticate': `Bearer realm="postbox", error="invalid_token", error_description="${description}"` },
   });
 }
 
@@ -106,7 +108,7 @@ export class JwtVerifier {
       throw refused('token issued in the future (iat)');
     }
     const sub = payload.sub ?? '';
-    const problem = userIdProblem(sub);
+    const problem = exactIdProblem(sub);
     if (problem !== null) throw refused(`sub is not a valid user id: it ${problem}`);
     let scopes;
     try {

@@ -80,8 +80,11 @@ export class MessageService {
     private readonly waiter: InboxWaiter,
     private readonly options: {
       maxMessageBytes: number;
-      /** Token mode: a send to an id that is not a user is a 404 (`unknown_recipient`), not stored. */
-      knownRecipientsOnly?: boolean;
+      /**
+       * Refuses a recipient no one may receive as (a 404 `unknown_recipient`), before
+       * anything is stored: see `UserService.assertRecipient` (users.ts). Open mode has none.
+       */
+      checkRecipient?: (toUser: string) => Promise<void>;
       /** Told of each message stored (not of replays), for metrics. */
       onStored?: () => void;
     },
@@ -92,11 +95,7 @@ export class MessageService {
     const fromUser = senderOf(actor, input.fromUser);
     const toUser = toUserId(input.toUser, 'toUser');
     const message = toMessageText(input.message, this.options.maxMessageBytes);
-    if (this.options.knownRecipientsOnly && !(await this.storage.userExists(toUser))) {
-      throw new AppError('unknown_recipient', `there is no user "${toUser}" to send to`, {
-        errors: [{ field: 'toUser', message: 'is not a user of this server' }],
-      });
-    }
+    if (this.options.checkRecipient) await this.options.checkRecipient(toUser);
     const claim = idempotencyKey === undefined
       ? undefined
       : { key: toIdempotencyKey(idempotencyKey), fingerprint: fingerprint(toUser, message) };

@@ -12,13 +12,25 @@ export const USER_ID_MAX = 128;
 /**
  * A user id: 1–128 characters, not only dots (`.` and `..` are path steps to every URL
  * library), none of them `/`, a control or format character (Unicode Cc, Cf: zero-width
- * and bidi controls), a line or paragraph separator (Zl, Zp), or a space other than
- * U+0020 (NBSP and the other Zs): each would make two ids that look the same, or an id no
- * URL can reach. An ECMAScript pattern with the `u` flag, as JSON Schema (and Ajv) read it.
+ * and bidi controls), a line or paragraph separator (Zl, Zp), a space other than U+0020
+ * (NBSP and the other Zs), a private-use or unassigned code point (Co, Cn), a default-
+ * ignorable one (the Hangul fillers, variation selectors, U+034F) or the blank braille
+ * pattern U+2800; not starting with a combining mark, and without leading, trailing or
+ * doubled spaces: each would make two ids that look the same, or one that looks like
+ * nothing, or an id no URL can reach. An ECMAScript pattern with the `u` flag, as JSON
+ * Schema (and Ajv) read it. What no pattern can say, {@link userIdProblem} adds: the id
+ * must not change under NFKC (fullwidth `Ａｌｉｃｅ` is refused, not folded into `Alice`).
  */
-export const USER_ID_PATTERN = '^(?!\\.+$)(?:[^/\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}\\p{Zs}]| ){1,128}$';
+export const USER_ID_PATTERN = '^(?!\\.+$)(?! )(?!.* $)(?!.*  )(?!\\p{M})' +
+  '(?:[^/\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}\\p{Zs}\\p{Co}\\p{Cn}\\p{Default_Ignorable_Code_Point}\\u2800]| ){1,128}$';
 const USER_ID_RE = new RegExp(USER_ID_PATTERN, 'u');
-const FORBIDDEN_CHAR_RE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Zs}]/u;
+/** Characters that are invisible, blank, or mean nothing yet; U+0020 is taken out before this runs. */
+const FORBIDDEN_CHAR_RE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Zs}\p{Co}\p{Cn}\p{Default_Ignorable_Code_Point}\u2800]/u;
+
+/** `U+XXXX` for the first code point of `char`. */
+function codePointName(char: string): string {
+  return `U+${char.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+}
 
 /** A message id: the decimal form of a positive sequence number, at most 15 digits (below 2^53). */
 export const MESSAGE_ID_PATTERN = '^[1-9][0-9]{0,14}$';
@@ -41,7 +53,8 @@ export const MAX_WAIT_SECONDS = 60;
 
 /**
  * Why a user id (already NFC) is unusable, or null if it is fine. The one statement of the
- * rule, with {@link USER_ID_PATTERN}; also used to report stored ids an older rule let in.
+ * rule, with {@link USER_ID_PATTERN}: every way in (a body, a path, a JWT `sub`, an import
+ * line, a stored id reported at start) asks it, through {@link toUserId} or {@link exactIdProblem}.
  */
 export function userIdProblem(id: string): string | null {
   if (id.length === 0) return 'must not be empty';
@@ -51,18 +64,30 @@ export function userIdProblem(id: string): string | null {
   if (/^\.+$/.test(id)) return 'must not be only dots ("." and ".." are not reachable in a URL)';
   const bad = FORBIDDEN_CHAR_RE.exec(id.replaceAll(' ', ''));
   if (bad) {
-    const code = `U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
-    return `must not contain invisible, control, format, separator or non-ASCII space characters (found ${code})`;
+    return 'must not contain invisible, blank, control, format, separator, private-use, unassigned or non-ASCII space ' +
+      `characters (found ${codePointName(bad[0])})`;
+  }
+  if (/^\p{M}/u.test(id)) return `must not start with a combining mark (found ${codePointName(id)})`;
+  if (id.startsWith(' ') || id.endsWith(' ')) return 'must not start or end with a space';
+  if (id.includes('  ')) return 'must not contain two spaces in a row';
+  // A compatibility form looks like its plain form; folding it silently would merge two
+  // people's ids, so it is refused, naming the form to use.
+  const plain = id.normalize('NFKC');
+  if (plain !== id) {
+    const use = userIdProblem(plain) === null ? `: use "${plain}"` : '';
+    return `must not use compatibility characters (fullwidth or halfwidth forms, ligatures, superscripts, …)${use}`;
   }
   if (!USER_ID_RE.test(id)) return 'is not a valid user id';
   return null;
 }
 
 /**
- * Why an id found in a store (put there under an older rule) would not be accepted today,
- * or null. Such ids are reported, never changed or deleted: they name someone's messages.
+ * Why an id taken exactly as given would not be accepted, or null: {@link userIdProblem},
+ * and it must already be in NFC. For ids that are not normalised on the way in: a JWT's
+ * `sub` (which must name one user exactly), an import line, and ids found in a store (put
+ * there under an older rule: reported, never changed or deleted, as they name someone's messages).
  */
-export function storedIdProblem(id: string): string | null {
+export function exactIdProblem(id: string): string | null {
   if (id.isWellFormed() && id !== id.normalize('NFC')) return 'is not in Unicode NFC (a look-alike of the composed form)';
   return userIdProblem(id);
 }

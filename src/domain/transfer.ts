@@ -1,6 +1,7 @@
 /**
- * Moving a store: export as JSON Lines (one record per line: users, then tokens, then
- * messages, so an import can replay them in order) and import back, on any backend.
+ * Moving a store: export as JSON Lines (one record per line: users, then removed users'
+ * reserved ids, then tokens, then messages, so an import can replay them in order) and
+ * import back, on any backend.
  *
  * An import file has passed none of the rules a message sent over HTTP passed, so every
  * record is checked here against the same rules, and a bad one is refused naming its line
@@ -8,7 +9,7 @@
  */
 import { AppError } from '../errors.js';
 import type { ExportRecord } from '../storage/storage.js';
-import { messageSeq, userIdProblem } from './rules.js';
+import { exactIdProblem, messageSeq } from './rules.js';
 
 /** One JSON Lines line for a record. */
 export function recordLine(record: ExportRecord): string {
@@ -21,7 +22,7 @@ function bad(line: number, field: string, message: string): AppError {
 
 function userId(value: unknown, line: number, field: string): string {
   if (typeof value !== 'string') throw bad(line, field, 'must be a user id (a string)');
-  const problem = userIdProblem(value);
+  const problem = exactIdProblem(value);
   if (problem) throw bad(line, field, problem);
   return value;
 }
@@ -47,6 +48,8 @@ export function parseRecord(text: string, line: number): ExportRecord | null {
   switch (r.type) {
     case 'user':
       return { type: 'user', id: userId(r.id, line, 'id'), createdAt: time(r.createdAt, line, 'createdAt') };
+    case 'reservation':
+      return { type: 'reservation', id: userId(r.id, line, 'id'), removedAt: time(r.removedAt, line, 'removedAt') };
     case 'token':
       if (typeof r.hash !== 'string' || !/^[0-9a-f]{64}$/.test(r.hash)) throw bad(line, 'hash', 'must be a SHA-256 in hex');
       if (r.scopes !== undefined && (typeof r.scopes !== 'string' || !/^(?:full|send|read)(?: (?:full|send|read))*$/.test(r.scopes))) {
@@ -76,7 +79,7 @@ export function parseRecord(text: string, line: number): ExportRecord | null {
       };
     }
     default:
-      throw bad(line, 'type', 'must be user, token or message');
+      throw bad(line, 'type', 'must be user, reservation, token or message');
   }
 }
 

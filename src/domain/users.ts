@@ -9,10 +9,10 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { AppError } from '../errors.js';
 import type { CreatedUser, User } from '../protocol/types.js';
-import type { ExportRecord, Storage } from '../storage/storage.js';
+import type { Storage, StoreEvent, UserStatus } from '../storage/storage.js';
 import { ANYONE, assertAdmin, assertAdminOrSelf, SCOPES, toScopes, type Actor, type Scope } from './access.js';
-import { JwtVerifier } from './jwt.js';
-import { storedIdProblem, toUserId } from './rules.js';
+import { JwtVerifier, refused } from './jwt.js';
+import { exactIdProblem, toUserId } from './rules.js';
 
 /** The recognisable start of every Postbox token. */
 export const TOKEN_PREFIX = 'pbx_';
@@ -31,9 +31,72 @@ function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
 }
 
+/** How many ids an instance remembers as users ({@link KnownUsers}). */
+export const KNOWN_USERS_MAX = 10_000;
+/**
+ * How long an id is remembered as a user. Removals this instance makes, or hears of (every
+ * PostgreSQL instance hears every other's through the change feed), forget the id at once;
+ * this bounds only what no instance hears: `postbox users remove` run beside a SQLite server.
+ */
+export const KNOWN_USER_TTL_MS = 30_000;
+
+/**
+ * Ids known to be users (not removed): a bounded, least-recently-added set with an expiry,
+ * so that a JWT user's requests, and sends to a user, cost no storage round-trip after the
+ * first. Not a source of truth: a miss asks storage.
+ */
+export class KnownUsers {
+  private readonly expiry = new Map<string, number>();
+  /** Counts forgets, so a lookup that raced a removal does not remember a stale answer. */
+  private forgets = 0;
+
+  constructor(private readonly max = KNOWN_USERS_MAX, private readonly ttlMs = KNOWN_USER_TTL_MS) {}
+
+  /** The current forget count, to hand back to {@link add}. */
+  get generation(): number {
+    return this.forgets;
+  }
+
+  /** Whether `id` is remembered as a user and its entry has not expired by `now`. */
+  has(id: string, now: number): boolean {
+    const until = this.expiry.get(id);
+    if (until === undefined) return false;
+    if (until > now) return true;
+    this.expiry.delete(id);
+    return false;
+  }
+
+  /** Remembers `id`, unless something was forgotten since `generation` was read. */
+  add(id: string, now: number, generation: number): void {
+    if (generation !== this.forgets) return;
+    this.expiry.delete(id);
+    this.expiry.set(id, now + this.ttlMs);
+    if (this.expiry.size > this.max) this.expiry.delete(this.expiry.keys().next().value!);
+  }
+
+  /** Drops `id` (its user was removed). */
+  forget(id: string): void {
+    this.forgets++;
+    this.expiry.delete(id);
+  }
+
+  /** Drops every id (removals may have been missed). */
+  clear(): void {
+    this.forgets++;
+    this.expiry.clear();
+  }
+
+  /** How many ids are remembered, expired ones not yet dropped included. */
+  get size(): number {
+    return this.expiry.size;
+  }
+}
+
 /** Account operations, and authentication of bearer tokens. */
 export class UserService {
   private readonly adminDigest: Buffer | undefined;
+  private readonly known = new KnownUsers();
+  private readonly clock: () => number;
 
   /**
    * @param options how callers are told apart ({@link authenticate}); without them, as for
@@ -41,9 +104,30 @@ export class UserService {
    */
   constructor(
     private readonly storage: Storage,
-    private readonly options?: { mode: 'open' | 'token' | 'jwt'; adminToken: string | undefined; jwt?: JwtVerifier | undefined },
+    private readonly options?: {
+      mode: 'open' | 'token' | 'jwt';
+      adminToken: string | undefined;
+      jwt?: JwtVerifier | undefined;
+      /** Epoch ms, for the expiry of {@link KnownUsers}; default Date.now. */
+      clock?: (() => number) | undefined;
+    },
   ) {
     this.adminDigest = options?.adminToken === undefined ? undefined : digest(options.adminToken);
+    this.clock = options?.clock ?? Date.now;
+  }
+
+  /**
+   * Forgets known users as storage reports their removal: this instance's, and on
+   * PostgreSQL every other instance's (the change feed; after a gap in it, `resync`
+   * forgets everyone). Returns the unsubscription.
+   */
+  watchRemovals(): () => void {
+    return this.storage.onEvents((events: readonly StoreEvent[]) => {
+      for (const e of events) {
+        if (e.type === 'user-removed') this.known.forget(e.user);
+        else if (e.type === 'resync') this.known.clear();
+      }
+    });
   }
 
   /**
@@ -62,8 +146,60 @@ export class UserService {
       return owner === null ? null : { kind: 'user', id: owner.user, scopes: owner.scopes.split(' ') as Scope[] };
     }
     // The application's own JWT (jwt mode); a refused one throws the 401 that says why.
-    if (this.options.jwt && JwtVerifier.looksLikeJwt(token)) return this.options.jwt.verify(token);
+    if (this.options.jwt && JwtVerifier.looksLikeJwt(token)) {
+      const actor = await this.options.jwt.verify(token);
+      await this.admit(actor.id);
+      return actor;
+    }
     return null;
+  }
+
+  /**
+   * Makes the user a JWT names part of the user model: the first request creates its record
+   * (and `user.created`, as POST /v1/users does, without a token), so the admin lists,
+   * removes, purges and issues tokens for it like any user. A removed user's reserved id is
+   * refused: whoever signs in as it would read the removed user's messages.
+   */
+  private async admit(id: string): Promise<void> {
+    const now = this.clock();
+    if (this.known.has(id, now)) return;
+    const generation = this.known.generation;
+    let status: UserStatus = await this.storage.userStatus(id);
+    // A create that loses a race (another request or instance made or removed it) asks again.
+    if (status === 'none') status = (await this.storage.createUser(id)) ? 'user' : await this.storage.userStatus(id);
+    if (status === 'reserved') {
+      throw refused(`user "${id}" was removed; its id stays reserved so that no one inherits its messages (the admin may purge it to free the id)`);
+    }
+    if (status === 'user') this.known.add(id, now, generation);
+  }
+
+  /**
+   * Refuses a send to `id` with a 404 `unknown_recipient` when no one may receive as it: in
+   * token mode an id that is not a user; in jwt mode only a removed user's reserved id (any
+   * other id may yet sign in, and finds its messages waiting).
+   */
+  async assertRecipient(id: string): Promise<void> {
+    // Token mode asks storage every time, as it always has: a removal by the CLI beside a
+    // SQLite server is honoured at once. In jwt mode the known set serves, as for sign-in.
+    const remember = this.options?.mode === 'jwt';
+    const now = this.clock();
+    if (remember && this.known.has(id, now)) return;
+    const generation = this.known.generation;
+    const status = await this.storage.userStatus(id);
+    if (status === 'user') {
+      if (remember) this.known.add(id, now, generation);
+      return;
+    }
+    if (status === 'reserved') {
+      throw new AppError('unknown_recipient', `user "${id}" was removed; it receives no more messages`, {
+        errors: [{ field: 'toUser', message: 'is a removed user' }],
+      });
+    }
+    if (this.options?.mode === 'token') {
+      throw new AppError('unknown_recipient', `there is no user "${id}" to send to`, {
+        errors: [{ field: 'toUser', message: 'is not a user of this server' }],
+      });
+    }
   }
 
   /** Creates a user with a first token, shown only in this answer. */
@@ -94,7 +230,10 @@ export class UserService {
   async remove(actor: Actor, id: string, options: { purge?: boolean } = {}): Promise<void> {
     assertAdmin(actor);
     const user = toUserId(id, 'user');
-    if (!(await this.storage.deleteUser(user, options))) throw new AppError('not_found', `no user "${user}"`);
+    const removed = await this.storage.deleteUser(user, options);
+    // At once, not only when the event arrives: the next request of its JWT must be refused.
+    this.known.forget(user);
+    if (!removed) throw new AppError('not_found', `no user "${user}"`);
   }
 
   /** Issues another token for a user. */
@@ -133,21 +272,20 @@ export async function nonconformingIds(ids: AsyncIterable<string> | Iterable<str
   for await (const id of ids) {
     if (seen.has(id)) continue;
     seen.add(id);
-    const problem = storedIdProblem(id);
+    const problem = exactIdProblem(id);
     if (problem !== null) found.push({ id, problem });
     if (found.length >= limit) break;
   }
   return found;
 }
 
-/** Every user id a store's export names: users, token owners, senders and recipients. */
-export async function* idsOf(records: AsyncIterable<ExportRecord>): AsyncGenerator<string> {
-  for await (const r of records) {
-    if (r.type === 'user') yield r.id;
-    else if (r.type === 'token') yield r.user;
-    else {
-      yield r.message.fromUser;
-      yield r.message.toUser;
-    }
-  }
+/**
+ * What an operator is told of stored ids today's rule refuses: what happens to them, so
+ * that no one is led to think they still work through the API.
+ */
+export function nonconformingNotice(count: number): string {
+  return `${count} stored user id(s) would be refused by the current id rule (created under an older one). ` +
+    'Nothing is changed or deleted: their accounts and messages stay in the store and postbox export carries them, ' +
+    'but the API refuses these ids wherever a request names one (a path, a body, a JWT sub), so their inboxes ' +
+    'cannot be read or written through it';
 }

@@ -34,7 +34,7 @@ import { readFailure, StorageDamaged, unavailable } from './failures.js';
 import type {
   ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector, SendOutcome,
   CommitObserver, PruneSelector, Storage, StorageLogger, StoredConversation, StoredUser, StoreEvent, StoreListener,
-  StoreStats, TokenOwner, WirePage, WireRow,
+  StoreStats, TokenOwner, UserStatus, WirePage, WireRow,
 } from './storage.js';
 import { CoreWebhookStore, type WebhookReads, type WebhookStore } from './webhooks.js';
 import type { StoreWrite, StoreWriteResults } from './writes.js';
@@ -47,6 +47,37 @@ export interface ConversationRow {
   peer: string;
   unread: number;
   json: string;
+}
+
+/** The row a dialect's one-statement user-status read answers: 1 or null for each table. */
+export interface UserStatusRow {
+  live: number | null;
+  reserved: number | null;
+}
+
+/** A {@link UserStatusRow} as the domain reads it. */
+export function statusOf(row: UserStatusRow): UserStatus {
+  if (row.live !== null) return 'user';
+  return row.reserved !== null ? 'reserved' : 'none';
+}
+
+/** A removed user's reserved id, and when it was removed. */
+export interface Reservation {
+  id: string;
+  removedAt: string;
+}
+
+/**
+ * The loose index scan of {@link DialectReads.parties}, in SQL both dialects speak; `param`
+ * names their placeholders. `side` picks a column, never user input.
+ */
+export function partiesSql(side: 'to' | 'from', first: boolean, param: (n: number) => string): string {
+  const column = side === 'to' ? 'to_user' : 'from_user';
+  return `WITH RECURSIVE ids(id, n) AS (
+      SELECT (SELECT min(${column}) FROM messages WHERE ${column} ${first ? '>=' : '>'} ${param(1)}), 1
+      UNION ALL
+      SELECT (SELECT min(${column}) FROM messages WHERE ${column} > ids.id), n + 1 FROM ids WHERE ids.id IS NOT NULL AND n < ${param(2)}
+    ) SELECT id FROM ids WHERE id IS NOT NULL`;
 }
 
 /** A token row, for export. */
@@ -89,6 +120,16 @@ export interface DialectReads {
   stats(): Awaitable<StoreStats>;
   /** True if `id` is a user now (not removed). */
   userExists(id: string): Awaitable<boolean>;
+  /** Whether `id` is a user, a removed user's reserved id, or neither (one statement). */
+  userStatus(id: string): Awaitable<UserStatus>;
+  /** Every removed user's reserved id, by id. */
+  reservations(): Awaitable<Reservation[]>;
+  /**
+   * Up to `limit` distinct recipients (`to`) or senders (`from`) above `after` (from the
+   * first when null), in order: one statement that skips from id to id through the
+   * column's index (a loose index scan), so its cost follows the ids, not the messages.
+   */
+  parties(side: 'to' | 'from', after: string | null, limit: number): Awaitable<string[]>;
   /** Any cheap statement: proves the database answers. */
   ping(): Awaitable<unknown>;
 }
@@ -321,8 +362,8 @@ export class CoreStorage implements Storage {
     return this.write({ op: 'markRead', user, ...which });
   }
 
-  createUser(id: string, tokenHash: string): Promise<boolean> {
-    return this.write({ op: 'createUser', id, tokenHash });
+  createUser(id: string, tokenHash?: string): Promise<boolean> {
+    return this.write({ op: 'createUser', id, ...(tokenHash === undefined ? {} : { tokenHash }) });
   }
 
   listUsers(): Promise<StoredUser[]> {
@@ -335,6 +376,24 @@ export class CoreStorage implements Storage {
 
   userExists(id: string): Promise<boolean> {
     return this.read(() => this.reads.userExists(id), (exists) => exists);
+  }
+
+  userStatus(id: string): Promise<UserStatus> {
+    return this.read(() => this.reads.userStatus(id), (status) => status);
+  }
+
+  async *storedUserIds(): AsyncIterable<string> {
+    for (const u of await this.listUsers()) yield u.id;
+    for (const r of await this.read(() => this.reads.reservations(), (rows) => rows)) yield r.id;
+    for (const side of ['to', 'from'] as const) {
+      let after: string | null = null;
+      for (;;) {
+        const ids: string[] = await this.read(() => this.reads.parties(side, after, EXPORT_CHUNK), (rows) => rows);
+        yield* ids;
+        if (ids.length < EXPORT_CHUNK) break;
+        after = ids[ids.length - 1]!;
+      }
+    }
   }
 
   addToken(user: string, tokenHash: string, scopes?: string): Promise<boolean> {
@@ -355,6 +414,7 @@ export class CoreStorage implements Storage {
 
   async *exportAll(): AsyncIterable<ExportRecord> {
     for (const u of await this.listUsers()) yield { type: 'user', ...u };
+    for (const r of await this.read(() => this.reads.reservations(), (rows) => rows)) yield { type: 'reservation', ...r };
     for (const t of await this.read(() => this.reads.tokens(), (tokens) => tokens)) yield { type: 'token', ...t };
     let after = 0;
     for (;;) {

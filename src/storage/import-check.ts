@@ -9,7 +9,7 @@
  */
 import type { Message } from '../protocol/types.js';
 import { AppError } from '../errors.js';
-import type { ExportRecord } from './storage.js';
+import type { ExportRecord, ImportCounts } from './storage.js';
 
 const NUL = '\u0000';
 
@@ -17,6 +17,7 @@ const NUL = '\u0000';
 function textFields(record: ExportRecord): [string, unknown][] {
   switch (record.type) {
     case 'user': return [['id', record.id], ['createdAt', record.createdAt]];
+    case 'reservation': return [['id', record.id], ['removedAt', record.removedAt]];
     case 'token': return [['user', record.user], ['hash', record.hash], ['createdAt', record.createdAt]];
     case 'message': {
       const m: Partial<Message> = record.message ?? {};
@@ -45,12 +46,7 @@ export function importRecordError(record: ExportRecord, n: number): AppError | n
   return null;
 }
 
-/** How many of each kind of record an import stored. */
-export interface ImportCounts {
-  users: number;
-  tokens: number;
-  messages: number;
-}
+export type { ImportCounts };
 
 /**
  * An import as every backend runs it: records checked one by one and committed in chunks.
@@ -63,7 +59,7 @@ export async function importInChunks(
   chunkSize: number,
   store: (chunk: ExportRecord[]) => Promise<ImportCounts>,
 ): Promise<ImportCounts> {
-  const total: ImportCounts = { users: 0, tokens: 0, messages: 0 };
+  const total: ImportCounts = { users: 0, tokens: 0, messages: 0, reservations: 0 };
   let chunk: ExportRecord[] = [];
   const commit = async () => {
     if (chunk.length === 0) return;
@@ -71,6 +67,7 @@ export async function importInChunks(
     total.users += counts.users;
     total.tokens += counts.tokens;
     total.messages += counts.messages;
+    total.reservations += counts.reservations;
     chunk = [];
   };
   let n = 0;

@@ -115,9 +115,22 @@ export type StoreListener = (events: readonly StoreEvent[]) => void;
 /** One line of an export: everything a store holds, in an order an import can replay. */
 export type ExportRecord =
   | { type: 'user'; id: string; createdAt: string }
+  /** A removed user's id, kept reserved so that no one re-created under it inherits its messages. */
+  | { type: 'reservation'; id: string; removedAt: string }
   /** `scopes` is present only for a token narrower than `full`. */
   | { type: 'token'; user: string; hash: string; createdAt: string; scopes?: string }
   | { type: 'message'; message: Message };
+
+/** What a store knows of an id: a user, a removed user's reserved id, or nothing. */
+export type UserStatus = 'user' | 'reserved' | 'none';
+
+/** How many records of each kind an import stored. */
+export interface ImportCounts {
+  users: number;
+  tokens: number;
+  messages: number;
+  reservations: number;
+}
 
 /** Whose a token is, and what it may do. */
 export interface TokenOwner {
@@ -193,8 +206,11 @@ export interface Storage {
   /** Marks messages to `user` read. Messages not to `user`, or already read, are left alone. */
   markRead(user: string, which: ReadSelector): Promise<ReadOutcome>;
 
-  /** Creates a user with its first token hash; false if the id is taken or reserved. */
-  createUser(id: string, tokenHash: string): Promise<boolean>;
+  /**
+   * Creates a user with its first token hash; false if the id is taken or reserved. Without
+   * a hash the user has no token: the record of a user a JWT names (jwt mode).
+   */
+  createUser(id: string, tokenHash?: string): Promise<boolean>;
   /** All users, by id. */
   listUsers(): Promise<StoredUser[]>;
   /** Removes a user and its tokens (not its messages); false if there was none. */
@@ -210,6 +226,8 @@ export interface Storage {
   deleteUser(id: string, options?: { purge?: boolean }): Promise<boolean>;
   /** True if `id` is a user now (not removed). */
   userExists(id: string): Promise<boolean>;
+  /** Whether `id` is a user now, the reserved id of a removed user, or neither. */
+  userStatus(id: string): Promise<UserStatus>;
   /** Adds a token hash to an existing user; false if there is no such user. */
   addToken(user: string, tokenHash: string): Promise<boolean>;
   /** Removes every token of a user; answers how many. */
@@ -219,10 +237,21 @@ export interface Storage {
   /** The user a token hash belongs to and the token's scopes (space-separated, `full` by default), or null. */
   tokenOwner(tokenHash: string): Promise<TokenOwner | null>;
 
-  /** Every user, token and message, streamed with flat memory. */
+  /**
+   * Every user id the store names: users, removed users' reserved ids, recipients and
+   * senders (each walked through its column's index, not through the messages), an id
+   * possibly more than once. For reports of ids an older rule let in.
+   */
+  storedUserIds(): AsyncIterable<string>;
+
+  /** Every user, reservation, token and message, streamed with flat memory. */
   exportAll(): AsyncIterable<ExportRecord>;
-  /** Replays exported records, keeping ids; answers how many of each it stored. */
-  importAll(records: AsyncIterable<ExportRecord>): Promise<{ users: number; tokens: number; messages: number }>;
+  /**
+   * Replays exported records, keeping ids; answers how many of each it stored. An id is
+   * never both a user and reserved: a user whose id the store reserves, or a reservation of
+   * an id the store holds as a user, is not stored (import-plan.ts names them as conflicts first).
+   */
+  importAll(records: AsyncIterable<ExportRecord>): Promise<ImportCounts>;
 
   /**
    * Retention: removes the messages `which` selects, in one short write; conversation rows

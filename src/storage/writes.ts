@@ -4,7 +4,7 @@
  * so live delivery cannot differ between SQLite and PostgreSQL.
  */
 import type { Message } from '../protocol/types.js';
-import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome, StoreEvent } from './storage.js';
+import type { ExportRecord, ImportCounts, NewMessage, ReadOutcome, SendOutcome, StoreEvent } from './storage.js';
 import type { WebhookWrite } from './webhooks.js';
 
 /** How long an idempotency key is remembered: the contract's 24 hours. */
@@ -25,7 +25,8 @@ export type StoreWrite =
   | { op: 'send'; message: NewMessage; key?: string; fingerprint?: string }
   | { op: 'delete'; seq: number }
   | { op: 'markRead'; user: string; upTo?: number; ids?: number[] }
-  | { op: 'createUser'; id: string; tokenHash: string }
+  /** Without `tokenHash`, a user with no token (one a JWT names). */
+  | { op: 'createUser'; id: string; tokenHash?: string }
   | { op: 'deleteUser'; id: string; purge?: boolean }
   | { op: 'addToken'; user: string; tokenHash: string; scopes?: string }
   | { op: 'revokeTokens'; user: string }
@@ -54,7 +55,7 @@ export interface StoreWriteResults {
   deleteUser: boolean;
   addToken: boolean;
   revokeTokens: number;
-  import: { users: number; tokens: number; messages: number };
+  import: ImportCounts;
   webhook: unknown;
   prune: PruneResult;
   claim: boolean;

@@ -101,6 +101,56 @@ function importConflicts(store: () => Promise<{ db: string; dir: string; done: (
       await done();
     }
   });
+
+  it('carries a removed user\'s reserved id through export and import, and refuses a file that would undo one', async () => {
+    const from = await store();
+    const to = await store();
+    try {
+      // In the first store: zed receives a message and is removed; its id stays reserved.
+      const seed = join(from.dir, 'seed.jsonl');
+      await writeFile(seed, [user('zed'), user('amy'), message(1, 'for zed only', 'amy', 'zed')].join('\n') + '\n');
+      assert.equal((await postbox(['import', seed, '--db', from.db])).code, 0);
+      const removed = await postbox(['users', 'remove', 'zed', '--db', from.db]);
+      assert.equal(removed.code, 0, removed.stderr);
+      const file = join(from.dir, 'moved.jsonl');
+      const exported = await postbox(['export', '--db', from.db, '--out', file]);
+      assert.equal(exported.code, 0, exported.stderr);
+      assert.match(exported.stderr, /exported 1 users, 0 tokens, 1 messages, 1 reserved ids of removed users/);
+      assert.match(readFileSync(file, 'utf8'), /^\{"type":"reservation","id":"zed","removedAt":"[^"]+"\}$/m);
+
+      // Into a fresh store: the reservation comes along, so zed cannot be created with the old inbox.
+      const imported = await postbox(['import', file, '--db', to.db]);
+      assert.equal(imported.code, 0, imported.stderr);
+      assert.equal(imported.stdout, 'imported 1 user, 0 tokens, 1 message, 1 reserved id; skipped 0 users, 0 tokens, 0 messages already in the store\n');
+      const recreate = await postbox(['users', 'add', 'zed', '--db', to.db]);
+      assert.notEqual(recreate.code, 0, recreate.stdout);
+      assert.match(recreate.stderr, /reserved/);
+      const again = await postbox(['import', file, '--db', to.db]);
+      assert.equal(again.stdout, 'imported 0 users, 0 tokens, 0 messages; skipped 1 user, 0 tokens, 1 message, 1 reserved id already in the store\n');
+
+      // A file whose user the store reserves, or which reserves a user the store holds: conflicts.
+      const undo = join(to.dir, 'undo.jsonl');
+      await writeFile(undo, [
+        user('zed'), token('zed', HASH_A), JSON.stringify({ type: 'reservation', id: 'amy', removedAt: '2026-01-03T00:00:00.000Z' }),
+      ].join('\n') + '\n');
+      const refused = await postbox(['import', undo, '--db', to.db]);
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.match(refused.stderr, /user zed: the store reserves "zed" for a removed user/);
+      assert.match(refused.stderr, /token aaaaaaaaaaaa…: it belongs to the file's "zed", who conflicts/);
+      assert.match(refused.stderr, /reservation amy: the file reserves "amy" for a removed user, but the store holds "amy" as a live user/);
+      const skipped = await postbox(['import', undo, '--on-conflict', 'skip', '--db', to.db]);
+      assert.equal(skipped.code, 0, skipped.stderr);
+      const after = join(to.dir, 'after.jsonl');
+      assert.equal((await postbox(['export', '--db', to.db, '--out', after])).code, 0);
+      const text = readFileSync(after, 'utf8');
+      assert.match(text, /"type":"user","id":"amy"/);
+      assert.match(text, /"type":"reservation","id":"zed"/);
+      assert.doesNotMatch(text, /"type":"user","id":"zed"|"type":"reservation","id":"amy"|"type":"token"/);
+    } finally {
+      await from.done();
+      await to.done();
+    }
+  });
 }
 
 describe('postbox import on SQLite', () => {

@@ -108,6 +108,19 @@ describe('JWT verification', () => {
     await refusedWith(v.verify(await sign({ ...base, sub: 'a/b' }, 'HS256', hmac)), /sub is not a valid user id: it must not contain "\/"/);
   });
 
+  it('takes sub exactly as it is: a compatibility form or a non-NFC id is refused, never folded', async () => {
+    const v = await verifier({ secret: SECRET });
+    await refusedWith(v.verify(await sign({ ...base, sub: 'Ａｌｉｃｅ' }, 'HS256', hmac)), /compatibility characters.*use "Alice"/);
+    await refusedWith(v.verify(await sign({ ...base, sub: 'cafe\u0301' }, 'HS256', hmac)), /not in Unicode NFC/);
+    await refusedWith(v.verify(await sign({ ...base, sub: 'A\u3164' }, 'HS256', hmac)), /found U\+3164/);
+    await assert.rejects(v.verify(await sign({ ...base, sub: '山田\uFE0F' }, 'HS256', hmac)), (err: AppError) => {
+      assert.match(err.headers['WWW-Authenticate']!, /^Bearer realm="postbox", error="invalid_token", error_description="[\x20-\x21\x23-\x7E]*"$/,
+        'a quoted string of printable ASCII, whatever the id holds');
+      return true;
+    });
+    assert.equal((await v.verify(await sign({ ...base, sub: '山田 太郎' }, 'HS256', hmac))).id, '山田 太郎');
+  });
+
   it('checks iss and aud when configured', async () => {
     const v = await verifier({ secret: SECRET, issuer: 'https://app.example', audience: 'postbox' });
     await v.verify(await sign({ ...base, iss: 'https://app.example', aud: 'postbox' }, 'HS256', hmac));

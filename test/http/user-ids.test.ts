@@ -35,6 +35,21 @@ const REFUSED: Record<string, string> = {
   'a byte order mark': '\uFEFFAlice',
   'a soft hyphen': 'Ali\u00ADce',
   'a control character': 'Ali\u0007ce',
+  'fullwidth letters': 'Ａｌｉｃｅ',
+  'a ligature': '\uFB01le',
+  'a superscript': 'x\u00B2',
+  'a Hangul filler': '\u3164',
+  'a Hangul filler inside': 'Al\u3164ice',
+  'a Hangul choseong filler': '\u115F\u1160',
+  'a combining grapheme joiner': 'Ali\u034Fce',
+  'a variation selector': 'Alice\uFE0F',
+  'a private-use character': 'Ali\uE000ce',
+  'an unassigned code point': 'Ali\u0378ce',
+  'the blank braille pattern': '\u2800',
+  'a leading combining mark': '\u0301Alice',
+  'a leading space': ' Alice',
+  'a trailing space': 'Alice ',
+  'two spaces in a row': 'Anne  Marie',
 };
 
 describe('user ids', () => {
@@ -66,10 +81,22 @@ describe('user ids', () => {
   }
 
   it('keeps the ordinary space, dots inside an id, and letters of any script', async () => {
-    for (const id of ['Val Kilmer', '.profile', 'a.b', 'Zoë', '李雷', 'ʻōlelo']) {
+    for (const id of ['Val Kilmer', '.profile', 'a.b', 'Zoë', '李雷', 'ʻōlelo', 'José', 'Дмитрий', '山田', 'محمد', 'Anne Marie',
+      '김민준', 'नमस्ते', 'שלום', 'Ελένη', 'Nguyễn Văn An', 'ไทย', 'O\'Brien', 'user_1-2']) {
       const res = await send({ fromUser: 'val', toUser: id, message: 'hi' });
       assert.equal(res.statusCode, 201, `${id}: ${res.body}`);
     }
+  });
+
+  it('refuses a compatibility form, naming the plain form to use, and does not fold it into that user', async () => {
+    const res = await send({ fromUser: 'val', toUser: 'Ａｌｉｃｅ', message: 'hi' });
+    assert.equal(res.statusCode, 400);
+    const problem = res.json<Problem>();
+    assert.deepEqual(problem.errors.map((e) => e.field), ['toUser']);
+    assert.match(problem.detail, /compatibility characters.*: use "Alice"/);
+    const byPath = await server.app.inject({ method: 'GET', url: `/v1/users/${encodeURIComponent('ｂｏｂ')}/messages` });
+    assert.equal(byPath.statusCode, 400);
+    assert.match(byPath.json<Problem>().detail, /use "bob"/);
   });
 
   it('stores an id in NFC: café typed composed and decomposed is one user', async () => {

@@ -610,6 +610,31 @@ export function storageContract(name: string, open: StoreFactory): void {
         assert.equal(await s.userForToken('b1'), null);
         assert.equal((objects(await s.inbox('alice', { limit: 5 }))).messages.length, 1, 'messages outlive their sender');
       }));
+
+      it('names every stored user id: users, reserved ids, recipients and senders', () => withStore(open, async (s) => {
+        await s.createUser('live', 'h-live');
+        await s.createUser('gone', 'h-gone');
+        await s.deleteUser('gone');
+        for (let i = 0; i < 30; i++) await s.send({ fromUser: `from-${i % 3}`, toUser: `to-${i % 4}`, message: 'm' });
+        const ids = new Set<string>();
+        for await (const id of s.storedUserIds()) ids.add(id);
+        assert.deepEqual([...ids].sort(), ['from-0', 'from-1', 'from-2', 'gone', 'live', 'to-0', 'to-1', 'to-2', 'to-3']);
+      }));
+
+      it('creates a user without a token, and tells a user, a reserved id and an unknown id apart', () => withStore(open, async (s) => {
+        assert.equal(await s.userStatus('jay'), 'none');
+        assert.equal(await s.createUser('jay'), true, 'a JWT user\'s record: no token');
+        assert.equal(await s.userStatus('jay'), 'user');
+        assert.equal(await s.createUser('jay'), false);
+        const exported: ExportRecord[] = [];
+        for await (const r of s.exportAll()) exported.push(r);
+        assert.deepEqual(exported.filter((r) => r.type === 'token'), []);
+        assert.equal(await s.deleteUser('jay'), true);
+        assert.equal(await s.userStatus('jay'), 'reserved');
+        assert.equal(await s.createUser('jay'), false, 'a reserved id is not created again');
+        assert.equal(await s.deleteUser('jay', { purge: true }), true);
+        assert.equal(await s.userStatus('jay'), 'none');
+      }));
     });
 
     describe('token scopes', () => {
@@ -761,7 +786,7 @@ export function storageContract(name: string, open: StoreFactory): void {
         await withStore(open, async (t) => {
           const replay = () => Readable.from(records) as AsyncIterable<ExportRecord>;
           const counts = await t.importAll(replay());
-          assert.deepEqual(counts, { users: 2, tokens: 3, messages: 1202 });
+          assert.deepEqual(counts, { users: 2, tokens: 3, messages: 1202, reservations: 0 });
           const again: ExportRecord[] = [];
           for await (const r of t.exportAll()) again.push(r);
           assert.deepEqual(again, records, 'an export of the import is the same export');
@@ -772,7 +797,43 @@ export function storageContract(name: string, open: StoreFactory): void {
           const maxImported = Math.max(...records.flatMap((r) => (r.type === 'message' ? [seqOf(r.message.id)] : [])));
           assert.ok(next.kind === 'stored' && seqOf(next.message.id) > maxImported, 'new ids continue past imported ones');
           const twice = await t.importAll(replay());
-          assert.deepEqual(twice, { users: 0, tokens: 0, messages: 0 }, 'importing again stores nothing twice');
+          assert.deepEqual(twice, { users: 0, tokens: 0, messages: 0, reservations: 0 }, 'importing again stores nothing twice');
+        });
+      });
+
+      it('carries a removed user\'s reservation: after the round trip its id still cannot be re-created', async () => {
+        const records: ExportRecord[] = [];
+        let removedAt = '';
+        await withStore(open, async (s) => {
+          await s.createUser('zed', 'hash-z');
+          await s.createUser('amy', 'hash-a');
+          await s.send({ fromUser: 'amy', toUser: 'zed', message: 'for zed only' });
+          const before = Date.now();
+          await s.deleteUser('zed');
+          for await (const r of s.exportAll()) records.push(r);
+          const reservation = records.find((r) => r.type === 'reservation');
+          assert.ok(reservation?.type === 'reservation');
+          removedAt = reservation.removedAt;
+          assert.ok(Date.parse(removedAt) >= before - 1000, removedAt);
+        });
+        assert.deepEqual(records.map((r) => r.type), ['user', 'reservation', 'token', 'message'], 'users, reservations, tokens, messages');
+        assert.deepEqual(records[1], { type: 'reservation', id: 'zed', removedAt });
+        await withStore(open, async (t) => {
+          const counts = await t.importAll(Readable.from(records) as AsyncIterable<ExportRecord>);
+          assert.deepEqual(counts, { users: 1, tokens: 1, messages: 1, reservations: 1 });
+          assert.equal(await t.userStatus('zed'), 'reserved');
+          assert.equal(await t.createUser('zed', 'hash-new'), false, 'no one inherits zed\'s inbox');
+          const again: ExportRecord[] = [];
+          for await (const r of t.exportAll()) again.push(r);
+          assert.deepEqual(again, records, 'an export of the import is the same export');
+          // An id is never both a user and reserved, whatever a file says.
+          const clash = await t.importAll(Readable.from([
+            { type: 'user', id: 'zed', createdAt: new Date(0).toISOString() },
+            { type: 'reservation', id: 'amy', removedAt: new Date(0).toISOString() },
+          ]) as AsyncIterable<ExportRecord>);
+          assert.deepEqual(clash, { users: 0, tokens: 0, messages: 0, reservations: 0 });
+          assert.equal(await t.userStatus('zed'), 'reserved');
+          assert.equal(await t.userStatus('amy'), 'user');
         });
       });
       it('refuses a NUL character in an imported record, naming it, after storing the records before it', () => withStore(open, async (s) => {

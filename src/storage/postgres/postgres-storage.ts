@@ -10,7 +10,10 @@
  * new connections on demand and the change feed reconnects by itself.
  */
 import pg from 'pg';
-import { CoreStorage, Listeners, type ConversationRow, type Dialect, type DialectReads, type TokenRow } from '../core.js';
+import {
+  CoreStorage, Listeners, partiesSql, statusOf, type ConversationRow, type Dialect, type DialectReads, type Reservation, type TokenRow,
+  type UserStatusRow,
+} from '../core.js';
 import type { BatchResult } from '../group-commit.js';
 import { windowSql } from '../paging.js';
 import type { InboxQuery, StoredUser, StorageLogger, StoreEvent, TokenOwner, WireRow } from '../storage.js';
@@ -235,6 +238,12 @@ class PostgresDialect implements Dialect {
         };
       },
       userExists: async (id) => (await this.query('SELECT 1 FROM users WHERE id = $1', [id])).length > 0,
+      reservations: async () => (await this.query<{ id: string; removed_at: number }>('SELECT id, removed_at FROM removed_users ORDER BY id', []))
+        .map((r): Reservation => ({ id: r.id, removedAt: new Date(Number(r.removed_at)).toISOString() })),
+      parties: async (side, after, limit) => (await this.query<{ id: string }>(partiesSql(side, after === null, param), [after ?? '', limit]))
+        .map((r) => r.id),
+      userStatus: async (id) => statusOf((await this.query<UserStatusRow>(
+        'SELECT (SELECT 1 FROM users WHERE id = $1) AS live, (SELECT 1 FROM removed_users WHERE id = $1) AS reserved', [id]))[0]!),
       ping: () => this.query('SELECT 1', []),
     };
   }

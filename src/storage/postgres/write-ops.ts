@@ -141,7 +141,11 @@ const SQL = {
   claimWrite: named('claim_write', `
     INSERT INTO maintenance (task, ran_at) VALUES ($1, $2) ON CONFLICT (task) DO UPDATE SET ran_at = excluded.ran_at`),
   importUsers: named('import_users', `
-    INSERT INTO users (id, created_at) SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING`),
+    INSERT INTO users (id, created_at) SELECT * FROM unnest($1::text[], $2::bigint[]) AS f(id, at)
+    WHERE NOT EXISTS (SELECT 1 FROM removed_users r WHERE r.id = f.id) ON CONFLICT DO NOTHING`),
+  importReservations: named('import_reservations', `
+    INSERT INTO removed_users (id, removed_at) SELECT * FROM unnest($1::text[], $2::bigint[]) AS f(id, at)
+    WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = f.id) ON CONFLICT DO NOTHING`),
   importTokens: named('import_tokens', `
     INSERT INTO tokens (hash, user_id, created_at, scopes) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
     ON CONFLICT DO NOTHING`),
@@ -253,7 +257,7 @@ export class WriteSide {
       case 'createUser': {
         if ((await client.query(SQL.isReserved([op.id]))).rowCount !== 0) return false;
         if ((await client.query(SQL.createUser([op.id, now]))).rowCount === 0) return false;
-        await client.query(SQL.addToken([op.tokenHash, op.id, now, null]));
+        if (op.tokenHash !== undefined) await client.query(SQL.addToken([op.tokenHash, op.id, now, null]));
         return true;
       }
       case 'deleteUser': {
@@ -390,7 +394,7 @@ export class WriteSide {
    * may name a user from earlier in the same chunk exactly as on SQLite.
    */
   private async import(client: pg.ClientBase, records: readonly ExportRecord[]): Promise<StoreWriteResults['import']> {
-    const counts = { users: 0, tokens: 0, messages: 0 };
+    const counts = { users: 0, tokens: 0, messages: 0, reservations: 0 };
     let i = 0;
     while (i < records.length) {
       const type = records[i]!.type;
@@ -402,6 +406,11 @@ export class WriteSide {
         const users = run as Extract<ExportRecord, { type: 'user' }>[];
         counts.users += (await client.query(SQL.importUsers([
           users.map((u) => u.id), users.map((u) => Date.parse(u.createdAt)),
+        ]))).rowCount ?? 0;
+      } else if (type === 'reservation') {
+        const reserved = run as Extract<ExportRecord, { type: 'reservation' }>[];
+        counts.reservations += (await client.query(SQL.importReservations([
+          reserved.map((r) => r.id), reserved.map((r) => Date.parse(r.removedAt)),
         ]))).rowCount ?? 0;
       } else if (type === 'token') {
         const tokens = run as Extract<ExportRecord, { type: 'token' }>[];

@@ -7,7 +7,10 @@
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { CoreStorage, Listeners, type ConversationRow, type Dialect, type DialectReads, type TokenRow } from '../core.js';
+import {
+  CoreStorage, Listeners, partiesSql, statusOf, type ConversationRow, type Dialect, type DialectReads, type Reservation, type TokenRow,
+  type UserStatusRow,
+} from '../core.js';
 import { damagedValue, wireJsonIntact } from '../failures.js';
 import type { BatchResult } from '../group-commit.js';
 import { windowSql } from '../paging.js';
@@ -187,6 +190,11 @@ class SqliteDialect implements Dialect {
         .get(user, keep) as number | undefined) ?? null,
       stats: () => this.stats(options.path),
       userExists: (id) => this.prepared('SELECT 1 FROM users WHERE id = ?').get(id) !== undefined,
+      reservations: () => (this.prepared('SELECT id, removed_at FROM removed_users ORDER BY id').all() as { id: string; removed_at: number }[])
+        .map((r): Reservation => ({ id: r.id, removedAt: new Date(r.removed_at).toISOString() })),
+      parties: (side, after, limit) => this.prepared(partiesSql(side, after === null, param)).pluck().all(after ?? '', limit) as string[],
+      userStatus: (id) => statusOf(this.prepared('SELECT (SELECT 1 FROM users WHERE id = ?) AS live, (SELECT 1 FROM removed_users WHERE id = ?) AS reserved')
+        .get(id, id) as UserStatusRow),
       ping: () => this.prepared('SELECT 1').get(),
     };
   }

@@ -54,7 +54,9 @@ export const WRITE_SQL = {
   lessUnread: 'UPDATE conversations SET unread = max(unread - ?, 0) WHERE owner = ? AND peer = ?',
   unreadTotal: 'SELECT coalesce(sum(unread), 0) FROM conversations WHERE owner = ?',
   createUser: 'INSERT INTO users (id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING',
-  importUser: 'INSERT OR IGNORE INTO users (id, created_at) VALUES (?, ?)',
+  // An id is never both a user and reserved (the id is given twice: once for each side).
+  importUser: 'INSERT OR IGNORE INTO users (id, created_at) SELECT ?, ? WHERE NOT EXISTS (SELECT 1 FROM removed_users WHERE id = ?)',
+  importReservation: 'INSERT OR IGNORE INTO removed_users (id, removed_at) SELECT ?, ? WHERE NOT EXISTS (SELECT 1 FROM users WHERE id = ?)',
   deleteUser: 'DELETE FROM users WHERE id = ?',
   userExists: 'SELECT 1 FROM users WHERE id = ?',
   addToken: "INSERT OR IGNORE INTO tokens (hash, user_id, created_at, scopes) VALUES (?, ?, ?, coalesce(?, 'full'))",
@@ -114,6 +116,7 @@ export class WriteSide {
       unreadTotal: db.prepare(WRITE_SQL.unreadTotal).pluck(),
       createUser: db.prepare(WRITE_SQL.createUser),
       importUser: db.prepare(WRITE_SQL.importUser),
+      importReservation: db.prepare(WRITE_SQL.importReservation),
       deleteUser: db.prepare(WRITE_SQL.deleteUser),
       userExists: db.prepare(WRITE_SQL.userExists).pluck(),
       isReserved: db.prepare(WRITE_SQL.isReserved).pluck(),
@@ -204,7 +207,7 @@ export class WriteSide {
       case 'createUser': {
         if (this.stmt.isReserved.get(op.id)) return false;
         if (this.stmt.createUser.run(op.id, now).changes === 0) return false;
-        this.stmt.addToken.run(op.tokenHash, op.id, now, null);
+        if (op.tokenHash !== undefined) this.stmt.addToken.run(op.tokenHash, op.id, now, null);
         return true;
       }
       case 'deleteUser': {
@@ -311,11 +314,13 @@ export class WriteSide {
   }
 
   private import(records: readonly ExportRecord[]): StoreWriteResults['import'] {
-    const counts = { users: 0, tokens: 0, messages: 0 };
+    const counts = { users: 0, tokens: 0, messages: 0, reservations: 0 };
     let highest = 0;
     for (const r of records) {
       if (r.type === 'user') {
-        counts.users += this.stmt.importUser.run(r.id, Date.parse(r.createdAt)).changes;
+        counts.users += this.stmt.importUser.run(r.id, Date.parse(r.createdAt), r.id).changes;
+      } else if (r.type === 'reservation') {
+        counts.reservations += this.stmt.importReservation.run(r.id, Date.parse(r.removedAt), r.id).changes;
       } else if (r.type === 'token') {
         counts.tokens += this.stmt.addToken.run(r.hash, r.user, Date.parse(r.createdAt), r.scopes ?? null).changes;
       } else {
