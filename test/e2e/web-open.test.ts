@@ -162,29 +162,45 @@ describeWithChromium('web app, open mode', () => {
     for (let i = 1; i <= 75; i++) await send('Cy', 'Dee', `line ${i}`);
     const dee = await person(browser);
     try {
-      await signIn(dee.page, 'Dee');
-      await entry(dee.page, 'Cy').getByRole('link').click();
-      const list = dee.page.getByRole('list', { name: 'Messages with Cy' });
+      const { page } = dee;
+      // The first older page is held until the test has measured the screen without it.
+      let held: (() => Promise<void>) | undefined;
+      const arrived = new Promise<void>((resolve) => {
+        void page.route((url) => url.pathname.endsWith('/conversations/Cy') && url.searchParams.has('before') && url.searchParams.get('before') !== 'latest', (route) => {
+          if (held) return route.continue();
+          held = () => route.continue();
+          resolve();
+        });
+      });
+      await signIn(page, 'Dee');
+      await entry(page, 'Cy').getByRole('link').click();
+      const list = page.getByRole('list', { name: 'Messages with Cy' });
       await list.getByText('line 75', { exact: true }).waitFor();
-      const atBottom = () => dee.page.evaluate<boolean>('(({ scrollHeight, scrollTop, clientHeight }) => scrollHeight - scrollTop - clientHeight < 4)(document.querySelector(".scroller"))');
-      const toTop = () => dee.page.evaluate('document.querySelector(".scroller").scrollTo({ top: 0 })');
+      const scrollTop = () => page.evaluate<number>('document.querySelector(".scroller").scrollTop');
+      const atBottom = () => page.evaluate<boolean>('(({ scrollHeight, scrollTop, clientHeight }) => scrollHeight - scrollTop - clientHeight < 4)(document.querySelector(".scroller"))');
+      const toTop = () => page.evaluate('document.querySelector(".scroller").scrollTo({ top: 0 })');
       await eventually(atBottom, 'the newest at the bottom');
       assert.equal(await list.getByRole('listitem').count(), 30, 'one page at first');
 
+      // At the top, the older page asked for and not yet here: where is the oldest message now?
       const oldest = list.getByText('line 46', { exact: true });
-      const before = (await oldest.boundingBox())!.y;
       await toTop();
+      await arrived;
+      await page.getByRole('button', { name: 'Loading older messages…' }).waitFor();
+      const beforeY = (await oldest.boundingBox())!.y;
+      assert.equal(await scrollTop(), 0);
+      await held!();
       await list.getByText('line 16', { exact: true }).waitFor({ state: 'attached' });
-      const scrolledTo = (await oldest.boundingBox())!.y;
-      // Scrolling to the top moved the message down by the scroll distance; the new page went
-      // above it without moving it further.
-      await eventually(async () => Math.abs((await oldest.boundingBox())!.y - scrolledTo) < 2, 'the view to stay put');
-      assert.ok(scrolledTo > before, 'the scroll itself moved the view');
-      // And on to the very start, by keyboard too: the button loads the rest.
+      // The page went in above it: the message did not move on screen, and the view scrolled
+      // down by the height put above (without anchoring it would sit at scrollTop 0, pushed down).
+      const afterY = (await oldest.boundingBox())!.y;
+      assert.ok(Math.abs(afterY - beforeY) < 2, `line 46 moved from y=${beforeY} to y=${afterY}`);
+      assert.ok(await scrollTop() > 0, 'scrolled by the height of the page above');
+      // And on to the very start: the rest loads, every message once.
       await toTop();
       await list.getByText('line 1', { exact: true }).waitFor({ state: 'attached' });
       assert.equal(await list.getByRole('listitem').count(), 75, 'every message once');
-      assert.equal(await dee.page.getByRole('button', { name: 'Load older messages' }).count(), 0, 'nothing older');
+      assert.equal(await page.getByRole('button', { name: 'Load older messages' }).count(), 0, 'nothing older');
     } finally {
       await dee.context.close();
     }
