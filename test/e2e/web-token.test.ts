@@ -85,6 +85,7 @@ describeWithChromium('web app, token mode', () => {
       await admin.page.getByLabel('New user').fill('ann');
       await admin.page.getByRole('button', { name: 'Add user' }).click();
       await admin.page.getByRole('alert').getByText('A user with that id already exists. Choose another id.').waitFor();
+      assert.equal(await admin.page.getByLabel('New user').inputValue(), 'ann', 'the typed id stays after the error');
       // Shown once: after a reload the token is nowhere on the page.
       await admin.page.reload();
       await admin.page.getByRole('list', { name: 'Users' }).getByText('bob', { exact: true }).waitFor();

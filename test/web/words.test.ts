@@ -25,6 +25,11 @@ describe('web app words', () => {
   it('gives the limit of a message too long', () => {
     assert.equal(sentence(problem('payload_too_large', 413, 'message is 70000 bytes; the limit is 65536')),
       'This message is too long: the limit is 65,536 bytes. Shorten it and send again.');
+    // The server's body-size 413 (src/http/problems.ts) words its limit differently.
+    assert.equal(sentence(problem('payload_too_large', 413, 'the body is larger than the 1048576-byte limit')),
+      'This message is too long: the limit is 1,048,576 bytes. Shorten it and send again.');
+    assert.equal(sentence(problem('payload_too_large', 413, 'too big')),
+      'This message is too long for the server. Shorten it and send again.');
   });
 
   it('says storage unavailable means try again shortly, and nothing was lost', () => {
