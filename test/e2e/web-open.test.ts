@@ -206,6 +206,46 @@ describeWithChromium('web app, open mode', () => {
     }
   });
 
+  it('lists conversations most recent first, with badges and "You: ", and shows older ones on request', async () => {
+    await send('Qin', 'Pia', 'from Qin');
+    await send('Pia', 'Rex', 'hi Rex');
+    await send('Sol', 'Pia', 'Sol one');
+    await send('Sol', 'Pia', 'Sol two');
+    const pia = await person(browser);
+    try {
+      const { page } = pia;
+      // Pages of two instead of the app's 200, so that three conversations need a second page.
+      await page.route((url) => url.pathname === '/v1/users/Pia/conversations', (route) => {
+        const url = new URL(route.request().url());
+        url.searchParams.set('limit', '2');
+        return route.continue({ url: url.toString() });
+      });
+      await signIn(page, 'Pia');
+      const items = page.getByRole('navigation', { name: 'Conversations' }).getByRole('listitem');
+      const texts = () => items.evaluateAll((els) => els.map((e) => (e as unknown as { innerText: string }).innerText.replace(/\s+/g, ' ').trim()));
+      await entry(page, 'Rex').waitFor();
+      assert.deepEqual(await texts(), ['Sol now Sol two 2 unread', 'Rex now You: hi Rex'], 'the first page, most recent first');
+      assert.equal(await entry(page, 'Qin').count(), 0);
+
+      await page.getByRole('button', { name: 'Show older conversations' }).click();
+      await entry(page, 'Qin').waitFor();
+      assert.deepEqual(await texts(), ['Sol now Sol two 2 unread', 'Rex now You: hi Rex', 'Qin now from Qin 1 unread']);
+      await page.getByRole('button', { name: 'Show older conversations' }).waitFor({ state: 'detached' });
+      await assertAccessible(page, 'conversation list with older conversations');
+
+      // Reading Qin's message reloads the list's first page: the older page stays, badge gone.
+      await entry(page, 'Qin').getByRole('link').click();
+      await page.getByRole('list', { name: 'Messages with Qin' }).getByText('from Qin').waitFor();
+      await entry(page, 'Qin').getByText('unread').waitFor({ state: 'detached' });
+      await send('Tao', 'Pia', 'newest');
+      await entry(page, 'Tao').waitFor();
+      await eventually(async () => (await texts()).length === 4, 'four conversations');
+      assert.deepEqual(await texts(), ['Tao now newest 1 unread', 'Sol now Sol two 2 unread', 'Rex now You: hi Rex', 'Qin now from Qin']);
+    } finally {
+      await pia.context.close();
+    }
+  });
+
   it('deletes a message after confirming, for both people, live', async () => {
     const eve = await person(browser);
     const fay = await person(browser);

@@ -439,6 +439,11 @@ function ConversationList(props: { chat: Chat; current: string | undefined }): J
           );
         })}
       </ul>
+      {chat.moreConversations && (
+        <button type="button" class="quiet older" disabled={chat.loadingOlderConversations} onClick={() => void chat.loadOlderConversations()}>
+          {chat.loadingOlderConversations ? 'Loading older conversations…' : 'Show older conversations'}
+        </button>
+      )}
     </nav>
   );
 }

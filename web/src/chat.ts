@@ -37,6 +37,8 @@ export interface ConversationView {
 export type Connection = 'connecting' | 'live' | 'reconnecting';
 
 const PAGE = 30;
+/** Conversations per page of the list. */
+const LIST_PAGE = 200;
 
 /** A key no other send will have; `crypto.randomUUID` needs a secure context, plain HTTP has none. */
 function newKey(): string {
@@ -51,6 +53,8 @@ export class Chat {
   conversations: Conversation[] = [];
   /** More conversations exist past the list (its `next`). */
   moreConversations = false;
+  /** Older conversations are being read. */
+  loadingOlderConversations = false;
   readonly views = new Map<string, ConversationView>();
   connection: Connection = 'connecting';
   /** Why the stream is not live, as a sentence, if it said. */
@@ -65,6 +69,10 @@ export class Chat {
   private opened = 0;
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly marking = new Set<string>();
+  /** The list's `next`: the `before` of the page after what is loaded. */
+  private conversationsNext: string | null = null;
+  /** Pages past the first were loaded: a reload of the first page must keep them. */
+  private olderConversationsLoaded = false;
   private stopped = false;
 
   constructor(
@@ -132,18 +140,52 @@ export class Chat {
 
   // ---- the list -------------------------------------------------------------------------
 
-  /** Reads the conversation list again. */
+  /**
+   * Reads the first page of the conversation list again. Older pages the person loaded stay:
+   * what lies past the new first page keeps its entries and its cursor.
+   */
   async loadConversations(): Promise<void> {
     try {
-      const list = await this.client.conversations(this.me, { limit: 200 });
-      this.conversations = list.conversations;
-      this.moreConversations = list.next !== null;
+      const list = await this.client.conversations(this.me, { limit: LIST_PAGE });
+      if (this.olderConversationsLoaded && list.next !== null) {
+        const edge = Number(list.next);
+        const inPage = new Set(list.conversations.map((c) => c.peer));
+        const beyond = this.conversations.filter((c) => !inPage.has(c.peer) && Number(c.lastMessage.id) < edge);
+        this.conversations = [...list.conversations, ...beyond];
+      } else {
+        this.conversations = list.conversations;
+        this.conversationsNext = list.next;
+        this.olderConversationsLoaded = false;
+      }
+      this.moreConversations = this.conversationsNext !== null;
       this.listProblem = undefined;
     } catch (err) {
       if (this.authFailed(err)) return;
       this.listProblem = sentence(err);
     }
     this.changed();
+  }
+
+  /** Loads the page of the list past what is loaded (the API's `before`/`next`). */
+  async loadOlderConversations(): Promise<void> {
+    const before = this.conversationsNext;
+    if (this.loadingOlderConversations || before === null) return;
+    this.loadingOlderConversations = true;
+    this.changed();
+    try {
+      const list = await this.client.conversations(this.me, { before, limit: LIST_PAGE });
+      const known = new Set(this.conversations.map((c) => c.peer));
+      this.conversations = [...this.conversations, ...list.conversations.filter((c) => !known.has(c.peer))];
+      this.conversationsNext = list.next;
+      this.moreConversations = list.next !== null;
+      this.olderConversationsLoaded = true;
+      this.listProblem = undefined;
+    } catch (err) {
+      if (!this.authFailed(err)) this.listProblem = sentence(err);
+    } finally {
+      this.loadingOlderConversations = false;
+      this.changed();
+    }
   }
 
   /** Reloads the list soon, once for a burst of events. */
