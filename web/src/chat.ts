@@ -73,6 +73,11 @@ export class Chat {
   private conversationsNext: string | null = null;
   /** Pages past the first were loaded: a reload of the first page must keep them. */
   private olderConversationsLoaded = false;
+  /**
+   * Conversations loaded before a reconnect and not on screen since: the stream does not
+   * replay deletes and read times, so each is read afresh when next opened.
+   */
+  private readonly stale = new Set<string>();
   private stopped = false;
 
   constructor(
@@ -225,22 +230,26 @@ export class Chat {
     this.changed();
     if (peer === undefined) return;
     const v = this.view(peer);
-    if (!v.loaded || v.problem) await this.loadNewest(peer);
+    const stale = this.stale.delete(peer);
+    if (!v.loaded || v.problem || stale) await this.loadNewest(peer, stale);
     await this.markOpenRead();
   }
 
-  /** Reads the newest page of `peer` and merges it into what is loaded. */
-  private async loadNewest(peer: string): Promise<void> {
+  /**
+   * Reads the newest page of `peer` and merges it into what is loaded. `fresh` (a stale view)
+   * drops the older pages too: they may hold deletes and read times missed while away.
+   */
+  private async loadNewest(peer: string, fresh = false): Promise<void> {
     const v = this.view(peer);
     try {
       const page = await this.client.conversation(this.me, peer, { before: 'latest', limit: PAGE });
       const first = Number(page.messages[0]?.id ?? Infinity);
       const last = Number(page.messages[page.messages.length - 1]?.id ?? Infinity);
-      if (!v.loaded) v.older = page.next;
+      if (!v.loaded || fresh) v.older = page.next;
       v.loaded = true;
       // Within the page's range the page is the truth (deletes, read times). Older messages
       // stay, and so do newer ones: the stream may have delivered them while this was read.
-      const kept = v.messages.filter((m) => Number(m.id) < first || Number(m.id) > last);
+      const kept = v.messages.filter((m) => (Number(m.id) < first && !fresh) || Number(m.id) > last);
       v.messages = merge(kept, page.messages);
       v.problem = undefined;
     } catch (err) {
@@ -376,6 +385,7 @@ export class Chat {
         // After a reconnect, what the stream does not replay (read times, deletes) is read again.
         if (++this.opened > 1) {
           this.refreshSoon();
+          for (const [peer, v] of this.views) if (v.loaded && peer !== this.openPeer) this.stale.add(peer);
           if (this.openPeer !== undefined) void this.loadNewest(this.openPeer);
         }
         break;
