@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { request } from '../helpers/http.js';
-import { describeWithChromium, launchBrowser, person } from '../helpers/browser.js';
+import { describeWithChromium, launchBrowser, person, seriousViolations } from '../helpers/browser.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { ensureWebBuilt } from '../helpers/web-build.js';
 import { bodyLimitFor } from '../../src/app.js';
@@ -33,7 +33,7 @@ async function openConversation(page: Page, base: string, user: string, peer: st
  * `reason`, and checks that nothing typed is lost: the failed send shows the text, and Edit
  * gives it back to the field. Answers the sentence shown.
  */
-async function sendFails(page: Page, peer: string, text: string, reason: RegExp): Promise<string> {
+async function sendFails(page: Page, peer: string, text: string, reason: RegExp, scan = false): Promise<string> {
   const box = page.getByRole('textbox', { name: 'Message', exact: true });
   await box.fill(text);
   await box.press('Enter');
@@ -43,6 +43,10 @@ async function sendFails(page: Page, peer: string, text: string, reason: RegExp)
   const sentence = await said.innerText();
   assert.match(sentence, reason);
   assert.equal(await failed.locator('.text').innerText(), text, 'the failed send keeps its text');
+  if (scan) {
+    const violations = await seriousViolations(page);
+    assert.deepEqual(violations, [], `a failed send with Retry and Edit: ${JSON.stringify(violations, null, 1)}`);
+  }
   await failed.getByRole('button', { name: 'Edit' }).click();
   await failed.waitFor({ state: 'detached' });
   assert.equal(await box.inputValue(), text, 'Edit gives the text back to the field');
@@ -116,7 +120,7 @@ describeWithChromium('web app, errors in words', () => {
           detail: 'the storage is not answering', errors: [],
         }),
       }));
-      await sendFails(page, 'Fay', 'still here?', /^Not sent\. The server cannot reach its storage right now\. Nothing was lost; try again shortly\.$/);
+      await sendFails(page, 'Fay', 'still here?', /^Not sent\. The server cannot reach its storage right now\. Nothing was lost; try again shortly\.$/, true);
       // Sent again once storage is back: nothing was lost.
       await page.unroute('**/v1/messages');
       await page.getByRole('button', { name: 'Send' }).click();

@@ -10,7 +10,7 @@ import { after, before, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import type { Message, MessagePage } from '../../src/protocol/types.js';
 import { postJson, request } from '../helpers/http.js';
-import { describeWithChromium, launchBrowser, person } from '../helpers/browser.js';
+import { describeWithChromium, launchBrowser, person, seriousViolations } from '../helpers/browser.js';
 import { startTestServer, tempDir, type TestServer } from '../helpers/server.js';
 import { ensureWebBuilt } from '../helpers/web-build.js';
 
@@ -62,6 +62,8 @@ describeWithChromium('web app, live through failures', () => {
       await ann.page.getByText('before the drop', { exact: true }).first().waitFor();
       await ann.context.setOffline(true);
       await connection(ann.page, 'Reconnecting').waitFor();
+      const violations = await seriousViolations(ann.page);
+      assert.deepEqual(violations, [], `Reconnecting: ${JSON.stringify(violations, null, 1)}`);
       await send('Bob', 'Ann', 'while offline');
       await ann.context.setOffline(false);
       await connection(ann.page, 'Live').waitFor();

@@ -291,14 +291,60 @@ describeWithChromium('web app, open mode', () => {
       await box.fill('é'.repeat(160)); // 320 bytes
       await gus.page.getByText('20 bytes over the 300-byte limit: shorten the message to send it.').waitFor();
       assert.equal(await gus.page.getByRole('button', { name: 'Send' }).isDisabled(), true);
+      await assertAccessible(gus.page, 'over the byte limit');
       await box.press('Enter');
       assert.equal(await box.inputValue(), 'é'.repeat(160), 'nothing typed is lost');
+      // A user id the server would refuse is refused here, in words, keeping what was typed.
+      await gus.page.getByLabel('New conversation').fill('a/b');
+      await gus.page.getByRole('button', { name: 'Start' }).click();
+      await gus.page.getByRole('alert').getByText('A user id cannot contain "/".').waitFor();
+      assert.equal(await gus.page.getByLabel('New conversation').inputValue(), 'a/b');
+      await assertAccessible(gus.page, 'new conversation refused');
       // Switching conversations keeps the draft too.
       await gus.page.goto(`${server.url}/#/c/Ida`);
       await gus.page.goto(`${server.url}/#/c/Hal`);
       assert.equal(await gus.page.getByRole('textbox', { name: 'Message', exact: true }).inputValue(), 'é'.repeat(160));
     } finally {
       await gus.context.close();
+    }
+  });
+
+  it('follows the system theme (dark and light), and passes the scan on the boot screen and in dark', async () => {
+    await send('Uma', 'Vic', 'in the dark');
+    const background = (page: Page) => page.evaluate<string>('getComputedStyle(document.body).backgroundColor');
+    const light = await person(browser, { colorScheme: 'light' });
+    const dark = await person(browser, { colorScheme: 'dark' });
+    try {
+      await light.page.goto(server.url);
+      await light.page.getByLabel('User').waitFor();
+      assert.equal(await background(light.page), 'rgb(246, 247, 249)', 'the light theme');
+
+      // The boot screen, held there: the server's mode is asked and not yet answered.
+      const { page } = dark;
+      let release: (() => Promise<void>) | undefined;
+      const asked = new Promise<void>((resolve) => {
+        void page.route('**/v1/server', (route) => {
+          release = () => route.continue();
+          resolve();
+        });
+      });
+      await page.goto(server.url);
+      await asked;
+      await page.getByRole('status').getByText('Connecting to the server…').waitFor();
+      assert.equal(await background(page), 'rgb(17, 19, 24)', 'the dark theme, from the system');
+      await assertAccessible(page, 'boot screen, dark');
+      await release!();
+      await page.getByLabel('User').waitFor();
+      assert.equal(await page.evaluate('document.documentElement.dataset.theme'), undefined, 'no theme chosen: the system decides');
+      await assertAccessible(page, 'sign-in, dark');
+      await page.getByLabel('User').fill('Vic');
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await entry(page, 'Uma').getByText('1 unread').waitFor();
+      assert.equal(await background(page), 'rgb(17, 19, 24)');
+      await assertAccessible(page, 'conversation list, dark');
+    } finally {
+      await light.context.close();
+      await dark.context.close();
     }
   });
 

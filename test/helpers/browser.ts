@@ -44,11 +44,18 @@ export function launchBrowser(): Promise<Browser> {
   });
 }
 
-/** A fresh person: a context of their own (separate storage), and a page that records CSP refusals and errors. */
-export async function person(browser: Browser, options: { width?: number; height?: number } = {}): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {
+/**
+ * A fresh person: a context of their own (separate storage), and a page that records CSP
+ * refusals and errors. `colorScheme` is the system theme the page sees (Chromium's default: light).
+ */
+export async function person(
+  browser: Browser,
+  options: { width?: number; height?: number; colorScheme?: 'light' | 'dark' } = {},
+): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {
   const context = await browser.newContext({
     viewport: { width: options.width ?? 1100, height: options.height ?? 760 },
     reducedMotion: 'reduce',
+    ...(options.colorScheme ? { colorScheme: options.colorScheme } : {}),
   });
   context.setDefaultTimeout(WAIT_MS);
   const page = await context.newPage();
