@@ -11,7 +11,7 @@ import { after, before, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import type { Message } from '../../src/protocol/types.js';
 import { postJson, request } from '../helpers/http.js';
-import { describeWithChromium, eventually, launchBrowser, person, seriousViolations } from '../helpers/browser.js';
+import { describeWithChromium, eventually, focusBy, launchBrowser, person, seriousViolations } from '../helpers/browser.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { ensureWebBuilt } from '../helpers/web-build.js';
 
@@ -350,9 +350,12 @@ describeWithChromium('web app, open mode', () => {
 
   it('works by keyboard alone, with visible focus', async () => {
     await send('Jo', 'Kim', 'knock knock');
+    // More than three pages, so that "Load older messages" stays after one press.
+    for (let i = 1; i <= 95; i++) await send('Ola', 'Kim', `page line ${i}`);
     const kim = await person(browser);
     try {
       const { page } = kim;
+      const focused = (test: string) => page.evaluate<boolean>(`((el) => Boolean(${test}))(document.activeElement)`);
       await page.goto(server.url);
       await page.getByLabel('User').waitFor();
       // The field has focus on load; type, then Tab to the button and press Enter.
@@ -363,18 +366,77 @@ describeWithChromium('web app, open mode', () => {
       assert.notEqual(outline, 'none', 'focus is visible');
       await page.keyboard.press('Enter');
       await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+
       // Tab until the conversation with Jo has focus, open it, answer, send with Enter.
-      for (let i = 0; i < 15; i++) {
-        await page.keyboard.press('Tab');
-        if (await page.evaluate('document.activeElement.getAttribute("href") === "#/c/Jo"')) break;
-      }
-      assert.equal(await page.evaluate('document.activeElement.getAttribute("href")'), '#/c/Jo');
+      await focusBy(page, 'Tab', 'el.getAttribute("href") === "#/c/Jo"', 'the conversation with Jo');
       await page.keyboard.press('Enter');
       await page.getByRole('list', { name: 'Messages with Jo' }).getByText('knock knock').waitFor();
       assert.equal(await page.evaluate('document.activeElement.getAttribute("aria-label")'), 'Message', 'focus moves to the message field');
       await page.keyboard.type("who's there?");
       await page.keyboard.press('Enter');
       await page.getByRole('listitem').filter({ hasText: "who's there?" }).getByText('Sent', { exact: true }).waitFor();
+
+      // Delete, confirmed: Shift+Tab back to the message's Delete button.
+      page.once('dialog', (d) => void d.accept());
+      await focusBy(page, 'Shift+Tab', 'el.getAttribute("aria-label") === "Delete message: who\'s there?"', 'Delete on the answer');
+      await page.keyboard.press('Enter');
+      await page.getByRole('list', { name: 'Messages with Jo' }).getByText("who's there?").waitFor({ state: 'detached' });
+
+      // A new conversation, by its field and Enter.
+      await focusBy(page, 'Tab', 'el.id === "new-conversation"', 'the New conversation field');
+      await page.keyboard.type('Lia');
+      await page.keyboard.press('Enter');
+      await page.getByRole('heading', { name: 'Lia' }).waitFor();
+      await eventually(() => focused('el.getAttribute("aria-label") === "Message"'), 'focus to move to the message field');
+
+      // A failed send: Edit gives the text back; then Retry sends it.
+      await page.route('**/v1/messages', (route) => route.abort('connectionrefused'));
+      await page.keyboard.type('hello Lia');
+      await page.keyboard.press('Enter');
+      const failed = page.getByRole('listitem').filter({ hasText: 'hello Lia' });
+      await failed.getByRole('button', { name: 'Edit' }).waitFor();
+      await focusBy(page, 'Shift+Tab', 'el.textContent === "Edit"', 'Edit on the failed send');
+      await page.keyboard.press('Enter');
+      await failed.waitFor({ state: 'detached' });
+      const box = page.getByRole('textbox', { name: 'Message', exact: true });
+      assert.equal(await box.inputValue(), 'hello Lia');
+      await focusBy(page, 'Tab', 'el.getAttribute("aria-label") === "Message"', 'the message field');
+      await page.keyboard.press('Enter');
+      await failed.getByRole('button', { name: 'Retry' }).waitFor();
+      await page.unroute('**/v1/messages');
+      await focusBy(page, 'Shift+Tab', 'el.textContent === "Retry"', 'Retry on the failed send');
+      await page.keyboard.press('Enter');
+      await failed.getByText('Sent', { exact: true }).waitFor();
+
+      // Load older, by its button.
+      await focusBy(page, 'Tab', 'el.getAttribute("href") === "#/c/Ola"', 'the conversation with Ola');
+      await page.keyboard.press('Enter');
+      const withOla = page.getByRole('list', { name: 'Messages with Ola' }).getByRole('listitem');
+      await withOla.getByText('page line 95', { exact: true }).waitFor();
+      const older = page.getByRole('button', { name: 'Load older messages' });
+      // Forward from the message field, round past the header and the list: Shift+Tab back
+      // through the messages would load older pages on the way, by scrolling.
+      await focusBy(page, 'Tab', 'el.classList.contains("older")', 'Load older messages');
+      // Reaching it scrolls it into view, which may load a page by itself: wait for that.
+      await older.waitFor();
+      await eventually(async () => (await older.count()) === 1 && (await focused('el.classList.contains("older")')), 'the button, idle and still focused');
+      const count = await withOla.count();
+      await page.keyboard.press('Enter');
+      await eventually(async () => (await withOla.count()) > count, 'an older page');
+
+      // The theme switch (back up past the list and the header's Sign out), three presses round.
+      await focusBy(page, 'Shift+Tab', 'el.textContent.startsWith("Theme:")', 'the theme switch');
+      for (const [label, theme] of [['Theme: light', 'light'], ['Theme: dark', 'dark'], ['Theme: system', undefined]] as const) {
+        await page.keyboard.press('Enter');
+        await page.getByRole('button', { name: label }).waitFor();
+        await eventually(async () => (await page.evaluate('document.documentElement.dataset.theme')) === theme, `the ${label}`);
+      }
+
+      // And out.
+      await focusBy(page, 'Tab', 'el.textContent === "Sign out"', 'Sign out');
+      await page.keyboard.press('Enter');
+      await page.getByLabel('User').waitFor();
+      assert.deepEqual(kim.problems.filter((p) => !/ERR_CONNECTION_REFUSED|ERR_FAILED/.test(p)), []);
     } finally {
       await kim.context.close();
     }
