@@ -6,6 +6,7 @@
  * README's screenshots to docs/.
  */
 import assert from 'node:assert/strict';
+import { networkInterfaces } from 'node:os';
 import { gzipSync } from 'node:zlib';
 import { after, before, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
@@ -39,6 +40,9 @@ async function assertAccessible(page: Page, screen: string): Promise<void> {
   const violations = await seriousViolations(page);
   assert.deepEqual(violations, [], `${screen}: ${JSON.stringify(violations, null, 1)}`);
 }
+
+/** The machine's first non-loopback IPv4 address, if it has one. */
+const lanAddress = Object.values(networkInterfaces()).flat().find((a) => a?.family === 'IPv4' && !a.internal)?.address;
 
 /** The conversation list's entry for `peer`. */
 const entry = (page: Page, peer: string) => page.getByRole('navigation', { name: 'Conversations' }).getByRole('listitem').filter({ hasText: peer });
@@ -466,6 +470,37 @@ describeWithChromium('web app, open mode', () => {
       await eventually(async () => (await page.title()) === '(1) Postbox', 'the unread count in the title');
     } finally {
       await nia.context.close();
+    }
+  });
+
+  it('works over plain HTTP on a network address: sign in, send, live, no CSP refusal', {
+    skip: lanAddress === undefined ? 'this machine has no non-loopback IPv4 address to browse by' : false,
+  }, async () => {
+    // Open mode on every interface needs --allow-open-network; an IP address needs no
+    // POSTBOX_ALLOWED_HOSTS (a DNS-rebinding page cannot reach us by one), a LAN name would.
+    const lan = await startTestServer({ HOST: '0.0.0.0' }, { argv: ['--allow-open-network'] });
+    const wes = await person(browser);
+    try {
+      const { page } = wes;
+      const base = `http://${lanAddress}:${new URL(lan.url).port}`;
+      await page.goto(base);
+      assert.equal(await page.evaluate('window.isSecureContext'), false, 'plain HTTP by address: not a secure context');
+      await page.getByLabel('User').fill('Wes');
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+      const sent = await postJson(lan.url.replace('0.0.0.0', '127.0.0.1'), '/v1/messages', { fromUser: 'Yan', toUser: 'Wes', message: 'over the LAN' });
+      assert.equal(sent.status, 201, sent.text);
+      await entry(page, 'Yan').getByText('1 unread').waitFor();
+      await entry(page, 'Yan').getByRole('link').click();
+      const box = page.getByRole('textbox', { name: 'Message', exact: true });
+      await box.fill('heard you');
+      await box.press('Enter');
+      await page.getByRole('listitem').filter({ hasText: 'heard you' }).getByText('Sent', { exact: true }).waitFor();
+      assert.equal(new URL(page.url()).protocol, 'http:');
+      assert.deepEqual(wes.problems, [], 'no CSP refusal, no script error');
+    } finally {
+      await wes.context.close();
+      await lan.stop();
     }
   });
 
