@@ -10,7 +10,7 @@ import { after, before, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import type { Message, MessagePage } from '../../src/protocol/types.js';
 import { postJson, request } from '../helpers/http.js';
-import { describeWithChromium, eventually, launchBrowser, person } from '../helpers/browser.js';
+import { describeWithChromium, eventually, launchBrowser, person, seriousViolations } from '../helpers/browser.js';
 import { startTestServer, tempDir, type TestServer } from '../helpers/server.js';
 import { ensureWebBuilt } from '../helpers/web-build.js';
 
@@ -30,6 +30,9 @@ async function shown(page: Page, peer: string): Promise<string[]> {
 }
 
 const connection = (page: Page, state: string) => page.getByRole('status').filter({ hasText: state });
+
+/** The conversation list's entry for `peer`. */
+const entry = (page: Page, peer: string) => page.getByRole('navigation', { name: 'Conversations' }).getByRole('listitem').filter({ hasText: peer });
 
 async function signInTo(page: Page, user: string, peer: string): Promise<void> {
   await page.goto(server.url);
@@ -59,6 +62,8 @@ describeWithChromium('web app, live through failures', () => {
       await ann.page.getByText('before the drop', { exact: true }).first().waitFor();
       await ann.context.setOffline(true);
       await connection(ann.page, 'Reconnecting').waitFor();
+      const violations = await seriousViolations(ann.page);
+      assert.deepEqual(violations, [], `Reconnecting: ${JSON.stringify(violations, null, 1)}`);
       await send('Bob', 'Ann', 'while offline');
       await ann.context.setOffline(false);
       await connection(ann.page, 'Live').waitFor();
@@ -66,6 +71,40 @@ describeWithChromium('web app, live through failures', () => {
       assert.deepEqual(await shown(ann.page, 'Bob'), ['before the drop', 'while offline']);
     } finally {
       await ann.context.close();
+    }
+  });
+
+  it('after a reconnect, shows deletes and read receipts missed in a conversation opened earlier', async () => {
+    const toGil = await send('Hu', 'Gil', 'delete me');
+    await send('Hu', 'Gil', 'keep me');
+    const fromGil = await send('Gil', 'Hu', 'read me');
+    const gil = await person(browser);
+    try {
+      const { page } = gil;
+      // Gil looks at Hu's conversation, then moves on to Ivy's: Hu's stays loaded, off screen.
+      await signInTo(page, 'Gil', 'Hu');
+      const withHu = page.getByRole('list', { name: 'Messages with Hu' });
+      await withHu.getByText('delete me').waitFor();
+      await withHu.getByRole('listitem').filter({ hasText: 'read me' }).getByText('Sent', { exact: true }).waitFor();
+      await page.goto(`${server.url}/#/c/Ivy`);
+      await page.getByRole('heading', { name: 'Ivy' }).waitFor();
+
+      // Away, Hu deletes one message and reads Gil's: neither is replayed by the stream.
+      await page.context().setOffline(true);
+      await connection(page, 'Reconnecting').waitFor();
+      assert.equal((await request(server.url, `/v1/messages/${toGil.id}`, { method: 'DELETE' })).status, 204);
+      const read = await postJson(server.url, '/v1/users/Hu/read', { ids: [fromGil.id] });
+      assert.equal(read.json<{ marked: number }>().marked, 1);
+      await page.context().setOffline(false);
+      await connection(page, 'Live').waitFor();
+
+      // Opened again, Hu's conversation is read afresh.
+      await entry(page, 'Hu').getByRole('link').click();
+      await withHu.getByRole('listitem').filter({ hasText: 'read me' }).getByText('Read', { exact: true }).waitFor();
+      await withHu.getByText('delete me').waitFor({ state: 'detached' });
+      assert.deepEqual(await shown(page, 'Hu'), ['keep me', 'read me']);
+    } finally {
+      await gil.context.close();
     }
   });
 

@@ -6,12 +6,13 @@
  * README's screenshots to docs/.
  */
 import assert from 'node:assert/strict';
+import { networkInterfaces } from 'node:os';
 import { gzipSync } from 'node:zlib';
 import { after, before, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import type { Message } from '../../src/protocol/types.js';
 import { postJson, request } from '../helpers/http.js';
-import { describeWithChromium, eventually, launchBrowser, person, seriousViolations } from '../helpers/browser.js';
+import { describeWithChromium, eventually, focusBy, launchBrowser, person, seriousViolations } from '../helpers/browser.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { ensureWebBuilt } from '../helpers/web-build.js';
 
@@ -39,6 +40,9 @@ async function assertAccessible(page: Page, screen: string): Promise<void> {
   const violations = await seriousViolations(page);
   assert.deepEqual(violations, [], `${screen}: ${JSON.stringify(violations, null, 1)}`);
 }
+
+/** The machine's first non-loopback IPv4 address, if it has one. */
+const lanAddress = Object.values(networkInterfaces()).flat().find((a) => a?.family === 'IPv4' && !a.internal)?.address;
 
 /** The conversation list's entry for `peer`. */
 const entry = (page: Page, peer: string) => page.getByRole('navigation', { name: 'Conversations' }).getByRole('listitem').filter({ hasText: peer });
@@ -162,31 +166,87 @@ describeWithChromium('web app, open mode', () => {
     for (let i = 1; i <= 75; i++) await send('Cy', 'Dee', `line ${i}`);
     const dee = await person(browser);
     try {
-      await signIn(dee.page, 'Dee');
-      await entry(dee.page, 'Cy').getByRole('link').click();
-      const list = dee.page.getByRole('list', { name: 'Messages with Cy' });
+      const { page } = dee;
+      // The first older page is held until the test has measured the screen without it.
+      let held: (() => Promise<void>) | undefined;
+      const arrived = new Promise<void>((resolve) => {
+        void page.route((url) => url.pathname.endsWith('/conversations/Cy') && url.searchParams.has('before') && url.searchParams.get('before') !== 'latest', (route) => {
+          if (held) return route.continue();
+          held = () => route.continue();
+          resolve();
+        });
+      });
+      await signIn(page, 'Dee');
+      await entry(page, 'Cy').getByRole('link').click();
+      const list = page.getByRole('list', { name: 'Messages with Cy' });
       await list.getByText('line 75', { exact: true }).waitFor();
-      const atBottom = () => dee.page.evaluate<boolean>('(({ scrollHeight, scrollTop, clientHeight }) => scrollHeight - scrollTop - clientHeight < 4)(document.querySelector(".scroller"))');
-      const toTop = () => dee.page.evaluate('document.querySelector(".scroller").scrollTo({ top: 0 })');
+      const scrollTop = () => page.evaluate<number>('document.querySelector(".scroller").scrollTop');
+      const atBottom = () => page.evaluate<boolean>('(({ scrollHeight, scrollTop, clientHeight }) => scrollHeight - scrollTop - clientHeight < 4)(document.querySelector(".scroller"))');
+      const toTop = () => page.evaluate('document.querySelector(".scroller").scrollTo({ top: 0 })');
       await eventually(atBottom, 'the newest at the bottom');
       assert.equal(await list.getByRole('listitem').count(), 30, 'one page at first');
 
+      // At the top, the older page asked for and not yet here: where is the oldest message now?
       const oldest = list.getByText('line 46', { exact: true });
-      const before = (await oldest.boundingBox())!.y;
       await toTop();
+      await arrived;
+      await page.getByRole('button', { name: 'Loading older messages…' }).waitFor();
+      const beforeY = (await oldest.boundingBox())!.y;
+      assert.equal(await scrollTop(), 0);
+      await held!();
       await list.getByText('line 16', { exact: true }).waitFor({ state: 'attached' });
-      const scrolledTo = (await oldest.boundingBox())!.y;
-      // Scrolling to the top moved the message down by the scroll distance; the new page went
-      // above it without moving it further.
-      await eventually(async () => Math.abs((await oldest.boundingBox())!.y - scrolledTo) < 2, 'the view to stay put');
-      assert.ok(scrolledTo > before, 'the scroll itself moved the view');
-      // And on to the very start, by keyboard too: the button loads the rest.
+      // The page went in above it: the message did not move on screen, and the view scrolled
+      // down by the height put above (without anchoring it would sit at scrollTop 0, pushed down).
+      const afterY = (await oldest.boundingBox())!.y;
+      assert.ok(Math.abs(afterY - beforeY) < 2, `line 46 moved from y=${beforeY} to y=${afterY}`);
+      assert.ok(await scrollTop() > 0, 'scrolled by the height of the page above');
+      // And on to the very start: the rest loads, every message once.
       await toTop();
       await list.getByText('line 1', { exact: true }).waitFor({ state: 'attached' });
       assert.equal(await list.getByRole('listitem').count(), 75, 'every message once');
-      assert.equal(await dee.page.getByRole('button', { name: 'Load older messages' }).count(), 0, 'nothing older');
+      assert.equal(await page.getByRole('button', { name: 'Load older messages' }).count(), 0, 'nothing older');
     } finally {
       await dee.context.close();
+    }
+  });
+
+  it('lists conversations most recent first, with badges and "You: ", and shows older ones on request', async () => {
+    await send('Qin', 'Pia', 'from Qin');
+    await send('Pia', 'Rex', 'hi Rex');
+    await send('Sol', 'Pia', 'Sol one');
+    await send('Sol', 'Pia', 'Sol two');
+    const pia = await person(browser);
+    try {
+      const { page } = pia;
+      // Pages of two instead of the app's 200, so that three conversations need a second page.
+      await page.route((url) => url.pathname === '/v1/users/Pia/conversations', (route) => {
+        const url = new URL(route.request().url());
+        url.searchParams.set('limit', '2');
+        return route.continue({ url: url.toString() });
+      });
+      await signIn(page, 'Pia');
+      const items = page.getByRole('navigation', { name: 'Conversations' }).getByRole('listitem');
+      const texts = () => items.evaluateAll((els) => els.map((e) => (e as unknown as { innerText: string }).innerText.replace(/\s+/g, ' ').trim()));
+      await entry(page, 'Rex').waitFor();
+      assert.deepEqual(await texts(), ['Sol now Sol two 2 unread', 'Rex now You: hi Rex'], 'the first page, most recent first');
+      assert.equal(await entry(page, 'Qin').count(), 0);
+
+      await page.getByRole('button', { name: 'Show older conversations' }).click();
+      await entry(page, 'Qin').waitFor();
+      assert.deepEqual(await texts(), ['Sol now Sol two 2 unread', 'Rex now You: hi Rex', 'Qin now from Qin 1 unread']);
+      await page.getByRole('button', { name: 'Show older conversations' }).waitFor({ state: 'detached' });
+      await assertAccessible(page, 'conversation list with older conversations');
+
+      // Reading Qin's message reloads the list's first page: the older page stays, badge gone.
+      await entry(page, 'Qin').getByRole('link').click();
+      await page.getByRole('list', { name: 'Messages with Qin' }).getByText('from Qin').waitFor();
+      await entry(page, 'Qin').getByText('unread').waitFor({ state: 'detached' });
+      await send('Tao', 'Pia', 'newest');
+      await entry(page, 'Tao').waitFor();
+      await eventually(async () => (await texts()).length === 4, 'four conversations');
+      assert.deepEqual(await texts(), ['Tao now newest 1 unread', 'Sol now Sol two 2 unread', 'Rex now You: hi Rex', 'Qin now from Qin']);
+    } finally {
+      await pia.context.close();
     }
   });
 
@@ -235,8 +295,15 @@ describeWithChromium('web app, open mode', () => {
       await box.fill('é'.repeat(160)); // 320 bytes
       await gus.page.getByText('20 bytes over the 300-byte limit: shorten the message to send it.').waitFor();
       assert.equal(await gus.page.getByRole('button', { name: 'Send' }).isDisabled(), true);
+      await assertAccessible(gus.page, 'over the byte limit');
       await box.press('Enter');
       assert.equal(await box.inputValue(), 'é'.repeat(160), 'nothing typed is lost');
+      // A user id the server would refuse is refused here, in words, keeping what was typed.
+      await gus.page.getByLabel('New conversation').fill('a/b');
+      await gus.page.getByRole('button', { name: 'Start' }).click();
+      await gus.page.getByRole('alert').getByText('A user id cannot contain "/".').waitFor();
+      assert.equal(await gus.page.getByLabel('New conversation').inputValue(), 'a/b');
+      await assertAccessible(gus.page, 'new conversation refused');
       // Switching conversations keeps the draft too.
       await gus.page.goto(`${server.url}/#/c/Ida`);
       await gus.page.goto(`${server.url}/#/c/Hal`);
@@ -246,11 +313,53 @@ describeWithChromium('web app, open mode', () => {
     }
   });
 
+  it('follows the system theme (dark and light), and passes the scan on the boot screen and in dark', async () => {
+    await send('Uma', 'Vic', 'in the dark');
+    const background = (page: Page) => page.evaluate<string>('getComputedStyle(document.body).backgroundColor');
+    const light = await person(browser, { colorScheme: 'light' });
+    const dark = await person(browser, { colorScheme: 'dark' });
+    try {
+      await light.page.goto(server.url);
+      await light.page.getByLabel('User').waitFor();
+      assert.equal(await background(light.page), 'rgb(246, 247, 249)', 'the light theme');
+
+      // The boot screen, held there: the server's mode is asked and not yet answered.
+      const { page } = dark;
+      let release: (() => Promise<void>) | undefined;
+      const asked = new Promise<void>((resolve) => {
+        void page.route('**/v1/server', (route) => {
+          release = () => route.continue();
+          resolve();
+        });
+      });
+      await page.goto(server.url);
+      await asked;
+      await page.getByRole('status').getByText('Connecting to the server…').waitFor();
+      assert.equal(await background(page), 'rgb(17, 19, 24)', 'the dark theme, from the system');
+      await assertAccessible(page, 'boot screen, dark');
+      await release!();
+      await page.getByLabel('User').waitFor();
+      assert.equal(await page.evaluate('document.documentElement.dataset.theme'), undefined, 'no theme chosen: the system decides');
+      await assertAccessible(page, 'sign-in, dark');
+      await page.getByLabel('User').fill('Vic');
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await entry(page, 'Uma').getByText('1 unread').waitFor();
+      assert.equal(await background(page), 'rgb(17, 19, 24)');
+      await assertAccessible(page, 'conversation list, dark');
+    } finally {
+      await light.context.close();
+      await dark.context.close();
+    }
+  });
+
   it('works by keyboard alone, with visible focus', async () => {
     await send('Jo', 'Kim', 'knock knock');
+    // More than three pages, so that "Load older messages" stays after one press.
+    for (let i = 1; i <= 95; i++) await send('Ola', 'Kim', `page line ${i}`);
     const kim = await person(browser);
     try {
       const { page } = kim;
+      const focused = (test: string) => page.evaluate<boolean>(`((el) => Boolean(${test}))(document.activeElement)`);
       await page.goto(server.url);
       await page.getByLabel('User').waitFor();
       // The field has focus on load; type, then Tab to the button and press Enter.
@@ -261,18 +370,77 @@ describeWithChromium('web app, open mode', () => {
       assert.notEqual(outline, 'none', 'focus is visible');
       await page.keyboard.press('Enter');
       await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+
       // Tab until the conversation with Jo has focus, open it, answer, send with Enter.
-      for (let i = 0; i < 15; i++) {
-        await page.keyboard.press('Tab');
-        if (await page.evaluate('document.activeElement.getAttribute("href") === "#/c/Jo"')) break;
-      }
-      assert.equal(await page.evaluate('document.activeElement.getAttribute("href")'), '#/c/Jo');
+      await focusBy(page, 'Tab', 'el.getAttribute("href") === "#/c/Jo"', 'the conversation with Jo');
       await page.keyboard.press('Enter');
       await page.getByRole('list', { name: 'Messages with Jo' }).getByText('knock knock').waitFor();
       assert.equal(await page.evaluate('document.activeElement.getAttribute("aria-label")'), 'Message', 'focus moves to the message field');
       await page.keyboard.type("who's there?");
       await page.keyboard.press('Enter');
       await page.getByRole('listitem').filter({ hasText: "who's there?" }).getByText('Sent', { exact: true }).waitFor();
+
+      // Delete, confirmed: Shift+Tab back to the message's Delete button.
+      page.once('dialog', (d) => void d.accept());
+      await focusBy(page, 'Shift+Tab', 'el.getAttribute("aria-label") === "Delete message: who\'s there?"', 'Delete on the answer');
+      await page.keyboard.press('Enter');
+      await page.getByRole('list', { name: 'Messages with Jo' }).getByText("who's there?").waitFor({ state: 'detached' });
+
+      // A new conversation, by its field and Enter.
+      await focusBy(page, 'Tab', 'el.id === "new-conversation"', 'the New conversation field');
+      await page.keyboard.type('Lia');
+      await page.keyboard.press('Enter');
+      await page.getByRole('heading', { name: 'Lia' }).waitFor();
+      await eventually(() => focused('el.getAttribute("aria-label") === "Message"'), 'focus to move to the message field');
+
+      // A failed send: Edit gives the text back; then Retry sends it.
+      await page.route('**/v1/messages', (route) => route.abort('connectionrefused'));
+      await page.keyboard.type('hello Lia');
+      await page.keyboard.press('Enter');
+      const failed = page.getByRole('listitem').filter({ hasText: 'hello Lia' });
+      await failed.getByRole('button', { name: 'Edit' }).waitFor();
+      await focusBy(page, 'Shift+Tab', 'el.textContent === "Edit"', 'Edit on the failed send');
+      await page.keyboard.press('Enter');
+      await failed.waitFor({ state: 'detached' });
+      const box = page.getByRole('textbox', { name: 'Message', exact: true });
+      assert.equal(await box.inputValue(), 'hello Lia');
+      await focusBy(page, 'Tab', 'el.getAttribute("aria-label") === "Message"', 'the message field');
+      await page.keyboard.press('Enter');
+      await failed.getByRole('button', { name: 'Retry' }).waitFor();
+      await page.unroute('**/v1/messages');
+      await focusBy(page, 'Shift+Tab', 'el.textContent === "Retry"', 'Retry on the failed send');
+      await page.keyboard.press('Enter');
+      await failed.getByText('Sent', { exact: true }).waitFor();
+
+      // Load older, by its button.
+      await focusBy(page, 'Tab', 'el.getAttribute("href") === "#/c/Ola"', 'the conversation with Ola');
+      await page.keyboard.press('Enter');
+      const withOla = page.getByRole('list', { name: 'Messages with Ola' }).getByRole('listitem');
+      await withOla.getByText('page line 95', { exact: true }).waitFor();
+      const older = page.getByRole('button', { name: 'Load older messages' });
+      // Forward from the message field, round past the header and the list: Shift+Tab back
+      // through the messages would load older pages on the way, by scrolling.
+      await focusBy(page, 'Tab', 'el.classList.contains("older")', 'Load older messages');
+      // Reaching it scrolls it into view, which may load a page by itself: wait for that.
+      await older.waitFor();
+      await eventually(async () => (await older.count()) === 1 && (await focused('el.classList.contains("older")')), 'the button, idle and still focused');
+      const count = await withOla.count();
+      await page.keyboard.press('Enter');
+      await eventually(async () => (await withOla.count()) > count, 'an older page');
+
+      // The theme switch (back up past the list and the header's Sign out), three presses round.
+      await focusBy(page, 'Shift+Tab', 'el.textContent.startsWith("Theme:")', 'the theme switch');
+      for (const [label, theme] of [['Theme: light', 'light'], ['Theme: dark', 'dark'], ['Theme: system', undefined]] as const) {
+        await page.keyboard.press('Enter');
+        await page.getByRole('button', { name: label }).waitFor();
+        await eventually(async () => (await page.evaluate('document.documentElement.dataset.theme')) === theme, `the ${label}`);
+      }
+
+      // And out.
+      await focusBy(page, 'Tab', 'el.textContent === "Sign out"', 'Sign out');
+      await page.keyboard.press('Enter');
+      await page.getByLabel('User').waitFor();
+      assert.deepEqual(kim.problems.filter((p) => !/ERR_CONNECTION_REFUSED|ERR_FAILED/.test(p)), []);
     } finally {
       await kim.context.close();
     }
@@ -302,6 +470,37 @@ describeWithChromium('web app, open mode', () => {
       await eventually(async () => (await page.title()) === '(1) Postbox', 'the unread count in the title');
     } finally {
       await nia.context.close();
+    }
+  });
+
+  it('works over plain HTTP on a network address: sign in, send, live, no CSP refusal', {
+    skip: lanAddress === undefined ? 'this machine has no non-loopback IPv4 address to browse by' : false,
+  }, async () => {
+    // Open mode on every interface needs --allow-open-network; an IP address needs no
+    // POSTBOX_ALLOWED_HOSTS (a DNS-rebinding page cannot reach us by one), a LAN name would.
+    const lan = await startTestServer({ HOST: '0.0.0.0' }, { argv: ['--allow-open-network'] });
+    const wes = await person(browser);
+    try {
+      const { page } = wes;
+      const base = `http://${lanAddress}:${new URL(lan.url).port}`;
+      await page.goto(base);
+      assert.equal(await page.evaluate('window.isSecureContext'), false, 'plain HTTP by address: not a secure context');
+      await page.getByLabel('User').fill('Wes');
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+      const sent = await postJson(lan.url.replace('0.0.0.0', '127.0.0.1'), '/v1/messages', { fromUser: 'Yan', toUser: 'Wes', message: 'over the LAN' });
+      assert.equal(sent.status, 201, sent.text);
+      await entry(page, 'Yan').getByText('1 unread').waitFor();
+      await entry(page, 'Yan').getByRole('link').click();
+      const box = page.getByRole('textbox', { name: 'Message', exact: true });
+      await box.fill('heard you');
+      await box.press('Enter');
+      await page.getByRole('listitem').filter({ hasText: 'heard you' }).getByText('Sent', { exact: true }).waitFor();
+      assert.equal(new URL(page.url()).protocol, 'http:');
+      assert.deepEqual(wes.problems, [], 'no CSP refusal, no script error');
+    } finally {
+      await wes.context.close();
+      await lan.stop();
     }
   });
 

@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
-import { request } from '../helpers/http.js';
-import { describeWithChromium, launchBrowser, person, seriousViolations } from '../helpers/browser.js';
+import { postJson, request } from '../helpers/http.js';
+import { describeWithChromium, focusBy, launchBrowser, person, seriousViolations } from '../helpers/browser.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { ensureWebBuilt } from '../helpers/web-build.js';
 
@@ -85,6 +85,7 @@ describeWithChromium('web app, token mode', () => {
       await admin.page.getByLabel('New user').fill('ann');
       await admin.page.getByRole('button', { name: 'Add user' }).click();
       await admin.page.getByRole('alert').getByText('A user with that id already exists. Choose another id.').waitFor();
+      assert.equal(await admin.page.getByLabel('New user').inputValue(), 'ann', 'the typed id stays after the error');
       // Shown once: after a reload the token is nowhere on the page.
       await admin.page.reload();
       await admin.page.getByRole('list', { name: 'Users' }).getByText('bob', { exact: true }).waitFor();
@@ -123,6 +124,84 @@ describeWithChromium('web app, token mode', () => {
       await admin.context.close();
       await ann.context.close();
       await bob.context.close();
+    }
+  });
+
+  it('lets the admin add, copy and remove a user by keyboard alone, in the system\'s dark theme', async () => {
+    const admin = await person(browser, { colorScheme: 'dark' });
+    await admin.context.grantPermissions(['clipboard-read', 'clipboard-write']);
+    try {
+      const { page } = admin;
+      await page.goto(server.url);
+      await page.getByLabel('Token').waitFor();
+      await assertAccessible(page, 'token sign-in, dark');
+      await page.keyboard.type(ADMIN);
+      await focusBy(page, 'Tab', 'el.textContent === "Sign in"', 'Sign in');
+      await page.keyboard.press('Enter');
+      await page.getByRole('heading', { name: 'Users' }).waitFor();
+
+      await focusBy(page, 'Tab', 'el.id === "new-user"', 'the New user field');
+      await page.keyboard.type('kay');
+      await page.keyboard.press('Enter');
+      const token = page.getByRole('textbox', { name: 'Token for kay' });
+      await token.waitFor();
+      await focusBy(page, 'Tab', 'el.textContent === "Copy"', 'Copy');
+      await page.keyboard.press('Enter');
+      await page.getByText('Copied.').waitFor();
+      assert.equal(await page.evaluate('navigator.clipboard.readText()'), await token.inputValue());
+      assert.equal(await page.evaluate<string>('getComputedStyle(document.body).backgroundColor'), 'rgb(17, 19, 24)', 'dark, from the system');
+      await assertAccessible(page, 'admin with a new token, dark');
+
+      page.once('dialog', (d) => void d.accept());
+      await focusBy(page, 'Tab', 'el.getAttribute("aria-label") === "Remove kay"', 'Remove kay');
+      await page.keyboard.press('Enter');
+      await page.getByRole('list', { name: 'Users' }).getByText('kay', { exact: true }).waitFor({ state: 'detached' });
+      assert.equal((await request(server.url, '/v1/users', { headers: { authorization: `Bearer ${ADMIN}` } }))
+        .json<{ users: { id: string }[] }>().users.some((u) => u.id === 'kay'), false, 'removed on the server');
+    } finally {
+      await admin.context.close();
+    }
+  });
+
+  it('shows read receipts live and deletes for both people, in token mode', async () => {
+    const tokens: Record<string, string> = {};
+    for (const id of ['lee', 'mo']) {
+      const created = await postJson(server.url, '/v1/users', { id }, { authorization: `Bearer ${ADMIN}` });
+      assert.equal(created.status, 201, created.text);
+      tokens[id] = created.json<{ token: string }>().token;
+    }
+    const lee = await person(browser);
+    const mo = await person(browser);
+    try {
+      await signInWithToken(lee.page, tokens.lee!);
+      await signInWithToken(mo.page, tokens.mo!);
+      await lee.page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+      await mo.page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+      await lee.page.goto(`${server.url}/#/c/mo`);
+      const box = lee.page.getByRole('textbox', { name: 'Message', exact: true });
+      for (const text of ['read this', 'then forget it']) {
+        await box.fill(text);
+        await box.press('Enter');
+        await lee.page.getByRole('listitem').filter({ hasText: text }).getByText('Sent', { exact: true }).waitFor();
+      }
+      // Mo opens the conversation: Lee sees "Read" appear live on both.
+      await mo.page.getByRole('navigation', { name: 'Conversations' }).getByRole('link', { name: /lee/ }).click();
+      const moView = mo.page.getByRole('list', { name: 'Messages with lee' });
+      await moView.getByText('then forget it').waitFor();
+      const leeView = lee.page.getByRole('list', { name: 'Messages with mo' });
+      for (const text of ['read this', 'then forget it']) {
+        await leeView.getByRole('listitem').filter({ hasText: text }).getByText('Read', { exact: true }).waitFor();
+      }
+      // Lee deletes one, confirmed: gone from both views live.
+      lee.page.once('dialog', (d) => void d.accept());
+      await leeView.getByRole('button', { name: 'Delete message: then forget it' }).click();
+      await leeView.getByText('then forget it').waitFor({ state: 'detached' });
+      await moView.getByText('then forget it').waitFor({ state: 'detached' });
+      assert.deepEqual(await moView.locator('.text').allInnerTexts(), ['read this']);
+      assert.deepEqual([...lee.problems, ...mo.problems], []);
+    } finally {
+      await lee.context.close();
+      await mo.context.close();
     }
   });
 

@@ -18,9 +18,10 @@ export function tempDir(prefix = 'postbox-test-'): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
 }
 
-/** The settings of a test server: `env` over defaults that listen on 127.0.0.1:0 with a SQLite file in `dir`. */
-export function testConfig(dir: string, env: Record<string, string> = {}): Config {
+/** The settings of a test server: `env` (and flags, `argv`) over defaults that listen on 127.0.0.1:0 with a SQLite file in `dir`. */
+export function testConfig(dir: string, env: Record<string, string> = {}, argv: readonly string[] = []): Config {
   return loadConfig({
+    argv,
     env: {
       PORT: '0',
       HOST: '127.0.0.1',

@@ -44,11 +44,18 @@ export function launchBrowser(): Promise<Browser> {
   });
 }
 
-/** A fresh person: a context of their own (separate storage), and a page that records CSP refusals and errors. */
-export async function person(browser: Browser, options: { width?: number; height?: number } = {}): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {
+/**
+ * A fresh person: a context of their own (separate storage), and a page that records CSP
+ * refusals and errors. `colorScheme` is the system theme the page sees (Chromium's default: light).
+ */
+export async function person(
+  browser: Browser,
+  options: { width?: number; height?: number; colorScheme?: 'light' | 'dark' } = {},
+): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {
   const context = await browser.newContext({
     viewport: { width: options.width ?? 1100, height: options.height ?? 760 },
     reducedMotion: 'reduce',
+    ...(options.colorScheme ? { colorScheme: options.colorScheme } : {}),
   });
   context.setDefaultTimeout(WAIT_MS);
   const page = await context.newPage();
@@ -95,4 +102,20 @@ export async function eventually(check: () => Promise<boolean>, what: string, ti
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * Presses `key` (Tab, Shift+Tab) until `test`, an expression over `el` (the focused element),
+ * holds; fails naming `what` if it never does within `max` presses. Then checks that the
+ * focus is visible on it: an outline or a box-shadow.
+ */
+export async function focusBy(page: Page, key: 'Tab' | 'Shift+Tab', test: string, what: string, max = 40): Promise<void> {
+  const holds = () => page.evaluate<boolean>(`((el) => Boolean(el && (${test})))(document.activeElement)`);
+  for (let i = 0; i < max && !(await holds()); i++) await page.keyboard.press(key);
+  if (!(await holds())) {
+    const at = await page.evaluate<string>('document.activeElement?.outerHTML.slice(0, 120) ?? "nothing"');
+    throw new Error(`${key} ${max} times did not reach ${what}; focus is on ${at}`);
+  }
+  const visible = await page.evaluate<boolean>(`((s) => (s.outlineStyle !== 'none' && s.outlineWidth !== '0px') || s.boxShadow !== 'none')(getComputedStyle(document.activeElement))`);
+  if (!visible) throw new Error(`the focus on ${what} is not visible (no outline, no box-shadow)`);
 }

@@ -20,10 +20,10 @@ export interface TestServer extends RunningServer {
   stop(): Promise<void>;
 }
 
-/** Starts a server with the given environment on top of test defaults. */
-export async function startTestServer(env: Record<string, string> = {}, options: { dir?: string } = {}): Promise<TestServer> {
+/** Starts a server with the given environment (and flags, `argv`) on top of test defaults. */
+export async function startTestServer(env: Record<string, string> = {}, options: { dir?: string; argv?: readonly string[] } = {}): Promise<TestServer> {
   const dir = options.dir ?? (await tempDir());
-  const config = testConfig(dir, env);
+  const config = testConfig(dir, env, options.argv);
   const { logger, logs } = capturingLogger(config.logLevel);
   const server = await startServer(config, logger);
   return {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PostboxConnectionError, PostboxError } from '../../src/client/index.js';
 import type { Problem } from '../../src/protocol/types.js';
-import { byteLength, sentence, userIdProblem } from '../../web/src/words.js';
+import { byteLength, sentence, shortTime, userIdProblem } from '../../web/src/words.js';
 
 function problem(code: string, status: number, detail: string, extra: Partial<Problem> = {}, retryAfter?: number): PostboxError {
   return new PostboxError(
@@ -25,6 +25,11 @@ describe('web app words', () => {
   it('gives the limit of a message too long', () => {
     assert.equal(sentence(problem('payload_too_large', 413, 'message is 70000 bytes; the limit is 65536')),
       'This message is too long: the limit is 65,536 bytes. Shorten it and send again.');
+    // The server's body-size 413 (src/http/problems.ts) words its limit differently.
+    assert.equal(sentence(problem('payload_too_large', 413, 'the body is larger than the 1048576-byte limit')),
+      'This message is too long: the limit is 1,048,576 bytes. Shorten it and send again.');
+    assert.equal(sentence(problem('payload_too_large', 413, 'too big')),
+      'This message is too long for the server. Shorten it and send again.');
   });
 
   it('says storage unavailable means try again shortly, and nothing was lost', () => {
@@ -45,6 +50,26 @@ describe('web app words', () => {
       [new PostboxConnectionError('http://x', new Error('ECONNREFUSED')), /^The server cannot be reached\./],
     ];
     for (const [err, expected] of cases) assert.match(sentence(err), expected);
+  });
+
+  it('gives short relative times for the list: now, minutes, hours, weekday, date', () => {
+    const now = Date.parse('2026-03-12T12:00:00Z');
+    const ago = (seconds: number) => new Date(now - seconds * 1000).toISOString();
+    assert.equal(shortTime(ago(0), now), 'now');
+    assert.equal(shortTime(ago(44), now), 'now');
+    assert.equal(shortTime(ago(-30), now), 'now', 'a clock a little ahead is still now');
+    assert.equal(shortTime(ago(45), now), '1 min');
+    assert.equal(shortTime(ago(5 * 60), now), '5 min');
+    assert.equal(shortTime(ago(59 * 60), now), '59 min');
+    assert.equal(shortTime(ago(3600), now), '1 h');
+    assert.equal(shortTime(ago(3 * 3600), now), '3 h');
+    assert.equal(shortTime(ago(23 * 3600), now), '23 h');
+    // Within the week, the weekday; older, the day and month (both in the runtime's locale).
+    const twoDays = ago(2 * 86_400);
+    assert.equal(shortTime(twoDays, now), new Date(twoDays).toLocaleDateString(undefined, { weekday: 'short' }));
+    const tenDays = ago(10 * 86_400);
+    assert.equal(shortTime(tenDays, now), new Date(tenDays).toLocaleDateString(undefined, { day: 'numeric', month: 'short' }));
+    assert.notEqual(shortTime(twoDays, now), shortTime(tenDays, now));
   });
 
   it('counts bytes as the server does, and checks user ids as it does', () => {

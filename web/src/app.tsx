@@ -439,6 +439,11 @@ function ConversationList(props: { chat: Chat; current: string | undefined }): J
           );
         })}
       </ul>
+      {chat.moreConversations && (
+        <button type="button" class="quiet older" aria-disabled={chat.loadingOlderConversations} onClick={() => void chat.loadOlderConversations()}>
+          {chat.loadingOlderConversations ? 'Loading older conversations…' : 'Show older conversations'}
+        </button>
+      )}
     </nav>
   );
 }
@@ -500,8 +505,10 @@ function ConversationPane(props: { chat: Chat; peer: string; maxBytes: number })
         <h1 id="conv-title">{peer}</h1>
       </header>
       <div class="scroller" ref={scroller} onScroll={onScroll}>
+        {/* aria-disabled, not disabled, while loading: a disabled button drops the keyboard's
+            focus, and reaching this button scrolls to the top, which starts a load by itself. */}
         {v.older !== null && (
-          <button type="button" class="quiet older" disabled={v.loadingOlder} onClick={() => void chat.loadOlder(peer)}>
+          <button type="button" class="quiet older" aria-disabled={v.loadingOlder} onClick={() => void chat.loadOlder(peer)}>
             {v.loadingOlder ? 'Loading older messages…' : 'Load older messages'}
           </button>
         )}

@@ -44,6 +44,8 @@ export interface ConversationView {
 export type Connection = 'connecting' | 'live' | 'reconnecting';
 
 const PAGE = 30;
+/** Conversations per page of the list. */
+const LIST_PAGE = 200;
 
 /** A key no other send will have; `crypto.randomUUID` needs a secure context, plain HTTP has none. */
 function newKey(): string {
@@ -58,6 +60,8 @@ export class Chat {
   conversations: Conversation[] = [];
   /** More conversations exist past the list (its `next`). */
   moreConversations = false;
+  /** Older conversations are being read. */
+  loadingOlderConversations = false;
   readonly views = new Map<string, ConversationView>();
   connection: Connection = 'connecting';
   /** Why the stream is not live, as a sentence, if it said. */
@@ -72,6 +76,15 @@ export class Chat {
   private opened = 0;
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly marking = new Set<string>();
+  /** The list's `next`: the `before` of the page after what is loaded. */
+  private conversationsNext: string | null = null;
+  /** Pages past the first were loaded: a reload of the first page must keep them. */
+  private olderConversationsLoaded = false;
+  /**
+   * Conversations loaded before a reconnect and not on screen since: the stream does not
+   * replay deletes and read times, so each is read afresh when next opened.
+   */
+  private readonly stale = new Set<string>();
   private stopped = false;
 
   constructor(
@@ -142,18 +155,52 @@ export class Chat {
 
   // ---- the list -------------------------------------------------------------------------
 
-  /** Reads the conversation list again. */
+  /**
+   * Reads the first page of the conversation list again. Older pages the person loaded stay:
+   * what lies past the new first page keeps its entries and its cursor.
+   */
   async loadConversations(): Promise<void> {
     try {
-      const list = await this.client.conversations(this.me, { limit: 200 });
-      this.conversations = list.conversations;
-      this.moreConversations = list.next !== null;
+      const list = await this.client.conversations(this.me, { limit: LIST_PAGE });
+      if (this.olderConversationsLoaded && list.next !== null) {
+        const edge = Number(list.next);
+        const inPage = new Set(list.conversations.map((c) => c.peer));
+        const beyond = this.conversations.filter((c) => !inPage.has(c.peer) && Number(c.lastMessage.id) < edge);
+        this.conversations = [...list.conversations, ...beyond];
+      } else {
+        this.conversations = list.conversations;
+        this.conversationsNext = list.next;
+        this.olderConversationsLoaded = false;
+      }
+      this.moreConversations = this.conversationsNext !== null;
       this.listProblem = undefined;
     } catch (err) {
       if (this.authFailed(err)) return;
       this.listProblem = sentence(err);
     }
     this.changed();
+  }
+
+  /** Loads the page of the list past what is loaded (the API's `before`/`next`). */
+  async loadOlderConversations(): Promise<void> {
+    const before = this.conversationsNext;
+    if (this.loadingOlderConversations || before === null) return;
+    this.loadingOlderConversations = true;
+    this.changed();
+    try {
+      const list = await this.client.conversations(this.me, { before, limit: LIST_PAGE });
+      const known = new Set(this.conversations.map((c) => c.peer));
+      this.conversations = [...this.conversations, ...list.conversations.filter((c) => !known.has(c.peer))];
+      this.conversationsNext = list.next;
+      this.moreConversations = list.next !== null;
+      this.olderConversationsLoaded = true;
+      this.listProblem = undefined;
+    } catch (err) {
+      if (!this.authFailed(err)) this.listProblem = sentence(err);
+    } finally {
+      this.loadingOlderConversations = false;
+      this.changed();
+    }
   }
 
   /** Reloads the list soon, once for a burst of events. */
@@ -193,22 +240,26 @@ export class Chat {
     this.changed();
     if (peer === undefined) return;
     const v = this.view(peer);
-    if (!v.loaded || v.problem) await this.loadNewest(peer);
+    const stale = this.stale.delete(peer);
+    if (!v.loaded || v.problem || stale) await this.loadNewest(peer, stale);
     await this.markOpenRead();
   }
 
-  /** Reads the newest page of `peer` and merges it into what is loaded. */
-  private async loadNewest(peer: string): Promise<void> {
+  /**
+   * Reads the newest page of `peer` and merges it into what is loaded. `fresh` (a stale view)
+   * drops the older pages too: they may hold deletes and read times missed while away.
+   */
+  private async loadNewest(peer: string, fresh = false): Promise<void> {
     const v = this.view(peer);
     try {
       const page = await this.client.conversation(this.me, peer, { before: 'latest', limit: PAGE });
       const first = Number(page.messages[0]?.id ?? Infinity);
       const last = Number(page.messages[page.messages.length - 1]?.id ?? Infinity);
-      if (!v.loaded) v.older = page.next;
+      if (!v.loaded || fresh) v.older = page.next;
       v.loaded = true;
       // Within the page's range the page is the truth (deletes, read times). Older messages
       // stay, and so do newer ones: the stream may have delivered them while this was read.
-      const kept = v.messages.filter((m) => Number(m.id) < first || Number(m.id) > last);
+      const kept = v.messages.filter((m) => (Number(m.id) < first && !fresh) || Number(m.id) > last);
       v.messages = merge(kept, page.messages);
       v.problem = undefined;
     } catch (err) {
@@ -362,6 +413,7 @@ export class Chat {
         // After a reconnect, what the stream does not replay (read times, deletes) is read again.
         if (++this.opened > 1) {
           this.refreshSoon();
+          for (const [peer, v] of this.views) if (v.loaded && peer !== this.openPeer) this.stale.add(peer);
           if (this.openPeer !== undefined) void this.loadNewest(this.openPeer);
         }
         break;

@@ -28,7 +28,10 @@ export function sentence(err: unknown): string {
     return 'The server cannot be reached. Check your connection; the app keeps trying.';
   }
   if (err instanceof PostboxError) {
-    const limit = /limit is (\d+)/.exec(err.detail)?.[1];
+    // A message over the limit says "the limit is N"; a body over the server's body limit
+    // says "larger than the N-byte limit". Both give the number a person needs.
+    const found = /limit is (\d+)|(\d+)-byte limit/.exec(err.detail);
+    const limit = found?.[1] ?? found?.[2];
     switch (code(err)) {
       case 'rate_limited':
         return `Too many requests in a short time. Try again in ${seconds(err.retryAfter ?? 60)}.`;
