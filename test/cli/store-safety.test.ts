@@ -115,7 +115,7 @@ function importConflicts(store: () => Promise<{ db: string; dir: string; done: (
       const file = join(from.dir, 'moved.jsonl');
       const exported = await postbox(['export', '--db', from.db, '--out', file]);
       assert.equal(exported.code, 0, exported.stderr);
-      assert.match(exported.stderr, /exported 1 users, 0 tokens, 1 messages, 1 reserved ids of removed users/);
+      assert.match(exported.stderr, /exported 1 user, 0 tokens, 1 message, 1 reserved id\n/);
       assert.match(readFileSync(file, 'utf8'), /^\{"type":"reservation","id":"zed","removedAt":"[^"]+"\}$/m);
 
       // Into a fresh store: the reservation comes along, so zed cannot be created with the old inbox.
