@@ -75,36 +75,36 @@ describeWithChromium('web app, live through failures', () => {
   });
 
   it('after a reconnect, shows deletes and read receipts missed in a conversation opened earlier', async () => {
-    const toGil = await send('Hu', 'Gil', 'delete me');
-    await send('Hu', 'Gil', 'keep me');
-    const fromGil = await send('Gil', 'Hu', 'read me');
-    const gil = await person(browser);
+    const toKai = await send('Lem', 'Kai', 'delete me');
+    await send('Lem', 'Kai', 'keep me');
+    const fromKai = await send('Kai', 'Lem', 'read me');
+    const kai = await person(browser);
     try {
-      const { page } = gil;
-      // Gil looks at Hu's conversation, then moves on to Ivy's: Hu's stays loaded, off screen.
-      await signInTo(page, 'Gil', 'Hu');
-      const withHu = page.getByRole('list', { name: 'Messages with Hu' });
-      await withHu.getByText('delete me').waitFor();
-      await withHu.getByRole('listitem').filter({ hasText: 'read me' }).getByText('Sent', { exact: true }).waitFor();
-      await page.goto(`${server.url}/#/c/Ivy`);
-      await page.getByRole('heading', { name: 'Ivy' }).waitFor();
+      const { page } = kai;
+      // Kai looks at Lem's conversation, then moves on to Mo's: Lem's stays loaded, off screen.
+      await signInTo(page, 'Kai', 'Lem');
+      const withLem = page.getByRole('list', { name: 'Messages with Lem' });
+      await withLem.getByText('delete me').waitFor();
+      await withLem.getByRole('listitem').filter({ hasText: 'read me' }).getByText('Sent', { exact: true }).waitFor();
+      await page.goto(`${server.url}/#/c/Mo`);
+      await page.getByRole('heading', { name: 'Mo' }).waitFor();
 
-      // Away, Hu deletes one message and reads Gil's: neither is replayed by the stream.
+      // Away, Lem deletes one message and reads Kai's: neither is replayed by the stream.
       await page.context().setOffline(true);
       await connection(page, 'Reconnecting').waitFor();
-      assert.equal((await request(server.url, `/v1/messages/${toGil.id}`, { method: 'DELETE' })).status, 204);
-      const read = await postJson(server.url, '/v1/users/Hu/read', { ids: [fromGil.id] });
+      assert.equal((await request(server.url, `/v1/messages/${toKai.id}`, { method: 'DELETE' })).status, 204);
+      const read = await postJson(server.url, '/v1/users/Lem/read', { ids: [fromKai.id] });
       assert.equal(read.json<{ marked: number }>().marked, 1);
       await page.context().setOffline(false);
       await connection(page, 'Live').waitFor();
 
-      // Opened again, Hu's conversation is read afresh.
-      await entry(page, 'Hu').getByRole('link').click();
-      await withHu.getByRole('listitem').filter({ hasText: 'read me' }).getByText('Read', { exact: true }).waitFor();
-      await withHu.getByText('delete me').waitFor({ state: 'detached' });
-      assert.deepEqual(await shown(page, 'Hu'), ['keep me', 'read me']);
+      // Opened again, Lem's conversation is read afresh.
+      await entry(page, 'Lem').getByRole('link').click();
+      await withLem.getByRole('listitem').filter({ hasText: 'read me' }).getByText('Read', { exact: true }).waitFor();
+      await withLem.getByText('delete me').waitFor({ state: 'detached' });
+      assert.deepEqual(await shown(page, 'Lem'), ['keep me', 'read me']);
     } finally {
-      await gil.context.close();
+      await kai.context.close();
     }
   });
 
