@@ -33,11 +33,11 @@ import { conversationsKey, conversationsSize, inboxKey, ReadCache, wirePageSize 
 import { readFailure, StorageDamaged, unavailable } from './failures.js';
 import type {
   ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector, SendOutcome,
-  CommitObserver, PruneSelector, Storage, StorageLogger, StoredConversation, StoredUser, StoreEvent, StoreListener,
+  CommitObserver, PruneSelector, Storage, StorageLogger, StoredConversation, StoredUser, StoreEvent, StoreListener, TaskClaim,
   StoreStats, TokenOwner, WirePage, WireRow,
 } from './storage.js';
 import { CoreWebhookStore, type WebhookReads, type WebhookStore } from './webhooks.js';
-import type { StoreWrite, StoreWriteResults } from './writes.js';
+import type { PruneResult, StoreWrite, StoreWriteResults } from './writes.js';
 
 /** A value now (SQLite reads synchronously) or later (PostgreSQL). */
 export type Awaitable<T> = T | Promise<T>;
@@ -359,10 +359,11 @@ export class CoreStorage implements Storage {
     return importInChunks(records, IMPORT_CHUNK, (chunk) => this.write({ op: 'import', records: chunk }));
   }
 
-  prune(which: PruneSelector): Promise<{ removed: number; more: boolean }> {
+  prune(which: PruneSelector): Promise<PruneResult> {
+    const lease = which.lease ? { lease: which.lease } : {};
     return 'inbox' in which
-      ? this.write({ op: 'prune', limit: which.limit, inbox: which.inbox, upTo: which.upTo })
-      : this.write({ op: 'prune', limit: which.limit, before: which.before });
+      ? this.write({ op: 'prune', limit: which.limit, inbox: which.inbox, upTo: which.upTo, ...lease })
+      : this.write({ op: 'prune', limit: which.limit, before: which.before, ...lease });
   }
 
   nextInbox(after: string): Promise<string | null> {
@@ -373,8 +374,12 @@ export class CoreStorage implements Storage {
     return this.read(() => this.reads.inboxCutoff(user, keep), (seq) => seq);
   }
 
-  claimTask(task: string, everyMs: number): Promise<boolean> {
-    return this.write({ op: 'claim', task, everyMs });
+  claimTask(task: string, claim: TaskClaim): Promise<boolean> {
+    return this.write({ op: 'claim', task, ...claim });
+  }
+
+  releaseTask(task: string, holder: string): Promise<boolean> {
+    return this.write({ op: 'release', task, holder });
   }
 
   stats(): Promise<StoreStats> {

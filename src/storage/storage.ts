@@ -12,6 +12,7 @@
 import type { Message, User } from '../protocol/types.js';
 import type { WireRow } from '../protocol/wire.js';
 import type { WebhookStore } from './webhooks.js';
+import type { PruneResult, TaskLease } from './writes.js';
 
 export type { WireRow };
 
@@ -139,12 +140,25 @@ export interface StorageLogger {
   error(obj: object, msg: string): void;
 }
 
-/** Which messages one prune write removes (at most `limit` of them, the oldest first). */
+/**
+ * Which messages one prune write removes (at most `limit` of them, the oldest first); with a
+ * `lease`, only while its holder still holds that claim, which the write renews.
+ */
 export type PruneSelector =
   /** Messages sent before this time (ms since the epoch). */
-  | { before: number; limit: number }
+  | { before: number; limit: number; lease?: TaskLease }
   /** Messages to `inbox` whose id is at most `upTo`. */
-  | { inbox: string; upTo: number; limit: number };
+  | { inbox: string; upTo: number; limit: number; lease?: TaskLease };
+
+/** How an instance claims a maintenance task (see {@link Storage.claimTask}). */
+export interface TaskClaim {
+  /** This instance, as the claims row names it while it runs the task. */
+  holder: string;
+  /** The task runs at most once in this long (ms), counted from the later of a run's start and end. */
+  everyMs: number;
+  /** How long the claim lasts unless renewed (ms): what a crashed holder keeps the task for. */
+  leaseMs: number;
+}
 
 /** What an operator watches about a store (`/metrics`). */
 export interface StoreStats {
@@ -223,13 +237,19 @@ export interface Storage {
    * Retention: removes the messages `which` selects, in one short write; conversation rows
    * and unread counts follow. Listeners hear nothing of it.
    */
-  prune(which: PruneSelector): Promise<{ removed: number; more: boolean }>;
+  prune(which: PruneSelector): Promise<PruneResult>;
   /** The first recipient id above `after` that has messages, or null: walks every inbox, one at a time. */
   nextInbox(after: string): Promise<string | null>;
   /** The id of the newest message of `user`'s inbox beyond its newest `keep`, or null if it holds no more than `keep`. */
   inboxCutoff(user: string, keep: number): Promise<number | null>;
-  /** Claims maintenance task `task` if no instance of this store ran it in the last `everyMs`. */
-  claimTask(task: string, everyMs: number): Promise<boolean>;
+  /**
+   * Claims maintenance task `task` for `claim.holder` if no instance of this store holds it
+   * and none ran it in the last `claim.everyMs`; the claim is held until {@link releaseTask}
+   * or until its lease runs out, and each prune write naming it renews the lease.
+   */
+  claimTask(task: string, claim: TaskClaim): Promise<boolean>;
+  /** Lets go of a claim; false if `holder` no longer held it. */
+  releaseTask(task: string, holder: string): Promise<boolean>;
   /** Figures for an operator; may be a few seconds old. */
   stats(): Promise<StoreStats>;
   /** Registers an observer of committed batches; returns its removal. */

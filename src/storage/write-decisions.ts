@@ -109,10 +109,26 @@ export class WriteClock {
   }
 }
 
+/** A maintenance task's row of claims, as a dialect reads it. */
+export interface TaskClaimRow {
+  /** When the last run started (ms). */
+  ranAt: number;
+  /** The instance running it now, or null when no run is under way. */
+  holder: string | null;
+  /** Until when the holder's lease lasts (ms); once released, when the last run ended. */
+  heldUntil: number | null;
+}
+
 /**
- * Whether a maintenance task last run at `ranAt` (ms, or undefined if never) is due again
- * at `now` for a task that runs every `everyMs`: a claim made then wins the period.
+ * Whether a maintenance task whose claims row is `row` (undefined: never run) may be claimed
+ * at `now` for a task that runs every `everyMs`: not while a run holds an unexpired lease
+ * (a long run is never overlapped), and then once `everyMs` has passed since the last run
+ * started or ended, whichever is later (a lease that expired counts as an end). A time in the
+ * future (the clock stepped back) does not block the task forever.
  */
-export function claimDue(ranAt: number | undefined, now: number, everyMs: number): boolean {
-  return ranAt === undefined || now - ranAt >= everyMs || ranAt > now;
+export function claimDue(row: TaskClaimRow | undefined, now: number, everyMs: number): boolean {
+  if (row === undefined) return true;
+  if (row.holder !== null && row.heldUntil !== null && now < row.heldUntil) return false;
+  const last = Math.max(row.ranAt, row.heldUntil ?? 0);
+  return now - last >= everyMs || last > now;
 }

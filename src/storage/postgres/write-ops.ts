@@ -16,7 +16,7 @@ import type { Message } from '../../protocol/types.js';
 import { messageJson } from '../../protocol/wire.js';
 import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome } from '../storage.js';
 import {
-  claimDue, idempotencyOutcome, keyCutoff, repairConversation, repairNeedsNewest, sidesOf, WriteClock,
+  claimDue, idempotencyOutcome, keyCutoff, repairConversation, repairNeedsNewest, sidesOf, type TaskClaimRow, WriteClock,
 } from '../write-decisions.js';
 import type { PruneResult, StoreWrite, StoreWriteResults, WriteReply } from '../writes.js';
 import { isTransient } from './failures.js';
@@ -137,9 +137,12 @@ const SQL = {
     FROM unnest($1::text[], $2::text[], $3::bigint[]) AS p(o, q, s) WHERE c.owner = p.o AND c.peer = p.q`),
   dropConversationMany: named('drop_conversation_many', `
     DELETE FROM conversations c USING unnest($1::text[], $2::text[]) AS p(o, q) WHERE c.owner = p.o AND c.peer = p.q`),
-  claimRead: named('claim_read', 'SELECT ran_at FROM maintenance WHERE task = $1'),
+  claimRead: named('claim_read', 'SELECT ran_at AS "ranAt", holder, held_until AS "heldUntil" FROM maintenance WHERE task = $1'),
   claimWrite: named('claim_write', `
-    INSERT INTO maintenance (task, ran_at) VALUES ($1, $2) ON CONFLICT (task) DO UPDATE SET ran_at = excluded.ran_at`),
+    INSERT INTO maintenance (task, ran_at, holder, held_until) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (task) DO UPDATE SET ran_at = excluded.ran_at, holder = excluded.holder, held_until = excluded.held_until`),
+  renewLease: named('renew_lease', 'UPDATE maintenance SET held_until = $1 WHERE task = $2 AND holder = $3'),
+  release: named('release', 'UPDATE maintenance SET holder = NULL, held_until = $1 WHERE task = $2 AND holder = $3'),
   importUsers: named('import_users', `
     INSERT INTO users (id, created_at) SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING`),
   importTokens: named('import_tokens', `
@@ -275,13 +278,19 @@ export class WriteSide {
       }
       case 'revokeTokens': return (await client.query(SQL.revokeTokens([op.user]))).rowCount ?? 0;
       case 'import': return this.import(client, op.records);
-      case 'prune': return this.prune(client, op);
+      case 'prune': {
+        if (op.lease && (await client.query(SQL.renewLease([now + op.lease.leaseMs, op.lease.task, op.lease.holder]))).rowCount === 0) {
+          return { removed: 0, more: false, lost: true };
+        }
+        return this.prune(client, op);
+      }
       case 'claim': {
-        const ranAt = (await client.query<{ ran_at: number }>(SQL.claimRead([op.task]))).rows[0]?.ran_at;
-        if (!claimDue(ranAt, now, op.everyMs)) return false;
-        await client.query(SQL.claimWrite([op.task, now]));
+        const row = (await client.query<TaskClaimRow>(SQL.claimRead([op.task]))).rows[0];
+        if (!claimDue(row, now, op.everyMs)) return false;
+        await client.query(SQL.claimWrite([op.task, now, op.holder, now + op.leaseMs]));
         return true;
       }
+      case 'release': return ((await client.query(SQL.release([now, op.task, op.holder]))).rowCount ?? 0) > 0;
       case 'ping': return true;
       case 'webhook': return applyWebhookWrite(client, op.write);
     }

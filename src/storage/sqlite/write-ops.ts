@@ -13,7 +13,7 @@ import type { Message } from '../../protocol/types.js';
 import { messageJson, readTail } from '../../protocol/wire.js';
 import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome } from '../storage.js';
 import {
-  claimDue, idempotencyOutcome, keyCutoff, repairConversation, repairNeedsNewest, sidesOf, WriteClock,
+  claimDue, idempotencyOutcome, keyCutoff, repairConversation, repairNeedsNewest, sidesOf, type TaskClaimRow, WriteClock,
 } from '../write-decisions.js';
 import { outboxEventOf } from '../webhooks.js';
 import { SqliteWebhookWrites } from './webhooks.js';
@@ -69,9 +69,11 @@ export const WRITE_SQL = {
   newest: 'SELECT json FROM messages WHERE seq = (SELECT max(seq) FROM messages)',
   pruneOld: `SELECT seq FROM messages WHERE ${SENT_AT} < ? ORDER BY ${SENT_AT} LIMIT ?`,
   pruneInbox: 'SELECT seq FROM messages WHERE to_user = ? AND seq <= ? ORDER BY seq LIMIT ?',
-  claimRead: 'SELECT ran_at FROM maintenance WHERE task = ?',
-  claimWrite: `INSERT INTO maintenance (task, ran_at) VALUES (?, ?)
-         ON CONFLICT (task) DO UPDATE SET ran_at = excluded.ran_at`,
+  claimRead: 'SELECT ran_at AS ranAt, holder, held_until AS heldUntil FROM maintenance WHERE task = ?',
+  claimWrite: `INSERT INTO maintenance (task, ran_at, holder, held_until) VALUES (?, ?, ?, ?)
+         ON CONFLICT (task) DO UPDATE SET ran_at = excluded.ran_at, holder = excluded.holder, held_until = excluded.held_until`,
+  renewLease: 'UPDATE maintenance SET held_until = ? WHERE task = ? AND holder = ?',
+  release: 'UPDATE maintenance SET holder = NULL, held_until = ? WHERE task = ? AND holder = ?',
 } as const;
 
 /** Applies batches of writes to one write connection. */
@@ -128,8 +130,10 @@ export class WriteSide {
       newest: db.prepare(WRITE_SQL.newest).pluck(),
       pruneOld: db.prepare(WRITE_SQL.pruneOld).pluck(),
       pruneInbox: db.prepare(WRITE_SQL.pruneInbox).pluck(),
-      claimRead: db.prepare(WRITE_SQL.claimRead).pluck(),
+      claimRead: db.prepare(WRITE_SQL.claimRead),
       claimWrite: db.prepare(WRITE_SQL.claimWrite),
+      renewLease: db.prepare(WRITE_SQL.renewLease),
+      release: db.prepare(WRITE_SQL.release),
     };
     this.webhooks = new SqliteWebhookWrites(db);
     this.batch = db.transaction((ops: readonly StoreWrite[], now: number, isolate: boolean) => this.runBatch(ops, now, isolate));
@@ -227,12 +231,18 @@ export class WriteSide {
       }
       case 'revokeTokens': return this.stmt.revokeTokens.run(op.user).changes;
       case 'import': return this.import(op.records);
-      case 'prune': return this.prune(op);
+      case 'prune': {
+        if (op.lease && this.stmt.renewLease.run(now + op.lease.leaseMs, op.lease.task, op.lease.holder).changes === 0) {
+          return { removed: 0, more: false, lost: true };
+        }
+        return this.prune(op);
+      }
       case 'claim': {
-        if (!claimDue(this.stmt.claimRead.get(op.task) as number | undefined, now, op.everyMs)) return false;
-        this.stmt.claimWrite.run(op.task, now);
+        if (!claimDue(this.stmt.claimRead.get(op.task) as TaskClaimRow | undefined, now, op.everyMs)) return false;
+        this.stmt.claimWrite.run(op.task, now, op.holder, now + op.leaseMs);
         return true;
       }
+      case 'release': return this.stmt.release.run(now, op.task, op.holder).changes > 0;
       case 'ping': return true;
       case 'webhook': return this.webhooks.apply(op.write);
     }
