@@ -53,6 +53,39 @@ export function sidesOf(m: DeletedMessage): ConversationSide[] {
   return m.fromUser === m.toUser ? [theirs] : [theirs, { owner: m.fromUser, peer: m.toUser, unreadDrop: 0 }];
 }
 
+/**
+ * The conversation rows a set of deleted messages (one prune write) were counted in, each row
+ * once with the sum of its unread drops.
+ *
+ * A prune repairs conversations the same way on every backend: delete the messages; visit
+ * each of these rows once, lowering its unread count and reading its last message; for a row
+ * whose last message was among those deleted ({@link pruneNeedsNewest}), read the newest
+ * message left between its two users and point the row there, or drop it when none is left
+ * ({@link repairStale}). A dialect only chooses how many statements that takes.
+ */
+export function sidesOfAll(gone: readonly DeletedMessage[]): ConversationSide[] {
+  const rows = new Map<string, ConversationSide>();
+  for (const m of gone) {
+    for (const side of sidesOf(m)) {
+      const key = JSON.stringify([side.owner, side.peer]);
+      const row = rows.get(key);
+      if (row) row.unreadDrop += side.unreadDrop;
+      else rows.set(key, { ...side });
+    }
+  }
+  return [...rows.values()];
+}
+
+/** Whether a row a prune touched, whose last message is `lastSeq`, needs the newest message left: its last one went. */
+export function pruneNeedsNewest(lastSeq: number, removed: ReadonlySet<number>): boolean {
+  return removed.has(lastSeq);
+}
+
+/** What a row whose last message went becomes, given the newest message left between its two users (null: none). */
+export function repairStale(newest: number | null): ConversationRepair {
+  return newest === null ? { drop: true } : { drop: false, lastSeq: newest };
+}
+
 /** Whether repairing a row needs the newest message left between its two users: the deleted one was its last. */
 export function repairNeedsNewest(lastSeq: number, deletedSeq: number): boolean {
   return lastSeq === deletedSeq;
@@ -68,7 +101,7 @@ export type ConversationRepair = { drop: true } | { drop: false; lastSeq: number
  */
 export function repairConversation(lastSeq: number, deletedSeq: number, newest: number | null): ConversationRepair {
   if (!repairNeedsNewest(lastSeq, deletedSeq)) return { drop: false, lastSeq };
-  return newest === null ? { drop: true } : { drop: false, lastSeq: newest };
+  return repairStale(newest);
 }
 
 /** How often expired idempotency keys are swept, at most. */

@@ -16,7 +16,8 @@ import type { Message } from '../../protocol/types.js';
 import { messageJson } from '../../protocol/wire.js';
 import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome } from '../storage.js';
 import {
-  claimDue, idempotencyOutcome, keyCutoff, repairConversation, repairNeedsNewest, sidesOf, type TaskClaimRow, WriteClock,
+  claimDue, idempotencyOutcome, keyCutoff, pruneNeedsNewest, repairConversation, repairNeedsNewest, repairStale, sidesOf, sidesOfAll,
+  type TaskClaimRow, WriteClock,
 } from '../write-decisions.js';
 import type { PruneResult, StoreWrite, StoreWriteResults, WriteReply } from '../writes.js';
 import { isTransient } from './failures.js';
@@ -343,29 +344,21 @@ export class WriteSide {
 
   /**
    * Removes what a prune selects in a fixed number of statements however many messages it
-   * takes (the write lock is held meanwhile), with the same repairs a delete makes.
+   * takes (the write lock is held meanwhile), repairing conversations as write-decisions.ts's
+   * sidesOfAll says, each step set-wise.
    */
   private async prune(client: pg.ClientBase, op: Extract<WriteOp, { op: 'prune' }>): Promise<PruneResult> {
     const gone = (await client.query<{ seq: number; from_user: string; to_user: string; read_at: number | null }>(
       op.inbox !== undefined ? SQL.pruneInbox([op.inbox, op.upTo ?? 0, op.limit]) : SQL.pruneOld([op.before ?? 0, op.limit]),
     )).rows;
     if (gone.length === 0) return { removed: 0, more: false };
-    const drops = new Map<string, { owner: string; peer: string; drop: number }>();
-    for (const r of gone) {
-      for (const side of sidesOf({ seq: r.seq, fromUser: r.from_user, toUser: r.to_user, unread: r.read_at === null })) {
-        const key = JSON.stringify([side.owner, side.peer]);
-        const d = drops.get(key) ?? { owner: side.owner, peer: side.peer, drop: 0 };
-        d.drop += side.unreadDrop;
-        drops.set(key, d);
-      }
-    }
-    const rows = [...drops.values()];
+    // The repair of write-decisions.ts (sidesOfAll), a fixed number of statements for any number of rows.
+    const rows = sidesOfAll(gone.map((r) => ({ seq: r.seq, fromUser: r.from_user, toUser: r.to_user, unread: r.read_at === null })));
     const lowered = (await client.query<{ owner: string; peer: string; last_seq: number }>(
-      SQL.lowerUnreadMany([rows.map((r) => r.owner), rows.map((r) => r.peer), rows.map((r) => r.drop)]),
+      SQL.lowerUnreadMany([rows.map((r) => r.owner), rows.map((r) => r.peer), rows.map((r) => r.unreadDrop)]),
     )).rows;
     const removed = new Set(gone.map((r) => r.seq));
-    // A row needs the newest message left between its two users when its last one went.
-    const stale = lowered.filter((c) => removed.has(c.last_seq));
+    const stale = lowered.filter((c) => pruneNeedsNewest(c.last_seq, removed));
     if (stale.length > 0) {
       const newest = (await client.query<{ owner: string; peer: string; seq: number | null }>(
         SQL.newestBetweenMany([stale.map((c) => c.owner), stale.map((c) => c.peer)]),
@@ -373,8 +366,7 @@ export class WriteSide {
       const set: { owner: string; peer: string; seq: number }[] = [];
       const drop: { owner: string; peer: string }[] = [];
       for (const n of newest) {
-        // Its last message was deleted: the repair is the delete's, with the newest left.
-        const repair = repairConversation(0, 0, n.seq);
+        const repair = repairStale(n.seq);
         if (repair.drop) drop.push(n);
         else set.push({ owner: n.owner, peer: n.peer, seq: repair.lastSeq });
       }

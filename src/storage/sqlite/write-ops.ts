@@ -13,7 +13,8 @@ import type { Message } from '../../protocol/types.js';
 import { messageJson, readTail } from '../../protocol/wire.js';
 import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome } from '../storage.js';
 import {
-  claimDue, idempotencyOutcome, keyCutoff, repairConversation, repairNeedsNewest, sidesOf, type TaskClaimRow, WriteClock,
+  claimDue, idempotencyOutcome, keyCutoff, pruneNeedsNewest, repairConversation, repairNeedsNewest, repairStale, sidesOf, sidesOfAll,
+  type TaskClaimRow, WriteClock,
 } from '../write-decisions.js';
 import { outboxEventOf } from '../webhooks.js';
 import { SqliteWebhookWrites } from './webhooks.js';
@@ -67,8 +68,10 @@ export const WRITE_SQL = {
   purgeKeysOf: 'DELETE FROM idempotency_keys WHERE sender = ?',
   revokeTokens: 'DELETE FROM tokens WHERE user_id = ?',
   newest: 'SELECT json FROM messages WHERE seq = (SELECT max(seq) FROM messages)',
-  pruneOld: `SELECT seq FROM messages WHERE ${SENT_AT} < ? ORDER BY ${SENT_AT} LIMIT ?`,
-  pruneInbox: 'SELECT seq FROM messages WHERE to_user = ? AND seq <= ? ORDER BY seq LIMIT ?',
+  pruneOld: `SELECT seq, from_user, to_user, read_at FROM messages WHERE ${SENT_AT} < ? ORDER BY ${SENT_AT} LIMIT ?`,
+  pruneInbox: 'SELECT seq, from_user, to_user, read_at FROM messages WHERE to_user = ? AND seq <= ? ORDER BY seq LIMIT ?',
+  lowerUnread: 'UPDATE conversations SET unread = max(unread - ?, 0) WHERE owner = ? AND peer = ? RETURNING last_seq',
+  pointConversation: 'UPDATE conversations SET last_seq = ? WHERE owner = ? AND peer = ?',
   claimRead: 'SELECT ran_at AS ranAt, holder, held_until AS heldUntil FROM maintenance WHERE task = ?',
   claimWrite: `INSERT INTO maintenance (task, ran_at, holder, held_until) VALUES (?, ?, ?, ?)
          ON CONFLICT (task) DO UPDATE SET ran_at = excluded.ran_at, holder = excluded.holder, held_until = excluded.held_until`,
@@ -128,8 +131,10 @@ export class WriteSide {
       addToken: db.prepare(WRITE_SQL.addToken),
       revokeTokens: db.prepare(WRITE_SQL.revokeTokens),
       newest: db.prepare(WRITE_SQL.newest).pluck(),
-      pruneOld: db.prepare(WRITE_SQL.pruneOld).pluck(),
-      pruneInbox: db.prepare(WRITE_SQL.pruneInbox).pluck(),
+      pruneOld: db.prepare(WRITE_SQL.pruneOld),
+      pruneInbox: db.prepare(WRITE_SQL.pruneInbox),
+      lowerUnread: db.prepare(WRITE_SQL.lowerUnread).pluck(),
+      pointConversation: db.prepare(WRITE_SQL.pointConversation),
       claimRead: db.prepare(WRITE_SQL.claimRead),
       claimWrite: db.prepare(WRITE_SQL.claimWrite),
       renewLease: db.prepare(WRITE_SQL.renewLease),
@@ -293,13 +298,26 @@ export class WriteSide {
     return JSON.parse(row.json) as Message;
   }
 
-  /** Removes what a prune selects, one message at a time as a delete does (in-process, microseconds each). */
+  /**
+   * Removes what a prune selects, repairing conversations as write-decisions.ts's sidesOfAll
+   * says: a statement per message and per row touched, each microseconds in-process.
+   */
   private prune(op: Extract<StoreWrite, { op: 'prune' }>): PruneResult {
-    const seqs = (op.inbox !== undefined
+    const gone = (op.inbox !== undefined
       ? this.stmt.pruneInbox.all(op.inbox, op.upTo ?? 0, op.limit)
-      : this.stmt.pruneOld.all(new Date(op.before ?? 0).toISOString(), op.limit)) as number[];
-    for (const seq of seqs) this.delete(seq);
-    return { removed: seqs.length, more: seqs.length === op.limit };
+      : this.stmt.pruneOld.all(new Date(op.before ?? 0).toISOString(), op.limit)) as
+      { seq: number; from_user: string; to_user: string; read_at: number | null }[];
+    for (const r of gone) this.stmt.deleteRow.run(r.seq);
+    const removed = new Set(gone.map((r) => r.seq));
+    const rows = sidesOfAll(gone.map((r) => ({ seq: r.seq, fromUser: r.from_user, toUser: r.to_user, unread: r.read_at === null })));
+    for (const { owner, peer, unreadDrop } of rows) {
+      const lastSeq = this.stmt.lowerUnread.get(unreadDrop, owner, peer) as number | undefined;
+      if (lastSeq === undefined || !pruneNeedsNewest(lastSeq, removed)) continue;
+      const repair = repairStale(this.stmt.lastBetween.get(owner, peer, peer, owner) as number | null);
+      if (repair.drop) this.stmt.dropConversation.run(owner, peer);
+      else this.stmt.pointConversation.run(repair.lastSeq, owner, peer);
+    }
+    return { removed: gone.length, more: gone.length === op.limit };
   }
 
   private markRead(user: string, now: number, upTo?: number, ids?: number[]): ReadOutcome {
