@@ -33,11 +33,12 @@ import { conversationsKey, conversationsSize, inboxKey, ReadCache, wirePageSize 
 import { readFailure, StorageDamaged, unavailable } from './failures.js';
 import type {
   ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector, SendOutcome,
-  CommitObserver, PruneSelector, Storage, StorageLogger, StoredConversation, StoredUser, StoreEvent, StoreListener, TaskClaim,
+  CommitObserver, PruneSelector, Storage, StorageLogger, StoredConversation, StoredUser, StoreEvent, StoreListener, SyncObserver, TaskClaim,
   StoreStats, TokenOwner, WirePage, WireRow,
 } from './storage.js';
 import { CoreWebhookStore, type WebhookReads, type WebhookStore } from './webhooks.js';
 import type { PruneResult, StoreWrite, StoreWriteResults } from './writes.js';
+import { RETENTION_TASK } from './retention.js';
 
 /** A value now (SQLite reads synchronously) or later (PostgreSQL). */
 export type Awaitable<T> = T | Promise<T>;
@@ -81,7 +82,9 @@ export interface DialectReads {
   /** The id `keep` places below the newest of `user`'s inbox, or null. */
   inboxCutoff(user: string, keep: number): Awaitable<number | null>;
   /** What `/metrics` shows of the store (counted, so the core keeps it a few seconds). */
-  stats(): Awaitable<StoreStats>;
+  stats(): Awaitable<Omit<StoreStats, 'retentionRanAt'>>;
+  /** When maintenance task `task` last started a run on any instance (ms), from the store's claims row, or null. */
+  taskRanAt(task: string): Awaitable<number | null>;
   /** True if `id` is a user now (not removed). */
   userExists(id: string): Awaitable<boolean>;
   /** Any cheap statement: proves the database answers. */
@@ -120,6 +123,8 @@ export interface Dialect {
    * so writers and listeners wait for it too.
    */
   readonly durability?: DurabilityStep;
+  /** Whether the store keeps its own write-ahead log and checkpoints (SQLite), rather than a server's. */
+  readonly ownWal?: boolean;
   /** How a failed read is described in its 503 (an outage or some other failure). */
   describeReadFailure?(err: unknown): string;
   /** True for a failure that means the store is damaged: a 500 logged as such, not a retryable 503. */
@@ -141,6 +146,8 @@ export interface DurabilityStep {
   readonly pending: boolean;
   /** Resolves once every commit made so far is durable. */
   whenDurable(): Promise<void>;
+  /** Tells `observer` the seconds of each of the step's own fsyncs, when it makes them. */
+  observeSync?(observer: (seconds: number) => void): void;
 }
 
 /**
@@ -242,6 +249,8 @@ export class CoreStorage implements Storage {
   /** Webhook endpoints and the delivery outbox: dialect reads, writes through the group commit. */
   readonly webhooks: WebhookStore;
   private readonly observers = new Set<CommitObserver>();
+  private readonly syncObservers = new Set<SyncObserver>();
+  readonly ownWal: boolean;
   private statsKept: { at: number; value: Promise<StoreStats> } | undefined;
 
   /**
@@ -249,6 +258,10 @@ export class CoreStorage implements Storage {
    */
   constructor(private readonly dialect: Dialect, private readonly listeners: Listeners) {
     this.kind = dialect.kind;
+    this.ownWal = dialect.ownWal === true;
+    dialect.durability?.observeSync?.((seconds) => {
+      for (const o of this.syncObservers) o(seconds);
+    });
     this.reads = dialect.reads;
     const gate = dialect.durability ? new ReadGate(dialect.durability) : undefined;
     this.gate = gate;
@@ -385,7 +398,10 @@ export class CoreStorage implements Storage {
   stats(): Promise<StoreStats> {
     const now = Date.now();
     if (this.statsKept && now - this.statsKept.at < STATS_TTL_MS) return this.statsKept.value;
-    const value = this.read(() => this.reads.stats(), (stats) => stats);
+    const value = this.read(() => this.reads.stats(), (stats) => stats).then(async (stats) => ({
+      ...stats,
+      retentionRanAt: await this.read(() => this.reads.taskRanAt(RETENTION_TASK), (at) => at),
+    }));
     this.statsKept = { at: now, value };
     // A failed count is not kept: the next scrape asks again.
     value.catch(() => (this.statsKept = undefined));
@@ -395,6 +411,12 @@ export class CoreStorage implements Storage {
   onCommit(observer: CommitObserver): () => void {
     this.observers.add(observer);
     return () => this.observers.delete(observer);
+  }
+
+  onSync(observer: SyncObserver): (() => void) | undefined {
+    if (!this.dialect.durability?.observeSync) return undefined;
+    this.syncObservers.add(observer);
+    return () => this.syncObservers.delete(observer);
   }
 
   get pendingWrites(): number {

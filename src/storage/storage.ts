@@ -172,10 +172,18 @@ export interface StoreStats {
   walBytes: number | null;
   /** When the WAL was last folded back into the database (SQLite, ms), or null. */
   lastCheckpointAt: number | null;
+  /** When retention last started a run on any instance of this store (ms, from its claims row), or null. */
+  retentionRanAt: number | null;
 }
 
-/** Told of each committed batch of writes: how many, and how long its commit took (fsync included). */
+/**
+ * Told of each committed batch of writes: how many, and how long its transaction took (on
+ * PostgreSQL the server's sync included; SQLite's WAL fsync comes after, see {@link SyncObserver}).
+ */
 export type CommitObserver = (size: number, seconds: number) => void;
+
+/** Told how long each of the store's own durability fsyncs took (SQLite's WAL, in `fsync` durability). */
+export type SyncObserver = (seconds: number) => void;
 
 /** The storage contract. */
 export interface Storage {
@@ -254,6 +262,14 @@ export interface Storage {
   stats(): Promise<StoreStats>;
   /** Registers an observer of committed batches; returns its removal. */
   onCommit(observer: CommitObserver): () => void;
+  /**
+   * Registers an observer of the store's own fsyncs; returns its removal, or undefined when
+   * the store makes none of its own (PostgreSQL's server syncs inside its commit; SQLite in
+   * `relaxed` durability does not wait for one).
+   */
+  onSync(observer: SyncObserver): (() => void) | undefined;
+  /** Whether the store keeps its own write-ahead log and checkpoints (SQLite), whose figures {@link stats} reports; PostgreSQL's are the server's. */
+  readonly ownWal: boolean;
   /** Writes queued or being committed, not yet answered. */
   readonly pendingWrites: number;
 

@@ -80,6 +80,7 @@ const param = (): string => '?';
 /** See the module comment. */
 class SqliteDialect implements Dialect {
   readonly kind = 'sqlite';
+  readonly ownWal = true;
   readonly ownFeed = false;
   readonly pingWrites = true;
   readonly sameThread = true;
@@ -154,13 +155,14 @@ class SqliteDialect implements Dialect {
       inboxCutoff: (user, keep) => (this.prepared('SELECT seq FROM messages WHERE to_user = ? ORDER BY seq DESC LIMIT 1 OFFSET ?').pluck()
         .get(user, keep) as number | undefined) ?? null,
       stats: () => this.stats(options.path),
+      taskRanAt: (task) => (this.prepared('SELECT ran_at FROM maintenance WHERE task = ?').pluck().get(task) as number | undefined) ?? null,
       userExists: (id) => this.prepared('SELECT 1 FROM users WHERE id = ?').get(id) !== undefined,
       ping: () => this.prepared('SELECT 1').get(),
     };
   }
 
   /** Counts over the smallest index, the oldest time from the age index, sizes from the files. */
-  private stats(path: string): StoreStats {
+  private stats(path: string): Omit<StoreStats, 'retentionRanAt'> {
     const size = (file: string) => {
       try {
         return statSync(file).size;
