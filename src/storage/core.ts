@@ -27,7 +27,7 @@
 import type { Message } from '../protocol/types.js';
 import type { AppError } from '../errors.js';
 import { GroupCommit, type BatchResult } from './group-commit.js';
-import { importInChunks, type ImportCounts } from './import-check.js';
+import { importInChunks, type ImportCounts, type NotStoredListener } from './import-check.js';
 import { finishPage, isMiddlePage, pageWindow, type PageWindow } from './paging.js';
 import { conversationsKey, conversationsSize, inboxKey, ReadCache, wirePageSize } from './read-cache.js';
 import { readFailure, StorageDamaged, unavailable } from './failures.js';
@@ -368,8 +368,8 @@ export class CoreStorage implements Storage {
     }
   }
 
-  importAll(records: AsyncIterable<ExportRecord>): Promise<ImportCounts> {
-    return importInChunks(records, IMPORT_CHUNK, (chunk) => this.write({ op: 'import', records: chunk }));
+  importAll(records: AsyncIterable<ExportRecord>, notStored?: NotStoredListener): Promise<ImportCounts> {
+    return importInChunks(records, IMPORT_CHUNK, (chunk) => this.write({ op: 'import', records: chunk }), notStored);
   }
 
   prune(which: PruneSelector): Promise<PruneResult> {

@@ -13,6 +13,7 @@ import type { Message, User } from '../protocol/types.js';
 import type { WireRow } from '../protocol/wire.js';
 import type { WebhookStore } from './webhooks.js';
 import type { PruneResult, TaskLease } from './writes.js';
+import type { NotStoredListener } from './import-check.js';
 
 export type { WireRow };
 
@@ -238,8 +239,12 @@ export interface Storage {
 
   /** Every user, token and message, streamed with flat memory. */
   exportAll(): AsyncIterable<ExportRecord>;
-  /** Replays exported records, keeping ids; answers how many of each it stored. */
-  importAll(records: AsyncIterable<ExportRecord>): Promise<{ users: number; tokens: number; messages: number }>;
+  /**
+   * Replays exported records, keeping ids; answers how many of each it stored. A record
+   * whose id (or token hash) the store already holds is not stored, and `notStored` is told
+   * of it after its chunk commits, so a caller can tell the same record from a different one.
+   */
+  importAll(records: AsyncIterable<ExportRecord>, notStored?: NotStoredListener): Promise<{ users: number; tokens: number; messages: number }>;
 
   /**
    * Retention: removes the messages `which` selects, in one short write; conversation rows

@@ -6,6 +6,7 @@
 import type { Message } from '../protocol/types.js';
 import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome, StoreEvent } from './storage.js';
 import type { WebhookWrite } from './webhooks.js';
+import type { ImportChunkResult } from './import-check.js';
 
 /** How long an idempotency key is remembered: the contract's 24 hours. */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -65,7 +66,7 @@ export interface StoreWriteResults {
   deleteUser: boolean;
   addToken: boolean;
   revokeTokens: number;
-  import: { users: number; tokens: number; messages: number };
+  import: ImportChunkResult;
   webhook: unknown;
   prune: PruneResult;
   claim: boolean;

@@ -145,10 +145,10 @@ const SQL = {
   renewLease: named('renew_lease', 'UPDATE maintenance SET held_until = $1 WHERE task = $2 AND holder = $3'),
   release: named('release', 'UPDATE maintenance SET holder = NULL, held_until = $1 WHERE task = $2 AND holder = $3'),
   importUsers: named('import_users', `
-    INSERT INTO users (id, created_at) SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING`),
+    INSERT INTO users (id, created_at) SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING RETURNING id`),
   importTokens: named('import_tokens', `
     INSERT INTO tokens (hash, user_id, created_at, scopes) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
-    ON CONFLICT DO NOTHING`),
+    ON CONFLICT DO NOTHING RETURNING hash`),
   // Set-based, one statement per run of messages. Conversation rows are summed per
   // (owner, peer) first, because one INSERT … ON CONFLICT DO UPDATE may touch a row once.
   importMessages: named('import_messages', `
@@ -168,7 +168,7 @@ const SQL = {
       ON CONFLICT (owner, peer) DO UPDATE
         SET last_seq = greatest(c.last_seq, excluded.last_seq), unread = c.unread + excluded.unread
     )
-    SELECT count(*)::int AS n, max(seq) AS top FROM m`),
+    SELECT count(*)::int AS n, max(seq) AS top, coalesce(array_agg(seq), '{}') AS seqs FROM m`),
   // New ids must continue past imported ones. The sequence only ever moves forward here, and
   // the write lock keeps every other writer from drawing from it meanwhile.
   advanceSequence: named('advance_sequence', `
@@ -391,31 +391,47 @@ export class WriteSide {
    * may name a user from earlier in the same chunk exactly as on SQLite.
    */
   private async import(client: pg.ClientBase, records: readonly ExportRecord[]): Promise<StoreWriteResults['import']> {
-    const counts = { users: 0, tokens: 0, messages: 0 };
+    const counts = { users: 0, tokens: 0, messages: 0, notStored: [] as number[] };
+    // The positions of a run whose key is not among those its statement stored (each stored key counts once).
+    const noteNotStored = (from: number, keys: readonly string[], stored: readonly string[]) => {
+      const left = new Map<string, number>();
+      for (const k of stored) left.set(k, (left.get(k) ?? 0) + 1);
+      keys.forEach((k, n) => {
+        const have = left.get(k) ?? 0;
+        if (have > 0) left.set(k, have - 1);
+        else counts.notStored.push(from + n);
+      });
+    };
     let i = 0;
     while (i < records.length) {
       const type = records[i]!.type;
+      const from = i;
       let j = i;
       while (j < records.length && records[j]!.type === type) j++;
       const run = records.slice(i, j);
       i = j;
       if (type === 'user') {
         const users = run as Extract<ExportRecord, { type: 'user' }>[];
-        counts.users += (await client.query(SQL.importUsers([
+        const stored = (await client.query<{ id: string }>(SQL.importUsers([
           users.map((u) => u.id), users.map((u) => Date.parse(u.createdAt)),
-        ]))).rowCount ?? 0;
+        ]))).rows.map((r) => r.id);
+        counts.users += stored.length;
+        noteNotStored(from, users.map((u) => u.id), stored);
       } else if (type === 'token') {
         const tokens = run as Extract<ExportRecord, { type: 'token' }>[];
-        counts.tokens += (await client.query(SQL.importTokens([
+        const stored = (await client.query<{ hash: string }>(SQL.importTokens([
           tokens.map((t) => t.hash), tokens.map((t) => t.user), tokens.map((t) => Date.parse(t.createdAt)), tokens.map((t) => t.scopes ?? 'full'),
-        ]))).rowCount ?? 0;
+        ]))).rows.map((r) => r.hash);
+        counts.tokens += stored.length;
+        noteNotStored(from, tokens.map((t) => t.hash), stored);
       } else {
         const ms = (run as Extract<ExportRecord, { type: 'message' }>[]).map((r) => r.message);
-        const out = (await client.query<{ n: number; top: number | null }>(SQL.importMessages([
+        const out = (await client.query<{ n: number; top: number | null; seqs: (string | number)[] }>(SQL.importMessages([
           ms.map((m) => m.id), ms.map((m) => m.fromUser), ms.map((m) => m.toUser), ms.map((m) => m.message),
           ms.map((m) => Date.parse(m.sentAt)), ms.map((m) => (m.readAt === null ? null : Date.parse(m.readAt))),
         ]))).rows[0]!;
         counts.messages += out.n;
+        noteNotStored(from, ms.map((m) => String(Number(m.id))), out.seqs.map((s) => String(Number(s))));
         if (out.top !== null) await client.query(SQL.advanceSequence([out.top]));
       }
     }

@@ -339,13 +339,17 @@ export class WriteSide {
   }
 
   private import(records: readonly ExportRecord[]): StoreWriteResults['import'] {
-    const counts = { users: 0, tokens: 0, messages: 0 };
+    const counts = { users: 0, tokens: 0, messages: 0, notStored: [] as number[] };
     let highest = 0;
-    for (const r of records) {
+    for (const [i, r] of records.entries()) {
       if (r.type === 'user') {
-        counts.users += this.stmt.importUser.run(r.id, Date.parse(r.createdAt)).changes;
+        const stored = this.stmt.importUser.run(r.id, Date.parse(r.createdAt)).changes;
+        counts.users += stored;
+        if (!stored) counts.notStored.push(i);
       } else if (r.type === 'token') {
-        counts.tokens += this.stmt.addToken.run(r.hash, r.user, Date.parse(r.createdAt), r.scopes ?? null).changes;
+        const stored = this.stmt.addToken.run(r.hash, r.user, Date.parse(r.createdAt), r.scopes ?? null).changes;
+        counts.tokens += stored;
+        if (!stored) counts.notStored.push(i);
       } else {
         const m = r.message;
         const seq = Number(m.id);
@@ -355,6 +359,8 @@ export class WriteSide {
         if (inserted) {
           this.noteInserted(seq, m.fromUser, m.toUser, readAt === null);
           counts.messages++;
+        } else {
+          counts.notStored.push(i);
         }
       }
     }
