@@ -16,7 +16,7 @@ import { createInterface } from 'node:readline';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ConfigError, loadStoreConfig, type StoreConfig } from '../config.js';
-import { hasConflicts, NAMED_CONFLICTS, planImport, recordsToImport, type ConflictPolicy, type ImportPlan } from '../domain/import-plan.js';
+import { hasConflicts, importPlanned, NAMED_CONFLICTS, planImport, type ConflictPolicy, type ImportPlan } from '../domain/import-plan.js';
 import { STORE_HOLDER } from '../domain/access.js';
 import { readRecords, recordLine } from '../domain/transfer.js';
 import { nonconformingIds, nonconformingNotice, UserService, type NonconformingId } from '../domain/users.js';
@@ -230,7 +230,7 @@ async function* fileRecords(path: string): AsyncGenerator<ExportRecord> {
 }
 
 /** Names the conflicts of a plan, for a person. */
-function describeConflicts(plan: ImportPlan): string {
+function describeConflicts(plan: Pick<ImportPlan, 'conflicting' | 'conflicts'>): string {
   const c = plan.conflicting;
   const total = c.users + c.tokens + c.messages + c.reservations;
   const lines = plan.conflicts.map((x) => `  ${x.kind} ${x.id}: ${x.why}`);
@@ -273,10 +273,15 @@ const importCommand: Command = {
           throw new StoreOpenError('nothing was imported. Resolve the conflicts in the file, or run again with ' +
             '--on-conflict skip to keep what the store holds and import the rest.');
         }
-        const imported = await storage.importAll(recordsToImport(fileRecords(file), plan));
-        ctx.io.stdout(`imported ${tally(imported)}; skipped ${tally(plan.same)} already in the store` +
+        const outcome = await importPlanned(storage, fileRecords(file), plan);
+        ctx.io.stdout(`imported ${tally(outcome.imported)}; skipped ${tally(outcome.same)} already in the store` +
           (hasConflicts(plan) ? `, and ${tally(plan.conflicting)} that conflict with it (the store's kept)` : '') + '\n');
         if (hasConflicts(plan)) ctx.io.stderr(describeConflicts(plan));
+        if (hasConflicts(outcome)) {
+          ctx.io.stderr(describeConflicts(outcome));
+          throw new StoreOpenError('the records above were not imported: the store took their ids while the import ran ' +
+            '(is a server writing to it?). Everything else was imported; export them under new ids, or stop the server and run again.');
+        }
       });
     } finally {
       if (spool) await rm(spool, { recursive: true, force: true });

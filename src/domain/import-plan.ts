@@ -49,6 +49,8 @@ export interface ImportPlan {
   badTokens: Set<string>;
   /** Reserved ids of the file that conflict with a live user of the store. */
   badReservations: Set<string>;
+  /** Ids of the file's messages that conflict: not written, so that only a race shows as a record the write did not store. */
+  badMessages: Set<string>;
 }
 
 /** How many conflicts a plan names; the rest are counted. */
@@ -97,6 +99,7 @@ export async function planImport(storage: Storage, records: AsyncIterable<Export
     users: new Map(),
     badTokens: new Set(),
     badReservations: new Set(),
+    badMessages: new Set(),
   };
   const conflict = (c: ImportConflict) => {
     plan.conflicting[`${c.kind}s`]++;
@@ -171,6 +174,7 @@ async function check(
         if (sameMessage(have, r.message)) plan.same.messages++;
         else {
           const fields = (['fromUser', 'toUser', 'message', 'sentAt'] as const).filter((f) => have[f] !== r.message[f]);
+          plan.badMessages.add(r.message.id);
           conflict({
             kind: 'message', id: r.message.id,
             why: `the store holds a different message ${r.message.id} (its ${fields.join(', ')} differ${fields.length === 1 ? 's' : ''})`,
@@ -182,8 +186,8 @@ async function check(
   }
 }
 
-/** Whether the plan found anything that conflicts. */
-export function hasConflicts(plan: ImportPlan): boolean {
+/** Whether the plan (or an import's outcome) found anything that conflicts. */
+export function hasConflicts(plan: Pick<ImportPlan, 'conflicting'>): boolean {
   const c = plan.conflicting;
   return c.users + c.tokens + c.messages + c.reservations > 0;
 }
@@ -199,6 +203,79 @@ export async function* recordsToImport(records: AsyncIterable<ExportRecord>, pla
     if (r.type === 'user' && plan.users.get(r.id) === 'conflict') continue;
     if (r.type === 'reservation' && plan.badReservations.has(r.id)) continue;
     if (r.type === 'token' && (plan.badTokens.has(r.hash) || plan.users.get(r.user) === 'conflict')) continue;
+    if (r.type === 'message' && plan.badMessages.has(r.message.id)) continue;
     yield r;
   }
+}
+
+/** What an import pass did: what it stored, and what became of the records it did not store. */
+export interface ImportOutcome {
+  imported: ImportCounts;
+  /** Records not stored because the store holds them unchanged: skipped (already there). */
+  same: ImportCounts;
+  /**
+   * Records not stored because the store holds another record under their id (or token
+   * hash), written after the plan was made: by a running server, say, which took a new id
+   * between the check and the write.
+   */
+  conflicting: ImportCounts;
+  /** The first of those, named (at most {@link NAMED_CONFLICTS}). */
+  conflicts: ImportConflict[];
+}
+
+/**
+ * The import pass: writes the records the plan lets through, and compares every record the
+ * write did not store (its id was taken) with what the store holds right after: the same
+ * record is counted as skipped; a different one is a conflict, named, never dropped in
+ * silence. The plan is made before the write, and the store may change in between.
+ */
+export async function importPlanned(storage: Storage, records: AsyncIterable<ExportRecord>, plan: ImportPlan): Promise<ImportOutcome> {
+  const outcome: ImportOutcome = {
+    imported: { users: 0, tokens: 0, messages: 0, reservations: 0 },
+    same: { users: 0, tokens: 0, messages: 0, reservations: 0 },
+    conflicting: { users: 0, tokens: 0, messages: 0, reservations: 0 },
+    conflicts: [],
+  };
+  const conflict = (c: ImportConflict) => {
+    outcome.conflicting[`${c.kind}s`]++;
+    if (outcome.conflicts.length < NAMED_CONFLICTS) outcome.conflicts.push(c);
+  };
+  outcome.imported = await storage.importAll(recordsToImport(records, plan), async (notStored) => {
+    const users = notStored.some((r) => r.type === 'user')
+      ? new Map((await storage.listUsers()).map((u) => [u.id, u.createdAt]))
+      : new Map<string, string>();
+    for (const r of notStored) {
+      if (r.type === 'user') {
+        const have = users.get(r.id);
+        if (have === r.createdAt) outcome.same.users++;
+        else {
+          // The file's tokens of this user, in chunks still to come, are not written either.
+          plan.users.set(r.id, 'conflict');
+          conflict({ kind: 'user', id: r.id, why: `the store took the id meanwhile: it holds another user "${r.id}" (created ${have ?? 'unknown'}; the file's was created ${r.createdAt})` });
+        }
+      } else if (r.type === 'reservation') {
+        if ((await storage.userStatus(r.id)) === 'reserved') outcome.same.reservations++;
+        else conflict({ kind: 'reservation', id: r.id, why: `the store took the id meanwhile: "${r.id}" is a live user there` });
+      } else if (r.type === 'token') {
+        const owner = await storage.userForToken(r.hash);
+        if (owner === r.user) outcome.same.tokens++;
+        else if (plan.users.get(r.user) === 'conflict') {
+          conflict({ kind: 'token', id: `${r.hash.slice(0, 12)}…`, why: `it belongs to the file's "${r.user}", whose id the store took meanwhile (tokens are never merged)` });
+        } else conflict({ kind: 'token', id: `${r.hash.slice(0, 12)}…`, why: `the store took it meanwhile: it belongs to "${owner ?? 'nobody'}", not "${r.user}"` });
+      } else {
+        const have = await storage.getMessage(messageSeq(r.message.id) ?? Number(r.message.id));
+        if (have && sameMessage(have, r.message)) outcome.same.messages++;
+        else {
+          const fields = have ? (['fromUser', 'toUser', 'message', 'sentAt'] as const).filter((f) => have[f] !== r.message[f]) : [];
+          conflict({
+            kind: 'message', id: r.message.id,
+            why: have
+              ? `the store took the id meanwhile (a running server?): it holds a different message ${r.message.id} (its ${fields.join(', ')} differ${fields.length === 1 ? 's' : ''})`
+              : `it was not stored, and the store holds no message ${r.message.id}`,
+          });
+        }
+      }
+    }
+  });
+  return outcome;
 }

@@ -2,8 +2,9 @@
  * `GET /metrics` in the Prometheus text format: requests by route and status with latency
  * histograms, messages stored, open streams, and the process's own metrics; and what an
  * operator watches of the store: messages it holds, its size and its WAL's, the age of its
- * oldest message, the last checkpoint and retention run, writes waiting for a commit, and
- * the size and duration of each group commit.
+ * oldest message, the last checkpoint and retention run, writes waiting for a commit, the
+ * size and duration of each group commit, and the duration of each WAL fsync. Figures a
+ * backend has no equivalent of (PostgreSQL's WAL is the server's) are left out, not 0.
  *
  * Each app has its own registry, so several apps in one process (tests) do not collide.
  */
@@ -39,12 +40,16 @@ function storeGauge(registry: Registry, storage: Storage, name: string, help: st
 function storeMetrics(registry: Registry, storage: Storage, retention: Retention | undefined): void {
   storeGauge(registry, storage, 'postbox_store_messages', 'Messages the store holds (counted at most every 2 s)', (s) => s.messages);
   storeGauge(registry, storage, 'postbox_store_bytes', 'Bytes the store takes (SQLite: the database file; PostgreSQL: its tables and indexes)', (s) => s.storeBytes);
-  storeGauge(registry, storage, 'postbox_store_wal_bytes', 'Bytes of the SQLite write-ahead log (0 on PostgreSQL, whose WAL is the server\'s)', (s) => s.walBytes);
+  // A WAL and checkpoints of the store's own (SQLite): PostgreSQL's are the server's, for
+  // its own monitoring; a 0 here would only mislead.
+  if (storage.ownWal) {
+    storeGauge(registry, storage, 'postbox_store_wal_bytes', 'Bytes of the SQLite write-ahead log', (s) => s.walBytes);
+    storeGauge(registry, storage, 'postbox_store_last_checkpoint_timestamp_seconds',
+      'When the SQLite WAL was last folded back into the database (0 before the first)',
+      (s) => (s.lastCheckpointAt === null ? null : s.lastCheckpointAt / 1000));
+  }
   storeGauge(registry, storage, 'postbox_store_oldest_message_age_seconds', 'Age of the oldest message the store holds (0 when empty)',
     (s) => (s.oldestSentAt === null ? 0 : Math.max(0, (Date.now() - Date.parse(s.oldestSentAt)) / 1000)));
-  storeGauge(registry, storage, 'postbox_store_last_checkpoint_timestamp_seconds',
-    'When the SQLite WAL was last folded back into the database (0 before the first, and on PostgreSQL)',
-    (s) => (s.lastCheckpointAt === null ? null : s.lastCheckpointAt / 1000));
   new Gauge({
     name: 'postbox_writes_pending', help: 'Writes queued or being committed, not yet answered', registers: [registry],
     collect() {
@@ -56,13 +61,21 @@ function storeMetrics(registry: Registry, storage: Storage, retention: Retention
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], registers: [registry],
   });
   const seconds = new Histogram({
-    name: 'postbox_commit_duration_seconds', help: 'Time to commit one group of writes, its fsync included',
+    name: 'postbox_commit_duration_seconds',
+    help: 'Time to commit one group of writes (PostgreSQL: the server\'s sync included; SQLite: the WAL append, its fsync timed apart)',
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [registry],
   });
   storage.onCommit((n, s) => {
     size.observe(n);
     seconds.observe(s);
   });
+  // Only where the store makes its own fsyncs (SQLite in `fsync` durability): PostgreSQL's
+  // happen inside the server's commit, which the commit duration already holds.
+  const fsync = new Histogram({
+    name: 'postbox_fsync_duration_seconds', help: 'Time of one fsync of the SQLite write-ahead log (one serves every commit made before it began)',
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [],
+  });
+  if (storage.onSync((s) => fsync.observe(s))) registry.registerMetric(fsync);
   const lastRun = (name: string, help: string, read: (at: number, removed: number, ms: number) => number) => new Gauge({
     name, help, registers: [registry],
     collect() {
@@ -70,7 +83,16 @@ function storeMetrics(registry: Registry, storage: Storage, retention: Retention
       this.set(run ? read(run.at, run.removed, run.durationMs) : 0);
     },
   });
-  lastRun('postbox_retention_last_run_timestamp_seconds', 'When this instance last ran retention (0 before its first run, and with retention off)', (at) => at / 1000);
+  new Gauge({
+    name: 'postbox_retention_last_run_timestamp_seconds',
+    help: 'When retention last started a run on any instance of this store (0 before the first)',
+    registers: [registry],
+    async collect() {
+      // The store's claims row, so that every instance reports the run whichever one made it.
+      const ranAt = (await storage.stats()).retentionRanAt ?? retention?.last?.at;
+      this.set(ranAt === undefined ? 0 : ranAt / 1000);
+    },
+  });
   lastRun('postbox_retention_last_run_removed', 'Messages the last retention run of this instance removed', (_at, removed) => removed);
   lastRun('postbox_retention_last_run_duration_seconds', 'How long the last retention run of this instance took', (_at, _r, ms) => ms / 1000);
   new Gauge({

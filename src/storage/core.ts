@@ -27,17 +27,18 @@
 import type { Message } from '../protocol/types.js';
 import type { AppError } from '../errors.js';
 import { GroupCommit, type BatchResult } from './group-commit.js';
-import { importInChunks, type ImportCounts } from './import-check.js';
+import { importInChunks, type ImportCounts, type NotStoredListener } from './import-check.js';
 import { finishPage, isMiddlePage, pageWindow, type PageWindow } from './paging.js';
 import { conversationsKey, conversationsSize, inboxKey, ReadCache, wirePageSize } from './read-cache.js';
 import { readFailure, StorageDamaged, unavailable } from './failures.js';
 import type {
   ExportRecord, IdempotencyClaim, InboxQuery, NewMessage, PageQuery, ReadOutcome, ReadSelector, SendOutcome,
-  CommitObserver, PruneSelector, Storage, StorageLogger, StoredConversation, StoredUser, StoreEvent, StoreListener,
+  CommitObserver, PruneSelector, Storage, StorageLogger, StoredConversation, StoredUser, StoreEvent, StoreListener, SyncObserver, TaskClaim,
   StoreStats, TokenOwner, UserStatus, WirePage, WireRow,
 } from './storage.js';
 import { CoreWebhookStore, type WebhookReads, type WebhookStore } from './webhooks.js';
-import type { StoreWrite, StoreWriteResults } from './writes.js';
+import type { PruneResult, StoreWrite, StoreWriteResults } from './writes.js';
+import { RETENTION_TASK } from './retention.js';
 
 /** A value now (SQLite reads synchronously) or later (PostgreSQL). */
 export type Awaitable<T> = T | Promise<T>;
@@ -117,7 +118,9 @@ export interface DialectReads {
   /** The id `keep` places below the newest of `user`'s inbox, or null. */
   inboxCutoff(user: string, keep: number): Awaitable<number | null>;
   /** What `/metrics` shows of the store (counted, so the core keeps it a few seconds). */
-  stats(): Awaitable<StoreStats>;
+  stats(): Awaitable<Omit<StoreStats, 'retentionRanAt'>>;
+  /** When maintenance task `task` last started a run on any instance (ms), from the store's claims row, or null. */
+  taskRanAt(task: string): Awaitable<number | null>;
   /** True if `id` is a user now (not removed). */
   userExists(id: string): Awaitable<boolean>;
   /** Whether `id` is a user, a removed user's reserved id, or neither (one statement). */
@@ -166,6 +169,8 @@ export interface Dialect {
    * so writers and listeners wait for it too.
    */
   readonly durability?: DurabilityStep;
+  /** Whether the store keeps its own write-ahead log and checkpoints (SQLite), rather than a server's. */
+  readonly ownWal?: boolean;
   /** How a failed read is described in its 503 (an outage or some other failure). */
   describeReadFailure?(err: unknown): string;
   /** True for a failure that means the store is damaged: a 500 logged as such, not a retryable 503. */
@@ -187,6 +192,8 @@ export interface DurabilityStep {
   readonly pending: boolean;
   /** Resolves once every commit made so far is durable. */
   whenDurable(): Promise<void>;
+  /** Tells `observer` the seconds of each of the step's own fsyncs, when it makes them. */
+  observeSync?(observer: (seconds: number) => void): void;
 }
 
 /**
@@ -288,6 +295,8 @@ export class CoreStorage implements Storage {
   /** Webhook endpoints and the delivery outbox: dialect reads, writes through the group commit. */
   readonly webhooks: WebhookStore;
   private readonly observers = new Set<CommitObserver>();
+  private readonly syncObservers = new Set<SyncObserver>();
+  readonly ownWal: boolean;
   private statsKept: { at: number; value: Promise<StoreStats> } | undefined;
 
   /**
@@ -295,6 +304,10 @@ export class CoreStorage implements Storage {
    */
   constructor(private readonly dialect: Dialect, private readonly listeners: Listeners) {
     this.kind = dialect.kind;
+    this.ownWal = dialect.ownWal === true;
+    dialect.durability?.observeSync?.((seconds) => {
+      for (const o of this.syncObservers) o(seconds);
+    });
     this.reads = dialect.reads;
     const gate = dialect.durability ? new ReadGate(dialect.durability) : undefined;
     this.gate = gate;
@@ -425,14 +438,15 @@ export class CoreStorage implements Storage {
     }
   }
 
-  importAll(records: AsyncIterable<ExportRecord>): Promise<ImportCounts> {
-    return importInChunks(records, IMPORT_CHUNK, (chunk) => this.write({ op: 'import', records: chunk }));
+  importAll(records: AsyncIterable<ExportRecord>, notStored?: NotStoredListener): Promise<ImportCounts> {
+    return importInChunks(records, IMPORT_CHUNK, (chunk) => this.write({ op: 'import', records: chunk }), notStored);
   }
 
-  prune(which: PruneSelector): Promise<{ removed: number; more: boolean }> {
+  prune(which: PruneSelector): Promise<PruneResult> {
+    const lease = which.lease ? { lease: which.lease } : {};
     return 'inbox' in which
-      ? this.write({ op: 'prune', limit: which.limit, inbox: which.inbox, upTo: which.upTo })
-      : this.write({ op: 'prune', limit: which.limit, before: which.before });
+      ? this.write({ op: 'prune', limit: which.limit, inbox: which.inbox, upTo: which.upTo, ...lease })
+      : this.write({ op: 'prune', limit: which.limit, before: which.before, ...lease });
   }
 
   nextInbox(after: string): Promise<string | null> {
@@ -443,14 +457,21 @@ export class CoreStorage implements Storage {
     return this.read(() => this.reads.inboxCutoff(user, keep), (seq) => seq);
   }
 
-  claimTask(task: string, everyMs: number): Promise<boolean> {
-    return this.write({ op: 'claim', task, everyMs });
+  claimTask(task: string, claim: TaskClaim): Promise<boolean> {
+    return this.write({ op: 'claim', task, ...claim });
+  }
+
+  releaseTask(task: string, holder: string): Promise<boolean> {
+    return this.write({ op: 'release', task, holder });
   }
 
   stats(): Promise<StoreStats> {
     const now = Date.now();
     if (this.statsKept && now - this.statsKept.at < STATS_TTL_MS) return this.statsKept.value;
-    const value = this.read(() => this.reads.stats(), (stats) => stats);
+    const value = this.read(() => this.reads.stats(), (stats) => stats).then(async (stats) => ({
+      ...stats,
+      retentionRanAt: await this.read(() => this.reads.taskRanAt(RETENTION_TASK), (at) => at),
+    }));
     this.statsKept = { at: now, value };
     // A failed count is not kept: the next scrape asks again.
     value.catch(() => (this.statsKept = undefined));
@@ -460,6 +481,12 @@ export class CoreStorage implements Storage {
   onCommit(observer: CommitObserver): () => void {
     this.observers.add(observer);
     return () => this.observers.delete(observer);
+  }
+
+  onSync(observer: SyncObserver): (() => void) | undefined {
+    if (!this.dialect.durability?.observeSync) return undefined;
+    this.syncObservers.add(observer);
+    return () => this.syncObservers.delete(observer);
   }
 
   get pendingWrites(): number {

@@ -48,6 +48,18 @@ export function importRecordError(record: ExportRecord, n: number): AppError | n
 
 export type { ImportCounts };
 
+/** What one import write answers: the counts, and the positions in its chunk of the records it did not store (their id was taken). */
+export interface ImportChunkResult extends ImportCounts {
+  notStored: number[];
+}
+
+/**
+ * Told, after each chunk commits, the records of it that were not stored because the store
+ * already held their id (or hash): maybe the same record, maybe another one written since
+ * the caller last looked. Awaited before the next chunk.
+ */
+export type NotStoredListener = (records: ExportRecord[]) => Promise<void> | void;
+
 /**
  * An import as every backend runs it: records checked one by one and committed in chunks.
  * When a record is refused, here or by the source that yields them (a file whose line is
@@ -57,7 +69,8 @@ export type { ImportCounts };
 export async function importInChunks(
   records: AsyncIterable<ExportRecord>,
   chunkSize: number,
-  store: (chunk: ExportRecord[]) => Promise<ImportCounts>,
+  store: (chunk: ExportRecord[]) => Promise<ImportChunkResult>,
+  notStored?: NotStoredListener,
 ): Promise<ImportCounts> {
   const total: ImportCounts = { users: 0, tokens: 0, messages: 0, reservations: 0 };
   let chunk: ExportRecord[] = [];
@@ -68,7 +81,9 @@ export async function importInChunks(
     total.tokens += counts.tokens;
     total.messages += counts.messages;
     total.reservations += counts.reservations;
+    const done = chunk;
     chunk = [];
+    if (notStored && counts.notStored.length > 0) await notStored(counts.notStored.map((i) => done[i]!));
   };
   let n = 0;
   try {

@@ -9,9 +9,13 @@
  *   each), each one short transaction through the store's group commit, and the next one waits
  *   while any other write is waiting: a send that arrives meanwhile waits at most for the
  *   one prune write being committed, as it would for another client's batch.
- * - Once per period for the whole store: a run starts only if this instance claims it
- *   (`claimTask`, a row of the store written under its write lock), so several PostgreSQL
- *   instances do not each prune, and a restarted one does not prune again at once.
+ * - Once per period for the whole store, and never two at once: a run starts only if this
+ *   instance claims it (`claimTask`, a row of the store written under its write lock), so
+ *   several PostgreSQL instances do not each prune, and a restarted one does not prune again
+ *   at once. The claim is a lease held for the whole run: each prune write renews it in its
+ *   own transaction and removes nothing if another instance has taken it over, so a long run
+ *   (retention switched on over years of history) is never overlapped, and a crashed
+ *   instance's claim runs out after {@link RetentionOptions.leaseMs}.
  * - Consistent: each prune write repairs conversation rows and unread counts as a delete
  *   does; it tells listeners nothing (pruned history is simply gone: a client paging past it
  *   finds it missing). Idempotency keys are left to expire on their own (24 h): a retried
@@ -20,7 +24,9 @@
  *   received messages since the last run (heard through the store's events, which on
  *   PostgreSQL include every instance's), so its cost follows the traffic, not the store.
  */
+import { randomUUID } from 'node:crypto';
 import type { Storage, StorageLogger, StoreEvent } from './storage.js';
+import type { TaskLease } from './writes.js';
 
 /** What to keep. */
 export interface RetentionPolicy {
@@ -47,7 +53,14 @@ const YIELD_MS = 2;
 const MAX_YIELDS = 10;
 
 /** The name of the task in the store's claims. */
-const TASK = 'retention';
+export const RETENTION_TASK = 'retention';
+
+/**
+ * How long a claim outlives its last renewal: far longer than one prune write, so a busy
+ * store never takes a live run's claim away, and short enough that a crashed instance holds
+ * up retention only for a minute.
+ */
+export const LEASE_MS = 60_000;
 
 /** How often a policy runs: a tenth of the retention, between one second and one minute. */
 export function retentionPeriod(policy: RetentionPolicy): number {
@@ -67,6 +80,10 @@ export interface RetentionOptions {
   now?: () => number;
   /** Overrides {@link retentionPeriod}. */
   periodMs?: number;
+  /** Overrides {@link LEASE_MS}. */
+  leaseMs?: number;
+  /** Overrides {@link PRUNE_BATCH}. */
+  batch?: number;
 }
 
 /** See the module comment. */
@@ -81,10 +98,15 @@ export class Retention {
   private readonly unsubscribe: () => void;
   private lastRun: RetentionRun | undefined;
   private removedTotal = 0;
+  private skippedTotal = 0;
+  /** This instance, as the claims row names it while it runs. */
+  readonly holder = randomUUID();
+  private readonly lease: TaskLease;
 
   constructor(private readonly storage: Storage, private readonly policy: RetentionPolicy, private readonly options: RetentionOptions = {}) {
     this.now = options.now ?? Date.now;
     this.periodMs = options.periodMs ?? retentionPeriod(policy);
+    this.lease = { task: RETENTION_TASK, holder: this.holder, leaseMs: options.leaseMs ?? LEASE_MS };
     this.unsubscribe = policy.inboxLimit === undefined ? () => undefined : storage.onEvents((events) => this.heard(events));
   }
 
@@ -96,6 +118,11 @@ export class Retention {
   /** Messages this instance's runs removed since it started. */
   get removed(): number {
     return this.removedTotal;
+  }
+
+  /** Runs this instance did not make because another instance held the claim or had just run. */
+  get skipped(): number {
+    return this.skippedTotal;
   }
 
   /** Runs once a period from now on, until {@link stop} (the first a period after start: a restart does not prune at once). */
@@ -142,7 +169,11 @@ export class Retention {
     const at = this.now();
     const started = performance.now();
     // Half a period: a claim made a little early by a slower timer still finds the last one due.
-    if (!(await this.storage.claimTask(TASK, this.periodMs / 2))) return undefined;
+    const claim = { holder: this.holder, everyMs: this.periodMs / 2, leaseMs: this.lease.leaseMs };
+    if (!(await this.storage.claimTask(RETENTION_TASK, claim))) {
+      this.skippedTotal++;
+      return undefined;
+    }
     let removed = 0;
     try {
       if (this.policy.maxAgeMs !== undefined) {
@@ -154,6 +185,11 @@ export class Retention {
       this.touched = undefined;
       this.options.logger?.warn({ err, removed }, 'retention stopped early; the next run goes on');
     }
+    // The next run, here or elsewhere, is due a period from now; a failed release only means
+    // the lease runs out first.
+    await this.storage.releaseTask(RETENTION_TASK, this.holder).catch((err: unknown) => {
+      this.options.logger?.warn({ err }, 'retention could not release its claim; it runs out on its own');
+    });
     const run = { at, removed, durationMs: performance.now() - started };
     this.lastRun = run;
     this.removedTotal += removed;
@@ -166,7 +202,8 @@ export class Retention {
     let removed = 0;
     for (;;) {
       if (this.stopped) return removed;
-      const result = await this.storage.prune({ ...which, limit: PRUNE_BATCH });
+      const result = await this.storage.prune({ ...which, limit: this.options.batch ?? PRUNE_BATCH, lease: this.lease });
+      if (result.lost) throw new Error('another instance took the retention claim over (this one was stalled past its lease)');
       removed += result.removed;
       if (!result.more) return removed;
       // Requests first: while any write waits for a commit, the next prune write waits, so a

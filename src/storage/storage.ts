@@ -12,6 +12,8 @@
 import type { Message, User } from '../protocol/types.js';
 import type { WireRow } from '../protocol/wire.js';
 import type { WebhookStore } from './webhooks.js';
+import type { PruneResult, TaskLease } from './writes.js';
+import type { NotStoredListener } from './import-check.js';
 
 export type { WireRow };
 
@@ -152,12 +154,25 @@ export interface StorageLogger {
   error(obj: object, msg: string): void;
 }
 
-/** Which messages one prune write removes (at most `limit` of them, the oldest first). */
+/**
+ * Which messages one prune write removes (at most `limit` of them, the oldest first); with a
+ * `lease`, only while its holder still holds that claim, which the write renews.
+ */
 export type PruneSelector =
   /** Messages sent before this time (ms since the epoch). */
-  | { before: number; limit: number }
+  | { before: number; limit: number; lease?: TaskLease }
   /** Messages to `inbox` whose id is at most `upTo`. */
-  | { inbox: string; upTo: number; limit: number };
+  | { inbox: string; upTo: number; limit: number; lease?: TaskLease };
+
+/** How an instance claims a maintenance task (see {@link Storage.claimTask}). */
+export interface TaskClaim {
+  /** This instance, as the claims row names it while it runs the task. */
+  holder: string;
+  /** The task runs at most once in this long (ms), counted from the later of a run's start and end. */
+  everyMs: number;
+  /** How long the claim lasts unless renewed (ms): what a crashed holder keeps the task for. */
+  leaseMs: number;
+}
 
 /** What an operator watches about a store (`/metrics`). */
 export interface StoreStats {
@@ -171,10 +186,18 @@ export interface StoreStats {
   walBytes: number | null;
   /** When the WAL was last folded back into the database (SQLite, ms), or null. */
   lastCheckpointAt: number | null;
+  /** When retention last started a run on any instance of this store (ms, from its claims row), or null. */
+  retentionRanAt: number | null;
 }
 
-/** Told of each committed batch of writes: how many, and how long its commit took (fsync included). */
+/**
+ * Told of each committed batch of writes: how many, and how long its transaction took (on
+ * PostgreSQL the server's sync included; SQLite's WAL fsync comes after, see {@link SyncObserver}).
+ */
 export type CommitObserver = (size: number, seconds: number) => void;
+
+/** Told how long each of the store's own durability fsyncs took (SQLite's WAL, in `fsync` durability). */
+export type SyncObserver = (seconds: number) => void;
 
 /** The storage contract. */
 export interface Storage {
@@ -250,24 +273,41 @@ export interface Storage {
    * Replays exported records, keeping ids; answers how many of each it stored. An id is
    * never both a user and reserved: a user whose id the store reserves, or a reservation of
    * an id the store holds as a user, is not stored (import-plan.ts names them as conflicts first).
+   * A record whose id (or token hash) the store already holds is not stored either, and
+   * `notStored` is told of it after its chunk commits, so a caller can tell the same record
+   * from a different one written meanwhile.
    */
-  importAll(records: AsyncIterable<ExportRecord>): Promise<ImportCounts>;
+  importAll(records: AsyncIterable<ExportRecord>, notStored?: NotStoredListener): Promise<ImportCounts>;
 
   /**
    * Retention: removes the messages `which` selects, in one short write; conversation rows
    * and unread counts follow. Listeners hear nothing of it.
    */
-  prune(which: PruneSelector): Promise<{ removed: number; more: boolean }>;
+  prune(which: PruneSelector): Promise<PruneResult>;
   /** The first recipient id above `after` that has messages, or null: walks every inbox, one at a time. */
   nextInbox(after: string): Promise<string | null>;
   /** The id of the newest message of `user`'s inbox beyond its newest `keep`, or null if it holds no more than `keep`. */
   inboxCutoff(user: string, keep: number): Promise<number | null>;
-  /** Claims maintenance task `task` if no instance of this store ran it in the last `everyMs`. */
-  claimTask(task: string, everyMs: number): Promise<boolean>;
+  /**
+   * Claims maintenance task `task` for `claim.holder` if no instance of this store holds it
+   * and none ran it in the last `claim.everyMs`; the claim is held until {@link releaseTask}
+   * or until its lease runs out, and each prune write naming it renews the lease.
+   */
+  claimTask(task: string, claim: TaskClaim): Promise<boolean>;
+  /** Lets go of a claim; false if `holder` no longer held it. */
+  releaseTask(task: string, holder: string): Promise<boolean>;
   /** Figures for an operator; may be a few seconds old. */
   stats(): Promise<StoreStats>;
   /** Registers an observer of committed batches; returns its removal. */
   onCommit(observer: CommitObserver): () => void;
+  /**
+   * Registers an observer of the store's own fsyncs; returns its removal, or undefined when
+   * the store makes none of its own (PostgreSQL's server syncs inside its commit; SQLite in
+   * `relaxed` durability does not wait for one).
+   */
+  onSync(observer: SyncObserver): (() => void) | undefined;
+  /** Whether the store keeps its own write-ahead log and checkpoints (SQLite), whose figures {@link stats} reports; PostgreSQL's are the server's. */
+  readonly ownWal: boolean;
   /** Writes queued or being committed, not yet answered. */
   readonly pendingWrites: number;
 

@@ -53,6 +53,39 @@ export function sidesOf(m: DeletedMessage): ConversationSide[] {
   return m.fromUser === m.toUser ? [theirs] : [theirs, { owner: m.fromUser, peer: m.toUser, unreadDrop: 0 }];
 }
 
+/**
+ * The conversation rows a set of deleted messages (one prune write) were counted in, each row
+ * once with the sum of its unread drops.
+ *
+ * A prune repairs conversations the same way on every backend: delete the messages; visit
+ * each of these rows once, lowering its unread count and reading its last message; for a row
+ * whose last message was among those deleted ({@link pruneNeedsNewest}), read the newest
+ * message left between its two users and point the row there, or drop it when none is left
+ * ({@link repairStale}). A dialect only chooses how many statements that takes.
+ */
+export function sidesOfAll(gone: readonly DeletedMessage[]): ConversationSide[] {
+  const rows = new Map<string, ConversationSide>();
+  for (const m of gone) {
+    for (const side of sidesOf(m)) {
+      const key = JSON.stringify([side.owner, side.peer]);
+      const row = rows.get(key);
+      if (row) row.unreadDrop += side.unreadDrop;
+      else rows.set(key, { ...side });
+    }
+  }
+  return [...rows.values()];
+}
+
+/** Whether a row a prune touched, whose last message is `lastSeq`, needs the newest message left: its last one went. */
+export function pruneNeedsNewest(lastSeq: number, removed: ReadonlySet<number>): boolean {
+  return removed.has(lastSeq);
+}
+
+/** What a row whose last message went becomes, given the newest message left between its two users (null: none). */
+export function repairStale(newest: number | null): ConversationRepair {
+  return newest === null ? { drop: true } : { drop: false, lastSeq: newest };
+}
+
 /** Whether repairing a row needs the newest message left between its two users: the deleted one was its last. */
 export function repairNeedsNewest(lastSeq: number, deletedSeq: number): boolean {
   return lastSeq === deletedSeq;
@@ -68,7 +101,7 @@ export type ConversationRepair = { drop: true } | { drop: false; lastSeq: number
  */
 export function repairConversation(lastSeq: number, deletedSeq: number, newest: number | null): ConversationRepair {
   if (!repairNeedsNewest(lastSeq, deletedSeq)) return { drop: false, lastSeq };
-  return newest === null ? { drop: true } : { drop: false, lastSeq: newest };
+  return repairStale(newest);
 }
 
 /** How often expired idempotency keys are swept, at most. */
@@ -109,10 +142,26 @@ export class WriteClock {
   }
 }
 
+/** A maintenance task's row of claims, as a dialect reads it. */
+export interface TaskClaimRow {
+  /** When the last run started (ms). */
+  ranAt: number;
+  /** The instance running it now, or null when no run is under way. */
+  holder: string | null;
+  /** Until when the holder's lease lasts (ms); once released, when the last run ended. */
+  heldUntil: number | null;
+}
+
 /**
- * Whether a maintenance task last run at `ranAt` (ms, or undefined if never) is due again
- * at `now` for a task that runs every `everyMs`: a claim made then wins the period.
+ * Whether a maintenance task whose claims row is `row` (undefined: never run) may be claimed
+ * at `now` for a task that runs every `everyMs`: not while a run holds an unexpired lease
+ * (a long run is never overlapped), and then once `everyMs` has passed since the last run
+ * started or ended, whichever is later (a lease that expired counts as an end). A time in the
+ * future (the clock stepped back) does not block the task forever.
  */
-export function claimDue(ranAt: number | undefined, now: number, everyMs: number): boolean {
-  return ranAt === undefined || now - ranAt >= everyMs || ranAt > now;
+export function claimDue(row: TaskClaimRow | undefined, now: number, everyMs: number): boolean {
+  if (row === undefined) return true;
+  if (row.holder !== null && row.heldUntil !== null && now < row.heldUntil) return false;
+  const last = Math.max(row.ranAt, row.heldUntil ?? 0);
+  return now - last >= everyMs || last > now;
 }

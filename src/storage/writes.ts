@@ -6,6 +6,7 @@
 import type { Message } from '../protocol/types.js';
 import type { ExportRecord, ImportCounts, NewMessage, ReadOutcome, SendOutcome, StoreEvent } from './storage.js';
 import type { WebhookWrite } from './webhooks.js';
+import type { ImportChunkResult } from './import-check.js';
 
 /** How long an idempotency key is remembered: the contract's 24 hours. */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -38,12 +39,23 @@ export type StoreWrite =
    * sent before `before` (ms), or that lie at or below `upTo` in `inbox`. Conversation rows
    * and unread counts follow, as for a delete; no event (pruned history simply is gone).
    */
-  | { op: 'prune'; limit: number; before?: number; inbox?: string; upTo?: number }
+  | { op: 'prune'; limit: number; before?: number; inbox?: string; upTo?: number; lease?: TaskLease }
   /**
-   * Claims the maintenance task `task` for this instance if no instance ran it in the last
-   * `everyMs`: one claim wins per period across every instance of a store.
+   * Claims the maintenance task `task` for `holder` if no instance holds it and none ran it in
+   * the last `everyMs`: one claim wins per period across every instance of a store, and the
+   * claim is held (a lease of `leaseMs`, renewed by each prune write that names it) until
+   * released or, if its holder dies, until the lease runs out.
    */
-  | { op: 'claim'; task: string; everyMs: number };
+  | { op: 'claim'; task: string; holder: string; everyMs: number; leaseMs: number }
+  /** Lets go of a claim `holder` holds, noting now as the end of its run. */
+  | { op: 'release'; task: string; holder: string };
+
+/** A held claim a prune write renews in its own transaction, and without which it removes nothing. */
+export interface TaskLease {
+  task: string;
+  holder: string;
+  leaseMs: number;
+}
 
 /** The result type of each write. */
 export interface StoreWriteResults {
@@ -55,16 +67,22 @@ export interface StoreWriteResults {
   deleteUser: boolean;
   addToken: boolean;
   revokeTokens: number;
-  import: ImportCounts;
+  import: ImportChunkResult;
   webhook: unknown;
   prune: PruneResult;
   claim: boolean;
+  release: boolean;
 }
 
-/** What one prune write removed, and whether more of the same remains. */
+/**
+ * What one prune write removed, and whether more of the same remains; `lost` when the write
+ * named a lease its holder no longer holds (another instance took the task over): nothing
+ * was removed, and the run must stop.
+ */
 export interface PruneResult {
   removed: number;
   more: boolean;
+  lost?: true;
 }
 
 /** One operation's answer from a batch: its value, or the error that failed it alone. */

@@ -141,6 +141,33 @@ function retentionSuite(backend: () => Promise<{ db: string; dir: string; done: 
       await done();
     }
   });
+
+  it('answers a retry of a pruned message\'s idempotency key with the first answer, and stores nothing twice', async () => {
+    const { db, dir, done } = await backend();
+    const server = await startTestServer({ DATABASE_URL: db, POSTBOX_INBOX_LIMIT: '1', POSTBOX_RATE_LIMIT: '0' }, { dir });
+    try {
+      const body = { fromUser: 'shop', toUser: 'kim', message: 'order #7 shipped' };
+      const first = await postJson(server.url, '/v1/messages', body, { 'idempotency-key': 'ship-7' });
+      assert.equal(first.status, 201);
+      const original = first.json<Message>();
+      await postJson(server.url, '/v1/messages', { fromUser: 'shop', toUser: 'kim', message: 'newer' });
+      assert.equal((await server.retention!.runOnce())?.removed, 1);
+      assert.equal((await request(server.url, `/v1/messages/${original.id}`)).status, 404, 'the keyed message was pruned');
+
+      const retry = await postJson(server.url, '/v1/messages', body, { 'idempotency-key': 'ship-7' });
+      assert.equal(retry.status, 201);
+      assert.equal(retry.headers['idempotent-replayed'], 'true');
+      assert.deepEqual(retry.json<Message>(), original, 'the first answer, byte for byte: its id, sentAt and readAt as then');
+      assert.equal(retry.headers.location, `/v1/messages/${original.id}`);
+      const inbox = (await request(server.url, '/v1/users/kim/messages')).json<{ messages: Message[] }>().messages;
+      assert.deepEqual(inbox.map((m) => m.message), ['newer'], 'the retry stored nothing');
+      const other = await postJson(server.url, '/v1/messages', { ...body, message: 'something else' }, { 'idempotency-key': 'ship-7' });
+      assert.equal(other.status, 422, 'the key still refuses a different message');
+    } finally {
+      await server.stop();
+      await done();
+    }
+  });
 }
 
 describe('retention on SQLite', () => {

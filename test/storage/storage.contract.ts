@@ -536,6 +536,100 @@ export function storageContract(name: string, open: StoreFactory): void {
       }));
     });
 
+    describe('retention: prune, claims, stats', () => {
+      const DAY = 86_400_000;
+      /** Imports messages sent `ageMs` ago (one ms apart, in id order), from id `first` on. */
+      const importOld = (s: Storage, first: number, pairs: [from: string, to: string, read: boolean][], ageMs: number) => {
+        const base = Date.now() - ageMs;
+        return s.importAll(Readable.from(pairs.map(([from, to, read], i): ExportRecord => {
+          const sentAt = new Date(base + i).toISOString();
+          return { type: 'message', message: { id: String(first + i), fromUser: from, toUser: to, message: `old ${first + i}`, sentAt, readAt: read ? sentAt : null } };
+        })) as AsyncIterable<ExportRecord>);
+      };
+
+      it('prunes by age in writes of at most `limit`, saying whether more remains; conversations and unread counts follow', () => withStore(open, async (s) => {
+        await importOld(s, 1, [['alice', 'bob', false], ['alice', 'bob', false], ['bob', 'alice', true], ['carol', 'bob', false], ['alice', 'bob', true]], 2 * DAY);
+        const [recent] = await sendMany(s, 1, 'alice', 'bob', 'recent');
+        const before = Date.now() - DAY;
+        assert.deepEqual(await s.prune({ before, limit: 2 }), { removed: 2, more: true });
+        assert.deepEqual(await s.prune({ before, limit: 2 }), { removed: 2, more: true });
+        assert.deepEqual(await s.prune({ before, limit: 2 }), { removed: 1, more: false });
+        assert.deepEqual(await s.prune({ before, limit: 2 }), { removed: 0, more: false });
+        assert.deepEqual(objects(await s.inbox('bob', { limit: 10 })).messages.map((m) => m.id), [recent]);
+        for (const id of [1, 2, 3, 4, 5]) assert.equal(await s.getMessage(id), null, `old ${id} is gone`);
+        const bob = await s.conversations('bob', { limit: 10 });
+        assert.deepEqual(bob.conversations.map((c) => [c.peer, c.unread, c.lastMessage.id]), [['alice', 1, recent]],
+          'carol\'s conversation went with its last message; alice\'s unread count counts only what remains');
+        const alice = await s.conversations('alice', { limit: 10 });
+        assert.deepEqual(alice.conversations.map((c) => [c.peer, c.unread, c.lastMessage.id]), [['bob', 0, recent]]);
+        assert.deepEqual((await s.conversations('carol', { limit: 10 })).conversations, []);
+        assert.equal((await s.markRead('bob', { ids: [] })).unread, 1);
+      }));
+
+      it('prunes an inbox up to a cutoff; inboxCutoff and nextInbox find the inboxes and what to keep', () => withStore(open, async (s) => {
+        assert.equal(await s.nextInbox(''), null, 'an empty store has no inbox');
+        const toAmy = await sendMany(s, 4, 'x', 'amy');
+        const toBen = await sendMany(s, 2, 'amy', 'ben');
+        const toCal = await sendMany(s, 1, 'x', 'cal');
+        assert.equal(await s.nextInbox(''), 'amy');
+        assert.equal(await s.nextInbox('amy'), 'ben');
+        assert.equal(await s.nextInbox('ben'), 'cal');
+        assert.equal(await s.nextInbox('cal'), null);
+        assert.equal(await s.inboxCutoff('amy', 1), seqOf(toAmy[2]!), 'the newest beyond the newest one kept');
+        assert.equal(await s.inboxCutoff('amy', 4), null, 'an inbox at the limit keeps everything');
+        assert.equal(await s.inboxCutoff('ben', 5), null);
+        assert.deepEqual(await s.prune({ inbox: 'amy', upTo: seqOf(toAmy[2]!), limit: 2 }), { removed: 2, more: true });
+        assert.deepEqual(await s.prune({ inbox: 'amy', upTo: seqOf(toAmy[2]!), limit: 2 }), { removed: 1, more: false });
+        assert.deepEqual(objects(await s.inbox('amy', { limit: 10 })).messages.map((m) => m.id), [toAmy[3]]);
+        assert.deepEqual(objects(await s.inbox('ben', { limit: 10 })).messages.map((m) => m.id), toBen, 'other inboxes are untouched');
+        assert.deepEqual((await s.conversations('amy', { limit: 10 })).conversations.map((c) => [c.peer, c.unread, c.lastMessage.id]),
+          [['ben', 0, toBen[1]], ['x', 1, toAmy[3]]]);
+        assert.deepEqual((await s.conversations('x', { limit: 10 })).conversations.map((c) => [c.peer, c.unread, c.lastMessage.id]),
+          [['cal', 0, toCal[0]], ['amy', 0, toAmy[3]]], 'the sender\'s rows follow too');
+        assert.equal(await s.inboxCutoff('amy', 1), null);
+      }));
+
+      it('grants a claim to one holder at a time, until released or its lease runs out; a prune under a lost lease removes nothing', () => withStore(open, async (s, opened) => {
+        const long = { everyMs: 60_000, leaseMs: 60_000 };
+        assert.equal(await s.claimTask('t', { holder: 'x', ...long }), true);
+        assert.equal(await s.claimTask('t', { holder: 'y', everyMs: 0, leaseMs: 60_000 }), false, 'held by x, however often y runs');
+        const claims = await Promise.all(['p', 'q', 'r'].map((holder) => s.claimTask('other', { holder, ...long })));
+        assert.deepEqual(claims.filter(Boolean).length, 1, 'concurrent claims: exactly one wins');
+        if (opened.reopen) {
+          const other = await opened.reopen();
+          try {
+            assert.equal(await other.claimTask('t', { holder: 'z', everyMs: 0, leaseMs: 60_000 }), false, 'another instance sees the claim');
+          } finally {
+            await other.close();
+          }
+        }
+        await sendMany(s, 3, 'a', 'b');
+        const lost = await s.prune({ before: Date.now() + 1000, limit: 10, lease: { task: 't', holder: 'y', leaseMs: 60_000 } });
+        assert.deepEqual(lost, { removed: 0, more: false, lost: true });
+        assert.equal(objects(await s.inbox('b', { limit: 10 })).messages.length, 3, 'nothing pruned without the claim');
+        assert.deepEqual(await s.prune({ before: Date.now() + 1000, limit: 2, lease: { task: 't', holder: 'x', leaseMs: 60_000 } }), { removed: 2, more: true });
+        assert.equal(await s.releaseTask('t', 'y'), false, 'only the holder releases');
+        assert.equal(await s.releaseTask('t', 'x'), true);
+        assert.equal(await s.releaseTask('t', 'x'), false, 'released once');
+        assert.equal(await s.claimTask('t', { holder: 'y', ...long }), false, 'ran within the period');
+        assert.equal(await s.claimTask('t', { holder: 'y', everyMs: 0, leaseMs: 60_000 }), true, 'due for a task run this often');
+        // A lease that runs out (its holder died) frees the task without a release.
+        assert.equal(await s.claimTask('brief', { holder: 'dies', everyMs: 0, leaseMs: 30 }), true);
+        await until(() => s.claimTask('brief', { holder: 'next', everyMs: 0, leaseMs: 60_000 }), 'the short lease to run out', 5000, 10);
+      }));
+
+      it('reports the messages it holds, the oldest one\'s time and its size', () => withStore(open, async (s) => {
+        await importOld(s, 10, [['a', 'b', false], ['b', 'a', true]], 3 * DAY);
+        await sendMany(s, 1, 'a', 'b');
+        const stats = await s.stats();
+        assert.equal(stats.messages, 3);
+        assert.ok(stats.oldestSentAt !== null && Math.abs(Date.parse(stats.oldestSentAt) - (Date.now() - 3 * DAY)) < 60_000, stats.oldestSentAt ?? 'null');
+        assert.equal(objects(await s.inbox('b', { limit: 10 })).messages[0]!.sentAt, stats.oldestSentAt, 'the oldest stored message\'s own sentAt');
+        assert.ok(stats.storeBytes > 0);
+        assert.ok(stats.walBytes === null || stats.walBytes >= 0);
+      }));
+    });
+
     describe('idempotency', () => {
       it('answers a repeated key with the first result and stores nothing new', () => withStore(open, async (s) => {
         const claim = { key: 'k-1', fingerprint: 'f1' };

@@ -138,6 +138,15 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 5,
+    name: 'maintenance claims held for the whole run',
+    sql: `
+      -- The instance running a task and until when its lease lasts (renewed by each of its
+      -- writes), so a long run is never overlapped and a crashed one's claim runs out.
+      ALTER TABLE maintenance ADD COLUMN holder text, ADD COLUMN held_until bigint;
+    `,
+  },
 ];
 
 /**

@@ -223,6 +223,8 @@ class PostgresDialect implements Dialect {
         'SELECT to_user FROM messages WHERE to_user > $1 ORDER BY to_user LIMIT 1', [after]))[0]?.to_user ?? null,
       inboxCutoff: async (user, keep) => (await this.query<{ seq: number }>(
         'SELECT seq FROM messages WHERE to_user = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2', [user, keep]))[0]?.seq ?? null,
+      taskRanAt: async (task) => (await this.query<{ ran_at: number }>(
+        'SELECT ran_at FROM maintenance WHERE task = $1', [task]))[0]?.ran_at ?? null,
       stats: async () => {
         // The tables and indexes of this store's schema; the WAL and checkpoints are the server's own.
         const [row] = await this.query<{ messages: number; oldest: number | null; bytes: number }>(

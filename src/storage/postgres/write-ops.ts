@@ -16,7 +16,8 @@ import type { Message } from '../../protocol/types.js';
 import { messageJson } from '../../protocol/wire.js';
 import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome } from '../storage.js';
 import {
-  claimDue, idempotencyOutcome, keyCutoff, repairConversation, repairNeedsNewest, sidesOf, WriteClock,
+  claimDue, idempotencyOutcome, keyCutoff, pruneNeedsNewest, repairConversation, repairNeedsNewest, repairStale, sidesOf, sidesOfAll,
+  type TaskClaimRow, WriteClock,
 } from '../write-decisions.js';
 import type { PruneResult, StoreWrite, StoreWriteResults, WriteReply } from '../writes.js';
 import { isTransient } from './failures.js';
@@ -137,18 +138,21 @@ const SQL = {
     FROM unnest($1::text[], $2::text[], $3::bigint[]) AS p(o, q, s) WHERE c.owner = p.o AND c.peer = p.q`),
   dropConversationMany: named('drop_conversation_many', `
     DELETE FROM conversations c USING unnest($1::text[], $2::text[]) AS p(o, q) WHERE c.owner = p.o AND c.peer = p.q`),
-  claimRead: named('claim_read', 'SELECT ran_at FROM maintenance WHERE task = $1'),
+  claimRead: named('claim_read', 'SELECT ran_at AS "ranAt", holder, held_until AS "heldUntil" FROM maintenance WHERE task = $1'),
   claimWrite: named('claim_write', `
-    INSERT INTO maintenance (task, ran_at) VALUES ($1, $2) ON CONFLICT (task) DO UPDATE SET ran_at = excluded.ran_at`),
+    INSERT INTO maintenance (task, ran_at, holder, held_until) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (task) DO UPDATE SET ran_at = excluded.ran_at, holder = excluded.holder, held_until = excluded.held_until`),
+  renewLease: named('renew_lease', 'UPDATE maintenance SET held_until = $1 WHERE task = $2 AND holder = $3'),
+  release: named('release', 'UPDATE maintenance SET holder = NULL, held_until = $1 WHERE task = $2 AND holder = $3'),
   importUsers: named('import_users', `
     INSERT INTO users (id, created_at) SELECT * FROM unnest($1::text[], $2::bigint[]) AS f(id, at)
-    WHERE NOT EXISTS (SELECT 1 FROM removed_users r WHERE r.id = f.id) ON CONFLICT DO NOTHING`),
+    WHERE NOT EXISTS (SELECT 1 FROM removed_users r WHERE r.id = f.id) ON CONFLICT DO NOTHING RETURNING id`),
   importReservations: named('import_reservations', `
     INSERT INTO removed_users (id, removed_at) SELECT * FROM unnest($1::text[], $2::bigint[]) AS f(id, at)
-    WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = f.id) ON CONFLICT DO NOTHING`),
+    WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = f.id) ON CONFLICT DO NOTHING RETURNING id`),
   importTokens: named('import_tokens', `
     INSERT INTO tokens (hash, user_id, created_at, scopes) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
-    ON CONFLICT DO NOTHING`),
+    ON CONFLICT DO NOTHING RETURNING hash`),
   // Set-based, one statement per run of messages. Conversation rows are summed per
   // (owner, peer) first, because one INSERT … ON CONFLICT DO UPDATE may touch a row once.
   importMessages: named('import_messages', `
@@ -168,7 +172,7 @@ const SQL = {
       ON CONFLICT (owner, peer) DO UPDATE
         SET last_seq = greatest(c.last_seq, excluded.last_seq), unread = c.unread + excluded.unread
     )
-    SELECT count(*)::int AS n, max(seq) AS top FROM m`),
+    SELECT count(*)::int AS n, max(seq) AS top, coalesce(array_agg(seq), '{}') AS seqs FROM m`),
   // New ids must continue past imported ones. The sequence only ever moves forward here, and
   // the write lock keeps every other writer from drawing from it meanwhile.
   advanceSequence: named('advance_sequence', `
@@ -279,13 +283,19 @@ export class WriteSide {
       }
       case 'revokeTokens': return (await client.query(SQL.revokeTokens([op.user]))).rowCount ?? 0;
       case 'import': return this.import(client, op.records);
-      case 'prune': return this.prune(client, op);
+      case 'prune': {
+        if (op.lease && (await client.query(SQL.renewLease([now + op.lease.leaseMs, op.lease.task, op.lease.holder]))).rowCount === 0) {
+          return { removed: 0, more: false, lost: true };
+        }
+        return this.prune(client, op);
+      }
       case 'claim': {
-        const ranAt = (await client.query<{ ran_at: number }>(SQL.claimRead([op.task]))).rows[0]?.ran_at;
-        if (!claimDue(ranAt, now, op.everyMs)) return false;
-        await client.query(SQL.claimWrite([op.task, now]));
+        const row = (await client.query<TaskClaimRow>(SQL.claimRead([op.task]))).rows[0];
+        if (!claimDue(row, now, op.everyMs)) return false;
+        await client.query(SQL.claimWrite([op.task, now, op.holder, now + op.leaseMs]));
         return true;
       }
+      case 'release': return ((await client.query(SQL.release([now, op.task, op.holder]))).rowCount ?? 0) > 0;
       case 'ping': return true;
       case 'webhook': return applyWebhookWrite(client, op.write);
     }
@@ -338,29 +348,21 @@ export class WriteSide {
 
   /**
    * Removes what a prune selects in a fixed number of statements however many messages it
-   * takes (the write lock is held meanwhile), with the same repairs a delete makes.
+   * takes (the write lock is held meanwhile), repairing conversations as write-decisions.ts's
+   * sidesOfAll says, each step set-wise.
    */
   private async prune(client: pg.ClientBase, op: Extract<WriteOp, { op: 'prune' }>): Promise<PruneResult> {
     const gone = (await client.query<{ seq: number; from_user: string; to_user: string; read_at: number | null }>(
       op.inbox !== undefined ? SQL.pruneInbox([op.inbox, op.upTo ?? 0, op.limit]) : SQL.pruneOld([op.before ?? 0, op.limit]),
     )).rows;
     if (gone.length === 0) return { removed: 0, more: false };
-    const drops = new Map<string, { owner: string; peer: string; drop: number }>();
-    for (const r of gone) {
-      for (const side of sidesOf({ seq: r.seq, fromUser: r.from_user, toUser: r.to_user, unread: r.read_at === null })) {
-        const key = JSON.stringify([side.owner, side.peer]);
-        const d = drops.get(key) ?? { owner: side.owner, peer: side.peer, drop: 0 };
-        d.drop += side.unreadDrop;
-        drops.set(key, d);
-      }
-    }
-    const rows = [...drops.values()];
+    // The repair of write-decisions.ts (sidesOfAll), a fixed number of statements for any number of rows.
+    const rows = sidesOfAll(gone.map((r) => ({ seq: r.seq, fromUser: r.from_user, toUser: r.to_user, unread: r.read_at === null })));
     const lowered = (await client.query<{ owner: string; peer: string; last_seq: number }>(
-      SQL.lowerUnreadMany([rows.map((r) => r.owner), rows.map((r) => r.peer), rows.map((r) => r.drop)]),
+      SQL.lowerUnreadMany([rows.map((r) => r.owner), rows.map((r) => r.peer), rows.map((r) => r.unreadDrop)]),
     )).rows;
     const removed = new Set(gone.map((r) => r.seq));
-    // A row needs the newest message left between its two users when its last one went.
-    const stale = lowered.filter((c) => removed.has(c.last_seq));
+    const stale = lowered.filter((c) => pruneNeedsNewest(c.last_seq, removed));
     if (stale.length > 0) {
       const newest = (await client.query<{ owner: string; peer: string; seq: number | null }>(
         SQL.newestBetweenMany([stale.map((c) => c.owner), stale.map((c) => c.peer)]),
@@ -368,8 +370,7 @@ export class WriteSide {
       const set: { owner: string; peer: string; seq: number }[] = [];
       const drop: { owner: string; peer: string }[] = [];
       for (const n of newest) {
-        // Its last message was deleted: the repair is the delete's, with the newest left.
-        const repair = repairConversation(0, 0, n.seq);
+        const repair = repairStale(n.seq);
         if (repair.drop) drop.push(n);
         else set.push({ owner: n.owner, peer: n.peer, seq: repair.lastSeq });
       }
@@ -394,36 +395,60 @@ export class WriteSide {
    * may name a user from earlier in the same chunk exactly as on SQLite.
    */
   private async import(client: pg.ClientBase, records: readonly ExportRecord[]): Promise<StoreWriteResults['import']> {
-    const counts = { users: 0, tokens: 0, messages: 0, reservations: 0 };
+    const counts = { users: 0, tokens: 0, messages: 0, reservations: 0, notStored: [] as number[] };
+    // The positions of a run whose key is not among those its statement stored (each stored key counts once).
+    const noteNotStored = (from: number, keys: readonly string[], stored: readonly string[]) => {
+      const left = new Map<string, number>();
+      for (const k of stored) left.set(k, (left.get(k) ?? 0) + 1);
+      keys.forEach((k, n) => {
+        const have = left.get(k) ?? 0;
+        if (have > 0) left.set(k, have - 1);
+        else counts.notStored.push(from + n);
+      });
+    };
+    // Users of this chunk the store already held: their tokens would join another's account.
+    const unstoredUsers = new Set<string>();
     let i = 0;
     while (i < records.length) {
       const type = records[i]!.type;
+      const from = i;
       let j = i;
       while (j < records.length && records[j]!.type === type) j++;
       const run = records.slice(i, j);
       i = j;
       if (type === 'user') {
         const users = run as Extract<ExportRecord, { type: 'user' }>[];
-        counts.users += (await client.query(SQL.importUsers([
+        const stored = (await client.query<{ id: string }>(SQL.importUsers([
           users.map((u) => u.id), users.map((u) => Date.parse(u.createdAt)),
-        ]))).rowCount ?? 0;
+        ]))).rows.map((r) => r.id);
+        counts.users += stored.length;
+        noteNotStored(from, users.map((u) => u.id), stored);
+        const storedIds = new Set(stored);
+        for (const u of users) if (!storedIds.has(u.id)) unstoredUsers.add(u.id);
       } else if (type === 'reservation') {
         const reserved = run as Extract<ExportRecord, { type: 'reservation' }>[];
-        counts.reservations += (await client.query(SQL.importReservations([
+        const stored = (await client.query<{ id: string }>(SQL.importReservations([
           reserved.map((r) => r.id), reserved.map((r) => Date.parse(r.removedAt)),
-        ]))).rowCount ?? 0;
+        ]))).rows.map((r) => r.id);
+        counts.reservations += stored.length;
+        noteNotStored(from, reserved.map((r) => r.id), stored);
       } else if (type === 'token') {
         const tokens = run as Extract<ExportRecord, { type: 'token' }>[];
-        counts.tokens += (await client.query(SQL.importTokens([
-          tokens.map((t) => t.hash), tokens.map((t) => t.user), tokens.map((t) => Date.parse(t.createdAt)), tokens.map((t) => t.scopes ?? 'full'),
-        ]))).rowCount ?? 0;
+        // Those of an unstored user are not sent: noteNotStored names them, as never stored.
+        const kept = tokens.filter((t) => !unstoredUsers.has(t.user));
+        const stored = kept.length === 0 ? [] : (await client.query<{ hash: string }>(SQL.importTokens([
+          kept.map((t) => t.hash), kept.map((t) => t.user), kept.map((t) => Date.parse(t.createdAt)), kept.map((t) => t.scopes ?? 'full'),
+        ]))).rows.map((r) => r.hash);
+        counts.tokens += stored.length;
+        noteNotStored(from, tokens.map((t) => t.hash), stored);
       } else {
         const ms = (run as Extract<ExportRecord, { type: 'message' }>[]).map((r) => r.message);
-        const out = (await client.query<{ n: number; top: number | null }>(SQL.importMessages([
+        const out = (await client.query<{ n: number; top: number | null; seqs: (string | number)[] }>(SQL.importMessages([
           ms.map((m) => m.id), ms.map((m) => m.fromUser), ms.map((m) => m.toUser), ms.map((m) => m.message),
           ms.map((m) => Date.parse(m.sentAt)), ms.map((m) => (m.readAt === null ? null : Date.parse(m.readAt))),
         ]))).rows[0]!;
         counts.messages += out.n;
+        noteNotStored(from, ms.map((m) => String(Number(m.id))), out.seqs.map((s) => String(Number(s))));
         if (out.top !== null) await client.query(SQL.advanceSequence([out.top]));
       }
     }

@@ -146,6 +146,16 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 5,
+    name: 'maintenance claims held for the whole run',
+    sql: `
+      -- The instance running a task and until when its lease lasts (renewed by each of its
+      -- writes), so a long run is never overlapped and a crashed one's claim runs out.
+      ALTER TABLE maintenance ADD COLUMN holder TEXT;
+      ALTER TABLE maintenance ADD COLUMN held_until INTEGER;
+    `,
+  },
 ];
 
 /**

@@ -87,6 +87,7 @@ const param = (): string => '?';
 /** See the module comment. */
 class SqliteDialect implements Dialect {
   readonly kind = 'sqlite';
+  readonly ownWal = true;
   readonly ownFeed = false;
   readonly pingWrites = true;
   readonly sameThread = true;
@@ -189,6 +190,7 @@ class SqliteDialect implements Dialect {
       inboxCutoff: (user, keep) => (this.prepared('SELECT seq FROM messages WHERE to_user = ? ORDER BY seq DESC LIMIT 1 OFFSET ?').pluck()
         .get(user, keep) as number | undefined) ?? null,
       stats: () => this.stats(options.path),
+      taskRanAt: (task) => (this.prepared('SELECT ran_at FROM maintenance WHERE task = ?').pluck().get(task) as number | undefined) ?? null,
       userExists: (id) => this.prepared('SELECT 1 FROM users WHERE id = ?').get(id) !== undefined,
       reservations: () => (this.prepared('SELECT id, removed_at FROM removed_users ORDER BY id').all() as { id: string; removed_at: number }[])
         .map((r): Reservation => ({ id: r.id, removedAt: new Date(r.removed_at).toISOString() })),
@@ -200,7 +202,7 @@ class SqliteDialect implements Dialect {
   }
 
   /** Counts over the smallest index, the oldest time from the age index, sizes from the files. */
-  private stats(path: string): StoreStats {
+  private stats(path: string): Omit<StoreStats, 'retentionRanAt'> {
     const size = (file: string) => {
       try {
         return statSync(file).size;

@@ -33,6 +33,8 @@ export class WalSync {
   private synced = 0;
   private syncing = false;
   private waiters: Waiter[] = [];
+  private started = 0;
+  private observer: ((seconds: number) => void) | undefined;
 
   constructor(private readonly walPath: string, private readonly fsync: Fsync = nodeFsync) {}
 
@@ -56,6 +58,11 @@ export class WalSync {
     return done;
   }
 
+  /** Tells `observer` how long each successful fsync took (`/metrics`'s fsync histogram). */
+  observeSync(observer: (seconds: number) => void): void {
+    this.observer = observer;
+  }
+
   /** Closes the WAL file's descriptor (after the last commit was made durable). */
   close(): void {
     if (this.fd !== undefined) closeSync(this.fd);
@@ -72,7 +79,11 @@ export class WalSync {
       this.finish(covering, err as Error);
       return;
     }
-    this.fsync(fd, (err) => this.finish(covering, err ?? undefined));
+    this.started = performance.now();
+    this.fsync(fd, (err) => {
+      if (!err) this.observer?.((performance.now() - this.started) / 1000);
+      this.finish(covering, err ?? undefined);
+    });
   }
 
   private finish(covering: number, err: Error | undefined): void {

@@ -13,7 +13,8 @@ import type { Message } from '../../protocol/types.js';
 import { messageJson, readTail } from '../../protocol/wire.js';
 import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome } from '../storage.js';
 import {
-  claimDue, idempotencyOutcome, keyCutoff, repairConversation, repairNeedsNewest, sidesOf, WriteClock,
+  claimDue, idempotencyOutcome, keyCutoff, pruneNeedsNewest, repairConversation, repairNeedsNewest, repairStale, sidesOf, sidesOfAll,
+  type TaskClaimRow, WriteClock,
 } from '../write-decisions.js';
 import { outboxEventOf } from '../webhooks.js';
 import { SqliteWebhookWrites } from './webhooks.js';
@@ -69,11 +70,15 @@ export const WRITE_SQL = {
   purgeKeysOf: 'DELETE FROM idempotency_keys WHERE sender = ?',
   revokeTokens: 'DELETE FROM tokens WHERE user_id = ?',
   newest: 'SELECT json FROM messages WHERE seq = (SELECT max(seq) FROM messages)',
-  pruneOld: `SELECT seq FROM messages WHERE ${SENT_AT} < ? ORDER BY ${SENT_AT} LIMIT ?`,
-  pruneInbox: 'SELECT seq FROM messages WHERE to_user = ? AND seq <= ? ORDER BY seq LIMIT ?',
-  claimRead: 'SELECT ran_at FROM maintenance WHERE task = ?',
-  claimWrite: `INSERT INTO maintenance (task, ran_at) VALUES (?, ?)
-         ON CONFLICT (task) DO UPDATE SET ran_at = excluded.ran_at`,
+  pruneOld: `SELECT seq, from_user, to_user, read_at FROM messages WHERE ${SENT_AT} < ? ORDER BY ${SENT_AT} LIMIT ?`,
+  pruneInbox: 'SELECT seq, from_user, to_user, read_at FROM messages WHERE to_user = ? AND seq <= ? ORDER BY seq LIMIT ?',
+  lowerUnread: 'UPDATE conversations SET unread = max(unread - ?, 0) WHERE owner = ? AND peer = ? RETURNING last_seq',
+  pointConversation: 'UPDATE conversations SET last_seq = ? WHERE owner = ? AND peer = ?',
+  claimRead: 'SELECT ran_at AS ranAt, holder, held_until AS heldUntil FROM maintenance WHERE task = ?',
+  claimWrite: `INSERT INTO maintenance (task, ran_at, holder, held_until) VALUES (?, ?, ?, ?)
+         ON CONFLICT (task) DO UPDATE SET ran_at = excluded.ran_at, holder = excluded.holder, held_until = excluded.held_until`,
+  renewLease: 'UPDATE maintenance SET held_until = ? WHERE task = ? AND holder = ?',
+  release: 'UPDATE maintenance SET holder = NULL, held_until = ? WHERE task = ? AND holder = ?',
 } as const;
 
 /** Applies batches of writes to one write connection. */
@@ -129,10 +134,14 @@ export class WriteSide {
       addToken: db.prepare(WRITE_SQL.addToken),
       revokeTokens: db.prepare(WRITE_SQL.revokeTokens),
       newest: db.prepare(WRITE_SQL.newest).pluck(),
-      pruneOld: db.prepare(WRITE_SQL.pruneOld).pluck(),
-      pruneInbox: db.prepare(WRITE_SQL.pruneInbox).pluck(),
-      claimRead: db.prepare(WRITE_SQL.claimRead).pluck(),
+      pruneOld: db.prepare(WRITE_SQL.pruneOld),
+      pruneInbox: db.prepare(WRITE_SQL.pruneInbox),
+      lowerUnread: db.prepare(WRITE_SQL.lowerUnread).pluck(),
+      pointConversation: db.prepare(WRITE_SQL.pointConversation),
+      claimRead: db.prepare(WRITE_SQL.claimRead),
       claimWrite: db.prepare(WRITE_SQL.claimWrite),
+      renewLease: db.prepare(WRITE_SQL.renewLease),
+      release: db.prepare(WRITE_SQL.release),
     };
     this.webhooks = new SqliteWebhookWrites(db);
     this.batch = db.transaction((ops: readonly StoreWrite[], now: number, isolate: boolean) => this.runBatch(ops, now, isolate));
@@ -230,12 +239,18 @@ export class WriteSide {
       }
       case 'revokeTokens': return this.stmt.revokeTokens.run(op.user).changes;
       case 'import': return this.import(op.records);
-      case 'prune': return this.prune(op);
+      case 'prune': {
+        if (op.lease && this.stmt.renewLease.run(now + op.lease.leaseMs, op.lease.task, op.lease.holder).changes === 0) {
+          return { removed: 0, more: false, lost: true };
+        }
+        return this.prune(op);
+      }
       case 'claim': {
-        if (!claimDue(this.stmt.claimRead.get(op.task) as number | undefined, now, op.everyMs)) return false;
-        this.stmt.claimWrite.run(op.task, now);
+        if (!claimDue(this.stmt.claimRead.get(op.task) as TaskClaimRow | undefined, now, op.everyMs)) return false;
+        this.stmt.claimWrite.run(op.task, now, op.holder, now + op.leaseMs);
         return true;
       }
+      case 'release': return this.stmt.release.run(now, op.task, op.holder).changes > 0;
       case 'ping': return true;
       case 'webhook': return this.webhooks.apply(op.write);
     }
@@ -286,13 +301,26 @@ export class WriteSide {
     return JSON.parse(row.json) as Message;
   }
 
-  /** Removes what a prune selects, one message at a time as a delete does (in-process, microseconds each). */
+  /**
+   * Removes what a prune selects, repairing conversations as write-decisions.ts's sidesOfAll
+   * says: a statement per message and per row touched, each microseconds in-process.
+   */
   private prune(op: Extract<StoreWrite, { op: 'prune' }>): PruneResult {
-    const seqs = (op.inbox !== undefined
+    const gone = (op.inbox !== undefined
       ? this.stmt.pruneInbox.all(op.inbox, op.upTo ?? 0, op.limit)
-      : this.stmt.pruneOld.all(new Date(op.before ?? 0).toISOString(), op.limit)) as number[];
-    for (const seq of seqs) this.delete(seq);
-    return { removed: seqs.length, more: seqs.length === op.limit };
+      : this.stmt.pruneOld.all(new Date(op.before ?? 0).toISOString(), op.limit)) as
+      { seq: number; from_user: string; to_user: string; read_at: number | null }[];
+    for (const r of gone) this.stmt.deleteRow.run(r.seq);
+    const removed = new Set(gone.map((r) => r.seq));
+    const rows = sidesOfAll(gone.map((r) => ({ seq: r.seq, fromUser: r.from_user, toUser: r.to_user, unread: r.read_at === null })));
+    for (const { owner, peer, unreadDrop } of rows) {
+      const lastSeq = this.stmt.lowerUnread.get(unreadDrop, owner, peer) as number | undefined;
+      if (lastSeq === undefined || !pruneNeedsNewest(lastSeq, removed)) continue;
+      const repair = repairStale(this.stmt.lastBetween.get(owner, peer, peer, owner) as number | null);
+      if (repair.drop) this.stmt.dropConversation.run(owner, peer);
+      else this.stmt.pointConversation.run(repair.lastSeq, owner, peer);
+    }
+    return { removed: gone.length, more: gone.length === op.limit };
   }
 
   private markRead(user: string, now: number, upTo?: number, ids?: number[]): ReadOutcome {
@@ -314,15 +342,30 @@ export class WriteSide {
   }
 
   private import(records: readonly ExportRecord[]): StoreWriteResults['import'] {
-    const counts = { users: 0, tokens: 0, messages: 0, reservations: 0 };
+    const counts = { users: 0, tokens: 0, messages: 0, reservations: 0, notStored: [] as number[] };
+    // Users of this chunk the store already held: their tokens would join another's account.
+    const unstoredUsers = new Set<string>();
     let highest = 0;
-    for (const r of records) {
+    for (const [i, r] of records.entries()) {
       if (r.type === 'user') {
-        counts.users += this.stmt.importUser.run(r.id, Date.parse(r.createdAt), r.id).changes;
+        const stored = this.stmt.importUser.run(r.id, Date.parse(r.createdAt), r.id).changes;
+        counts.users += stored;
+        if (!stored) {
+          counts.notStored.push(i);
+          unstoredUsers.add(r.id);
+        }
       } else if (r.type === 'reservation') {
-        counts.reservations += this.stmt.importReservation.run(r.id, Date.parse(r.removedAt), r.id).changes;
+        const stored = this.stmt.importReservation.run(r.id, Date.parse(r.removedAt), r.id).changes;
+        counts.reservations += stored;
+        if (!stored) counts.notStored.push(i);
       } else if (r.type === 'token') {
-        counts.tokens += this.stmt.addToken.run(r.hash, r.user, Date.parse(r.createdAt), r.scopes ?? null).changes;
+        if (unstoredUsers.has(r.user)) {
+          counts.notStored.push(i);
+          continue;
+        }
+        const stored = this.stmt.addToken.run(r.hash, r.user, Date.parse(r.createdAt), r.scopes ?? null).changes;
+        counts.tokens += stored;
+        if (!stored) counts.notStored.push(i);
       } else {
         const m = r.message;
         const seq = Number(m.id);
@@ -332,6 +375,8 @@ export class WriteSide {
         if (inserted) {
           this.noteInserted(seq, m.fromUser, m.toUser, readAt === null);
           counts.messages++;
+        } else {
+          counts.notStored.push(i);
         }
       }
     }
