@@ -4,7 +4,7 @@
  * so live delivery cannot differ between SQLite and PostgreSQL.
  */
 import type { Message } from '../protocol/types.js';
-import type { ExportRecord, ImportCounts, NewMessage, ReadOutcome, SendOutcome, StoreEvent } from './storage.js';
+import type { ExportRecord, NewMessage, ReadOutcome, SendOutcome, StoreEvent } from './storage.js';
 import type { WebhookWrite } from './webhooks.js';
 import type { ImportChunkResult } from './import-check.js';
 
