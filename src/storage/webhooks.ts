@@ -142,6 +142,8 @@ export type WebhookWrite =
 
 /** The webhook reads a dialect answers, each one statement. */
 export interface WebhookReads {
+  /** Whether an endpoint could be leased at `now` (enabled, free, a delivery due): a lease is a write, this a read. */
+  anyLeasable(now: number): Awaitable<boolean>;
   listWebhooks(): Awaitable<StoredWebhook[]>;
   getWebhook(id: string): Awaitable<StoredWebhook | null>;
   /** Newest first, ids below `before`, at most `fetch`. */
@@ -191,7 +193,10 @@ export class CoreWebhookStore implements WebhookStore {
     return this.write({ action: 'retry', webhookId, deliveryId, now }) as Promise<StoredDelivery | null>;
   }
 
-  leaseEndpoints(owner: string, now: number, leaseMs: number, limit: number): Promise<StoredWebhook[]> {
+  async leaseEndpoints(owner: string, now: number, leaseMs: number, limit: number): Promise<StoredWebhook[]> {
+    // The dispatcher asks after every commit and every second: nearly always there is
+    // nothing due, and a lease write would be a commit (an fsync) of its own each time.
+    if (!(await this.read(() => this.reads.anyLeasable(now)))) return [];
     return this.write({ action: 'lease', owner, now, leaseMs, limit }) as Promise<StoredWebhook[]>;
   }
 

@@ -13,6 +13,13 @@ import {
   type DeliveryRow, type OutboxEvent, type WebhookReads, type WebhookRow, type WebhookWrite,
 } from '../webhooks.js';
 
+/** An endpoint `w` that is enabled, not leased at `now` (a parameter), and whose oldest pending delivery is due. */
+function leasable(now: string): string {
+  return `w.enabled AND (w.lease_until IS NULL OR w.lease_until <= ${now})
+    AND (SELECT d.next_attempt_at FROM webhook_deliveries d
+         WHERE d.webhook_id = w.id AND d.status = 'pending' ORDER BY d.id LIMIT 1) <= ${now}`;
+}
+
 /**
  * Writes a batch's events to the outbox on the batch's own connection, before its COMMIT:
  * one row per event and subscribed endpoint, ids in event order (they are drawn under the
@@ -76,13 +83,7 @@ export async function applyWebhookWrite(client: pg.ClientBase, w: WebhookWrite):
       // waited for; once that lease commits, it keeps the endpoint out of every later claim.
       return (await rows<WebhookRow>(
         `UPDATE webhooks SET lease_owner = $1, lease_until = $2::bigint + $3::bigint
-         WHERE id IN (
-           SELECT w.id FROM webhooks w
-           WHERE w.enabled AND (w.lease_until IS NULL OR w.lease_until <= $2)
-             AND (SELECT d.next_attempt_at FROM webhook_deliveries d
-                  WHERE d.webhook_id = w.id AND d.status = 'pending' ORDER BY d.id LIMIT 1) <= $2
-           ORDER BY w.id LIMIT $4
-           FOR UPDATE OF w SKIP LOCKED)
+         WHERE id IN (SELECT w.id FROM webhooks w WHERE ${leasable('$2')} ORDER BY w.id LIMIT $4 FOR UPDATE OF w SKIP LOCKED)
          RETURNING ${WEBHOOK_COLUMNS}`,
         [w.owner, w.now, w.leaseMs, w.limit],
       )).map(toWebhook);
@@ -107,6 +108,7 @@ export async function applyWebhookWrite(client: pg.ClientBase, w: WebhookWrite):
 /** The reads, through the pool. */
 export function pgWebhookReads(query: <R>(text: string, values: unknown[]) => Promise<R[]>): WebhookReads {
   return {
+    anyLeasable: async (now) => (await query(`SELECT 1 FROM webhooks w WHERE ${leasable('$1::bigint')} LIMIT 1`, [now])).length > 0,
     listWebhooks: async () => (await query<WebhookRow>(`SELECT ${WEBHOOK_COLUMNS} FROM webhooks ORDER BY created_at, id`, [])).map(toWebhook),
     getWebhook: async (id) => {
       const row = (await query<WebhookRow>(`SELECT ${WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1`, [id]))[0];

@@ -10,6 +10,11 @@ import {
   type DeliveryRow, type OutboxEvent, type WebhookReads, type WebhookRow, type WebhookWrite,
 } from '../webhooks.js';
 
+/** An endpoint `w` that is enabled, not leased at `@now`, and whose oldest pending delivery is due. */
+const LEASABLE = `w.enabled = 1 AND (w.lease_until IS NULL OR w.lease_until <= @now)
+  AND (SELECT d.next_attempt_at FROM webhook_deliveries d
+       WHERE d.webhook_id = w.id AND d.status = 'pending' ORDER BY d.id LIMIT 1) <= @now`;
+
 /** The write connection's side: applies {@link WebhookWrite}s and writes the outbox. */
 export class SqliteWebhookWrites {
   private readonly stmt;
@@ -26,12 +31,7 @@ export class SqliteWebhookWrites {
       retry: db.prepare(`UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, finished_at = NULL
         WHERE id = ? AND webhook_id = ? RETURNING ${DELIVERY_COLUMNS}`),
       lease: db.prepare(`UPDATE webhooks SET lease_owner = @owner, lease_until = @now + @leaseMs
-        WHERE id IN (
-          SELECT w.id FROM webhooks w
-          WHERE w.enabled = 1 AND (w.lease_until IS NULL OR w.lease_until <= @now)
-            AND (SELECT d.next_attempt_at FROM webhook_deliveries d
-                 WHERE d.webhook_id = w.id AND d.status = 'pending' ORDER BY d.id LIMIT 1) <= @now
-          ORDER BY w.id LIMIT @limit)
+        WHERE id IN (SELECT w.id FROM webhooks w WHERE ${LEASABLE} ORDER BY w.id LIMIT @limit)
         RETURNING ${WEBHOOK_COLUMNS}`),
       record: db.prepare(`UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, last_attempt_at = ?,
         last_status = ?, last_error = ?, next_attempt_at = ?, finished_at = CASE WHEN ? = 'pending' THEN NULL ELSE ? END
@@ -102,7 +102,9 @@ export function sqliteWebhookReads(db: Database.Database): WebhookReads {
   const get = db.prepare(`SELECT ${WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?`);
   const deliveries = db.prepare(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = ? AND id < ? ORDER BY id DESC LIMIT ?`);
   const head = db.prepare(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = ? AND status = 'pending' ORDER BY id LIMIT 1`);
+  const leasable = db.prepare(`SELECT 1 FROM webhooks w WHERE ${LEASABLE} LIMIT 1`).pluck();
   return {
+    anyLeasable: (now) => leasable.get({ now }) !== undefined,
     listWebhooks: () => (list.all() as WebhookRow[]).map(toWebhook),
     getWebhook: (id) => {
       const row = get.get(id) as WebhookRow | undefined;
