@@ -16,7 +16,7 @@ import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { spawnServer } from '../helpers/child.js';
-import { createSchema, describeWithPostgres, TEST_PG_URL } from '../helpers/pg.js';
+import { createSchema, describeWithPostgres, runSql, TEST_PG_URL } from '../helpers/pg.js';
 import { cli } from '../helpers/cli.js';
 import { startTestServer, tempDir } from '../helpers/server.js';
 
@@ -303,17 +303,6 @@ describe('a second server on one SQLite file', () => {
   });
 });
 
-/** Runs SQL on a test schema (its URL puts the connection there). */
-async function onSchema(url: string, sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
-
 await describeWithPostgres('postbox check on PostgreSQL', () => {
   it('passes a healthy store, and names a dropped table and a schema version that is not this Postbox\'s', async () => {
     const schema = await createSchema();
@@ -324,13 +313,13 @@ await describeWithPostgres('postbox check on PostgreSQL', () => {
       assert.equal(healthy.code, 0, healthy.stdout + healthy.stderr);
       assert.match(healthy.stdout, /the store is whole \(schema version \d+\)/);
 
-      await onSchema(db, 'DROP TABLE webhook_deliveries');
+      await runSql(db, 'DROP TABLE webhook_deliveries');
       const dropped = await postbox(['check', '--db', db]);
       assert.equal(dropped.code, 1, dropped.stdout);
       assert.match(dropped.stdout, /problem: table webhook_deliveries cannot be read/);
       assert.doesNotMatch(dropped.stdout, /counters/, 'SQLite\'s own table is not asked of PostgreSQL');
 
-      await onSchema(db, 'DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)');
+      await runSql(db, 'DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)');
       const behind = await postbox(['check', '--db', db]);
       assert.equal(behind.code, 1, behind.stdout);
       assert.match(behind.stdout, /problem: the store's schema is at version \d+; run postbox migrate/);

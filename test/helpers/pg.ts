@@ -65,15 +65,16 @@ export interface TestSchema {
 /** Creates a schema with a random name. */
 export async function createSchema(url = TEST_PG_URL): Promise<TestSchema> {
   const name = `pbt_${randomBytes(6).toString('hex')}`;
-  await admin(url, `CREATE SCHEMA ${name}`);
+  await runSql(url, `CREATE SCHEMA ${name}`);
   return {
     name,
     url: (port) => urlWithSchema(url, name, port),
-    drop: () => admin(url, `DROP SCHEMA IF EXISTS ${name} CASCADE`),
+    drop: () => runSql(url, `DROP SCHEMA IF EXISTS ${name} CASCADE`),
   };
 }
 
-async function admin(url: string, sql: string): Promise<void> {
+/** Runs one SQL text on its own connection to `url` (a test schema's URL puts it in that schema). */
+export async function runSql(url: string, sql: string): Promise<void> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {

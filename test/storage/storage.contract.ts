@@ -52,6 +52,27 @@ async function sendMany(s: Storage, n: number, from: string, to: string, prefix 
 
 const seqOf = (id: string) => Number(id);
 
+/**
+ * Pages forward (each page after the last id seen) while `writing` commits, until it has
+ * finished and a page says there is no more: the ids seen, in the order seen.
+ */
+async function pageWhileWriting(writing: Promise<unknown>, page: (after: number | undefined) => Promise<WirePage>): Promise<string[]> {
+  const seen: string[] = [];
+  let after: number | undefined;
+  let done = false;
+  void writing.then(() => (done = true));
+  for (;;) {
+    const finished = done;
+    const { messages, more } = objects(await page(after));
+    for (const m of messages) seen.push(m.id);
+    if (messages.length > 0) after = seqOf(messages[messages.length - 1]!.id);
+    if (finished && !more) break;
+    if (messages.length === 0) await new Promise((r) => setImmediate(r));
+  }
+  await writing;
+  return seen;
+}
+
 /** A page with its messages parsed from their wire JSON, for assertions about content. */
 export function objects(page: WirePage): { messages: Message[]; more: boolean } {
   return { messages: page.rows.map(([, json]) => JSON.parse(json) as Message), more: page.more };
@@ -345,19 +366,7 @@ export function storageContract(name: string, open: StoreFactory): void {
             if (out.kind === 'stored' && (from === 'me' || to === 'me')) written.push(out.message.id);
           }
         }));
-        const seen: string[] = [];
-        let after: number | undefined;
-        let done = false;
-        void writing.then(() => (done = true));
-        for (;;) {
-          const finished = done;
-          const page = objects(await s.mailbox('me', { after, limit: 7 }));
-          for (const m of page.messages) seen.push(m.id);
-          if (page.messages.length > 0) after = seqOf(page.messages[page.messages.length - 1]!.id);
-          if (finished && !page.more) break;
-          if (page.messages.length === 0) await new Promise((r) => setImmediate(r));
-        }
-        await writing;
+        const seen = await pageWhileWriting(writing, (after) => s.mailbox('me', { after, limit: 7 }));
         assert.equal(new Set(seen).size, seen.length, 'no message seen twice');
         assert.deepEqual(seen, [...seen].sort((x, y) => seqOf(x) - seqOf(y)), 'in id order');
         assert.deepEqual([...seen].sort(), [...written].sort(), 'every committed message seen');
@@ -409,19 +418,7 @@ export function storageContract(name: string, open: StoreFactory): void {
             if (out.kind === 'stored') written.push(out.message.id);
           }
         }));
-        const seen: string[] = [];
-        let after: number | undefined;
-        let done = false;
-        void writing.then(() => (done = true));
-        for (;;) {
-          const finished = done;
-          const page = objects(await s.inbox('reader', { after, limit: 7 }));
-          for (const m of page.messages) seen.push(m.id);
-          if (page.messages.length > 0) after = seqOf(page.messages[page.messages.length - 1]!.id);
-          if (finished && !page.more) break;
-          if (page.messages.length === 0) await new Promise((r) => setImmediate(r));
-        }
-        await writing;
+        const seen = await pageWhileWriting(writing, (after) => s.inbox('reader', { after, limit: 7 }));
         assert.equal(new Set(seen).size, seen.length, 'no message seen twice');
         assert.deepEqual([...seen].sort(), [...written].sort(), 'every committed message seen');
       }));
