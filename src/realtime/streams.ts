@@ -69,9 +69,9 @@ interface StreamOptions {
   /** Reads a page of the user's inbox (with `sent`, and sent box) in wire form, with the caller's access. */
   readPage: (params: PageParams) => Promise<WireMessagePage>;
   /**
-   * Asked at each heartbeat whether the caller's token still holds. Revocation is also an
-   * event, but one made in another process on a SQLite store (`postbox users remove`) is
-   * heard by no hub; this catches it within a heartbeat.
+   * Asked at each heartbeat, and after a resync, whether the caller's token still holds.
+   * Revocation is also an event, but one made in another process (`postbox users remove`
+   * beside a SQLite server) reaches the hub only as a resync.
    */
   stillAuthorized?: () => Promise<boolean>;
   /** When the caller's credential (a JWT) expires, in epoch ms: the stream ends then. */
@@ -261,6 +261,9 @@ class LiveStream {
 
   private hear(event: StoreEvent): void {
     if (this.closed) return;
+    // Storage could not say what changed (a gap in PostgreSQL's feed, another process's
+    // commit on a SQLite file): the token may have been revoked, or its user removed, too.
+    if (event.type === 'resync') this.recheck();
     if (event.type === 'user-removed') return this.end('the user was removed');
     if (event.type === 'tokens-revoked') {
       if (this.options.actor.kind === 'user') this.end('the token was revoked');
@@ -355,6 +358,11 @@ class LiveStream {
 
   private beat(): void {
     this.write(frameComment(HEARTBEAT_COMMENT));
+    this.recheck();
+  }
+
+  /** Asks again whether the caller's token still holds, and ends the stream if not. */
+  private recheck(): void {
     const check = this.options.stillAuthorized;
     if (!check || this.checking || this.closed) return;
     this.checking = true;

@@ -54,7 +54,8 @@ describe('postbox users', () => {
     const db = `sqlite:${join(dir, 'postbox.db')}`;
     try {
       const token = (await postbox(['users', 'add', 'carol', '--db', db])).stdout.trim();
-      const server = await startTestServer({ POSTBOX_AUTH: 'token', POSTBOX_HEARTBEAT_SECONDS: '1' }, { dir });
+      // No heartbeat comes within the test: the server hears the other process's commit.
+      const server = await startTestServer({ POSTBOX_AUTH: 'token', POSTBOX_HEARTBEAT_SECONDS: '600' }, { dir });
       try {
         const auth = { authorization: `Bearer ${token}` };
         const stream = await openStream(server.url, '/v1/users/carol/stream', auth);
@@ -62,11 +63,43 @@ describe('postbox users', () => {
         const removed = await postbox(['users', 'remove', 'carol', '--db', db]);
         assert.equal(removed.code, 0, removed.stderr);
         // Another handle on the store (as another process has) changed it, unheard by the
-        // server's hub: the stream learns at its next heartbeat.
+        // server's hub: the server sees the file's commit count move, and asks again.
         const [end] = await stream.waitFor(1, 'end', 10_000);
         assert.deepEqual(JSON.parse(end!.data), { reason: 'the token was revoked' });
         await stream.ended;
         assert.equal((await request(server.url, '/v1/users/carol/messages', { headers: auth })).status, 401);
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('delivers what an import beside a running server adds, live: to a stream and a waiting long-poll', async () => {
+    const dir = await tempDir();
+    const db = `sqlite:${join(dir, 'postbox.db')}`;
+    try {
+      const server = await startTestServer({ POSTBOX_HEARTBEAT_SECONDS: '600' }, { dir });
+      try {
+        const first = await request(server.url, '/v1/messages', {
+          method: 'POST', headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ fromUser: 'amy', toUser: 'zed', message: 'live' }),
+        });
+        assert.equal(first.status, 201);
+        const live = first.json<Message>();
+        const stream = await openStream(server.url, `/v1/users/zed/stream?after=${live.id}`);
+        const waiting = request(server.url, `/v1/users/zed/messages?after=${live.id}&wait=60`);
+        const file = join(dir, 'more.jsonl');
+        const imported: Message = { id: String(Number(live.id) + 10), fromUser: 'amy', toUser: 'zed', message: 'imported', sentAt: live.sentAt, readAt: null };
+        await writeFile(file, `${JSON.stringify({ type: 'message', message: imported })}\n`);
+        const done = await postbox(['import', file, '--db', db]);
+        assert.equal(done.code, 0, done.stderr);
+        const [event] = await stream.waitFor(1, 'message', 10_000);
+        assert.deepEqual(JSON.parse(event!.data), imported);
+        const page = (await waiting).json<{ messages: Message[] }>();
+        assert.deepEqual(page.messages, [imported]);
+        stream.close();
       } finally {
         await server.stop();
       }

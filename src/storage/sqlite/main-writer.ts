@@ -59,6 +59,8 @@ export class MainWriter {
   private closed = false;
   /** When the checkpointer last folded the WAL back (ms), for metrics. */
   lastCheckpointAt: number | null = null;
+  private readonly dataVersion: Database.Statement;
+  private seenVersion: number;
 
   constructor(private readonly options: MainWriterOptions) {
     const db = new Database(options.path);
@@ -79,6 +81,10 @@ export class MainWriter {
       throw err;
     }
     this.db = db;
+    // On this connection data_version moves only for commits made through another one:
+    // the read connection never writes, so only another process's commits move it.
+    this.dataVersion = db.prepare('PRAGMA data_version').pluck();
+    this.seenVersion = this.dataVersion.get() as number;
     this.wal = options.durability === 'fsync' ? new WalSync(`${options.path}-wal`, options.fsync) : undefined;
   }
 
@@ -98,6 +104,24 @@ export class MainWriter {
     }
     this.checkpointerTimer ??= setTimeout(() => this.startCheckpointer(), CHECKPOINTER_DELAY_MS).unref();
     return Promise.resolve(this.wal ? { replies, settled: this.wal.committed() } : { replies });
+  }
+
+  /**
+   * Whether another process committed to the file since the last ask (a `postbox` command
+   * beside the server: a user removed, an import). Asked between batches, never inside one.
+   */
+  committedElsewhere(): boolean {
+    if (this.closed) return false;
+    let now: number;
+    try {
+      now = this.dataVersion.get() as number;
+    } catch {
+      // The file is busy or away: the writes' own path reports that; ask again next time.
+      return false;
+    }
+    if (now === this.seenVersion) return false;
+    this.seenVersion = now;
+    return true;
   }
 
   /** Stops the checkpointer, then folds the WAL back so a stopped store is one self-contained file. */

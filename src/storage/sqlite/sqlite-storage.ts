@@ -14,7 +14,7 @@ import {
 import { damagedValue, wireJsonIntact } from '../failures.js';
 import type { BatchResult } from '../group-commit.js';
 import { windowSql } from '../paging.js';
-import type { InboxQuery, StorageLogger, StoredUser, StoreStats, TokenOwner, WireRow } from '../storage.js';
+import type { InboxQuery, StorageLogger, StoredUser, StoreEvent, StoreStats, TokenOwner, WireRow } from '../storage.js';
 import type { WebhookReads } from '../webhooks.js';
 import type { StoreWrite } from '../writes.js';
 import { sqliteWebhookReads } from './webhooks.js';
@@ -65,7 +65,8 @@ export function openSqliteStorage(given: SqliteOptions): SqliteStorage {
     db.close();
     throw err;
   }
-  return new CoreStorage(new SqliteDialect(db, options), new Listeners(options.logger));
+  const listeners = new Listeners(options.logger);
+  return new CoreStorage(new SqliteDialect(db, options, (events) => listeners.emit(events)), listeners);
 }
 
 /** Applies pending migrations to a SQLite file and answers the versions applied. */
@@ -80,6 +81,9 @@ export function migrateSqlite(path: string): number[] {
     db.close();
   }
 }
+
+/** How often the store looks for commits made by another process on its file (one PRAGMA, a few µs). */
+const FOREIGN_COMMIT_POLL_MS = 250;
 
 /** A `?` placeholder, whatever its number. */
 const param = (): string => '?';
@@ -102,7 +106,10 @@ class SqliteDialect implements Dialect {
   /** Watches the file for being deleted or replaced under us (none for `:memory:`). */
   private readonly guard: FileGuard | undefined;
 
-  constructor(private readonly db: Database.Database, options: SqliteOptions) {
+  /** Looks for commits by other processes (see the constructor). */
+  private readonly elsewhere: NodeJS.Timeout;
+
+  constructor(private readonly db: Database.Database, options: SqliteOptions, emit: (events: readonly StoreEvent[]) => void) {
     this.webhookReads = sqliteWebhookReads(db);
     const guard = options.path !== ':memory:' && options.path !== '' ? new FileGuard(options.path, options.logger) : undefined;
     this.guard = guard;
@@ -112,6 +119,14 @@ class SqliteDialect implements Dialect {
     });
     this.durability = this.writer.wal;
     guard?.start();
+    // One server per file (serve-lock.ts), but `postbox` commands may write beside it (remove
+    // a user, import). Their commits are heard by no hub: when one shows, listeners are told
+    // to resync, as after a gap in PostgreSQL's change feed, so streams and long-polls read
+    // storage again and a removed user's streams end, within a poll rather than a heartbeat.
+    this.elsewhere = setInterval(() => {
+      if (this.writer.committedElsewhere()) emit([{ type: 'resync' }]);
+    }, FOREIGN_COMMIT_POLL_MS);
+    this.elsewhere.unref();
     // SQLite's count of commits by other connections: the write connection's and other
     // processes'. Asking costs a read transaction (two fcntl locks, 3-10 µs, more than the
     // rest of a cached read), so it is asked once per turn of the event loop: what this
@@ -238,6 +253,7 @@ class SqliteDialect implements Dialect {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.elsewhere);
     this.guard?.stop();
     await this.writer.close();
     this.db.close();
