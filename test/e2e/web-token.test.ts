@@ -114,6 +114,11 @@ describeWithChromium('web app, token mode', () => {
       admin.page.once('dialog', (d) => void d.accept());
       await admin.page.getByRole('button', { name: 'Remove bob' }).click();
       await admin.page.getByRole('list', { name: 'Users' }).getByText('bob', { exact: true }).waitFor({ state: 'detached' });
+      // Bob's id stays reserved: adding it again is refused, saying why and how to free it.
+      await admin.page.getByLabel('New user').fill('bob');
+      await admin.page.getByRole('button', { name: 'Add user' }).click();
+      await admin.page.getByRole('alert').getByText('That id belongs to a removed user and stays reserved, so that no one inherits their messages. ' +
+        'Choose another id, or free it (deleting those messages) with "postbox users remove bob --purge" or the API\'s DELETE /v1/users/bob?purge=true.').waitFor();
       await bob.page.getByLabel('Token').waitFor();
       await bob.page.getByRole('alert').getByText(/the user was removed/).waitFor();
       // And a reload with the remembered, now dead, token lands on sign-in too.

@@ -9,7 +9,7 @@ import {
 } from '../../src/client/index.js';
 import { Chat, type ConversationView, type PendingSend } from './chat.js';
 import { applyTheme, loadSession, loadTheme, saveSession, type Session, type Theme } from './session.js';
-import { byteLength, fullTime, sentence, shortTime, userIdProblem } from './words.js';
+import { byteLength, fullTime, idTaken, sentence, shortTime, userIdProblem } from './words.js';
 
 const origin = () => location.origin;
 
@@ -238,7 +238,9 @@ function AdminPage(props: { session: Session; onSignOut: (why?: string) => void 
       setProblem(undefined);
       await load();
     } catch (err) {
-      failed(err); // the typed id stays in the field
+      // The typed id stays in the field. The list says whether it is a user's or a removed user's.
+      if (err instanceof PostboxError && err.type.endsWith('/user_exists') && users) setProblem(idTaken(id, users.some((u) => u.id === id)));
+      else failed(err);
     }
   };
   const copy = async () => {
