@@ -59,6 +59,14 @@ describe('web app words', () => {
       'or free it (deleting those messages) with "postbox users remove zed --purge" or the API\'s DELETE /v1/users/zed?purge=true.');
   });
 
+  it('calls every field that holds a user id "the user id", the New conversation\'s peer too', () => {
+    for (const field of ['toUser', 'fromUser', 'id', 'user', 'peer']) {
+      const err = problem('validation', 400, `${field} must not use compatibility characters`,
+        { errors: [{ field, message: 'must not use compatibility characters' }] });
+      assert.equal(sentence(err), 'That was not accepted: the user id must not use compatibility characters.', field);
+    }
+  });
+
   it('gives short relative times for the list: now, minutes, hours, weekday, date', () => {
     const now = Date.parse('2026-03-12T12:00:00Z');
     const ago = (seconds: number) => new Date(now - seconds * 1000).toISOString();

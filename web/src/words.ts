@@ -22,6 +22,9 @@ function code(err: PostboxError): string {
   return err.type.slice(err.type.lastIndexOf('/') + 1);
 }
 
+/** Fields that hold a user id, whatever the route calls them: a person typed each as "user id". */
+const USER_ID_FIELDS = new Set(['toUser', 'fromUser', 'id', 'user', 'peer']);
+
 /** What went wrong, as one sentence a person understands, with what to do about it. */
 export function sentence(err: unknown): string {
   if (err instanceof PostboxConnectionError) {
@@ -57,7 +60,7 @@ export function sentence(err: unknown): string {
         // The server's 409 does not say which: a current user, or a removed one's reserved id.
         return 'That id is taken: by a user, or by a removed user whose id stays reserved so that no one inherits their messages. Choose another id.';
       case 'validation': {
-        const fields = err.errors.map((e) => `${e.field === 'toUser' || e.field === 'id' || e.field === 'user' ? 'the user id' : e.field} ${e.message}`);
+        const fields = err.errors.map((e) => `${USER_ID_FIELDS.has(e.field) ? 'the user id' : e.field} ${e.message}`);
         return `That was not accepted: ${fields.length > 0 ? fields.join('; ') : err.detail}.`;
       }
       case 'internal':
