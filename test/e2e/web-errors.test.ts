@@ -1,7 +1,8 @@
 /**
  * The web app's errors in words, in real Chromium against a real server: a rate limit says
  * when to retry, a message too long (the domain's limit and the server's body limit) says the
- * limit, storage unavailable says to try again shortly. In each, what was typed stays: the
+ * limit, storage unavailable says to try again shortly, a refused stream says why beside the
+ * connection state. In each, what was typed stays: the
  * failed send keeps its text, and Edit puts it back in the field.
  */
 import assert from 'node:assert/strict';
@@ -103,6 +104,36 @@ describeWithChromium('web app, errors in words', () => {
       assert.equal(stored.messages.length, 0, 'nothing was stored');
     } finally {
       await cy.context.close();
+    }
+  });
+
+  it('shows why the live connection is down as text beside its state, fitting a 360 px phone', async () => {
+    const one = await startTestServer({ POSTBOX_STREAMS_PER_USER: '1' });
+    const first = await person(browser);
+    const second = await person(browser, { width: 360, height: 740 });
+    try {
+      await openConversation(first.page, one.url, 'Gus', 'Hob');
+      // The same user in a second window: the server refuses its stream (too many windows).
+      await second.page.goto(one.url);
+      await second.page.getByLabel('User').fill('Gus');
+      await second.page.getByRole('button', { name: 'Sign in' }).click();
+      const state = second.page.getByRole('status').filter({ hasText: 'Reconnecting' });
+      const why = state.getByText('Too many windows are following this account live. Close some tabs; this one keeps trying.');
+      await why.waitFor();
+      assert.equal(await why.isVisible(), true, 'the reason is on screen, not only in a tooltip');
+      assert.equal(await second.page.evaluate('document.documentElement.scrollWidth <= window.innerWidth'), true, 'no sideways scrolling');
+      const box = await why.boundingBox();
+      assert.ok(box && box.x >= 0 && box.x + box.width <= 360, `the reason fits the width: ${JSON.stringify(box)}`);
+      const violations = await seriousViolations(second.page);
+      assert.deepEqual(violations, [], `reconnecting with a reason: ${JSON.stringify(violations, null, 1)}`);
+      // The other window closes: this one gets through, and the reason goes.
+      await first.context.close();
+      await second.page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+      await why.waitFor({ state: 'detached' });
+    } finally {
+      await first.context.close();
+      await second.context.close();
+      await one.stop();
     }
   });
 

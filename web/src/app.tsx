@@ -372,8 +372,10 @@ function ChatScreen(props: { session: Session; info: ServerInfo; onSignOut: (why
   return (
     <div class={`page chat${peer ? ' has-open' : ''}`}>
       <Header who={me} onSignOut={() => props.onSignOut()}>
-        <span class={`conn ${chat.connection}`} role="status" title={chat.connectionProblem ?? ''}>
+        {/* The reason is text, not a tooltip: a keyboard or screen-reader user never sees a title. */}
+        <span class={`conn ${chat.connection}`} role="status">
           <span class="dot" aria-hidden="true" />{state}
+          {chat.connectionProblem && <span class="why"> {chat.connectionProblem}</span>}
         </span>
         <NotifyButton />
       </Header>
