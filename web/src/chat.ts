@@ -275,11 +275,13 @@ export class Chat {
     if (v.loadingOlder || v.older === null) return;
     v.loadingOlder = true;
     this.changed();
+    let loaded = false;
     try {
       const page = await this.client.conversation(this.me, peer, { before: v.older, limit: PAGE });
       v.messages = merge(page.messages, v.messages);
       v.older = page.next;
       v.problem = undefined;
+      loaded = true;
     } catch (err) {
       if (!this.authFailed(err)) v.problem = sentence(err);
     } finally {
@@ -288,7 +290,7 @@ export class Chat {
     }
     // An older page of the open conversation is now in view: its unread messages are read
     // too, or a conversation with more unread than one page would never reach zero.
-    if (this.openPeer === peer) await this.markOpenRead();
+    if (loaded && this.openPeer === peer) await this.markOpenRead();
   }
 
   /** Marks what the open conversation shows as read, while the tab is visible. */
