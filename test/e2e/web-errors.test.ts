@@ -1,27 +1,30 @@
 /**
  * The web app's errors in words, in real Chromium against a real server: a rate limit says
  * when to retry, a message too long (the domain's limit and the server's body limit) says the
- * limit, storage unavailable says to try again shortly. In each, what was typed stays: the
- * failed send keeps its text, and Edit puts it back in the field.
+ * limit, storage unavailable says to try again shortly (in token mode too), a refused stream
+ * says why beside the connection state. In each, what was typed stays: the failed send keeps
+ * its text, and Edit puts it back in the field.
  */
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
-import { request } from '../helpers/http.js';
+import { postJson, request } from '../helpers/http.js';
 import { describeWithChromium, launchBrowser, person, seriousViolations } from '../helpers/browser.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { ensureWebBuilt } from '../helpers/web-build.js';
 import { bodyLimitFor } from '../../src/app.js';
 
 const MAX_BYTES = 300;
+const ADMIN = 'the-admin-token-for-the-web-error-tests-0123456789';
 
 let server: TestServer;
 let browser: Browser;
 
-/** Signs `user` in (open mode) on `base` and opens the conversation with `peer`. */
-async function openConversation(page: Page, base: string, user: string, peer: string): Promise<void> {
+/** Signs `user` in on `base` (open mode; token mode with `token`) and opens the conversation with `peer`. */
+async function openConversation(page: Page, base: string, user: string, peer: string, token?: string): Promise<void> {
   await page.goto(base);
-  await page.getByLabel('User').fill(user);
+  if (token === undefined) await page.getByLabel('User').fill(user);
+  else await page.getByLabel('Token').fill(token);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
   await page.goto(`${base}/#/c/${peer}`);
@@ -106,28 +109,73 @@ describeWithChromium('web app, errors in words', () => {
     }
   });
 
-  it('says storage unavailable (503) means try again shortly; the retry then goes through', async () => {
-    const eve = await person(browser);
+  it('shows why the live connection is down as text beside its state, fitting a 360 px phone', async () => {
+    const one = await startTestServer({ POSTBOX_STREAMS_PER_USER: '1' });
+    const first = await person(browser);
+    const second = await person(browser, { width: 360, height: 740 });
     try {
-      const { page } = eve;
-      await openConversation(page, server.url, 'Eve', 'Fay');
-      await page.route('**/v1/messages', (route) => route.fulfill({
-        status: 503,
-        headers: { 'retry-after': '1' },
-        contentType: 'application/problem+json',
-        body: JSON.stringify({
-          type: '/problems/storage_unavailable', title: 'Storage unavailable', status: 503,
-          detail: 'the storage is not answering', errors: [],
-        }),
-      }));
-      await sendFails(page, 'Fay', 'still here?', /^Not sent\. The server cannot reach its storage right now\. Nothing was lost; try again shortly\.$/, true);
-      // Sent again once storage is back: nothing was lost.
-      await page.unroute('**/v1/messages');
-      await page.getByRole('button', { name: 'Send' }).click();
-      await page.getByRole('listitem').filter({ hasText: 'still here?' }).getByText('Sent', { exact: true }).waitFor();
-      assert.deepEqual(eve.problems.filter((p) => !/\b(429|413|503)\b/.test(p)), []);
+      await openConversation(first.page, one.url, 'Gus', 'Hob');
+      // The same user in a second window: the server refuses its stream (too many windows).
+      await second.page.goto(one.url);
+      await second.page.getByLabel('User').fill('Gus');
+      await second.page.getByRole('button', { name: 'Sign in' }).click();
+      const state = second.page.getByRole('status').filter({ hasText: 'Reconnecting' });
+      const why = state.getByText('Too many windows are following this account live. Close some tabs; this one keeps trying.');
+      await why.waitFor();
+      assert.equal(await why.isVisible(), true, 'the reason is on screen, not only in a tooltip');
+      assert.equal(await second.page.evaluate('document.documentElement.scrollWidth <= window.innerWidth'), true, 'no sideways scrolling');
+      const box = await why.boundingBox();
+      assert.ok(box && box.x >= 0 && box.x + box.width <= 360, `the reason fits the width: ${JSON.stringify(box)}`);
+      const violations = await seriousViolations(second.page);
+      assert.deepEqual(violations, [], `reconnecting with a reason: ${JSON.stringify(violations, null, 1)}`);
+      // The other window closes: this one gets through, and the reason goes.
+      await first.context.close();
+      await second.page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+      await why.waitFor({ state: 'detached' });
     } finally {
-      await eve.context.close();
+      await first.context.close();
+      await second.context.close();
+      await one.stop();
     }
   });
+
+  for (const mode of ['open', 'token'] as const) {
+    it(`says storage unavailable (503) means try again shortly; the retry then goes through (${mode} mode)`, async () => {
+      // Token mode sends its bearer token on a path of its own: its failures must read the same.
+      const tokenServer = mode === 'token' ? await startTestServer({ POSTBOX_AUTH: 'token', POSTBOX_ADMIN_TOKEN: ADMIN }) : undefined;
+      const eve = await person(browser);
+      try {
+        const { page } = eve;
+        if (tokenServer) {
+          const tokens: string[] = [];
+          for (const id of ['Eve', 'Fay']) {
+            const created = await postJson(tokenServer.url, '/v1/users', { id }, { authorization: `Bearer ${ADMIN}` });
+            assert.equal(created.status, 201, created.text);
+            tokens.push(created.json<{ token: string }>().token);
+          }
+          await openConversation(page, tokenServer.url, 'Eve', 'Fay', tokens[0]);
+        } else {
+          await openConversation(page, server.url, 'Eve', 'Fay');
+        }
+        await page.route('**/v1/messages', (route) => route.fulfill({
+          status: 503,
+          headers: { 'retry-after': '1' },
+          contentType: 'application/problem+json',
+          body: JSON.stringify({
+            type: '/problems/storage_unavailable', title: 'Storage unavailable', status: 503,
+            detail: 'the storage is not answering', errors: [],
+          }),
+        }));
+        await sendFails(page, 'Fay', 'still here?', /^Not sent\. The server cannot reach its storage right now\. Nothing was lost; try again shortly\.$/, true);
+        // Sent again once storage is back: nothing was lost.
+        await page.unroute('**/v1/messages');
+        await page.getByRole('button', { name: 'Send' }).click();
+        await page.getByRole('listitem').filter({ hasText: 'still here?' }).getByText('Sent', { exact: true }).waitFor();
+        assert.deepEqual(eve.problems.filter((p) => !/\b(429|413|503)\b/.test(p)), []);
+      } finally {
+        await eve.context.close();
+        await tokenServer?.stop();
+      }
+    });
+  }
 });

@@ -6,13 +6,12 @@
  * README's screenshots to docs/.
  */
 import assert from 'node:assert/strict';
-import { networkInterfaces } from 'node:os';
 import { gzipSync } from 'node:zlib';
 import { after, before, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import type { Message } from '../../src/protocol/types.js';
 import { postJson, request } from '../helpers/http.js';
-import { describeWithChromium, eventually, focusBy, launchBrowser, person, seriousViolations } from '../helpers/browser.js';
+import { describeWithChromium, eventually, focusBy, itOnNetworkAddress, launchBrowser, person, seriousViolations } from '../helpers/browser.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { ensureWebBuilt } from '../helpers/web-build.js';
 
@@ -40,9 +39,6 @@ async function assertAccessible(page: Page, screen: string): Promise<void> {
   const violations = await seriousViolations(page);
   assert.deepEqual(violations, [], `${screen}: ${JSON.stringify(violations, null, 1)}`);
 }
-
-/** The machine's first non-loopback IPv4 address, if it has one. */
-const lanAddress = Object.values(networkInterfaces()).flat().find((a) => a?.family === 'IPv4' && !a.internal)?.address;
 
 /** The conversation list's entry for `peer`. */
 const entry = (page: Page, peer: string) => page.getByRole('navigation', { name: 'Conversations' }).getByRole('listitem').filter({ hasText: peer });
@@ -473,9 +469,7 @@ describeWithChromium('web app, open mode', () => {
     }
   });
 
-  it('works over plain HTTP on a network address: sign in, send, live, no CSP refusal', {
-    skip: lanAddress === undefined ? 'this machine has no non-loopback IPv4 address to browse by' : false,
-  }, async () => {
+  itOnNetworkAddress('works over plain HTTP on a network address: sign in, send, live, no CSP refusal', async (lanAddress) => {
     // Open mode on every interface needs --allow-open-network; an IP address needs no
     // POSTBOX_ALLOWED_HOSTS (a DNS-rebinding page cannot reach us by one), a LAN name would.
     const lan = await startTestServer({ HOST: '0.0.0.0' }, { argv: ['--allow-open-network'] });

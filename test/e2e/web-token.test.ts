@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { postJson, request } from '../helpers/http.js';
-import { describeWithChromium, focusBy, launchBrowser, person, seriousViolations } from '../helpers/browser.js';
+import { describeWithChromium, focusBy, itOnNetworkAddress, launchBrowser, person, seriousViolations } from '../helpers/browser.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { ensureWebBuilt } from '../helpers/web-build.js';
 
@@ -114,6 +114,11 @@ describeWithChromium('web app, token mode', () => {
       admin.page.once('dialog', (d) => void d.accept());
       await admin.page.getByRole('button', { name: 'Remove bob' }).click();
       await admin.page.getByRole('list', { name: 'Users' }).getByText('bob', { exact: true }).waitFor({ state: 'detached' });
+      // Bob's id stays reserved: adding it again is refused, saying why and how to free it.
+      await admin.page.getByLabel('New user').fill('bob');
+      await admin.page.getByRole('button', { name: 'Add user' }).click();
+      await admin.page.getByRole('alert').getByText('That id belongs to a removed user and stays reserved, so that no one inherits their messages. ' +
+        'Choose another id, or free it (deleting those messages) with "postbox users remove bob --purge" or the API\'s DELETE /v1/users/bob?purge=true.').waitFor();
       await bob.page.getByLabel('Token').waitFor();
       await bob.page.getByRole('alert').getByText(/the user was removed/).waitFor();
       // And a reload with the remembered, now dead, token lands on sign-in too.
@@ -160,6 +165,38 @@ describeWithChromium('web app, token mode', () => {
         .json<{ users: { id: string }[] }>().users.some((u) => u.id === 'kay'), false, 'removed on the server');
     } finally {
       await admin.context.close();
+    }
+  });
+
+  itOnNetworkAddress('copies a new token over plain HTTP on a network address, where there is no clipboard API', async (lanAddress) => {
+    const lan = await startTestServer({ HOST: '0.0.0.0', POSTBOX_AUTH: 'token', POSTBOX_ADMIN_TOKEN: ADMIN });
+    const admin = await person(browser);
+    try {
+      const { page } = admin;
+      const port = new URL(lan.url).port;
+      await page.goto(`http://${lanAddress}:${port}`);
+      assert.equal(await page.evaluate('window.isSecureContext'), false, 'plain HTTP by address: not a secure context');
+      assert.equal(await page.evaluate('navigator.clipboard === undefined'), true, 'no clipboard API here');
+      await page.getByLabel('Token').fill(ADMIN);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.getByRole('heading', { name: 'Users' }).waitFor();
+      const token = await addUser(page, 'lan');
+      await page.getByRole('button', { name: 'Copy' }).click();
+      // The fallback (execCommand on the selected field) copied, and says so.
+      await page.getByRole('status').getByText('Copied.').waitFor();
+      assert.equal(await page.evaluate<string>(
+        '(() => { const f = document.activeElement; return f.value.slice(f.selectionStart, f.selectionEnd); })()'), token,
+      'the token field is focused with the whole token selected');
+      // Read back where the clipboard API exists: the same browser profile on a loopback address.
+      const loopback = `http://127.0.0.1:${port}`;
+      await admin.context.grantPermissions(['clipboard-read'], { origin: loopback });
+      const reader = await admin.context.newPage();
+      await reader.goto(loopback);
+      assert.equal(await reader.evaluate('navigator.clipboard.readText()'), token, 'the token is on the clipboard');
+      assert.deepEqual(admin.problems, [], 'no CSP refusal, no script error');
+    } finally {
+      await admin.context.close();
+      await lan.stop();
     }
   });
 

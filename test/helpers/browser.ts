@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { networkInterfaces } from 'node:os';
 import { describe, it } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 
@@ -33,6 +34,31 @@ export function describeWithChromium(title: string, body: () => void): void {
       it(`skipped: ${reason}`, { skip: reason }, () => undefined);
     }
   });
+}
+
+/** The machine's first non-loopback IPv4 address, if it has one: a page there is plain HTTP, not a secure context. */
+export const lanAddress: string | undefined = Object.values(networkInterfaces()).flat()
+  .find((a) => a?.family === 'IPv4' && !a.internal)?.address;
+
+/**
+ * Declares a test that browses the server by {@link lanAddress}, which `body` gets. Without
+ * one it is skipped, saying why; under CI (CI=true) it fails instead, as
+ * {@link describeWithChromium} does, so a runner without a network address never passes as green.
+ */
+export function itOnNetworkAddress(title: string, body: (address: string) => Promise<void>): void {
+  const address = lanAddress;
+  if (address !== undefined) {
+    it(title, () => body(address));
+    return;
+  }
+  const reason = 'this machine has no non-loopback IPv4 address to browse by';
+  if (process.env.CI === 'true') {
+    it(title, () => {
+      throw new Error(`${reason}; CI must provide one`);
+    });
+  } else {
+    it(title, { skip: reason }, () => undefined);
+  }
 }
 
 /** Launches the file's one browser. */

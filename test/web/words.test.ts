@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PostboxConnectionError, PostboxError } from '../../src/client/index.js';
 import type { Problem } from '../../src/protocol/types.js';
-import { byteLength, sentence, shortTime, userIdProblem } from '../../web/src/words.js';
+import { byteLength, idTaken, sentence, shortTime, userIdProblem } from '../../web/src/words.js';
 
 function problem(code: string, status: number, detail: string, extra: Partial<Problem> = {}, retryAfter?: number): PostboxError {
   return new PostboxError(
@@ -42,7 +42,7 @@ describe('web app words', () => {
       [problem('unauthorized', 401, 'the bearer token is not valid'), /^Your token is not valid: .*Sign in again\.$/],
       [problem('forbidden', 403, 'this token acts as "a", not "b"'), /^That is not allowed with this sign-in: this token acts as "a", not "b"\.$/],
       [problem('not_found', 404, 'no message 9'), /no longer there/],
-      [problem('user_exists', 409, 'taken'), /already exists/],
+      [problem('user_exists', 409, 'taken'), /^That id is taken: by a user, or by a removed user whose id stays reserved/],
       [problem('server_busy', 503, 'busy', {}, 5), /busy\. Try again in 5 seconds\./],
       [problem('validation', 400, 'toUser must not contain "/"', { errors: [{ field: 'toUser', message: 'must not contain "/"' }] }),
         /^That was not accepted: the user id must not contain "\/"\.$/],
@@ -50,6 +50,21 @@ describe('web app words', () => {
       [new PostboxConnectionError('http://x', new Error('ECONNREFUSED')), /^The server cannot be reached\./],
     ];
     for (const [err, expected] of cases) assert.match(sentence(err), expected);
+  });
+
+  it('tells a taken id from a removed user\'s reserved one, and says how to free the reserved one', () => {
+    assert.equal(idTaken('ann', true), 'A user with that id already exists. Choose another id.');
+    assert.equal(idTaken('zed', false),
+      'That id belongs to a removed user and stays reserved, so that no one inherits their messages. Choose another id, ' +
+      'or free it (deleting those messages) with "postbox users remove zed --purge" or the API\'s DELETE /v1/users/zed?purge=true.');
+  });
+
+  it('calls every field that holds a user id "the user id", the New conversation\'s peer too', () => {
+    for (const field of ['toUser', 'fromUser', 'id', 'user', 'peer']) {
+      const err = problem('validation', 400, `${field} must not use compatibility characters`,
+        { errors: [{ field, message: 'must not use compatibility characters' }] });
+      assert.equal(sentence(err), 'That was not accepted: the user id must not use compatibility characters.', field);
+    }
   });
 
   it('gives short relative times for the list: now, minutes, hours, weekday, date', () => {

@@ -9,7 +9,7 @@ import {
 } from '../../src/client/index.js';
 import { Chat, type ConversationView, type PendingSend } from './chat.js';
 import { applyTheme, loadSession, loadTheme, saveSession, type Session, type Theme } from './session.js';
-import { byteLength, fullTime, sentence, shortTime, userIdProblem } from './words.js';
+import { byteLength, fullTime, idTaken, sentence, shortTime, userIdProblem } from './words.js';
 
 const origin = () => location.origin;
 
@@ -205,7 +205,8 @@ function AdminPage(props: { session: Session; onSignOut: (why?: string) => void 
   const [problem, setProblem] = useState<string>();
   const [newId, setNewId] = useState('');
   const [issued, setIssued] = useState<{ id: string; token: string }>();
-  const [copied, setCopied] = useState(false);
+  /** What the Copy button did, in words; empty before it is pressed. */
+  const [copied, setCopied] = useState('');
   const tokenField = useRef<HTMLInputElement>(null);
 
   const failed = (err: unknown) => {
@@ -232,24 +233,30 @@ function AdminPage(props: { session: Session; onSignOut: (why?: string) => void 
     try {
       const created = await client.createUser(id);
       setIssued(created);
-      setCopied(false);
+      setCopied('');
       setNewId('');
       setProblem(undefined);
       await load();
     } catch (err) {
-      failed(err); // the typed id stays in the field
+      // The typed id stays in the field. The list says whether it is a user's or a removed user's.
+      if (err instanceof PostboxError && err.type.endsWith('/user_exists') && users) setProblem(idTaken(id, users.some((u) => u.id === id)));
+      else failed(err);
     }
   };
   const copy = async () => {
     if (!issued) return;
+    let done = true;
     try {
       // The clipboard API exists only in secure contexts; plain HTTP on a network address is not one.
       await navigator.clipboard.writeText(issued.token);
     } catch {
+      // The old way copies the selection. The field keeps it, so that where the browser refuses
+      // even this, the person's own Ctrl+C takes the token; and it is not called copied then.
+      tokenField.current?.focus();
       tokenField.current?.select();
-      document.execCommand('copy');
+      done = document.execCommand('copy');
     }
-    setCopied(true);
+    setCopied(done ? 'Copied.' : 'Selected: press Ctrl+C (⌘C on a Mac) to copy it.');
   };
   const remove = async (id: string) => {
     if (!confirm(`Remove the user "${id}"? Their tokens stop working at once; their messages stay.`)) return;
@@ -281,7 +288,7 @@ function AdminPage(props: { session: Session; onSignOut: (why?: string) => void 
               <input ref={tokenField} readOnly value={issued.token} aria-label={`Token for ${issued.id}`} class="mono" />
               <button type="button" onClick={() => void copy()}>Copy</button>
             </div>
-            <p role="status" class="hint">{copied ? 'Copied.' : ''}</p>
+            <p role="status" class="hint">{copied}</p>
           </section>
         )}
         {users === undefined ? <p role="status">Loading users…</p> : users.length === 0 ? <p>No users yet.</p> : (
@@ -365,8 +372,10 @@ function ChatScreen(props: { session: Session; info: ServerInfo; onSignOut: (why
   return (
     <div class={`page chat${peer ? ' has-open' : ''}`}>
       <Header who={me} onSignOut={() => props.onSignOut()}>
-        <span class={`conn ${chat.connection}`} role="status" title={chat.connectionProblem ?? ''}>
+        {/* The reason is text, not a tooltip: a keyboard or screen-reader user never sees a title. */}
+        <span class={`conn ${chat.connection}`} role="status">
           <span class="dot" aria-hidden="true" />{state}
+          {chat.connectionProblem && <span class="why"> {chat.connectionProblem}</span>}
         </span>
         <NotifyButton />
       </Header>

@@ -275,17 +275,22 @@ export class Chat {
     if (v.loadingOlder || v.older === null) return;
     v.loadingOlder = true;
     this.changed();
+    let loaded = false;
     try {
       const page = await this.client.conversation(this.me, peer, { before: v.older, limit: PAGE });
       v.messages = merge(page.messages, v.messages);
       v.older = page.next;
       v.problem = undefined;
+      loaded = true;
     } catch (err) {
       if (!this.authFailed(err)) v.problem = sentence(err);
     } finally {
       v.loadingOlder = false;
       this.changed();
     }
+    // An older page of the open conversation is now in view: its unread messages are read
+    // too, or a conversation with more unread than one page would never reach zero.
+    if (loaded && this.openPeer === peer) await this.markOpenRead();
   }
 
   /** Marks what the open conversation shows as read, while the tab is visible. */
@@ -414,7 +419,8 @@ export class Chat {
         if (++this.opened > 1) {
           this.refreshSoon();
           for (const [peer, v] of this.views) if (v.loaded && peer !== this.openPeer) this.stale.add(peer);
-          if (this.openPeer !== undefined) void this.loadNewest(this.openPeer);
+          // What arrived while away and is now in view is read, as when the conversation is opened.
+          if (this.openPeer !== undefined) void this.loadNewest(this.openPeer).then(() => this.markOpenRead());
         }
         break;
       case 'disconnected':

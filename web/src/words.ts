@@ -22,6 +22,9 @@ function code(err: PostboxError): string {
   return err.type.slice(err.type.lastIndexOf('/') + 1);
 }
 
+/** Fields that hold a user id, whatever the route calls them: a person typed each as "user id". */
+const USER_ID_FIELDS = new Set(['toUser', 'fromUser', 'id', 'user', 'peer']);
+
 /** What went wrong, as one sentence a person understands, with what to do about it. */
 export function sentence(err: unknown): string {
   if (err instanceof PostboxConnectionError) {
@@ -54,9 +57,10 @@ export function sentence(err: unknown): string {
       case 'unknown_recipient':
         return 'There is no such user on this server. Check the user id.';
       case 'user_exists':
-        return 'A user with that id already exists. Choose another id.';
+        // The server's 409 does not say which: a current user, or a removed one's reserved id.
+        return 'That id is taken: by a user, or by a removed user whose id stays reserved so that no one inherits their messages. Choose another id.';
       case 'validation': {
-        const fields = err.errors.map((e) => `${e.field === 'toUser' || e.field === 'id' || e.field === 'user' ? 'the user id' : e.field} ${e.message}`);
+        const fields = err.errors.map((e) => `${USER_ID_FIELDS.has(e.field) ? 'the user id' : e.field} ${e.message}`);
         return `That was not accepted: ${fields.length > 0 ? fields.join('; ') : err.detail}.`;
       }
       case 'internal':
@@ -66,6 +70,16 @@ export function sentence(err: unknown): string {
     }
   }
   return `Something went wrong: ${err instanceof Error ? err.message : String(err)}.`;
+}
+
+/**
+ * The admin page's words for a 409 `user_exists` on adding `id`: it knows whether `id` is a
+ * current user (`current`); if not, it is a removed user's id, reserved until purged, which
+ * the page's Remove does not do (it never deletes messages), so the sentence names what does.
+ */
+export function idTaken(id: string, current: boolean): string {
+  if (current) return 'A user with that id already exists. Choose another id.';
+  return `That id belongs to a removed user and stays reserved, so that no one inherits their messages. Choose another id, or free it (deleting those messages) with "postbox users remove ${id} --purge" or the API's DELETE /v1/users/${encodeURIComponent(id)}?purge=true.`;
 }
 
 /** "now", "5 min", "3 h", "Mon", "12 Mar": short, for lists; `title` carries the full time. */
