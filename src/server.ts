@@ -47,7 +47,7 @@ export async function buildServer(config: Config, logger: Logger): Promise<Postb
   let storage: Storage;
   try {
     storage = await openStorage(config.database, {
-      durability: config.durability, poolSize: config.pgPoolSize, logger: logger.child({ component: 'storage' }),
+      durability: config.durability, poolSize: config.pgPoolSize, logger: logger.child({ component: 'storage' }), checkOnOpen: true,
     });
   } catch (err) {
     lock?.release();

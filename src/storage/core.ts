@@ -292,6 +292,8 @@ export class CoreStorage implements Storage {
   private readonly cache: ReadCache | undefined;
   private readonly gate: ReadGate | undefined;
   private closing: Promise<void> | undefined;
+  /** The first damage a read or a write met (see {@link CoreStorage.ping}); it does not heal while the store is open. */
+  private damage: StorageDamaged | undefined;
   /** Webhook endpoints and the delivery outbox: dialect reads, writes through the group commit. */
   readonly webhooks: WebhookStore;
   private readonly observers = new Set<CommitObserver>();
@@ -312,7 +314,10 @@ export class CoreStorage implements Storage {
     const gate = dialect.durability ? new ReadGate(dialect.durability) : undefined;
     this.gate = gate;
     this.engine = new GroupCommit({
-      run: (writes) => dialect.runBatch(writes),
+      run: (writes) => dialect.runBatch(writes).catch((err: unknown) => {
+        this.noteDamage(err);
+        throw err;
+      }),
       ...(dialect.ownFeed ? {} : { publish: listeners }),
       ...(gate ? { hold: () => gate.hold(), afterSettled: true } : {}),
       ...(dialect.sameThread ? { sameThread: true } : {}),
@@ -493,8 +498,10 @@ export class CoreStorage implements Storage {
     return this.engine.pending;
   }
 
-  /** Resolves only if a read works and a write could commit now. */
+  /** Resolves only if a read works, a write could commit now, and no read or write met damage. */
   async ping(): Promise<void> {
+    // Damage does not heal: once met, this store is not ready until it is repaired and reopened.
+    if (this.damage) throw unavailable(this.damage.message, this.damage);
     await this.read(() => this.reads.ping(), () => undefined);
     const probe = this.dialect.writeProblem?.bind(this.dialect);
     const problem = probe ? await this.read(probe, (p) => p) : null;
@@ -545,8 +552,17 @@ export class CoreStorage implements Storage {
   }
 
   private failure(err: unknown): AppError {
-    if (this.dialect.isDamage?.(err)) return new StorageDamaged(err);
+    if (err instanceof StorageDamaged || this.dialect.isDamage?.(err)) {
+      const damaged = err instanceof StorageDamaged ? err : new StorageDamaged(err);
+      this.noteDamage(damaged);
+      return damaged;
+    }
     return readFailure(err, this.dialect.describeReadFailure?.(err));
+  }
+
+  /** Remembers the first damage a read or a write met, for readiness (see {@link ping}). */
+  private noteDamage(err: unknown): void {
+    if (err instanceof StorageDamaged) this.damage ??= err;
   }
 
   /**

@@ -13,13 +13,17 @@ export interface OpenOptions {
   poolSize?: number;
   /** Where a backend reports trouble no caller hears (a failing listener, PostgreSQL reconnecting). */
   logger?: StorageLogger;
+  /** Look the store over as it opens, as a server does (SQLite's quick_check); PostgreSQL checks its own. */
+  checkOnOpen?: boolean;
 }
 
 /** Opens, and migrates to the newest schema, the store at `location`. */
 export function openStorage(location: StorageLocation, options: OpenOptions): Promise<Storage> {
   switch (location.kind) {
     case 'sqlite':
-      return Promise.resolve(openSqliteStorage({ path: location.path, durability: options.durability, logger: options.logger }));
+      return Promise.resolve(openSqliteStorage({
+        path: location.path, durability: options.durability, logger: options.logger, checkOnOpen: options.checkOnOpen === true,
+      }));
     case 'postgres':
       return openPostgresStorage({
         url: location.url, durability: options.durability, poolSize: options.poolSize, logger: options.logger,

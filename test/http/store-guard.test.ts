@@ -198,6 +198,11 @@ describe('a damaged database', () => {
 
       const server = await startTestServer({}, { dir });
       try {
+        // The look at start found it: said once in the log, and not ready, before any request met it.
+        assert.ok(server.logs.some((l) => l.level === 50 && /damaged.*postbox check/.test(String(l.msg))), 'the start says the store is damaged');
+        const ready = await server.app.inject({ method: 'GET', url: '/readyz' });
+        assert.equal(ready.statusCode, 503);
+        assert.match(ready.json<Problem>().detail, /damaged/);
         const res = await server.app.inject({ method: 'GET', url: '/get-messages/b' });
         const v1 = await server.app.inject({ method: 'GET', url: '/v1/users/b/messages?limit=500' });
         const damaged = [res, v1].filter((r) => r.statusCode >= 500);
@@ -212,6 +217,42 @@ describe('a damaged database', () => {
         }
         assert.ok(v1.statusCode === 500, `the v1 page is a 500, got ${v1.statusCode}`);
         assert.ok(server.logs.some((l) => l.level === 50 && /damaged/.test(String(l.msg))), 'logged as damage');
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('answers a send that hits damage with a 500, not a retryable 503, and readiness says the store is damaged', async () => {
+    const dir = await tempDir();
+    try {
+      const first = await startTestServer({}, { dir });
+      for (let i = 0; i < 20; i++) assert.equal((await send(first, `m${i}`)).statusCode, 201);
+      await first.stop();
+      // Every send updates the sender's and the recipient's conversation rows: damage the
+      // pages that hold them, so the write itself meets the damage.
+      const path = join(dir, 'postbox.db');
+      const probe = new Database(path, { readonly: true });
+      const pageSize = probe.pragma('page_size', { simple: true }) as number;
+      const pages = probe.prepare("SELECT pageno FROM dbstat WHERE name LIKE '%conversations%'").pluck().all() as number[];
+      probe.close();
+      assert.ok(pages.length > 0, 'the conversations table and its index have pages');
+      const file = await open(path, 'r+');
+      for (const page of pages) await file.write(randomBytes(pageSize), 0, pageSize, (page - 1) * pageSize);
+      await file.close();
+
+      const server = await startTestServer({}, { dir });
+      try {
+        const sent = await send(server, 'into the damage');
+        assert.equal(sent.statusCode, 500, sent.body);
+        assert.equal(sent.json<Problem>().type, '/problems/internal');
+        assert.equal(sent.headers['retry-after'], undefined, 'damage is not an outage to retry');
+        assert.ok(server.logs.some((l) => l.level === 50 && /damaged/.test(String(l.msg))), 'logged as damage');
+        const ready = await server.app.inject({ method: 'GET', url: '/readyz' });
+        assert.equal(ready.statusCode, 503);
+        assert.match(ready.json<Problem>().detail, /damaged.*postbox check/);
       } finally {
         await server.stop();
       }

@@ -61,3 +61,8 @@ export function describeReadFailure(err: unknown): string {
   return isTransient(err) ? 'the database is unavailable' : 'storage could not be read';
 }
 
+/** SQLSTATEs that mean the database found its own data damaged: data_corrupted, index_corrupted. */
+export function isDamage(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 'XX001' || code === 'XX002';
+}

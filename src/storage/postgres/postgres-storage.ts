@@ -20,7 +20,8 @@ import type { InboxQuery, StoredUser, StorageLogger, StoreEvent, TokenOwner, Wir
 import { outboxEventOf, type OutboxEvent, type WebhookReads } from '../webhooks.js';
 import { eventsOf, type StoreWrite, type WriteReply } from '../writes.js';
 import { ChangeFeed, channelFor } from './change-feed.js';
-import { describeReadFailure, isTransient, unavailable } from './failures.js';
+import { describeReadFailure, isDamage, isTransient, unavailable } from './failures.js';
+import { StorageDamaged } from '../failures.js';
 import { migrate } from './migrations.js';
 import { PG_TYPES, WIRE_COLUMNS, WIRE_JSON } from './rows.js';
 import { pgWebhookReads, writeOutbox } from './webhooks.js';
@@ -255,6 +256,10 @@ class PostgresDialect implements Dialect {
     return this.feed.start();
   }
 
+  isDamage(err: unknown): boolean {
+    return isDamage(err);
+  }
+
   describeReadFailure(err: unknown): string {
     return describeReadFailure(err);
   }
@@ -303,6 +308,8 @@ class PostgresDialect implements Dialect {
     } catch (err) {
       echo?.cancel();
       failure = err instanceof Error ? err : new Error(String(err));
+      // Damage does not pass: a retryable 503 would have clients retry it for ever.
+      if (isDamage(err)) throw new StorageDamaged(err, 'a write hit damaged data');
       throw unavailable(isTransient(err) ? 'the database is unavailable' : 'storage could not commit', err);
     } finally {
       // A connection that failed inside a transaction is in an unknown state: it is

@@ -11,7 +11,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { unavailable } from '../failures.js';
+import { StorageDamaged, unavailable } from '../failures.js';
 import type { BatchResult } from '../group-commit.js';
 import type { StoreWrite } from '../writes.js';
 import { CONNECTION_PRAGMAS } from './rows.js';
@@ -46,6 +46,12 @@ export interface MainWriterOptions {
    * replaced), or null. A batch committed into a lost file would be answered and then lost.
    */
   refuse?: () => string | null;
+}
+
+/** True for SQLite's errors that mean the database file is damaged. */
+export function isCorruption(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || (typeof code === 'string' && code.startsWith('SQLITE_CORRUPT_'));
 }
 
 /** See the module comment. */
@@ -100,6 +106,8 @@ export class MainWriter {
       if (code === 'SQLITE_BUSY' && Date.now() < deadline) {
         return new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS)).then(() => this.run(writes, deadline));
       }
+      // Damage does not pass: a retryable 503 would have clients retry it for ever.
+      if (isCorruption(err)) return Promise.reject(new StorageDamaged(err, 'a write hit a corrupt page'));
       return Promise.reject(unavailable(`storage could not commit: ${code ?? 'error'}`, err));
     }
     this.checkpointerTimer ??= setTimeout(() => this.startCheckpointer(), CHECKPOINTER_DELAY_MS).unref();

@@ -20,7 +20,8 @@ import type { StoreWrite } from '../writes.js';
 import { sqliteWebhookReads } from './webhooks.js';
 import { FileGuard } from './file-guard.js';
 import { migrate } from './migrations.js';
-import { MainWriter } from './main-writer.js';
+import { isCorruption, MainWriter } from './main-writer.js';
+import { checkOnOpen } from './open-check.js';
 import { resolveStorePath } from './store-path.js';
 import type { Fsync } from './wal-sync.js';
 import { CONNECTION_PRAGMAS, SENT_AT, WIRE_COLUMNS } from './rows.js';
@@ -37,12 +38,8 @@ export interface SqliteOptions {
   logger?: StorageLogger;
   /** The WAL fsync, for tests that hold it back; `fs.fsync` by default. */
   fsync?: Fsync;
-}
-
-/** True for SQLite's errors that mean the database file is damaged. */
-export function isCorruption(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  return code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || (typeof code === 'string' && code.startsWith('SQLITE_CORRUPT_'));
+  /** Look the store over as it opens (a server does; see open-check.ts). Default false. */
+  checkOnOpen?: boolean;
 }
 
 /** A SQLite store: the core over this dialect. */
@@ -108,6 +105,9 @@ class SqliteDialect implements Dialect {
 
   /** Looks for commits by other processes (see the constructor). */
   private readonly elsewhere: NodeJS.Timeout;
+  /** What the look at open found wrong with the store (see open-check.ts), for readiness. */
+  private damage: string | undefined;
+  private stopCheck: (() => void) | undefined;
 
   constructor(private readonly db: Database.Database, options: SqliteOptions, emit: (events: readonly StoreEvent[]) => void) {
     this.webhookReads = sqliteWebhookReads(db);
@@ -127,6 +127,13 @@ class SqliteDialect implements Dialect {
       if (this.writer.committedElsewhere()) emit([{ type: 'resync' }]);
     }, FOREIGN_COMMIT_POLL_MS);
     this.elsewhere.unref();
+    if (options.checkOnOpen && options.path !== ':memory:') {
+      this.stopCheck = checkOnOpen(db, options.path, (problems) => {
+        if (problems.length === 0) return;
+        this.damage = `the database is damaged (${problems[0]}${problems.length > 1 ? `, and ${problems.length - 1} more` : ''}): run postbox check`;
+        options.logger?.error({ problems }, this.damage);
+      });
+    }
     // SQLite's count of commits by other connections: the write connection's and other
     // processes'. Asking costs a read transaction (two fcntl locks, 3-10 µs, more than the
     // rest of a cached read), so it is asked once per turn of the event loop: what this
@@ -249,11 +256,12 @@ class SqliteDialect implements Dialect {
   }
 
   async writeProblem(): Promise<string | null> {
-    return (await this.guard?.writeProblem()) ?? null;
+    return this.damage ?? (await this.guard?.writeProblem()) ?? null;
   }
 
   async close(): Promise<void> {
     clearInterval(this.elsewhere);
+    this.stopCheck?.();
     this.guard?.stop();
     await this.writer.close();
     this.db.close();
