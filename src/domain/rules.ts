@@ -11,7 +11,7 @@ export const USER_ID_MAX = 128;
 
 /**
  * A user id: 1–128 characters, not only dots (`.` and `..` are path steps to every URL
- * library), none of them `/`, a control or format character (Unicode Cc, Cf: zero-width
+ * library), none of them `/` or `\` (which URL libraries read as `/`), a control or format character (Unicode Cc, Cf: zero-width
  * and bidi controls), a line or paragraph separator (Zl, Zp), a space other than U+0020
  * (NBSP and the other Zs), a private-use or unassigned code point (Co, Cn), a default-
  * ignorable one (the Hangul fillers, variation selectors, U+034F) or the blank braille
@@ -22,7 +22,7 @@ export const USER_ID_MAX = 128;
  * must not change under NFKC (fullwidth `Ａｌｉｃｅ` is refused, not folded into `Alice`).
  */
 export const USER_ID_PATTERN = '^(?!\\.+$)(?! )(?!.* $)(?!.*  )(?!\\p{M})' +
-  '(?:[^/\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}\\p{Zs}\\p{Co}\\p{Cn}\\p{Default_Ignorable_Code_Point}\\u2800]| ){1,128}$';
+  '(?:[^/\\\\\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}\\p{Zs}\\p{Co}\\p{Cn}\\p{Default_Ignorable_Code_Point}\\u2800]| ){1,128}$';
 const USER_ID_RE = new RegExp(USER_ID_PATTERN, 'u');
 /** Characters that are invisible, blank, or mean nothing yet; U+0020 is taken out before this runs. */
 const FORBIDDEN_CHAR_RE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Zs}\p{Co}\p{Cn}\p{Default_Ignorable_Code_Point}\u2800]/u;
@@ -61,6 +61,8 @@ export function userIdProblem(id: string): string | null {
   if (!id.isWellFormed()) return 'must be valid Unicode text';
   if ([...id].length > USER_ID_MAX) return `must be at most ${USER_ID_MAX} characters`;
   if (id.includes('/')) return 'must not contain "/"';
+  // URL libraries (WHATWG URL, so every browser's fetch) read a backslash as a slash too.
+  if (id.includes('\\')) return 'must not contain "\\" (URL libraries read it as "/")';
   if (/^\.+$/.test(id)) return 'must not be only dots ("." and ".." are not reachable in a URL)';
   const bad = FORBIDDEN_CHAR_RE.exec(id.replaceAll(' ', ''));
   if (bad) {

@@ -8,10 +8,10 @@ import {
 } from '../domain/rules.js';
 import type * as Protocol from '../protocol/types.js';
 
-const USER_ID_ERROR = 'must be 1 to 128 characters, not only dots, none of them "/", an invisible, blank, control, format, ' +
+const USER_ID_ERROR = 'must be 1 to 128 characters, not only dots, none of them "/", "\\", an invisible, blank, control, format, ' +
   'separator, private-use or unassigned character, or a space other than U+0020; not starting with a combining mark, ' +
   'without leading, trailing or doubled spaces';
-const USER_ID_RULE = 'A user id: 1–128 characters (stored in Unicode NFC), not only dots, none of them "/", a control ' +
+const USER_ID_RULE = 'A user id: 1–128 characters (stored in Unicode NFC), not only dots, none of them "/", "\\" (read as "/" by URL libraries), a control ' +
   'or format character (Cc, Cf), a line or paragraph separator (Zl, Zp), a space other than U+0020 (Zs), a private-use ' +
   'or unassigned code point (Co, Cn), a default-ignorable code point (Hangul fillers, variation selectors, U+034F) or ' +
   'U+2800; not starting with a combining mark (M), without leading, trailing or doubled spaces. Beyond the pattern: ' +

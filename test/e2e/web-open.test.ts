@@ -297,7 +297,7 @@ describeWithChromium('web app, open mode', () => {
       // A user id the server would refuse is refused here, in words, keeping what was typed.
       await gus.page.getByLabel('New conversation').fill('a/b');
       await gus.page.getByRole('button', { name: 'Start' }).click();
-      await gus.page.getByRole('alert').getByText('A user id cannot contain "/".').waitFor();
+      await gus.page.getByRole('alert').getByText('A user id cannot contain "/" or "\\".').waitFor();
       assert.equal(await gus.page.getByLabel('New conversation').inputValue(), 'a/b');
       await assertAccessible(gus.page, 'new conversation refused');
       // Switching conversations keeps the draft too.

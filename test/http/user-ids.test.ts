@@ -50,6 +50,7 @@ const REFUSED: Record<string, string> = {
   'a leading space': ' Alice',
   'a trailing space': 'Alice ',
   'two spaces in a row': 'Anne  Marie',
+  'a backslash (URL libraries read it as a slash)': 'a\\b',
 };
 
 describe('user ids', () => {

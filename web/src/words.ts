@@ -99,11 +99,11 @@ export function fullTime(iso: string): string {
   return new Date(iso).toLocaleString();
 }
 
-/** A user id the server would take: 1–128 characters, no "/" and no control characters. */
+/** A user id the server would take: 1–128 characters, no "/" or "\\" and no control characters. */
 export function userIdProblem(id: string): string | undefined {
   if (id.length === 0) return 'Type a user id.';
   if ([...id].length > 128) return 'A user id has at most 128 characters.';
-  if (id.includes('/')) return 'A user id cannot contain "/".';
+  if (id.includes('/') || id.includes('\\')) return 'A user id cannot contain "/" or "\\".';
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f-\u009f]/.test(id)) return 'A user id cannot contain control characters.';
   return undefined;
