@@ -520,8 +520,10 @@ const webhooks = clientCommand({
         const rows = page.deliveries.map((d) => [
           d.id, d.type, d.status, String(d.attempts), d.lastAttemptAt ? localTime(d.lastAttemptAt) : '-',
           d.lastError ?? (d.lastStatus === null ? '' : `HTTP ${d.lastStatus}`),
+          // Each kept attempt's HTTP status, oldest first ("-": no answer came back).
+          d.history.map((a) => (a.httpStatus === null ? '-' : String(a.httpStatus))).join(' '),
         ]);
-        io.stdout(renderTable(['ID', 'EVENT', 'STATUS', 'TRIES', 'LAST TRY', 'RESULT'], rows, terminalWidth(io), []));
+        io.stdout(renderTable(['ID', 'EVENT', 'STATUS', 'TRIES', 'LAST TRY', 'RESULT', 'HISTORY'], rows, terminalWidth(io), []));
         if (page.next !== null) io.stdout(`(more: --before ${page.next})\n`);
         return;
       }

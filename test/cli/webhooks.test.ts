@@ -45,7 +45,7 @@ describe('postbox webhooks', () => {
     const page = JSON.parse(deliveries.stdout) as { deliveries: { type: string; status: string }[] };
     assert.deepEqual(page.deliveries.map((d) => [d.type, d.status]), [['user.created', 'delivered']]);
     const table = await postbox(['webhooks', 'deliveries', id]);
-    assert.match(table.stdout, /ID\s+EVENT\s+STATUS\s+TRIES\s+LAST TRY\s+RESULT\n\d+\s+user\.created\s+delivered\s+1\s+.+HTTP 200/);
+    assert.match(table.stdout, /ID\s+EVENT\s+STATUS\s+TRIES\s+LAST TRY\s+RESULT\s+HISTORY\n\d+\s+user\.created\s+delivered\s+1\s+.+HTTP 200\s+200\n/);
 
     assert.equal((await postbox(['webhooks', 'remove', id])).stdout, `removed ${id}\n`);
     assert.equal((await postbox(['webhooks', 'list'])).stdout, '(no webhooks)\n');

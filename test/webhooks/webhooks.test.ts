@@ -103,6 +103,7 @@ describe('webhooks over HTTP', () => {
     const page = (await request(server.url, `/v1/webhooks/${hook.id}/deliveries`, { headers: asAdmin })).json<{ deliveries: WebhookDelivery[] }>();
     assert.equal(page.deliveries.length, 6);
     assert.ok(page.deliveries.every((d) => d.status === 'delivered' && d.attempts === 1 && d.lastStatus === 200));
+    assert.ok(page.deliveries.every((d) => d.history.length === 1 && d.history[0]!.httpStatus === 200 && d.history[0]!.at === d.lastAttemptAt));
     assert.deepEqual(calls.map((c) => c.headers['webhook-id']), [...page.deliveries].reverse().map((d) => `msg_${d.id}`));
   });
 
@@ -135,7 +136,7 @@ describe('the dispatcher', () => {
   it('holds an endpoint\'s deliveries back while it is down, then delivers each once, in order', async () => {
     const { storage } = await store();
     const r = await receiver();
-    await addEndpoint(storage, r.url, ['message.created']);
+    const hook = await addEndpoint(storage, r.url, ['message.created']);
     r.status = 503;
     for (let i = 1; i <= 5; i++) await storage.send({ fromUser: 'a', toUser: 'b', message: `m${i}` });
     // The test's clock starts after the events were written, and moves only when told.
@@ -155,6 +156,9 @@ describe('the dispatcher', () => {
     assert.deepEqual(accepted, ['m1', 'm2', 'm3', 'm4', 'm5']);
     const ids = r.accepted().map((c) => Number(String(c.headers['webhook-id']).slice(4)));
     assert.deepEqual(ids, [...ids].sort((x, y) => x - y));
+    // The listing shows each attempt, not only the latest.
+    const m1 = (await storage.webhooks.listDeliveries(hook.id, { limit: 10 })).deliveries.at(-1)!;
+    assert.deepEqual(m1.history!.map((a) => [a.httpStatus, a.error]), [[503, 'answered HTTP 503'], [503, 'answered HTTP 503'], [200, null]]);
   });
 
   it('backs off exponentially with jitter, gives up after 24 hours, and disables an endpoint failing that long', async () => {
