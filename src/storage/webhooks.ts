@@ -157,6 +157,12 @@ export interface WebhookStore {
   releaseEndpoint(webhookId: string, owner: string): Promise<void>;
   /** Deletes delivered deliveries that finished before `before`; answers how many. */
   pruneDelivered(before: number): Promise<number>;
+  /**
+   * Registers a listener told after each of this store's commits that wrote deliveries
+   * (once they can be read); returns its removal. Commits that wrote none (no endpoint
+   * enabled, or none subscribed) tell nothing.
+   */
+  onDeliveries(listener: () => void): () => void;
 }
 
 /** A webhook write, as the core queues it for a dialect's batch (so SQLite's go through its one writer). */
@@ -190,6 +196,8 @@ type Awaitable<T> = T | Promise<T>;
  * operations through the store's group commit, like every other write.
  */
 export class CoreWebhookStore implements WebhookStore {
+  private readonly listeners = new Set<() => void>();
+
   constructor(
     private readonly reads: WebhookReads,
     private readonly read: <T>(fn: () => Awaitable<T>) => Promise<T>,
@@ -253,6 +261,16 @@ export class CoreWebhookStore implements WebhookStore {
 
   pruneDelivered(before: number): Promise<number> {
     return this.write({ action: 'prune', before }) as Promise<number>;
+  }
+
+  onDeliveries(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** The group commit's word that a batch which wrote deliveries may be shown. */
+  deliveriesCommitted(): void {
+    for (const l of this.listeners) l();
   }
 }
 

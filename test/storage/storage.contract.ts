@@ -800,6 +800,21 @@ export function storageContract(name: string, open: StoreFactory): void {
         assert.equal(await s.webhooks.retryDelivery('wh_other', next.id, now), null);
       }));
 
+      it('tells after each commit that wrote deliveries, and after no other', () => withStore(open, async (s) => {
+        let told = 0;
+        const off = s.webhooks.onDeliveries(() => told++);
+        await s.createUser('u0', 'h0');
+        assert.equal(told, 0, 'no endpoint: no delivery, nothing to tell');
+        await s.webhooks.createWebhook(endpoint('wh_t', ['user.created']));
+        await s.send({ fromUser: 'u0', toUser: 'u1', message: 'not subscribed' });
+        assert.equal(told, 0, 'an event no endpoint takes writes no delivery');
+        await s.createUser('u1', 'h1');
+        assert.equal(told, 1, 'told by the time the write is answered');
+        off();
+        await s.createUser('u2', 'h2');
+        assert.equal(told, 1);
+      }));
+
       it('changes and removes endpoints, their deliveries going with them', () => withStore(open, async (s) => {
         await s.webhooks.createWebhook(endpoint('wh_c', ['user.created']));
         await s.createUser('u1', 'h1');

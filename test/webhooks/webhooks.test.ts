@@ -320,6 +320,26 @@ describe('endpoints side by side', () => {
   });
 });
 
+describe('waking the dispatcher', () => {
+  it('delivers user.created at once, without waiting for the poll', async () => {
+    const { storage } = await store();
+    const r = await receiver();
+    await addEndpoint(storage, r.url, ['user.created']);
+    // A poll too slow for this test to outlast: only the store's word can bring the event.
+    const dispatcher = new WebhookDispatcher(storage.webhooks, {
+      allowPrivate: true, retentionMs: 3600_000, logger: pino({ level: 'silent' }), pollMs: 600_000,
+    });
+    // As server.ts wires it.
+    storage.webhooks.onDeliveries(() => dispatcher.wake());
+    cleanup.push(() => dispatcher.close());
+    dispatcher.start();
+    await storage.createUser('woken-0');
+    await storage.createUser('woken-1');
+    const calls = await r.waitAccepted(2, 10_000);
+    assert.deepEqual(calls.map((c) => (JSON.parse(c.body) as { data: { id: string } }).data.id), ['woken-0', 'woken-1']);
+  });
+});
+
 describe('delivery across a crash', () => {
   it('delivers after kill -9 what was committed before it, once', async () => {
     const dir = await tempDir();

@@ -23,11 +23,11 @@ function leasable(now: string): string {
 /**
  * Writes a batch's events to the outbox on the batch's own connection, before its COMMIT:
  * one row per event and subscribed endpoint, ids in event order (they are drawn under the
- * store's write lock, so they are commit-ordered across instances too).
+ * store's write lock, so they are commit-ordered across instances too). Answers how many.
  */
-export async function writeOutbox(client: pg.ClientBase, events: readonly OutboxEvent[], now: number): Promise<void> {
-  if (events.length === 0) return;
-  await client.query({
+export async function writeOutbox(client: pg.ClientBase, events: readonly OutboxEvent[], now: number): Promise<number> {
+  if (events.length === 0) return 0;
+  const result = await client.query({
     name: 'postbox_webhook_outbox',
     text: `INSERT INTO webhook_deliveries (webhook_id, type, payload, created_at, next_attempt_at)
       SELECT w.id, e.type, e.payload, $3, $3
@@ -36,6 +36,7 @@ export async function writeOutbox(client: pg.ClientBase, events: readonly Outbox
       ORDER BY e.n, w.id`,
     values: [events.map((e) => e.type), events.map((e) => e.payload), now],
   });
+  return result.rowCount ?? 0;
 }
 
 /** Applies webhook writes on a batch's connection, inside its transaction. */

@@ -48,9 +48,9 @@ export class SqliteWebhookWrites {
     return this.stmt.any.get() !== undefined;
   }
 
-  /** Writes the deliveries of a change's event, inside the change's transaction (or savepoint). */
-  outbox(event: OutboxEvent, now: number): void {
-    this.stmt.outbox.run({ type: event.type, payload: event.payload, now });
+  /** Writes the deliveries of a change's event, inside the change's transaction (or savepoint); answers how many. */
+  outbox(event: OutboxEvent, now: number): number {
+    return this.stmt.outbox.run({ type: event.type, payload: event.payload, now }).changes;
   }
 
   /** Applies one write; answers what the store method answers. */
