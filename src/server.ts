@@ -59,11 +59,10 @@ export async function buildServer(config: Config, logger: Logger): Promise<Postb
     retentionMs: config.webhookRetentionHours * 3600_000,
     logger: logger.child({ component: 'webhooks' }),
   });
-  storage.onEvents((events) => {
-    hub.publish(events);
-    // A change may have written deliveries: look now rather than at the next poll.
-    webhooks.wake();
-  });
+  storage.onEvents((events) => hub.publish(events));
+  // A commit that wrote deliveries (any event type, user.created too): look now rather
+  // than at the next poll; commits that wrote none do not wake it.
+  storage.webhooks.onDeliveries(() => webhooks.wake());
   const policy = { maxAgeMs: config.retentionMs, inboxLimit: config.inboxLimit };
   const retention = retentionEnabled(policy)
     ? new Retention(storage, policy, { logger: logger.child({ component: 'retention' }) })

@@ -464,8 +464,8 @@ const remove = clientCommand({
 
 const webhooks = clientCommand({
   name: 'webhooks',
-  summary: 'manage webhook endpoints (admin token): add, list, remove, deliveries',
-  usage: 'postbox webhooks add <url> --events <e,e,...> [--description <text>] | list | remove <id> | deliveries <id> [--limit <n>] [--before <id>]  [--json]',
+  summary: 'manage webhook endpoints (admin token): add, list, remove, deliveries, retry',
+  usage: 'postbox webhooks add <url> --events <e,e,...> [--description <text>] | list | remove <id> | deliveries <id> [--limit <n>] [--before <id>] | retry <id> <deliveryId>  [--json]',
   options: {
     events: { type: 'string' },
     description: { type: 'string' },
@@ -480,7 +480,10 @@ const webhooks = clientCommand({
     opt('--before <id>', 'deliveries: older than this delivery id'),
     JSON_HELP,
   ],
-  notes: ['The signing secret is printed once, by add: keep it where the receiver can use it (verifyWebhook in postbox/client).'],
+  notes: [
+    'The signing secret is printed once, by add: keep it where the receiver can use it (verifyWebhook in postbox/client).',
+    'retry queues one delivery (an id from deliveries) to go again now, whatever became of it.',
+  ],
   run: async ({ values, positionals, client, io }) => {
     const [action, ...rest] = positionals;
     const arg = (what: string) => onePositional(rest, what);
@@ -520,13 +523,25 @@ const webhooks = clientCommand({
         const rows = page.deliveries.map((d) => [
           d.id, d.type, d.status, String(d.attempts), d.lastAttemptAt ? localTime(d.lastAttemptAt) : '-',
           d.lastError ?? (d.lastStatus === null ? '' : `HTTP ${d.lastStatus}`),
+          // Each kept attempt's HTTP status, oldest first ("-": no answer came back).
+          d.history.map((a) => (a.httpStatus === null ? '-' : String(a.httpStatus))).join(' '),
         ]);
-        io.stdout(renderTable(['ID', 'EVENT', 'STATUS', 'TRIES', 'LAST TRY', 'RESULT'], rows, terminalWidth(io), []));
+        io.stdout(renderTable(['ID', 'EVENT', 'STATUS', 'TRIES', 'LAST TRY', 'RESULT', 'HISTORY'], rows, terminalWidth(io), []));
         if (page.next !== null) io.stdout(`(more: --before ${page.next})\n`);
         return;
       }
+      case 'retry': {
+        if (rest.length !== 2) throw new UsageError(`give the id of the webhook and the id of the delivery, got ${rest.length} argument(s)`);
+        const [id, deliveryId] = rest as [string, string];
+        const delivery = await client.retryWebhookDelivery(id, deliveryId);
+        if (values.json) return printJson(io, delivery);
+        io.stdout(`delivery ${delivery.id} (${delivery.type}) goes again now\n`);
+        return;
+      }
       default:
-        throw new UsageError(action === undefined ? 'give add, list, remove or deliveries' : `unknown webhooks action "${action}": use add, list, remove or deliveries`);
+        throw new UsageError(action === undefined
+          ? 'give add, list, remove, deliveries or retry'
+          : `unknown webhooks action "${action}": use add, list, remove, deliveries or retry`);
     }
   },
 });

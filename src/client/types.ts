@@ -3,7 +3,7 @@
  * The wire shapes themselves come from `../protocol/`, re-exported here for callers.
  */
 import type { Message, User } from '../protocol/types.js';
-export type { CreatedWebhook, Webhook, WebhookDelivery, WebhookEvent, WebhookEventType } from '../protocol/webhooks.js';
+export type { CreatedWebhook, Webhook, WebhookAttempt, WebhookDelivery, WebhookEvent, WebhookEventType } from '../protocol/webhooks.js';
 import type { WebhookDelivery, WebhookEventType } from '../protocol/webhooks.js';
 
 export type {

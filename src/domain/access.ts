@@ -22,7 +22,10 @@ export const SCOPES: readonly Scope[] = ['full', 'send', 'read'];
 export interface UserActor {
   kind: 'user';
   id: string;
-  /** Never empty for a Postbox token; empty for a JWT whose `scope` names none of ours. */
+  /**
+   * Never empty: a JWT without a `scope` claim, or whose claim names none of ours (only
+   * other applications' scopes), is `full`.
+   */
   scopes: readonly Scope[];
   /**
    * When a JWT stops being accepted (its `exp` plus the leeway), in epoch milliseconds;

@@ -112,10 +112,14 @@ export class JwtVerifier {
     if (problem !== null) throw refused(`sub is not a valid user id: it ${problem}`);
     let scopes;
     try {
-      scopes = payload.scope === undefined ? ['full' as const] : toScopes(payload.scope, 'scope', false);
+      scopes = payload.scope === undefined ? [] : toScopes(payload.scope, 'scope', false);
     } catch {
       throw refused('the scope claim must be a space-separated string or a list');
     }
+    // An identity provider's access token carries its own scopes ("openid profile email"):
+    // one that names none of ours says nothing about Postbox, so it is full, as without the
+    // claim. Naming any of ours narrows the token to those.
+    if (scopes.length === 0) scopes = ['full' as const];
     // The stream ends when this verifier would stop accepting the token, not at plain exp: a
     // token inside the leeway would otherwise be accepted and ended at once, over and over.
     return { kind: 'user', id: sub, scopes, expiresAt: (payload.exp! + this.options.leewaySeconds) * 1000 };

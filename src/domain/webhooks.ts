@@ -29,6 +29,7 @@ export function toDelivery(d: StoredDelivery): WebhookDelivery {
     id: String(d.id), type: d.type, status: d.status, attempts: d.attempts, createdAt: iso(d.createdAt)!,
     nextAttemptAt: d.status === 'pending' ? iso(d.nextAttemptAt) : null, lastAttemptAt: iso(d.lastAttemptAt),
     lastStatus: d.lastStatus, lastError: d.lastError,
+    history: (d.history ?? []).map((a) => ({ at: iso(a.at)!, httpStatus: a.httpStatus, error: a.error })),
   };
 }
 

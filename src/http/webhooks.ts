@@ -38,6 +38,11 @@ const DeliverySchema = Type.Object({
   lastAttemptAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   lastStatus: Type.Union([Type.Integer(), Type.Null()], { description: 'The HTTP status of the latest attempt.' }),
   lastError: Type.Union([Type.String(), Type.Null()]),
+  history: Type.Array(Type.Object({
+    at: Type.String({ format: 'date-time' }),
+    httpStatus: Type.Union([Type.Integer(), Type.Null()], { description: 'The HTTP status that came back, or null if none did.' }),
+    error: Type.Union([Type.String(), Type.Null()], { description: 'Why it failed; null if it was delivered.' }),
+  }, { title: 'WebhookAttempt' }), { description: 'Its attempts, oldest first: the last 20 (attempts counts them all).' }),
 }, { title: 'WebhookDelivery' });
 
 const WebhookParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });

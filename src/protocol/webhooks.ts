@@ -31,7 +31,16 @@ export interface CreatedWebhook extends Webhook {
   secret: string;
 }
 
-/** One event on its way to one endpoint, with its latest attempt. */
+/** One attempt to deliver an event. */
+export interface WebhookAttempt {
+  at: string;
+  /** The HTTP status that came back, or null if none did. */
+  httpStatus: number | null;
+  /** Why it failed; null if it was delivered. */
+  error: string | null;
+}
+
+/** One event on its way to one endpoint, with its attempts. */
 export interface WebhookDelivery {
   /** Also the `webhook-id` header, the same on every attempt. */
   id: string;
@@ -45,6 +54,8 @@ export interface WebhookDelivery {
   /** The HTTP status of the latest attempt, or null if none came back. */
   lastStatus: number | null;
   lastError: string | null;
+  /** Its attempts, oldest first: the last 20 (`attempts` counts them all). */
+  history: WebhookAttempt[];
 }
 
 /** The body of a webhook call. */

@@ -324,9 +324,11 @@ export class CoreStorage implements Storage {
       observe: (size, seconds) => {
         for (const o of this.observers) o(size, seconds);
       },
+      outbox: () => webhooks.deliveriesCommitted(),
     });
     this.cache = dialect.commitVersion ? new ReadCache() : undefined;
-    this.webhooks = new CoreWebhookStore(dialect.webhookReads, (fn) => this.read(fn, (v) => v), (write) => this.write({ op: 'webhook', write }));
+    const webhooks = new CoreWebhookStore(dialect.webhookReads, (fn) => this.read(fn, (v) => v), (write) => this.write({ op: 'webhook', write }));
+    this.webhooks = webhooks;
   }
 
   /** Writes waiting for the next batch, for metrics. */

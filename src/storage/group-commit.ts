@@ -34,6 +34,8 @@ export interface BatchResult {
    * turned out not to be durable after all (its writers then get a 503). Absent: at once.
    */
   settled?: Promise<void>;
+  /** Whether the batch wrote webhook deliveries into the outbox. */
+  outbox?: boolean;
 }
 
 /**
@@ -57,6 +59,11 @@ export interface GroupCommitOptions {
    * waiting for what is visible to become durable; see core.ts's read gate).
    */
   hold?: () => Promise<void> | undefined;
+  /**
+   * Told once a batch that wrote webhook deliveries may be shown (with its listeners), so
+   * that the dispatcher looks at once rather than at its next poll.
+   */
+  outbox?: () => void;
   /** Told of each committed batch: its size and how long the runner took to commit it. */
   observe?: (size: number, seconds: number) => void;
   /**
@@ -205,13 +212,13 @@ export class GroupCommit {
     );
   }
 
-  private committed(batch: Pending[], { replies, settled }: BatchResult): void {
+  private committed(batch: Pending[], { replies, settled, outbox }: BatchResult): void {
     const serial = this.options.afterSettled === true && settled !== undefined;
     this.busy = serial;
     this.inFlight = 0;
     this.target = serial ? 1 : batch.length + this.queue.length;
     if (settled === undefined && this.answering === 0) {
-      this.answer(batch, replies);
+      this.answer(batch, replies, outbox);
     } else {
       // Answered in batch order, each once it and every batch before it have settled.
       this.answering++;
@@ -224,7 +231,7 @@ export class GroupCommit {
           this.reject(batch, err);
           return;
         }
-        this.answer(batch, replies);
+        this.answer(batch, replies, outbox);
       })().finally(() => {
         this.answering--;
         if (serial) this.busy = false;
@@ -242,12 +249,13 @@ export class GroupCommit {
     this.next();
   }
 
-  private answer(batch: Pending[], replies: readonly WriteReply[]): void {
+  private answer(batch: Pending[], replies: readonly WriteReply[], outbox = false): void {
     const publish = this.options.publish;
     if (publish && publish.size > 0) {
       const events = eventsOf(batch.map((p) => p.write), replies);
       if (events.length > 0) publish.emit(events);
     }
+    if (outbox) this.options.outbox?.();
     for (let i = 0; i < batch.length; i++) {
       const reply = replies[i];
       const p = batch[i]!;

@@ -39,6 +39,24 @@ export interface StoredDelivery {
   lastAttemptAt: number | null;
   lastStatus: number | null;
   lastError: string | null;
+  /** Its attempts, oldest first, the last {@link ATTEMPTS_KEPT}: only in a listing. */
+  history?: StoredAttempt[];
+}
+
+/** One attempt on a delivery. */
+export interface StoredAttempt {
+  at: number;
+  /** The HTTP status that came back, or null if none did. */
+  httpStatus: number | null;
+  error: string | null;
+}
+
+/** How many of a delivery's attempts are kept (the latest): enough to see a pattern, bounded over 24 hours of retries. */
+export const ATTEMPTS_KEPT = 20;
+
+/** An attempt row as either dialect reads it. */
+export interface AttemptRow {
+  delivery_id: number | string; at: number | string; http_status: number | null; error: string | null;
 }
 
 /** A webhook row as either dialect reads it (PostgreSQL answers a boolean and bigint text, SQLite integers). */
@@ -78,6 +96,18 @@ export function toDelivery(r: DeliveryRow): StoredDelivery {
     nextAttemptAt: Number(r.next_attempt_at), lastAttemptAt: orNull(r.last_attempt_at),
     lastStatus: r.last_status, lastError: r.last_error,
   };
+}
+
+/**
+ * Gives each delivery its attempts (rows oldest first within a delivery, as the dialects
+ * read them).
+ */
+function withHistory(deliveries: StoredDelivery[], attempts: AttemptRow[]): StoredDelivery[] {
+  const byDelivery = new Map<number, StoredAttempt[]>(deliveries.map((d) => [d.id, d.history = []]));
+  for (const a of attempts) {
+    byDelivery.get(Number(a.delivery_id))?.push({ at: Number(a.at), httpStatus: a.http_status, error: a.error });
+  }
+  return deliveries;
 }
 
 /** A change to an endpoint; absent fields stay as they are. */
@@ -127,6 +157,12 @@ export interface WebhookStore {
   releaseEndpoint(webhookId: string, owner: string): Promise<void>;
   /** Deletes delivered deliveries that finished before `before`; answers how many. */
   pruneDelivered(before: number): Promise<number>;
+  /**
+   * Registers a listener told after each of this store's commits that wrote deliveries
+   * (once they can be read); returns its removal. Commits that wrote none (no endpoint
+   * enabled, or none subscribed) tell nothing.
+   */
+  onDeliveries(listener: () => void): () => void;
 }
 
 /** A webhook write, as the core queues it for a dialect's batch (so SQLite's go through its one writer). */
@@ -148,6 +184,8 @@ export interface WebhookReads {
   getWebhook(id: string): Awaitable<StoredWebhook | null>;
   /** Newest first, ids below `before`, at most `fetch`. */
   listDeliveries(webhookId: string, before: number, fetch: number): Awaitable<StoredDelivery[]>;
+  /** The attempts of the deliveries {@link listDeliveries} answers for the same arguments, by delivery, oldest first. */
+  listAttempts(webhookId: string, before: number, fetch: number): Awaitable<AttemptRow[]>;
   headDelivery(webhookId: string): Awaitable<StoredDelivery | null>;
 }
 
@@ -158,6 +196,8 @@ type Awaitable<T> = T | Promise<T>;
  * operations through the store's group commit, like every other write.
  */
 export class CoreWebhookStore implements WebhookStore {
+  private readonly listeners = new Set<() => void>();
+
   constructor(
     private readonly reads: WebhookReads,
     private readonly read: <T>(fn: () => Awaitable<T>) => Promise<T>,
@@ -185,12 +225,19 @@ export class CoreWebhookStore implements WebhookStore {
   }
 
   async listDeliveries(webhookId: string, query: { before?: number; limit: number }): Promise<{ deliveries: StoredDelivery[]; more: boolean }> {
-    const rows = await this.read(() => this.reads.listDeliveries(webhookId, query.before ?? Number.MAX_SAFE_INTEGER, query.limit + 1));
-    return { deliveries: rows.slice(0, query.limit), more: rows.length > query.limit };
+    const before = query.before ?? Number.MAX_SAFE_INTEGER;
+    const [rows, attempts] = await this.read(async () => [
+      await this.reads.listDeliveries(webhookId, before, query.limit + 1),
+      await this.reads.listAttempts(webhookId, before, query.limit),
+    ] as const);
+    return { deliveries: withHistory(rows.slice(0, query.limit), attempts), more: rows.length > query.limit };
   }
 
-  retryDelivery(webhookId: string, deliveryId: number, now: number): Promise<StoredDelivery | null> {
-    return this.write({ action: 'retry', webhookId, deliveryId, now }) as Promise<StoredDelivery | null>;
+  async retryDelivery(webhookId: string, deliveryId: number, now: number): Promise<StoredDelivery | null> {
+    const delivery = await this.write({ action: 'retry', webhookId, deliveryId, now }) as StoredDelivery | null;
+    if (!delivery) return null;
+    // Its attempts: those of the one delivery of this endpoint below deliveryId + 1.
+    return withHistory([delivery], await this.read(() => this.reads.listAttempts(webhookId, deliveryId + 1, 1)))[0]!;
   }
 
   async leaseEndpoints(owner: string, now: number, leaseMs: number, limit: number): Promise<StoredWebhook[]> {
@@ -214,6 +261,16 @@ export class CoreWebhookStore implements WebhookStore {
 
   pruneDelivered(before: number): Promise<number> {
     return this.write({ action: 'prune', before }) as Promise<number>;
+  }
+
+  onDeliveries(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** The group commit's word that a batch which wrote deliveries may be shown. */
+  deliveriesCommitted(): void {
+    for (const l of this.listeners) l();
   }
 }
 

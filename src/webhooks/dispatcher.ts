@@ -7,6 +7,10 @@
  * - Once per attempt across instances: an endpoint is leased to one instance at a time
  *   (storage claims it with SKIP LOCKED on PostgreSQL), and the lease outlasts the attempts
  *   made under it.
+ * - Independence: each leased endpoint is served on its own, and the loop leases newly due
+ *   endpoints while others are still being served (up to {@link ENDPOINTS_IN_FLIGHT} at
+ *   once), so a slow or dead endpoint holds up only its own deliveries. Within one
+ *   dispatcher an endpoint is never served twice at once.
  * - Retries: exponential backoff with jitter, for up to 24 hours after the event; then the
  *   delivery is `failed`. An endpoint that has failed every attempt for 24 hours is disabled,
  *   with the reason on it.
@@ -28,8 +32,8 @@ export const GIVE_UP_MS = 24 * 60 * 60 * 1000;
 export const CALL_TIMEOUT_MS = 10_000;
 /** How long an endpoint stays leased; attempts stop well before it runs out. */
 const LEASE_MS = 60_000;
-/** Endpoints leased per round, and calls per endpoint per round. */
-const ENDPOINTS_PER_ROUND = 16;
+/** Endpoints served at once by one dispatcher, and calls per endpoint per lease. */
+const ENDPOINTS_IN_FLIGHT = 16;
 const CALLS_PER_LEASE = 50;
 /** The first retry's delay, doubling each time up to {@link MAX_DELAY_MS}. */
 const FIRST_DELAY_MS = 5_000;
@@ -84,6 +88,8 @@ export class WebhookDispatcher {
   private wakeUp: (() => void) | undefined;
   private woken = false;
   private lastPrune = 0;
+  /** The endpoints being served, each with the calls it will have made when it is done. */
+  private readonly inFlight = new Map<string, Promise<number>>();
 
   constructor(private readonly store: WebhookStore, private readonly options: DispatcherOptions) {
     this.clock = options.clock ?? Date.now;
@@ -104,40 +110,72 @@ export class WebhookDispatcher {
     this.wakeUp?.();
   }
 
-  /** Stops after the round under way. */
+  /** Stops leasing, and waits for the calls in flight (no endpoint starts another). */
   async close(): Promise<void> {
     this.closed = true;
     this.wakeUp?.();
     await this.running;
+    await Promise.all(this.inFlight.values());
   }
 
   /**
    * One round: leases the endpoints with a due delivery and makes their calls. Answers how
-   * many calls it made. The background loop runs rounds; tests call it directly.
+   * many calls it made once they are all done. The background loop does not wait like
+   * this (see {@link lease}); tests call it directly to step the dispatcher.
    */
   async runOnce(): Promise<number> {
+    const counts = await Promise.all(await this.lease());
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
+  /**
+   * Prunes when it is time, leases as many due endpoints as there is room for, and starts
+   * serving each; answers their promises without waiting for them.
+   */
+  private async lease(): Promise<Promise<number>[]> {
     const now = this.clock();
     if (now - this.lastPrune >= PRUNE_EVERY_MS) {
       this.lastPrune = now;
       const pruned = await this.store.pruneDelivered(now - this.options.retentionMs);
       if (pruned > 0) this.options.logger.debug({ pruned }, 'pruned delivered webhook deliveries');
     }
-    const leased = await this.store.leaseEndpoints(this.owner, now, LEASE_MS, ENDPOINTS_PER_ROUND);
-    const counts = await Promise.all(leased.map((endpoint) => this.serve(endpoint, now + LEASE_MS)));
-    return counts.reduce((a, b) => a + b, 0);
+    const room = ENDPOINTS_IN_FLIGHT - this.inFlight.size;
+    if (room <= 0) return [];
+    const leased = await this.store.leaseEndpoints(this.owner, now, LEASE_MS, room);
+    const started: Promise<number>[] = [];
+    for (const endpoint of leased) {
+      // Our own lease keeps an endpoint we serve out of the claim; this is the guard should
+      // it not (a lease run out under a stalled call): never two servings of one endpoint.
+      if (this.inFlight.has(endpoint.id)) continue;
+      const serving = this.serve(endpoint, now + LEASE_MS)
+        .catch((err: unknown) => {
+          this.options.logger.warn({ err, webhook: endpoint.id }, 'serving a webhook endpoint failed; trying again');
+          return 0;
+        })
+        .finally(() => {
+          this.inFlight.delete(endpoint.id);
+          // It may have more due (it stopped at its call budget or its lease), and its
+          // place is free for another endpoint: look again now.
+          this.wake();
+        });
+      this.inFlight.set(endpoint.id, serving);
+      started.push(serving);
+    }
+    return started;
   }
 
   private async loop(): Promise<void> {
     while (!this.closed) {
-      let calls = 0;
+      let started = 0;
       try {
-        calls = await this.runOnce();
+        started = (await this.lease()).length;
       } catch (err) {
         this.options.logger.warn({ err }, 'webhook round failed; trying again');
       }
       if (this.closed) return;
-      // Straight on while there is work; otherwise wait for a change or the next poll.
-      if (calls > 0 || this.woken) {
+      // Straight on while endpoints are being taken on; otherwise wait for a change, an
+      // endpoint finishing, or the next poll.
+      if (started > 0 || this.woken) {
         this.woken = false;
         continue;
       }

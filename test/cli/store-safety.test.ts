@@ -313,10 +313,10 @@ await describeWithPostgres('postbox check on PostgreSQL', () => {
       assert.equal(healthy.code, 0, healthy.stdout + healthy.stderr);
       assert.match(healthy.stdout, /the store is whole \(schema version \d+\)/);
 
-      await runSql(db, 'DROP TABLE webhook_deliveries');
+      await runSql(db, 'DROP TABLE webhook_attempts');
       const dropped = await postbox(['check', '--db', db]);
       assert.equal(dropped.code, 1, dropped.stdout);
-      assert.match(dropped.stdout, /problem: table webhook_deliveries cannot be read/);
+      assert.match(dropped.stdout, /problem: table webhook_attempts cannot be read/);
       assert.doesNotMatch(dropped.stdout, /counters/, 'SQLite\'s own table is not asked of PostgreSQL');
 
       await runSql(db, 'DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)');

@@ -42,10 +42,18 @@ describe('postbox webhooks', () => {
     let deliveries = await postbox(['webhooks', 'deliveries', id, '--json']);
     await until(async () => (deliveries = await postbox(['webhooks', 'deliveries', id, '--json'])).stdout.includes('"delivered"'),
       () => `the delivery recorded as delivered: ${deliveries.stdout}`, 10_000, 20);
-    const page = JSON.parse(deliveries.stdout) as { deliveries: { type: string; status: string }[] };
+    const page = JSON.parse(deliveries.stdout) as { deliveries: { id: string; type: string; status: string }[] };
     assert.deepEqual(page.deliveries.map((d) => [d.type, d.status]), [['user.created', 'delivered']]);
     const table = await postbox(['webhooks', 'deliveries', id]);
-    assert.match(table.stdout, /ID\s+EVENT\s+STATUS\s+TRIES\s+LAST TRY\s+RESULT\n\d+\s+user\.created\s+delivered\s+1\s+.+HTTP 200/);
+    const retried = await postbox(['webhooks', 'retry', id, page.deliveries[0]!.id]);
+    assert.equal(retried.code, 0, retried.stderr);
+    assert.match(retried.stdout, /^delivery \d+ \(user\.created\) goes again now\n$/);
+    await receiver.waitAccepted(2);
+    assert.equal(receiver.accepted()[1]!.headers['webhook-id'], receiver.accepted()[0]!.headers['webhook-id'], 'the same delivery, again');
+    const missing = await postbox(['webhooks', 'retry', id, '999999']);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /HTTP 404/);
+    assert.match(table.stdout, /ID\s+EVENT\s+STATUS\s+TRIES\s+LAST TRY\s+RESULT\s+HISTORY\n\d+\s+user\.created\s+delivered\s+1\s+.+HTTP 200\s+200\n/);
 
     assert.equal((await postbox(['webhooks', 'remove', id])).stdout, `removed ${id}\n`);
     assert.equal((await postbox(['webhooks', 'list'])).stdout, '(no webhooks)\n');
@@ -54,7 +62,10 @@ describe('postbox webhooks', () => {
   it('says what is wrong with a bad command line or a refused endpoint', async () => {
     const none = await postbox(['webhooks']);
     assert.equal(none.code, 2);
-    assert.match(none.stderr, /give add, list, remove or deliveries/);
+    assert.match(none.stderr, /give add, list, remove, deliveries or retry/);
+    const oneArg = await postbox(['webhooks', 'retry', 'wh_x']);
+    assert.equal(oneArg.code, 2);
+    assert.match(oneArg.stderr, /give the id of the webhook and the id of the delivery/);
     const noEvents = await postbox(['webhooks', 'add', receiver.url]);
     assert.equal(noEvents.code, 2);
     assert.match(noEvents.stderr, /--events is required/);

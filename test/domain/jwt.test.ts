@@ -152,7 +152,12 @@ describe('JWT verification', () => {
     const v = await verifier({ secret: SECRET });
     assert.deepEqual((await v.verify(await sign({ ...base, scope: 'openid send' }, 'HS256', hmac))).scopes, ['send']);
     assert.deepEqual((await v.verify(await sign({ ...base, scope: ['read', 'send'] }, 'HS256', hmac))).scopes, ['send', 'read']);
-    assert.deepEqual((await v.verify(await sign({ ...base, scope: 'profile' }, 'HS256', hmac))).scopes, []);
+    // A claim naming only other applications' scopes says nothing about Postbox: full, as without one.
+    assert.deepEqual((await v.verify(await sign({ ...base, scope: 'profile' }, 'HS256', hmac))).scopes, ['full']);
+    assert.deepEqual((await v.verify(await sign({ ...base, scope: 'openid profile email' }, 'HS256', hmac))).scopes, ['full']);
+    assert.deepEqual((await v.verify(await sign({ ...base, scope: [] }, 'HS256', hmac))).scopes, ['full']);
+    assert.deepEqual((await v.verify(await sign({ ...base, scope: '' }, 'HS256', hmac))).scopes, ['full']);
+    assert.deepEqual((await v.verify(await sign(base, 'HS256', hmac))).scopes, ['full']);
     await refusedWith(v.verify(await sign({ ...base, scope: 42 }, 'HS256', hmac)), /scope claim/);
   });
 });

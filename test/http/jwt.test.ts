@@ -64,6 +64,17 @@ describe('JWT mode', () => {
     assert.match(read.json<{ detail: string }>().detail, /scope send; this call needs scope read/);
   });
 
+  it('takes a scope claim naming only other applications\' scopes as full, and one naming ours as narrowed', async () => {
+    const idp = bearer(await jwt('jwt-erin', { scope: 'openid profile' }));
+    assert.equal((await postJson(server.url, '/v1/messages', { toUser: 'x', message: 'm' }, idp)).status, 201);
+    assert.equal((await request(server.url, '/v1/users/jwt-erin/messages', { headers: idp })).status, 200);
+    const sendOnly = bearer(await jwt('jwt-erin', { scope: 'openid send' }));
+    assert.equal((await postJson(server.url, '/v1/messages', { toUser: 'x', message: 'm' }, sendOnly)).status, 201);
+    const read = await request(server.url, '/v1/users/jwt-erin/messages', { headers: sendOnly });
+    assert.equal(read.status, 403);
+    assert.match(read.json<{ detail: string }>().detail, /scope send; this call needs scope read/);
+  });
+
   it('still accepts the admin token beside JWTs', async () => {
     const res = await postJson(server.url, '/v1/users', { id: 'jwt-dave' }, bearer(ADMIN));
     assert.equal(res.status, 201, res.text);

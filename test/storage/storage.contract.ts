@@ -16,7 +16,7 @@ import { joinedMessages, messageJson, pageJson } from '../../src/protocol/wire.j
 import { Hub } from '../../src/realtime/hub.js';
 import { StreamRegistry } from '../../src/realtime/streams.js';
 import type { ExportRecord, Storage, StoreEvent, WirePage, WireRow } from '../../src/storage/storage.js';
-import type { StoredWebhook } from '../../src/storage/webhooks.js';
+import { ATTEMPTS_KEPT, type StoredWebhook } from '../../src/storage/webhooks.js';
 import { until } from '../helpers/wait.js';
 
 /** A fresh store and how to dispose of it. */
@@ -782,9 +782,37 @@ export function storageContract(name: string, open: StoreFactory): void {
         const list = (await s.webhooks.listDeliveries('wh_l', { limit: 10 })).deliveries;
         assert.deepEqual(list.map((d) => [d.status, d.attempts, d.lastStatus, d.lastError]),
           [['pending', 1, 500, 'answered HTTP 500'], ['delivered', 1, 204, null]]);
+        assert.deepEqual(list.map((d) => d.history), [
+          [{ at: now, httpStatus: 500, error: 'answered HTTP 500' }], [{ at: now, httpStatus: 204, error: null }],
+        ]);
         assert.equal(await s.webhooks.pruneDelivered(now + 1), 1);
-        assert.equal((await s.webhooks.retryDelivery('wh_l', next.id, now))!.status, 'pending');
+        // Every attempt is kept, oldest first, up to the last ATTEMPTS_KEPT.
+        for (let i = 2; i <= ATTEMPTS_KEPT + 2; i++) {
+          await s.webhooks.recordAttempt(next.id, { at: now + i, status: 'pending', nextAttemptAt: now + 5000, httpStatus: null, error: `try ${i}` });
+        }
+        const retried = (await s.webhooks.retryDelivery('wh_l', next.id, now))!;
+        assert.equal(retried.status, 'pending');
+        assert.equal(retried.attempts, ATTEMPTS_KEPT + 2);
+        assert.deepEqual(retried.history!.map((a) => a.error),
+          Array.from({ length: ATTEMPTS_KEPT }, (_, k) => `try ${k + 3}`));
+        const [listed] = (await s.webhooks.listDeliveries('wh_l', { limit: 10 })).deliveries;
+        assert.deepEqual(listed!.history, retried.history);
         assert.equal(await s.webhooks.retryDelivery('wh_other', next.id, now), null);
+      }));
+
+      it('tells after each commit that wrote deliveries, and after no other', () => withStore(open, async (s) => {
+        let told = 0;
+        const off = s.webhooks.onDeliveries(() => told++);
+        await s.createUser('u0', 'h0');
+        assert.equal(told, 0, 'no endpoint: no delivery, nothing to tell');
+        await s.webhooks.createWebhook(endpoint('wh_t', ['user.created']));
+        await s.send({ fromUser: 'u0', toUser: 'u1', message: 'not subscribed' });
+        assert.equal(told, 0, 'an event no endpoint takes writes no delivery');
+        await s.createUser('u1', 'h1');
+        assert.equal(told, 1, 'told by the time the write is answered');
+        off();
+        await s.createUser('u2', 'h2');
+        assert.equal(told, 1);
       }));
 
       it('changes and removes endpoints, their deliveries going with them', () => withStore(open, async (s) => {

@@ -10,8 +10,10 @@ import pg from 'pg';
 import { pino } from 'pino';
 import type { Message } from '../../src/protocol/types.js';
 import { openPostgresStorage, type PostgresStorage } from '../../src/storage/postgres/postgres-storage.js';
+import type { StoredDelivery } from '../../src/storage/webhooks.js';
 import { retryDelay, WebhookDispatcher } from '../../src/webhooks/dispatcher.js';
 import { createSchema, describeWithPostgres, type TestSchema } from '../helpers/pg.js';
+import { until } from '../helpers/wait.js';
 import { addEndpoint, startReceiver, testDispatcher, TestClock, type Receiver } from './helpers.js';
 
 await describeWithPostgres('webhooks on PostgreSQL, two instances', () => {
@@ -61,8 +63,11 @@ await describeWithPostgres('webhooks on PostgreSQL, two instances', () => {
     assert.equal(new Set(ids).size, total);
     const received = calls.map((c) => (JSON.parse(c.body) as { data: Message }).data.id);
     assert.deepEqual(received, sent.map((m) => m.id).sort((x, y) => Number(x) - Number(y)), 'in commit order');
-    const { deliveries } = await b.webhooks.listDeliveries(hook.id, { limit: 100 });
-    assert.ok(deliveries.every((d) => d.status === 'delivered' && d.attempts === 1));
+    // The last call's result is recorded just after the receiver answered it.
+    let deliveries: StoredDelivery[] = [];
+    await until(async () => (deliveries = (await b.webhooks.listDeliveries(hook.id, { limit: 100 })).deliveries)
+      .every((d) => d.status === 'delivered'), () => `every delivery recorded (${deliveries.map((d) => d.status).join(' ')})`);
+    assert.ok(deliveries.every((d) => d.attempts === 1 && d.history!.length === 1));
   });
 
   it('makes each retry attempt once across both instances while the receiver fails', async () => {

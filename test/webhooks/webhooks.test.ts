@@ -12,11 +12,12 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import { pino } from 'pino';
 import { Webhook as StandardWebhook } from 'standardwebhooks';
 import { verifyWebhook, WebhookVerificationError, type CreatedWebhook, type WebhookDelivery } from '../../src/protocol/webhooks.js';
 import type { Message } from '../../src/protocol/types.js';
 import { openSqliteStorage, type SqliteStorage } from '../../src/storage/sqlite/sqlite-storage.js';
-import { GIVE_UP_MS, retryDelay } from '../../src/webhooks/dispatcher.js';
+import { GIVE_UP_MS, retryDelay, WebhookDispatcher } from '../../src/webhooks/dispatcher.js';
 import { checkDestination, DestinationRefused, isPrivateAddress, postWebhook } from '../../src/webhooks/destination.js';
 import { spawnServer } from '../helpers/child.js';
 import { postJson, request } from '../helpers/http.js';
@@ -102,6 +103,7 @@ describe('webhooks over HTTP', () => {
     const page = (await request(server.url, `/v1/webhooks/${hook.id}/deliveries`, { headers: asAdmin })).json<{ deliveries: WebhookDelivery[] }>();
     assert.equal(page.deliveries.length, 6);
     assert.ok(page.deliveries.every((d) => d.status === 'delivered' && d.attempts === 1 && d.lastStatus === 200));
+    assert.ok(page.deliveries.every((d) => d.history.length === 1 && d.history[0]!.httpStatus === 200 && d.history[0]!.at === d.lastAttemptAt));
     assert.deepEqual(calls.map((c) => c.headers['webhook-id']), [...page.deliveries].reverse().map((d) => `msg_${d.id}`));
   });
 
@@ -134,7 +136,7 @@ describe('the dispatcher', () => {
   it('holds an endpoint\'s deliveries back while it is down, then delivers each once, in order', async () => {
     const { storage } = await store();
     const r = await receiver();
-    await addEndpoint(storage, r.url, ['message.created']);
+    const hook = await addEndpoint(storage, r.url, ['message.created']);
     r.status = 503;
     for (let i = 1; i <= 5; i++) await storage.send({ fromUser: 'a', toUser: 'b', message: `m${i}` });
     // The test's clock starts after the events were written, and moves only when told.
@@ -154,6 +156,9 @@ describe('the dispatcher', () => {
     assert.deepEqual(accepted, ['m1', 'm2', 'm3', 'm4', 'm5']);
     const ids = r.accepted().map((c) => Number(String(c.headers['webhook-id']).slice(4)));
     assert.deepEqual(ids, [...ids].sort((x, y) => x - y));
+    // The listing shows each attempt, not only the latest.
+    const m1 = (await storage.webhooks.listDeliveries(hook.id, { limit: 10 })).deliveries.at(-1)!;
+    assert.deepEqual(m1.history!.map((a) => [a.httpStatus, a.error]), [[503, 'answered HTTP 503'], [503, 'answered HTTP 503'], [200, null]]);
   });
 
   it('backs off exponentially with jitter, gives up after 24 hours, and disables an endpoint failing that long', async () => {
@@ -255,6 +260,83 @@ describe('the dispatcher', () => {
     clock.advance(2 * 3600_000);
     await dispatcher.runOnce();
     assert.equal((await storage.webhooks.listDeliveries(hook.id, { limit: 10 })).deliveries.length, 0);
+  });
+});
+
+describe('endpoints side by side', () => {
+  it('delivers every event to a healthy endpoint while a slow one is still answering its first', async () => {
+    const { storage, path } = await store();
+    const healthy = await receiver();
+    // The slow endpoint holds its calls open until the test lets it answer.
+    const held: string[] = [];
+    let holding = true;
+    let release: (() => void) | undefined;
+    let firstHeld: (() => void) | undefined;
+    const slow = await bareServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        held.push(Buffer.concat(chunks).toString('utf8'));
+        const answer = () => res.writeHead(200).end();
+        if (!holding) return answer();
+        release = answer;
+        firstHeld?.();
+      });
+    });
+    await addEndpoint(storage, slow.url, ['user.created']);
+    const fine = await addEndpoint(storage, healthy.url, ['user.created']);
+    const db = new Database(path, { readonly: true });
+    cleanup.push(() => Promise.resolve(db.close()));
+    const leased = db.prepare('SELECT lease_owner FROM webhooks WHERE id = ?').pluck();
+    const dispatcher = new WebhookDispatcher(storage.webhooks, {
+      allowPrivate: true, retentionMs: 3600_000, logger: pino({ level: 'silent' }), pollMs: 20, callTimeoutMs: 20_000,
+    });
+    cleanup.push(() => dispatcher.close());
+    dispatcher.start();
+    const user = (n: number) => (JSON.parse(healthy.accepted()[n]!.body) as { data: { id: string } }).data.id;
+
+    await storage.createUser('side-0');
+    await new Promise<void>((resolve) => {
+      firstHeld = resolve;
+      if (held.length > 0) resolve();
+    });
+    // The healthy endpoint is done with its first event and has given its lease back: what
+    // comes next must be taken on while the slow one is still being served.
+    await healthy.waitAccepted(1);
+    await until(() => leased.get(fine.id) === null, 'the healthy endpoint\'s lease to be given back');
+    for (let i = 1; i <= 5; i++) await storage.createUser(`side-${i}`);
+    // Every event reaches the healthy endpoint while the slow one's first call is still open.
+    await healthy.waitAccepted(6, 10_000);
+    assert.equal(held.length, 1, 'the slow endpoint got its first call only: its order holds');
+    assert.deepEqual([0, 1, 2, 3, 4, 5].map(user), ['side-0', 'side-1', 'side-2', 'side-3', 'side-4', 'side-5']);
+
+    // Then the slow one answers, and gets the rest in order, one call at a time.
+    holding = false;
+    release!();
+    await until(() => held.length === 6, () => `the slow endpoint's calls (${held.length} of 6)`);
+    assert.deepEqual(held.map((h) => (JSON.parse(h) as { data: { id: string } }).data.id),
+      ['side-0', 'side-1', 'side-2', 'side-3', 'side-4', 'side-5']);
+    await dispatcher.close();
+  });
+});
+
+describe('waking the dispatcher', () => {
+  it('delivers user.created at once, without waiting for the poll', async () => {
+    const { storage } = await store();
+    const r = await receiver();
+    await addEndpoint(storage, r.url, ['user.created']);
+    // A poll too slow for this test to outlast: only the store's word can bring the event.
+    const dispatcher = new WebhookDispatcher(storage.webhooks, {
+      allowPrivate: true, retentionMs: 3600_000, logger: pino({ level: 'silent' }), pollMs: 600_000,
+    });
+    // As server.ts wires it.
+    storage.webhooks.onDeliveries(() => dispatcher.wake());
+    cleanup.push(() => dispatcher.close());
+    dispatcher.start();
+    await storage.createUser('woken-0');
+    await storage.createUser('woken-1');
+    const calls = await r.waitAccepted(2, 10_000);
+    assert.deepEqual(calls.map((c) => (JSON.parse(c.body) as { data: { id: string } }).data.id), ['woken-0', 'woken-1']);
   });
 });
 

@@ -147,6 +147,24 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE maintenance ADD COLUMN holder text, ADD COLUMN held_until bigint;
     `,
   },
+  {
+    version: 6,
+    name: 'webhook attempts, one row each',
+    sql: `
+      -- As in SQLite: every attempt on a delivery (n counts them from 1), the last few kept.
+      CREATE TABLE webhook_attempts (
+        delivery_id bigint  NOT NULL REFERENCES webhook_deliveries (id) ON DELETE CASCADE,
+        n           integer NOT NULL,
+        at          bigint  NOT NULL,
+        http_status integer,
+        error       text,
+        PRIMARY KEY (delivery_id, n)
+      );
+      INSERT INTO webhook_attempts (delivery_id, n, at, http_status, error)
+        SELECT id, attempts, last_attempt_at, last_status, last_error FROM webhook_deliveries
+        WHERE last_attempt_at IS NOT NULL AND attempts > 0;
+    `,
+  },
 ];
 
 /**

@@ -293,7 +293,7 @@ class PostgresDialect implements Dialect {
     try {
       const { replies, now } = await this.side.applyBatch(client, writes);
       // Webhook deliveries commit with the changes they tell of, or not at all.
-      await writeOutbox(client, outboxEventsOf(writes, replies, now), now);
+      const outbox = (await writeOutbox(client, outboxEventsOf(writes, replies, now), now)) > 0;
       const batch = this.feed.batchNumber();
       const payloads = this.feed.encode(batch, eventsOf(writes, replies));
       // Armed before COMMIT: the notification may be heard before COMMIT's answer is.
@@ -304,7 +304,7 @@ class PostgresDialect implements Dialect {
       await client.query('COMMIT');
       this.side.committed(now);
       // Writers are answered once this instance's listeners heard the batch from the feed.
-      return echo ? { replies, settled: echo.heard } : { replies };
+      return echo ? { replies, settled: echo.heard, outbox } : { replies, outbox };
     } catch (err) {
       echo?.cancel();
       failure = err instanceof Error ? err : new Error(String(err));

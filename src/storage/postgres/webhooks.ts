@@ -9,8 +9,8 @@
  */
 import type pg from 'pg';
 import {
-  DELIVERY_COLUMNS, toDelivery, toWebhook, WEBHOOK_COLUMNS,
-  type DeliveryRow, type OutboxEvent, type WebhookReads, type WebhookRow, type WebhookWrite,
+  ATTEMPTS_KEPT, DELIVERY_COLUMNS, toDelivery, toWebhook, WEBHOOK_COLUMNS,
+  type AttemptRow, type DeliveryRow, type OutboxEvent, type WebhookReads, type WebhookRow, type WebhookWrite,
 } from '../webhooks.js';
 
 /** An endpoint `w` that is enabled, not leased at `now` (a parameter), and whose oldest pending delivery is due. */
@@ -23,11 +23,11 @@ function leasable(now: string): string {
 /**
  * Writes a batch's events to the outbox on the batch's own connection, before its COMMIT:
  * one row per event and subscribed endpoint, ids in event order (they are drawn under the
- * store's write lock, so they are commit-ordered across instances too).
+ * store's write lock, so they are commit-ordered across instances too). Answers how many.
  */
-export async function writeOutbox(client: pg.ClientBase, events: readonly OutboxEvent[], now: number): Promise<void> {
-  if (events.length === 0) return;
-  await client.query({
+export async function writeOutbox(client: pg.ClientBase, events: readonly OutboxEvent[], now: number): Promise<number> {
+  if (events.length === 0) return 0;
+  const result = await client.query({
     name: 'postbox_webhook_outbox',
     text: `INSERT INTO webhook_deliveries (webhook_id, type, payload, created_at, next_attempt_at)
       SELECT w.id, e.type, e.payload, $3, $3
@@ -36,6 +36,7 @@ export async function writeOutbox(client: pg.ClientBase, events: readonly Outbox
       ORDER BY e.n, w.id`,
     values: [events.map((e) => e.type), events.map((e) => e.payload), now],
   });
+  return result.rowCount ?? 0;
 }
 
 /** Applies webhook writes on a batch's connection, inside its transaction. */
@@ -89,11 +90,16 @@ export async function applyWebhookWrite(client: pg.ClientBase, w: WebhookWrite):
       )).map(toWebhook);
     case 'record': {
       const a = w.attempt;
+      // One round trip: the delivery, its attempt row, and the attempts past the kept ones
+      // (the DELETE sees the table as before the INSERT, which it does not need).
       await rows(
-        `UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, last_attempt_at = $2, last_status = $3,
-           last_error = $4, next_attempt_at = $5, finished_at = CASE WHEN $1 = 'pending' THEN NULL ELSE $2::bigint END
-         WHERE id = $6`,
-        [a.status, a.at, a.httpStatus, a.error, a.nextAttemptAt, w.deliveryId],
+        `WITH d AS (
+           UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, last_attempt_at = $2, last_status = $3,
+             last_error = $4, next_attempt_at = $5, finished_at = CASE WHEN $1 = 'pending' THEN NULL ELSE $2::bigint END
+           WHERE id = $6 RETURNING id, attempts),
+         a AS (INSERT INTO webhook_attempts (delivery_id, n, at, http_status, error) SELECT id, attempts, $2, $3, $4 FROM d)
+         DELETE FROM webhook_attempts WHERE delivery_id = $6 AND n <= (SELECT attempts FROM d) - $7::integer`,
+        [a.status, a.at, a.httpStatus, a.error, a.nextAttemptAt, w.deliveryId, ATTEMPTS_KEPT],
       );
       return true;
     }
@@ -118,6 +124,11 @@ export function pgWebhookReads(query: <R>(text: string, values: unknown[]) => Pr
       `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3`,
       [webhookId, before, fetch],
     )).map(toDelivery),
+    listAttempts: (webhookId, before, fetch) => query<AttemptRow>(
+      `SELECT delivery_id, at, http_status, error FROM webhook_attempts WHERE delivery_id IN
+         (SELECT id FROM webhook_deliveries WHERE webhook_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3) ORDER BY delivery_id, n`,
+      [webhookId, before, fetch],
+    ),
     headDelivery: async (webhookId) => {
       const row = (await query<DeliveryRow>(
         `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1 AND status = 'pending' ORDER BY id LIMIT 1`,

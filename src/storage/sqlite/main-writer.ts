@@ -111,7 +111,8 @@ export class MainWriter {
       return Promise.reject(unavailable(`storage could not commit: ${code ?? 'error'}`, err));
     }
     this.checkpointerTimer ??= setTimeout(() => this.startCheckpointer(), CHECKPOINTER_DELAY_MS).unref();
-    return Promise.resolve(this.wal ? { replies, settled: this.wal.committed() } : { replies });
+    const outbox = this.side.wroteOutbox;
+    return Promise.resolve(this.wal ? { replies, settled: this.wal.committed(), outbox } : { replies, outbox });
   }
 
   /**

@@ -156,6 +156,27 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE maintenance ADD COLUMN held_until INTEGER;
     `,
   },
+  {
+    version: 6,
+    name: 'webhook attempts, one row each',
+    sql: `
+      -- Every attempt on a delivery (n counts them from 1), not just the latest: the
+      -- deliveries listing shows them. The last few are kept (ATTEMPTS_KEPT in
+      -- storage/webhooks.ts); they go with their delivery.
+      CREATE TABLE webhook_attempts (
+        delivery_id INTEGER NOT NULL REFERENCES webhook_deliveries (id) ON DELETE CASCADE,
+        n           INTEGER NOT NULL,
+        at          INTEGER NOT NULL,
+        http_status INTEGER,
+        error       TEXT,
+        PRIMARY KEY (delivery_id, n)
+      ) WITHOUT ROWID;
+      -- What was known before: each delivery's latest attempt.
+      INSERT INTO webhook_attempts (delivery_id, n, at, http_status, error)
+        SELECT id, attempts, last_attempt_at, last_status, last_error FROM webhook_deliveries
+        WHERE last_attempt_at IS NOT NULL AND attempts > 0;
+    `,
+  },
 ];
 
 /**

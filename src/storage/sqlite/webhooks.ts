@@ -6,8 +6,8 @@
  */
 import type Database from 'better-sqlite3';
 import {
-  DELIVERY_COLUMNS, toDelivery, toWebhook, WEBHOOK_COLUMNS,
-  type DeliveryRow, type OutboxEvent, type WebhookReads, type WebhookRow, type WebhookWrite,
+  ATTEMPTS_KEPT, DELIVERY_COLUMNS, toDelivery, toWebhook, WEBHOOK_COLUMNS,
+  type AttemptRow, type DeliveryRow, type OutboxEvent, type WebhookReads, type WebhookRow, type WebhookWrite,
 } from '../webhooks.js';
 
 /** An endpoint `w` that is enabled, not leased at `@now`, and whose oldest pending delivery is due. */
@@ -35,7 +35,9 @@ export class SqliteWebhookWrites {
         RETURNING ${WEBHOOK_COLUMNS}`),
       record: db.prepare(`UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, last_attempt_at = ?,
         last_status = ?, last_error = ?, next_attempt_at = ?, finished_at = CASE WHEN ? = 'pending' THEN NULL ELSE ? END
-        WHERE id = ?`),
+        WHERE id = ? RETURNING attempts`).pluck(),
+      attempt: db.prepare('INSERT INTO webhook_attempts (delivery_id, n, at, http_status, error) VALUES (?, ?, ?, ?, ?)'),
+      trim: db.prepare('DELETE FROM webhook_attempts WHERE delivery_id = ? AND n <= ?'),
       release: db.prepare('UPDATE webhooks SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?'),
       prune: db.prepare("DELETE FROM webhook_deliveries WHERE status = 'delivered' AND finished_at < ?"),
     };
@@ -46,9 +48,9 @@ export class SqliteWebhookWrites {
     return this.stmt.any.get() !== undefined;
   }
 
-  /** Writes the deliveries of a change's event, inside the change's transaction (or savepoint). */
-  outbox(event: OutboxEvent, now: number): void {
-    this.stmt.outbox.run({ type: event.type, payload: event.payload, now });
+  /** Writes the deliveries of a change's event, inside the change's transaction (or savepoint); answers how many. */
+  outbox(event: OutboxEvent, now: number): number {
+    return this.stmt.outbox.run({ type: event.type, payload: event.payload, now }).changes;
   }
 
   /** Applies one write; answers what the store method answers. */
@@ -87,7 +89,10 @@ export class SqliteWebhookWrites {
       case 'lease': return (this.stmt.lease.all({ owner: w.owner, now: w.now, leaseMs: w.leaseMs, limit: w.limit }) as WebhookRow[]).map(toWebhook);
       case 'record': {
         const a = w.attempt;
-        this.stmt.record.run(a.status, a.at, a.httpStatus, a.error, a.nextAttemptAt, a.status, a.at, w.deliveryId);
+        const n = this.stmt.record.get(a.status, a.at, a.httpStatus, a.error, a.nextAttemptAt, a.status, a.at, w.deliveryId) as number | undefined;
+        if (n === undefined) return true;
+        this.stmt.attempt.run(w.deliveryId, n, a.at, a.httpStatus, a.error);
+        this.stmt.trim.run(w.deliveryId, n - ATTEMPTS_KEPT);
         return true;
       }
       case 'release': this.stmt.release.run(w.webhookId, w.owner); return true;
@@ -103,6 +108,8 @@ export function sqliteWebhookReads(db: Database.Database): WebhookReads {
   const deliveries = db.prepare(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = ? AND id < ? ORDER BY id DESC LIMIT ?`);
   const head = db.prepare(`SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = ? AND status = 'pending' ORDER BY id LIMIT 1`);
   const leasable = db.prepare(`SELECT 1 FROM webhooks w WHERE ${LEASABLE} LIMIT 1`).pluck();
+  const attempts = db.prepare(`SELECT delivery_id, at, http_status, error FROM webhook_attempts WHERE delivery_id IN
+    (SELECT id FROM webhook_deliveries WHERE webhook_id = ? AND id < ? ORDER BY id DESC LIMIT ?) ORDER BY delivery_id, n`);
   return {
     anyLeasable: (now) => leasable.get({ now }) !== undefined,
     listWebhooks: () => (list.all() as WebhookRow[]).map(toWebhook),
@@ -111,6 +118,7 @@ export function sqliteWebhookReads(db: Database.Database): WebhookReads {
       return row ? toWebhook(row) : null;
     },
     listDeliveries: (webhookId, before, fetch) => (deliveries.all(webhookId, before, fetch) as DeliveryRow[]).map(toDelivery),
+    listAttempts: (webhookId, before, fetch) => attempts.all(webhookId, before, fetch) as AttemptRow[],
     headDelivery: (webhookId) => {
       const row = head.get(webhookId) as DeliveryRow | undefined;
       return row ? toDelivery(row) : null;

@@ -98,6 +98,11 @@ export class WriteSide {
   private readonly webhooks: SqliteWebhookWrites;
   /** Whether an endpoint is enabled, asked once a batch (and again after a webhook write). */
   private webhooksEnabled: boolean | undefined;
+  /**
+   * Whether the last batch wrote webhook deliveries (a savepoint that rolled back may have
+   * set it: one needless look by the dispatcher).
+   */
+  wroteOutbox = false;
 
   constructor(db: Database.Database) {
     this.stmt = {
@@ -173,6 +178,7 @@ export class WriteSide {
   private runBatch(ops: readonly StoreWrite[], now: number, isolate: boolean): WriteReply[] {
     this.nextSeq = undefined;
     this.webhooksEnabled = undefined;
+    this.wroteOutbox = false;
     const replies = ops.map((op): WriteReply => {
       if (!isolate) {
         try {
@@ -203,7 +209,7 @@ export class WriteSide {
     this.webhooksEnabled ??= this.webhooks.anyEnabled();
     if (this.webhooksEnabled) {
       const event = outboxEventOf(op, value, now);
-      if (event) this.webhooks.outbox(event, now);
+      if (event && this.webhooks.outbox(event, now) > 0) this.wroteOutbox = true;
     }
     return value;
   }
