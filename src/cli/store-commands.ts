@@ -293,7 +293,7 @@ const backup: Command = {
   summary: 'copy a SQLite store to a file while the server keeps serving, and verify the copy',
   usage: 'postbox backup --out <file> [--force] [--db <url>]',
   help: () => ['Options:', '  --out <file>    where the backup goes (a SQLite file)',
-    '  --force         replace the file if it exists', ...STORE_HELP, '',
+    '  --force         replace the file if it exists (never the store itself or its files)', ...STORE_HELP, '',
     'Uses SQLite\'s online backup: the copy is one consistent moment of the store, taken while the server',
     'writes; it is checked (integrity check, counts) before it is put in place. Restore with postbox restore.',
     'On PostgreSQL, use pg_dump (or postbox export, which any backend can import).'].join('\n'),

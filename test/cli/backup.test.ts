@@ -218,6 +218,34 @@ describe('postbox backup to a place it cannot write', () => {
     }
   });
 
+  it('refuses, even with --force, the store a server is serving, by any spelling, and its files beside it; the server keeps serving', async () => {
+    const dir = await tempDir();
+    try {
+      const store = join(dir, 'p.db');
+      const db = `sqlite:${store}`;
+      await symlink(store, join(dir, 'alias.db'));
+      const server = await startTestServer({ DATABASE_URL: db }, { dir });
+      try {
+        assert.equal((await postJson(server.url, '/v1/messages', { fromUser: 'a', toUser: 'b', message: 'before' })).status, 201);
+        const refused = /^postbox backup: .* is the store being backed up \(or a file SQLite keeps beside it\); give a file elsewhere/;
+        const outs = [store, join(dir, '.', 'p.db'), join(dir, 'alias.db'), `${store}-wal`, `${store}-shm`, `${store}.serve-lock`, `${store}.serve-lock-journal`];
+        for (const out of outs) {
+          oneSentence(await postbox(['backup', '--out', out, '--force', '--db', db]), refused);
+        }
+        // Through the link on both sides, as the report had it.
+        oneSentence(await postbox(['backup', '--out', store, '--force', '--db', `sqlite:${join(dir, 'alias.db')}`]), refused);
+        const sent = await postJson(server.url, '/v1/messages', { fromUser: 'a', toUser: 'b', message: 'after' });
+        assert.equal(sent.status, 201, `the server still takes sends: ${sent.text}`);
+        const left = await readdir(dir);
+        assert.ok(!left.some((f) => f.includes('partial')), `no partial copy is left behind: ${left.join(' ')}`);
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('says so in one sentence for a directory it may not write', async (t) => {
     const dir = await tempDir();
     const locked = join(dir, 'locked');
