@@ -22,6 +22,14 @@ import { Tally } from '../helpers/wait.js';
 /** Runs one `postbox` command line in this process, its output captured. */
 const postbox = (args: string[], env: Record<string, string> = {}) => cli(args, env);
 
+/** Asserts that `dir` holds the store `name` and only the files SQLite and Postbox keep beside it: nothing a restore left behind. */
+async function onlyTheStore(dir: string, name: string): Promise<void> {
+  const files = await readdir(dir);
+  assert.ok(files.includes(name), `${name} is there: ${files.join(' ')}`);
+  const own = new Set(['', '-wal', '-shm', '.serve-lock'].map((suffix) => `${name}${suffix}`));
+  assert.deepEqual(files.filter((f) => !own.has(f)), [], `only the store's own files are left in ${dir}`);
+}
+
 describe('postbox backup and restore (SQLite)', () => {
   it('backs up under six concurrent writers, and a restore serves every message acknowledged before it, same ids', async () => {
     const dir = await tempDir();
@@ -80,6 +88,7 @@ describe('postbox backup and restore (SQLite)', () => {
       const restored = await postbox(['restore', copy, '--db', `sqlite:${fresh}`]);
       assert.equal(restored.code, 0, restored.stderr);
       assert.match(restored.stdout, /^restored .*postbox\.db from .*backup\.db: .*integrity check ok\n$/);
+      await onlyTheStore(join(dir, 'restored'), 'postbox.db');
 
       const again = await startTestServer({ DATABASE_URL: `sqlite:${fresh}` }, { dir: join(dir, 'restored') });
       try {
@@ -105,6 +114,7 @@ describe('postbox backup and restore (SQLite)', () => {
       assert.match(refused.stderr, /is not empty; restore fills an empty store \(--force replaces/);
       const forced = await postbox(['restore', copy, '--force', '--db', `sqlite:${fresh}`]);
       assert.equal(forced.code, 0, forced.stderr);
+      await onlyTheStore(join(dir, 'restored'), 'postbox.db');
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -310,6 +320,7 @@ describe('postbox restore through a symlinked store path', () => {
       const restored = await postbox(['restore', copy, '--force', '--db', `sqlite:${join(dir, 'alias.db')}`]);
       assert.equal(restored.code, 0, restored.stderr);
       assert.ok((await lstat(join(dir, 'alias.db'))).isSymbolicLink(), 'the link is still a link');
+      await onlyTheStore(join(dir, 'data'), 'postbox.db');
       const listed = await postbox(['users', 'list', '--db', `sqlite:${real}`]);
       assert.match(listed.stdout, /^alice\t/);
       assert.doesNotMatch(listed.stdout, /bob/);

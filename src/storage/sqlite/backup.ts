@@ -209,6 +209,10 @@ export async function restoreSqlite(backup: string, target: string): Promise<Sto
   } finally {
     src.close();
   }
+  // The partial is whole in its own file (its writer checkpointed on close); the empty log
+  // and shared memory the read-only check left beside it would otherwise stay behind under
+  // the partial's name for good.
+  removeSideFiles(partial);
   // The replaced store's log and shared memory must not be read against the new file.
   removeStoreFiles(target);
   renameSync(partial, target);
@@ -242,5 +246,11 @@ function selfContained(path: string): void {
 
 /** Removes a store file and SQLite's files beside it. */
 export function removeStoreFiles(path: string): void {
-  for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(`${path}${suffix}`, { force: true });
+  rmSync(path, { force: true });
+  removeSideFiles(path);
+}
+
+/** Removes SQLite's files beside a store, leaving the store. */
+function removeSideFiles(path: string): void {
+  for (const suffix of ['-wal', '-shm', '-journal']) rmSync(`${path}${suffix}`, { force: true });
 }
