@@ -3,7 +3,8 @@
  * process, beside a server that keeps serving): a backup taken while six clients write holds
  * every message acknowledged before it began and passes SQLite's integrity check; a restore
  * into a fresh store serves those messages under the same ids; restore refuses a store that
- * is not empty (unless --force) and one a server is serving; PostgreSQL is pointed to pg_dump.
+ * is not empty (unless --force) and one a server is serving; PostgreSQL is pointed to pg_dump,
+ * and a non-empty PostgreSQL store is never replaced (--force is refused there, saying what to do).
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -177,6 +178,15 @@ await describeWithPostgres('postbox backup and restore on PostgreSQL', () => {
       const again = await postbox(['restore', copy, '--db', schema.url()]);
       assert.equal(again.code, 1);
       assert.match(again.stderr, /not empty/);
+      // Nothing here can tell whether a server elsewhere uses the database: --force is refused,
+      // saying what to do instead, and the store is left as it was (served below).
+      const forced = await postbox(['restore', copy, '--force', '--db', schema.url()]);
+      assert.equal(forced.code, 1, forced.stderr);
+      assert.equal(forced.stderr, 'postbox restore: --force replaces SQLite stores only: on PostgreSQL this command cannot tell whether a ' +
+        'server elsewhere is using the database, so stop every server, drop and recreate the database (or schema), then restore into it without --force\n');
+      const help = await postbox(['restore', '--help']);
+      assert.equal(help.code, 0);
+      assert.match(help.stdout, /--force is refused there, since this command cannot tell whether a server\non another machine is using it: stop every server, drop and recreate the database \(or schema\), then restore/);
 
       const pgServer = await startTestServer({ DATABASE_URL: schema.url() }, { dir });
       try {
