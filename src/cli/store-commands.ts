@@ -293,7 +293,7 @@ const backup: Command = {
   summary: 'copy a SQLite store to a file while the server keeps serving, and verify the copy',
   usage: 'postbox backup --out <file> [--force] [--db <url>]',
   help: () => ['Options:', '  --out <file>    where the backup goes (a SQLite file)',
-    '  --force         replace the file if it exists', ...STORE_HELP, '',
+    '  --force         replace the file if it exists (never the store itself or its files)', ...STORE_HELP, '',
     'Uses SQLite\'s online backup: the copy is one consistent moment of the store, taken while the server',
     'writes; it is checked (integrity check, counts) before it is put in place. Restore with postbox restore.',
     'On PostgreSQL, use pg_dump (or postbox export, which any backend can import).'].join('\n'),
@@ -327,9 +327,11 @@ async function isEmpty(storage: Storage): Promise<boolean> {
 const restore: Command = {
   summary: 'fill an empty store from a file written by postbox backup',
   usage: 'postbox restore <file> [--force] [--db <url>]',
-  help: () => ['Options:', '  --force         replace a SQLite store that is not empty (everything in it is lost)', ...STORE_HELP, '',
+  help: () => ['Options:', '  --force         replace a SQLite store that is not empty (everything in it is lost); SQLite only', ...STORE_HELP, '',
     'Refuses a store that holds anything unless --force, and a SQLite store a server is serving. The restored',
-    'store keeps every message id. Into PostgreSQL, the backup\'s users, tokens and messages are imported.'].join('\n'),
+    'store keeps every message id. Into PostgreSQL, the backup\'s users, tokens and messages are imported into',
+    'an empty database or schema; --force is refused there, since this command cannot tell whether a server',
+    'on another machine is using it: stop every server, drop and recreate the database (or schema), then restore.'].join('\n'),
   run: (args, ctx) => guarded('restore', ctx, async () => {
     const { config, flags, args: rest } = parse(args, ctx, { force: { type: 'boolean' } });
     const file = one(rest, 'backup file');
@@ -355,7 +357,13 @@ const restore: Command = {
       }
       return;
     }
-    if (flags.force) throw new StoreOpenError('--force works on SQLite only; restore into an empty PostgreSQL database or schema');
+    // Emptying a PostgreSQL store under a server would leave it serving what is no longer
+    // there, and unlike SQLite's serve lock nothing here can tell whether a server on another
+    // machine uses the database: replacing one is left to a person who has stopped them all.
+    if (flags.force) {
+      throw new StoreOpenError('--force replaces SQLite stores only: on PostgreSQL this command cannot tell whether a server elsewhere ' +
+        'is using the database, so stop every server, drop and recreate the database (or schema), then restore into it without --force');
+    }
     const { openStorage } = await backends();
     // The backup is read through a copy: opening a store migrates it, and the backup stays as it was.
     const work = await mkdtemp(join(tmpdir(), 'postbox-restore-'));

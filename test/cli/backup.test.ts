@@ -3,7 +3,8 @@
  * process, beside a server that keeps serving): a backup taken while six clients write holds
  * every message acknowledged before it began and passes SQLite's integrity check; a restore
  * into a fresh store serves those messages under the same ids; restore refuses a store that
- * is not empty (unless --force) and one a server is serving; PostgreSQL is pointed to pg_dump.
+ * is not empty (unless --force) and one a server is serving; PostgreSQL is pointed to pg_dump,
+ * and a non-empty PostgreSQL store is never replaced (--force is refused there, saying what to do).
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -21,6 +22,14 @@ import { Tally } from '../helpers/wait.js';
 
 /** Runs one `postbox` command line in this process, its output captured. */
 const postbox = (args: string[], env: Record<string, string> = {}) => cli(args, env);
+
+/** Asserts that `dir` holds the store `name` and only the files SQLite and Postbox keep beside it: nothing a restore left behind. */
+async function onlyTheStore(dir: string, name: string): Promise<void> {
+  const files = await readdir(dir);
+  assert.ok(files.includes(name), `${name} is there: ${files.join(' ')}`);
+  const own = new Set(['', '-wal', '-shm', '.serve-lock'].map((suffix) => `${name}${suffix}`));
+  assert.deepEqual(files.filter((f) => !own.has(f)), [], `only the store's own files are left in ${dir}`);
+}
 
 describe('postbox backup and restore (SQLite)', () => {
   it('backs up under six concurrent writers, and a restore serves every message acknowledged before it, same ids', async () => {
@@ -80,6 +89,7 @@ describe('postbox backup and restore (SQLite)', () => {
       const restored = await postbox(['restore', copy, '--db', `sqlite:${fresh}`]);
       assert.equal(restored.code, 0, restored.stderr);
       assert.match(restored.stdout, /^restored .*postbox\.db from .*backup\.db: .*integrity check ok\n$/);
+      await onlyTheStore(join(dir, 'restored'), 'postbox.db');
 
       const again = await startTestServer({ DATABASE_URL: `sqlite:${fresh}` }, { dir: join(dir, 'restored') });
       try {
@@ -105,6 +115,7 @@ describe('postbox backup and restore (SQLite)', () => {
       assert.match(refused.stderr, /is not empty; restore fills an empty store \(--force replaces/);
       const forced = await postbox(['restore', copy, '--force', '--db', `sqlite:${fresh}`]);
       assert.equal(forced.code, 0, forced.stderr);
+      await onlyTheStore(join(dir, 'restored'), 'postbox.db');
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -167,6 +178,15 @@ await describeWithPostgres('postbox backup and restore on PostgreSQL', () => {
       const again = await postbox(['restore', copy, '--db', schema.url()]);
       assert.equal(again.code, 1);
       assert.match(again.stderr, /not empty/);
+      // Nothing here can tell whether a server elsewhere uses the database: --force is refused,
+      // saying what to do instead, and the store is left as it was (served below).
+      const forced = await postbox(['restore', copy, '--force', '--db', schema.url()]);
+      assert.equal(forced.code, 1, forced.stderr);
+      assert.equal(forced.stderr, 'postbox restore: --force replaces SQLite stores only: on PostgreSQL this command cannot tell whether a ' +
+        'server elsewhere is using the database, so stop every server, drop and recreate the database (or schema), then restore into it without --force\n');
+      const help = await postbox(['restore', '--help']);
+      assert.equal(help.code, 0);
+      assert.match(help.stdout, /--force is refused there, since this command cannot tell whether a server\non another machine is using it: stop every server, drop and recreate the database \(or schema\), then restore/);
 
       const pgServer = await startTestServer({ DATABASE_URL: schema.url() }, { dir });
       try {
@@ -213,6 +233,34 @@ describe('postbox backup to a place it cannot write', () => {
       oneSentence(await postbox(['backup', '--out', join(file, 'b.db'), '--db', db]), /^postbox backup: .*a-file is not a directory/);
       const left = await readdir(dir);
       assert.ok(!left.some((f) => f.includes('partial')), `no partial copy is left behind: ${left.join(' ')}`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses, even with --force, the store a server is serving, by any spelling, and its files beside it; the server keeps serving', async () => {
+    const dir = await tempDir();
+    try {
+      const store = join(dir, 'p.db');
+      const db = `sqlite:${store}`;
+      await symlink(store, join(dir, 'alias.db'));
+      const server = await startTestServer({ DATABASE_URL: db }, { dir });
+      try {
+        assert.equal((await postJson(server.url, '/v1/messages', { fromUser: 'a', toUser: 'b', message: 'before' })).status, 201);
+        const refused = /^postbox backup: .* is the store being backed up \(or a file SQLite keeps beside it\); give a file elsewhere/;
+        const outs = [store, join(dir, '.', 'p.db'), join(dir, 'alias.db'), `${store}-wal`, `${store}-shm`, `${store}.serve-lock`, `${store}.serve-lock-journal`];
+        for (const out of outs) {
+          oneSentence(await postbox(['backup', '--out', out, '--force', '--db', db]), refused);
+        }
+        // Through the link on both sides, as the report had it.
+        oneSentence(await postbox(['backup', '--out', store, '--force', '--db', `sqlite:${join(dir, 'alias.db')}`]), refused);
+        const sent = await postJson(server.url, '/v1/messages', { fromUser: 'a', toUser: 'b', message: 'after' });
+        assert.equal(sent.status, 201, `the server still takes sends: ${sent.text}`);
+        const left = await readdir(dir);
+        assert.ok(!left.some((f) => f.includes('partial')), `no partial copy is left behind: ${left.join(' ')}`);
+      } finally {
+        await server.stop();
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -282,6 +330,7 @@ describe('postbox restore through a symlinked store path', () => {
       const restored = await postbox(['restore', copy, '--force', '--db', `sqlite:${join(dir, 'alias.db')}`]);
       assert.equal(restored.code, 0, restored.stderr);
       assert.ok((await lstat(join(dir, 'alias.db'))).isSymbolicLink(), 'the link is still a link');
+      await onlyTheStore(join(dir, 'data'), 'postbox.db');
       const listed = await postbox(['users', 'list', '--db', `sqlite:${real}`]);
       assert.match(listed.stdout, /^alice\t/);
       assert.doesNotMatch(listed.stdout, /bob/);

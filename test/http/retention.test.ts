@@ -2,8 +2,9 @@
  * Retention over real HTTP, on SQLite and PostgreSQL alike: messages made old by importing
  * them with old times (no sleeping), a run started by the test, and then what clients see.
  * Old messages go and recent ones stay; conversation rows and unread counts follow; pruned
- * messages send no stream events; a send during a prune is answered before the prune ends
- * (it waits for one small batch at most, never the whole run); the inbox limit keeps each
+ * messages send no stream events; a send during a prune is answered (that it commits between
+ * two prune writes, never after the whole run, test/storage/retention.test.ts proves, where
+ * the order of commits can be seen); the inbox limit keeps each
  * inbox's newest; two instances on one PostgreSQL prune once; and /metrics says so.
  */
 import assert from 'node:assert/strict';
@@ -75,7 +76,9 @@ function retentionSuite(backend: () => Promise<{ db: string; dir: string; done: 
       await stream.waitFor(6, 'message', 20_000);
       const seen = stream.events.length;
 
-      // A send issued while the prune runs is answered before the prune has finished.
+      // A send issued while the prune runs is answered, and before the prune has finished. This
+      // alone would pass with one prune write of everything (the send could land first): the
+      // order of commits is proved in test/storage/retention.test.ts.
       let pruneDone = false;
       const run = server.retention.runOnce().finally(() => (pruneDone = true));
       const during = await postJson(server.url, '/v1/messages', { fromUser: 'dave', toUser: 'bob', message: 'during' });

@@ -2,7 +2,8 @@
  * Retention's claim across instances of one store, on SQLite (two storages on one file) and
  * PostgreSQL (two storages on one schema): a run holds its claim for as long as it lasts, so
  * another instance's timer firing meanwhile never prunes alongside it; once it ends the next
- * period runs; and a crashed instance's claim runs out after its lease.
+ * period runs; and a crashed instance's claim runs out after its lease. And a run is many
+ * small writes that sends commit between, never one that holds them up to its end.
  */
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
@@ -41,7 +42,60 @@ async function stored(s: Storage): Promise<number> {
   return (await s.stats()).messages;
 }
 
+/**
+ * `storage`, with every prune write it answers noted in `log`: a write is answered once it
+ * has committed, so the order of answers is the order of commits, on every backend (store
+ * events would not do: PostgreSQL's arrive through its change feed, after the answer).
+ */
+function notingPrunes(storage: Storage, log: string[]): Storage {
+  return new Proxy(storage, {
+    get(target, prop) {
+      if (prop === 'prune') {
+        return async (which: Parameters<Storage['prune']>[0]) => {
+          const result = await target.prune(which);
+          log.push('prune');
+          return result;
+        };
+      }
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
 function claimSuite(open: () => Promise<Pair>): void {
+  it('lets a send commit between two of its prune writes: a send waits for one small write, never the whole run', async () => {
+    const { a, done } = await open();
+    const log: string[] = [];
+    // In the server's batches (PRUNE_BATCH, 100), a run of ten prune writes. Were a run one
+    // write of them all, no send could come between two, and this test fails (tried with
+    // PRUNE_BATCH at 1,000,000, and with batch: 1,000,000 here).
+    const old = 1000;
+    const retention = new Retention(notingPrunes(a, log), { maxAgeMs: DAY }, { periodMs: 60_000 });
+    try {
+      await a.importAll(oldMessages(old));
+      let ended = false;
+      const run = retention.runOnce().finally(() => (ended = true));
+      // Sends one after another for as long as the run lasts, as clients would.
+      let sent = 0;
+      while (!ended) {
+        await a.send({ fromUser: 'x', toUser: 'y', message: `during ${sent++}` });
+        log.push('send');
+      }
+      const result = await run;
+      assert.equal(result?.removed, old, 'the run removed every old message');
+      // A send answered after some prune write and before at least two more: it committed
+      // between two prune writes (the one answered just after it may have shared its batch).
+      const between = log.findIndex((e, i) => e === 'send' && log.slice(0, i).includes('prune') &&
+        log.slice(i + 1).filter((f) => f === 'prune').length >= 2);
+      assert.ok(between >= 0, `a send committed while the prune went on: ${log.join(' ')}`);
+      assert.equal(await stored(a), sent, 'every send is stored, and nothing old');
+    } finally {
+      await retention.stop();
+      await done();
+    }
+  });
+
   it('holds the claim for a whole long run: another instance\'s timer does not prune meanwhile, and takes the next period after it', async () => {
     const { a, b, done } = await open();
     // Many small batches make the first run long (hundreds of writes); B's timer fires every 20 ms.

@@ -14,6 +14,7 @@ import { closeSync, existsSync, openSync, readSync, renameSync, rmSync, statSync
 import { dirname, join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { CONNECTION_PRAGMAS } from './rows.js';
+import { resolveStorePath } from './store-path.js';
 
 /** What a store file holds, as a backup or a restore reports it. */
 export interface StoreFileReport {
@@ -86,7 +87,7 @@ export function verifyStoreFile(path: string): StoreFileReport {
  * Refuses to overwrite an existing `out` unless `replace`.
  */
 export async function backupSqlite(source: string, out: string, options: { replace?: boolean } = {}): Promise<StoreFileReport> {
-  checkDestination(out, options.replace === true);
+  checkDestination(source, out, options.replace === true);
   const partial = `${out}.partial-${process.pid}`;
   const db = new Database(source, { fileMustExist: true });
   try {
@@ -114,12 +115,33 @@ export async function backupSqlite(source: string, out: string, options: { repla
 }
 
 /**
+ * The files SQLite and Postbox keep beside a store: replacing one of them under a running
+ * server is as bad as replacing the store (its WAL and shared memory belong to that file;
+ * its serve lock keeps a second server out).
+ */
+const BESIDE_STORE = ['', '-wal', '-shm', '-journal', '.serve-lock', '.serve-lock-journal'];
+
+/**
  * Refuses, in a sentence, a destination a backup cannot be put at, before a page is copied:
+ * the store itself or a file beside it (even with `replace`: renamed over the store, the
+ * backup would leave its server writing to a file that is no longer there, every send a 503),
  * a directory (even with `replace`: a backup never replaces one), a file that is there
  * without `replace`, a directory that does not exist (the README's dated example names one
  * that a new server may not have yet).
  */
-function checkDestination(out: string, replace: boolean): void {
+function checkDestination(source: string, out: string, replace: boolean): void {
+  // Compared as real paths, so a symlink or another spelling of the store is caught too.
+  const store = resolveStorePath(source);
+  let target: string;
+  try {
+    target = resolveStorePath(out);
+  } catch {
+    // Not a path a file can be at (ENOTDIR, ELOOP, …): the checks below say why.
+    target = resolve(out);
+  }
+  if (BESIDE_STORE.some((suffix) => target === `${store}${suffix}`) || sameFile(store, target)) {
+    throw new BackupError(`${out} is the store being backed up (or a file SQLite keeps beside it); give a file elsewhere, e.g. --out ${join(dirname(store), 'postbox-backup.db')}`);
+  }
   let found;
   try {
     found = statSync(out);
@@ -137,6 +159,17 @@ function checkDestination(out: string, replace: boolean): void {
   }
   if (!parent) throw new BackupError(`the directory ${dir} does not exist; create it first (mkdir -p ${dir}) or give another --out`);
   if (!parent.isDirectory()) throw new BackupError(`${dir} is not a directory; give another --out`);
+}
+
+/** Whether two paths name one file (a hard link to the store has a path of its own). */
+function sameFile(a: string, b: string): boolean {
+  try {
+    const x = statSync(a);
+    const y = statSync(b);
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
 }
 
 /** A failure to write the backup's file, said for a person (the cause kept for a bug report). */
@@ -176,6 +209,10 @@ export async function restoreSqlite(backup: string, target: string): Promise<Sto
   } finally {
     src.close();
   }
+  // The partial is whole in its own file (its writer checkpointed on close); the empty log
+  // and shared memory the read-only check left beside it would otherwise stay behind under
+  // the partial's name for good.
+  removeSideFiles(partial);
   // The replaced store's log and shared memory must not be read against the new file.
   removeStoreFiles(target);
   renameSync(partial, target);
@@ -209,5 +246,11 @@ function selfContained(path: string): void {
 
 /** Removes a store file and SQLite's files beside it. */
 export function removeStoreFiles(path: string): void {
-  for (const suffix of ['', '-wal', '-shm', '-journal']) rmSync(`${path}${suffix}`, { force: true });
+  rmSync(path, { force: true });
+  removeSideFiles(path);
+}
+
+/** Removes SQLite's files beside a store, leaving the store. */
+function removeSideFiles(path: string): void {
+  for (const suffix of ['-wal', '-shm', '-journal']) rmSync(`${path}${suffix}`, { force: true });
 }

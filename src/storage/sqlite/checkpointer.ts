@@ -49,12 +49,22 @@ if (port) {
   // The writer holds its lock for one batch at most: wait that long rather than give up.
   db.pragma('busy_timeout = 2000');
   let restart = false;
+  // The log as the last round left it. SQLite answers how many of the log's frames are in the
+  // database file, not how many this round copied: a log already folded back answers the
+  // same every round, and counted as a checkpoint, /metrics' last checkpoint read "now" on a
+  // quiet store and the rounds never slowed down.
+  let last = { log: 0, checkpointed: 0 };
   const round = () => {
     let folded = false;
     try {
       const [result] = db.pragma(`wal_checkpoint(${restart ? 'RESTART' : 'PASSIVE'})`) as { log: number; checkpointed: number }[];
-      restart = (result?.log ?? 0) > RESTART_FRAMES;
-      folded = (result?.checkpointed ?? 0) > 0;
+      const now = { log: result?.log ?? 0, checkpointed: result?.checkpointed ?? 0 };
+      restart = now.log > RESTART_FRAMES;
+      // A log only grows until it starts over: a shorter one is a new log, all of it new.
+      // (A new log as long as the last, folded as far, is taken for the old one: its frames
+      // are reported by the round after the next write.)
+      folded = now.log < last.log ? now.checkpointed > 0 : now.checkpointed > last.checkpointed;
+      last = now;
       if (folded) port.postMessage({ checkpointAt: Date.now() });
     } catch {
       // Busy or briefly failing: the next round tries again; nothing depends on this one.
