@@ -4,7 +4,6 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, open, readFile, rename, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -14,6 +13,7 @@ import { storeCommands } from '../../src/cli/store-commands.js';
 import { StoreInUseError } from '../../src/storage/sqlite/serve-lock.js';
 import type { Problem } from '../../src/protocol/types.js';
 import { cli } from '../helpers/cli.js';
+import { damageMessageLeaves, overwritePages, storePages } from '../helpers/damage.js';
 import { startTestServer, tempDir, type TestServer } from '../helpers/server.js';
 import { until } from '../helpers/wait.js';
 
@@ -179,18 +179,8 @@ describe('a damaged database', () => {
 
       // Overwrite a few of the messages table's leaf pages in the middle of its range (not
       // the header, the schema, or the newest message, which start-up reads).
-      const path = join(dir, 'postbox.db');
-      const probe = new Database(path, { readonly: true });
-      const pageSize = probe.pragma('page_size', { simple: true }) as number;
-      const leaves = probe.prepare("SELECT pageno FROM dbstat WHERE name = 'messages' AND pagetype = 'leaf' ORDER BY pageno")
-        .pluck().all() as number[];
-      probe.close();
-      assert.ok(leaves.length > 10, `the messages span many pages (${leaves.length})`);
-      const file = await open(path, 'r+');
-      for (const page of leaves.slice(Math.floor(leaves.length / 2), Math.floor(leaves.length / 2) + 3)) {
-        await file.write(randomBytes(pageSize), 0, pageSize, (page - 1) * pageSize);
-      }
-      await file.close();
+      const leaves = await damageMessageLeaves(join(dir, 'postbox.db'));
+      assert.ok(leaves > 10, `the messages span many pages (${leaves})`);
 
       const checked = await check(db);
       assert.equal(checked.code, 1, checked.out);
@@ -234,14 +224,9 @@ describe('a damaged database', () => {
       // Every send updates the sender's and the recipient's conversation rows: damage the
       // pages that hold them, so the write itself meets the damage.
       const path = join(dir, 'postbox.db');
-      const probe = new Database(path, { readonly: true });
-      const pageSize = probe.pragma('page_size', { simple: true }) as number;
-      const pages = probe.prepare("SELECT pageno FROM dbstat WHERE name LIKE '%conversations%'").pluck().all() as number[];
-      probe.close();
+      const { pageSize, pages } = storePages(path, "name LIKE '%conversations%'");
       assert.ok(pages.length > 0, 'the conversations table and its index have pages');
-      const file = await open(path, 'r+');
-      for (const page of pages) await file.write(randomBytes(pageSize), 0, pageSize, (page - 1) * pageSize);
-      await file.close();
+      await overwritePages(path, pageSize, pages);
 
       const server = await startTestServer({}, { dir });
       try {
@@ -270,16 +255,11 @@ describe('a damaged database', () => {
       const lines = Array.from({ length: 20 }, (_, i) => record(i + 1, `${i} ${'x'.repeat(6000)}`));
       lines.push(record(21, 'small'));
       await seed(dir, lines);
-      const probe = new Database(path, { readonly: true });
-      const pageSize = probe.pragma('page_size', { simple: true }) as number;
-      const overflow = probe.prepare("SELECT pageno FROM dbstat WHERE name = 'messages' AND pagetype = 'overflow'").pluck().all() as number[];
-      probe.close();
+      const { pageSize, pages: overflow } = storePages(path, "name = 'messages' AND pagetype = 'overflow'");
       assert.ok(overflow.length >= 20, `the big messages spill onto overflow pages (${overflow.length})`);
       // Random bytes over each page's content, its first four bytes (the next page of the
       // chain) kept: damage SQLite's own structure does not show, which it reads out unchecked.
-      const file = await open(path, 'r+');
-      for (const page of overflow) await file.write(randomBytes(pageSize - 4), 0, pageSize - 4, (page - 1) * pageSize + 4);
-      await file.close();
+      await overwritePages(path, pageSize, overflow, 4);
 
       const checked = await check(`sqlite:${path}`);
       assert.equal(checked.code, 1, checked.out);

@@ -3,13 +3,13 @@
  * small store, on a thread of its own for a large one; both find damage, neither a whole store.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { open, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { checkOnOpen } from '../../src/storage/sqlite/open-check.js';
 import { openSqliteStorage } from '../../src/storage/sqlite/sqlite-storage.js';
+import { damageMessageLeaves } from '../helpers/damage.js';
 import { tempDir } from '../helpers/server.js';
 
 /** A store of 200 messages at `path`, closed. */
@@ -17,19 +17,6 @@ async function store(path: string): Promise<void> {
   const s = openSqliteStorage({ path, durability: 'relaxed' });
   for (let i = 0; i < 200; i++) await s.send({ fromUser: 'a', toUser: 'b', message: `${i} ${'x'.repeat(2000)}` });
   await s.close();
-}
-
-/** Random bytes over three leaf pages in the middle of the messages table. */
-async function damage(path: string): Promise<void> {
-  const probe = new Database(path, { readonly: true });
-  const pageSize = probe.pragma('page_size', { simple: true }) as number;
-  const leaves = probe.prepare("SELECT pageno FROM dbstat WHERE name = 'messages' AND pagetype = 'leaf' ORDER BY pageno").pluck().all() as number[];
-  probe.close();
-  const file = await open(path, 'r+');
-  for (const page of leaves.slice(Math.floor(leaves.length / 2), Math.floor(leaves.length / 2) + 3)) {
-    await file.write(randomBytes(pageSize), 0, pageSize, (page - 1) * pageSize);
-  }
-  await file.close();
 }
 
 /** What checkOnOpen reports, from the spot (`onTheSpotBytes` large) or from its thread (0). */
@@ -46,7 +33,7 @@ describe('SQLite: the look at open', () => {
       try {
         await store(path);
         assert.deepEqual(await checked(path, bytes), []);
-        await damage(path);
+        await damageMessageLeaves(path);
         const problems = await checked(path, bytes);
         assert.ok(problems.length > 0, 'damage found');
         assert.ok(problems.every((p) => p !== '' && !p.startsWith('***')), `one problem a line: ${problems.join(' | ')}`);
