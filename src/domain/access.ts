@@ -133,6 +133,5 @@ export function allows(scopes: readonly Scope[], need: Scope): boolean {
 /** Allows a call needing `need` for every actor but a user token whose scopes lack it. */
 export function assertScope(actor: Actor, need: Scope): void {
   if (actor.kind !== 'user' || allows(actor.scopes, need)) return;
-  const has = actor.scopes.length === 0 ? 'no Postbox scope' : `scope ${actor.scopes.join(' ')}`;
-  throw forbidden(`this token has ${has}; this call needs ${need === 'full' ? 'a full token' : `scope ${need}`}`);
+  throw forbidden(`this token has scope ${actor.scopes.join(' ')}; this call needs ${need === 'full' ? 'a full token' : `scope ${need}`}`);
 }
